@@ -1,0 +1,100 @@
+"""One typed, frozen settings object, built once at the entry point and passed down.
+
+Values come from (highest first): explicit overrides, ``REGLINK_*`` environment variables,
+a settings file (``REGLINK_CONFIG`` or ``--config``; JSON or ``KEY=VALUE`` lines), defaults.
+Nothing here runs at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+DEV_HMAC_KEY = "reglink-dev-key-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGLINK_", frozen=True, extra="ignore")
+
+    # --- wiring -------------------------------------------------------------------------
+    topic_prefix: str = "reglink."
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "reglink:"
+    app_id: str = "reglink-worker"
+    source_partitions: int = Field(1, ge=1)
+    derived_partitions: int = Field(1, ge=1)
+    state_dir: Path = Path(".reglink")
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    redis_port: int = 6379
+    worker_metrics_port: int = 9108
+    connector_metrics_port: int = 9109
+
+    # --- privacy ------------------------------------------------------------------------
+    hmac_key: SecretStr = SecretStr(DEV_HMAC_KEY)
+
+    # --- rules (CONTRACT section 2); durations in seconds ---------------------------------
+    grace_rental_s: int = 3 * 86400
+    grace_job_s: int = 3 * 86400
+    grace_hotel_s: int = 30 * 86400
+    lateness_s: int = 3600
+    episode_gap_s: int = 86400
+    idle_timeout_s: float = 300.0
+    rule_version: str = "2026.11-1"
+
+    # --- matching -----------------------------------------------------------------------
+    link_threshold: float = Field(0.90, ge=0.0, le=1.0)
+    watchlist_threshold: float = Field(0.99, ge=0.0, le=1.0)
+
+    @property
+    def uses_dev_key(self) -> bool:
+        return self.hmac_key.get_secret_value() == DEV_HMAC_KEY
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic('hotel.raw') -> 'reglink.hotel.raw'``."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"settings file {path} is not valid JSON: {exc}") from None
+        return {k.lower().removeprefix("reglink_"): v for k, v in data.items()}
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        out[key.strip().lower().removeprefix("reglink_")] = value.strip().strip('"')
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once. Environment beats the file; explicit overrides beat both."""
+    import os
+
+    file_values: dict[str, Any] = {}
+    config_file = config_file or os.environ.get("REGLINK_CONFIG")
+    if config_file:
+        file_values = _read_file(Path(config_file))
+    env_names = {k[len("REGLINK_"):].lower() for k in os.environ if k.startswith("REGLINK_")}
+    merged = {k: v for k, v in file_values.items() if k not in env_names}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except Exception as exc:  # pydantic ValidationError -> one clear line
+        raise ConfigError(f"invalid settings: {exc}") from None
