@@ -1,0 +1,4 @@
+"""Connectors: read source files, validate against the contract, publish to Kafka.
+
+Never imports the faust app (STYLE.md); Kafka is imported only inside :mod:`connectors.publish`.
+"""
