@@ -1,0 +1,137 @@
+"""Shared fixtures. Integration fixtures use the real local stack (`reglink stack up`).
+
+* ``settings``        -- fresh Settings per test: own topic prefix, Redis key prefix, app id.
+* ``kafka_settings``  -- ``settings`` after checking Kafka answers and creating the test's topics.
+                         Kafka unreachable -> the test FAILS with one line (never skips).
+                         Teardown deletes the test's topics (``REGLINK_TEST_KEEP_TOPICS=1`` keeps
+                         them for debugging).
+* ``redis_client``    -- ``redis.Redis`` for ``settings.redis_url`` after a PING; fails when
+                         unreachable; deletes the test's keys (``redis_prefix*``) at teardown.
+
+A test that uses ``kafka_settings`` or ``redis_client`` is marked ``integration``
+automatically, so ``pytest -m "not integration"`` runs without the stack.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from reglink.errors import ServiceUnavailable
+from reglink.settings import Settings, load_settings
+
+_INTEGRATION_FIXTURES = {"kafka_settings", "redis_client"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # kafka-python 3.x loads its protocol schemas with the deprecated importlib.resources API
+    # (hundreds of identical warnings per run); they are not ours to fix.
+    for msg in ("read_text is deprecated", "open_text is deprecated"):
+        config.addinivalue_line("filterwarnings", f"ignore:{msg}:DeprecationWarning")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Settings isolated to this test (topics, Redis keys, consumer group / app id)."""
+    u = uuid.uuid4().hex[:8]
+    return load_settings(
+        topic_prefix=f"t{u}.",
+        redis_prefix=f"t{u}:",
+        app_id=f"test-{u}",
+        hmac_key="test-key",
+    )
+
+
+class _Reachability:
+    """Checks a service once per session; after one failure later tests fail at once."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.ok = False
+
+    def check(self, probe) -> None:
+        if self.ok:
+            return
+        if self.error is None:
+            try:
+                probe()
+                self.ok = True
+                return
+            except ServiceUnavailable as exc:
+                self.error = str(exc)
+        pytest.fail(self.error, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _kafka_reachable() -> _Reachability:
+    return _Reachability()
+
+
+@pytest.fixture
+def kafka_settings(settings: Settings, _kafka_reachable: _Reachability) -> Iterator[Settings]:
+    """``settings`` with Kafka answering and every topic of the test created."""
+    from reglink.stack import create_topics, wait_kafka
+
+    _kafka_reachable.check(lambda: wait_kafka(settings, 20))
+    create_topics(settings)
+    yield settings
+    if os.environ.get("REGLINK_TEST_KEEP_TOPICS") != "1":
+        _delete_test_topics(settings)
+
+
+def _delete_test_topics(settings: Settings) -> None:
+    """Best effort: drop the test's topics and faust's internal ones (``<app_id>-...``)."""
+    from reglink.stack import admin_client
+
+    try:
+        client = admin_client(settings, 5.0)
+    except Exception:  # noqa: BLE001 - cleanup must never fail a test
+        return
+    try:
+        mine = [
+            t for t in client.list_topics()
+            if t.startswith(settings.topic_prefix) or t.startswith(f"{settings.app_id}-")
+        ]
+        if mine:
+            client.delete_topics(mine, timeout_ms=10_000)
+    except Exception:  # noqa: BLE001, S110
+        pass
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def _redis_reachable() -> _Reachability:
+    return _Reachability()
+
+
+@pytest.fixture
+def redis_client(settings: Settings, _redis_reachable: _Reachability):
+    """A Redis client on the real local Redis; the test's keys are removed afterwards."""
+    import redis
+
+    from reglink.stack import wait_redis
+
+    _redis_reachable.check(lambda: wait_redis(settings, 5))
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
