@@ -110,18 +110,30 @@ def make_producer(settings: Settings, *, bootstrap_timeout_s: float = 10.0) -> A
         raise _unreachable(settings) from exc
 
 
-def _check_topics(producer: Any, settings: Settings, topics: list[str]) -> None:
+def _check_topics(settings: Settings, topics: list[str], timeout_s: float = 10.0) -> None:
+    """Fail fast with the fix when a topic is missing (broker auto-create is off; a send to a
+    missing topic would otherwise block for ``max_block_ms``)."""
+    from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    for topic in topics:
-        try:
-            parts = producer.partitions_for(topic)
-        except KafkaError:
-            parts = None
-        if not parts:
-            raise ServiceUnavailable(
-                f"topic {topic} does not exist at {settings.kafka_bootstrap}: "
-                "run `reglink stack up` (it creates the topics)")
+    try:
+        probe = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                              client_id="reglink-publish-check",
+                              request_timeout_ms=int(timeout_s * 1000),
+                              bootstrap_timeout_ms=int(timeout_s * 1000))
+    except KafkaError as exc:
+        raise _unreachable(settings) from exc
+    try:
+        existing = probe.topics()
+    except KafkaError as exc:
+        raise _unreachable(settings) from exc
+    finally:
+        probe.close()
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        raise ServiceUnavailable(
+            f"topic(s) {', '.join(missing)} missing at {settings.kafka_bootstrap}: "
+            "run `reglink stack up` (it creates the topics)")
 
 
 class _StopOnSignal:
@@ -199,6 +211,12 @@ def run_publish(
     own_producer = producer is None
     if own_producer:
         producer = make_producer(settings)
+    try:
+        _check_topics(settings, [raw_topic, dl_topic])
+    except BaseException:
+        if own_producer:
+            _close(producer)
+        raise
     summary = PublishSummary()
     lock = threading.Lock()
     stop = stop or threading.Event()
@@ -237,7 +255,6 @@ def run_publish(
     advance = (lambda n: bar.advance(task, n)) if bar is not None else None
 
     try:
-        _check_topics(producer, settings, [raw_topic, dl_topic])
         if bar is not None:
             bar.start()
         with _StopOnSignal(stop):
