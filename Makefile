@@ -1,0 +1,49 @@
+# reglink developer commands. `make help` lists them.
+# Quick start:  make setup && make test        (needs python3 >= 3.11, Java 17, Maven)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+REGLINK := $(VENV)/bin/reglink
+STAMP   := $(VENV)/.reglink-installed
+
+.PHONY: help setup stack-up stack-down stack-status test test-unit test-integration demo clean-state
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
+	  /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv and install reglink with its test extras (idempotent)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+stack-up: setup ## Start local Kafka (KRaft) + Redis (AOF) and create topics (idempotent)
+	$(REGLINK) stack up
+
+stack-down: ## Stop the local stack
+	@if test -x $(REGLINK); then $(REGLINK) stack down; else echo "no $(VENV): nothing to stop"; fi
+
+stack-status: setup ## Show whether Kafka and Redis are up and answering
+	$(REGLINK) stack status
+
+test: setup stack-up ## Run every test, unit and integration (starts the stack if needed)
+	$(PY) -m pytest -q tests/
+
+test-unit: setup ## Run only the tests that need no stack
+	$(PY) -m pytest -q -m "not integration" tests/
+
+test-integration: setup stack-up ## Run only the integration tests (real Kafka + Redis)
+	$(PY) -m pytest -q -m integration tests/
+
+demo: setup stack-up ## Live demo: simulate, publish, run a worker, print alerts
+	$(REGLINK) demo
+
+clean-state: stack-down ## Stop the stack and delete its data (.reglink/)
+	rm -rf .reglink
