@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from itertools import accumulate
 
 from . import geo, names, noise
 from .population import Person, Registry, birth_date, make_hidden_namesake
@@ -28,7 +29,7 @@ TRAP_SHARE = 0.2             # innocent-namesake traps, relative to real entries
 REMOVE_SHARE = 0.08
 
 _NIGHTS = list(range(1, 6)) + list(range(6, 15)) + list(range(20, 61, 5))
-_NIGHTS_W = [35, 25, 15, 10, 7] + [5 / 9] * 9 + [3 / 9] * 9
+_NIGHTS_W = list(accumulate([35, 25, 15, 10, 7] + [5 / 9] * 9 + [3 / 9] * 9))  # cumulative
 _REPORT_DELAY_DAYS = [0, 1, 2, 3, 4, 5]
 _REPORT_DELAY_W = [30, 25, 15, 12, 10, 8]
 _REASONS = ["court_warrant", "fugitive", "absconded_bail", "missing_person",
@@ -85,7 +86,7 @@ class World:
 
     def elsewhere(self, p: Person) -> geo.County:
         while True:
-            c = self.rng.choices(geo.COUNTIES, geo.DEST_W)[0]
+            c = self.rng.choices(geo.COUNTIES, cum_weights=geo.DEST_W)[0]
             if not geo.is_local(p.id18, c.code):
                 return c
 
@@ -192,7 +193,7 @@ class World:
                 return
             n += 1
             d = self.start + timedelta(days=int(day))
-            nights = rng.choices(_NIGHTS, _NIGHTS_W)[0]
+            nights = rng.choices(_NIGHTS, cum_weights=_NIGHTS_W)[0]
             local = rng.random() < TRIP_LOCAL
             c = self.nearby(p) if local else self.elsewhere(p)
             if rng.random() < 0.9:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import accumulate
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,8 @@ BY_PREFECTURE: dict[str, list[County]] = {}
 for _c in COUNTIES:
     BY_PREFECTURE.setdefault(_c.prefecture, []).append(_c)
 
-ORIGIN_W = [c.origin for c in COUNTIES]
-DEST_W = [c.dest for c in COUNTIES]
+ORIGIN_W = list(accumulate(c.origin for c in COUNTIES))  # cumulative, for rng.choices(cum_weights=)
+DEST_W = list(accumulate(c.dest for c in COUNTIES))
 MINORITY_HOME = {"uyghur": ["650102", "653101"], "tibetan": ["540102"], "korean": ["222401"],
                  "mongol": ["150102"]}
 

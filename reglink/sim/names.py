@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
+from itertools import accumulate
 
 # --- surnames ------------------------------------------------------------------------------
 _SURNAMES = (
@@ -30,6 +31,7 @@ for _tok in _SURNAMES.split():
         SURNAMES.append(_tok[:_i])
         SURNAME_W.append(float(_tok[_i:]))
 
+SURNAME_CW = list(accumulate(SURNAME_W))
 COMPOUND = {s for s in SURNAMES if len(s) == 2}
 
 # Special surname readings (DOMAIN.md); everything else goes through pypinyin.
@@ -65,6 +67,8 @@ def _pool(spec: str) -> tuple[list[str], list[float]]:
 
 _M_TOK, _M_W = _pool(_MALE)
 _F_TOK, _F_W = _pool(_FEMALE)
+_M_W = list(accumulate(_M_W))  # cumulative
+_F_W = list(accumulate(_F_W))
 
 # Minority names: a given-name part, the middle dot, a father's-name part (Uyghur style);
 # Tibetan and Mongol names without a dot.
@@ -81,7 +85,7 @@ def given_name(rng: random.Random, sex: str) -> str:
     toks, ws = (_M_TOK, _M_W) if sex == "M" else (_F_TOK, _F_W)
     r = rng.random()
     if r < 0.65:
-        return rng.choices(toks, ws)[0]
+        return rng.choices(toks, cum_weights=ws)[0]
     first = rng.choice(_FIRST_M if sex == "M" else _FIRST_F)
     second = rng.choice(_SECOND_M if sex == "M" else _SECOND_F)
     return first + second
@@ -89,7 +93,7 @@ def given_name(rng: random.Random, sex: str) -> str:
 
 def han_name(rng: random.Random, sex: str, surname: str | None = None) -> tuple[str, str]:
     """Return (surname, given)."""
-    s = surname or rng.choices(SURNAMES, SURNAME_W)[0]
+    s = surname or rng.choices(SURNAMES, cum_weights=SURNAME_CW)[0]
     return s, given_name(rng, sex)
 
 
@@ -113,9 +117,9 @@ HOMOPHONES: dict[str, str] = {
     "晓": "小", "小": "晓", "明": "铭", "伟": "玮", "丽": "莉", "莉": "丽", "静": "婧",
     "芳": "方", "军": "君", "杰": "洁", "华": "化", "燕": "艳", "艳": "燕", "敏": "民",
     "霞": "侠", "刚": "钢", "建": "健", "平": "萍", "萍": "平", "红": "宏", "波": "博",
-    "涛": "滔", "峰": "锋", "磊": "蕾", "辉": "晖", "玲": "铃", "娟": "鹃", "婷": "亭",
+    "涛": "滔", "峰": "锋", "磊": "蕾", "玲": "铃", "娟": "鹃", "婷": "亭",
     "颖": "莹", "雪": "学", "梅": "玫", "兰": "岚", "秀": "绣", "英": "瑛", "志": "智",
-    "文": "雯", "斌": "彬", "超": "潮", "勇": "永", "云": "芸", "鹏": "朋", "飞": "菲",
+    "文": "雯", "斌": "彬", "超": "潮", "勇": "永", "云": "芸", "飞": "菲",
     "东": "冬", "林": "琳", "宇": "雨", "浩": "昊", "欣": "心", "佳": "家", "慧": "惠",
     "琴": "勤", "倩": "茜", "凤": "峰", "龙": "隆", "成": "诚", "凯": "铠", "阳": "洋",
     "兵": "冰", "旭": "序", "晨": "辰", "鑫": "欣", "强": "墙", "娜": "纳", "瑶": "遥",
@@ -134,7 +138,12 @@ LOOKALIKES: dict[str, str] = {
     "洁": "浩", "林": "材", "红": "江", "秀": "季",
     "军": "车", "敏": "繁",
     "李": "季", "陈": "阵", "赵": "赶", "孙": "逊", "周": "同", "胡": "故", "郭": "部",
-    "丽": "而", "芳": "芬", "平": "乎", "波": "坡",
+    "丽": "而", "芳": "芬", "平": "乎", "波": "坡", "刘": "刻", "杰": "杏",
+    "超": "起", "华": "毕", "斌": "赋", "霞": "震", "燕": "蒸",
+    "梅": "海", "海": "梅", "雪": "雷",
+    "佳": "住", "欣": "炊", "宇": "字", "浩": "活", "飞": "长", "亮": "高",
+    "成": "戍", "志": "忐", "国": "固", "文": "丈", "子": "孑", "龙": "尤",
+    "晨": "晟", "倩": "情", "玲": "冷", "兰": "三",
 }
 
 

@@ -102,7 +102,7 @@ def make_population(rng: random.Random, n: int, ref: date) -> tuple[list[Person]
         if people and r < 0.012:
             # namesake: same name, sex and birth date; a different ID (often another county)
             o = rng.choice(people)
-            area = o.area if rng.random() < 0.3 else rng.choices(geo.COUNTIES, geo.ORIGIN_W)[0].code
+            area = o.area if rng.random() < 0.3 else rng.choices(geo.COUNTIES, cum_weights=geo.ORIGIN_W)[0].code
             p = Person(pid, o.surname, o.given, o.sex, o.birth, area,
                        reg.issue_id(area, o.birth, o.sex, pid), reg.issue_phone(pid),
                        _travel_rate(rng), minority=o.minority, namesake_of=o.pid)
@@ -128,7 +128,7 @@ def make_population(rng: random.Random, n: int, ref: date) -> tuple[list[Person]
                 surname, given = names.minority_name(rng, sex, minority)
                 stats["minority"] += 1
             else:
-                area = rng.choices(geo.COUNTIES, geo.ORIGIN_W)[0].code
+                area = rng.choices(geo.COUNTIES, cum_weights=geo.ORIGIN_W)[0].code
                 surname, given = names.han_name(rng, sex)
             b = birth_date(rng, ref)
             p = Person(pid, surname, given, sex, b, area, reg.issue_id(area, b, sex, pid),
@@ -139,7 +139,7 @@ def make_population(rng: random.Random, n: int, ref: date) -> tuple[list[Person]
 
 def make_hidden_namesake(rng: random.Random, reg: Registry, of: Person, pid: str) -> Person:
     """A person outside the active population who shares ``of``'s name and birth date."""
-    area = rng.choices(geo.COUNTIES, geo.ORIGIN_W)[0].code
+    area = rng.choices(geo.COUNTIES, cum_weights=geo.ORIGIN_W)[0].code
     return Person(pid, of.surname, of.given, of.sex, of.birth, area,
                   reg.issue_id(area, of.birth, of.sex, pid), reg.issue_phone(pid), 0.0,
                   minority=of.minority, namesake_of=of.pid, hidden=True)
