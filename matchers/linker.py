@@ -1,0 +1,110 @@
+"""The linking step of the pure core: normalise -> candidates -> compare -> decide -> store.
+
+No Kafka, no Redis here: the store is whatever :class:`~matchers.types.IdentityStore` is passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .candidates import BlockingCandidates
+from .compare import RuleWeightComparator
+from .decide import ThresholdDecider
+from .pseudo import Pseudonymiser
+from .types import Comparison, Identity, IdentityStore, PersonRecord
+
+
+@dataclass
+class LinkResult:
+    person_id: str
+    identity: Identity
+    probability: float
+    explanation: dict
+    events: list[dict] = field(default_factory=list)  # identity.events payloads
+    created: bool = False
+    merged: list[str] = field(default_factory=list)  # absorbed person ids
+    repeated: bool = False  # the record had been linked before (re-delivery)
+
+
+class Linker:
+    """Links one record at a time to an identity, creating or merging identities."""
+
+    def __init__(self, store: IdentityStore, pseudo: Pseudonymiser, threshold: float,
+                 finder: BlockingCandidates | None = None,
+                 comparator: RuleWeightComparator | None = None,
+                 decider: ThresholdDecider | None = None) -> None:
+        self.store = store
+        self.pseudo = pseudo
+        self.finder = finder or BlockingCandidates(pseudo)
+        self.comparator = comparator or RuleWeightComparator()
+        self.decider = decider or ThresholdDecider(threshold)
+
+    @property
+    def version(self) -> str:
+        return f"{self.finder.NAME}+{self.comparator.NAME}"
+
+    def person_id_for(self, anchor: str) -> str:
+        return "P" + self.pseudo("person", anchor)[:16]
+
+    def link(self, rec: PersonRecord, report_ts: float | None = None) -> LinkResult:
+        known = self.store.link_of(rec.key)
+        if known is not None and (ident := self.store.get(known)) is not None:
+            comp = self.comparator.compare(rec, ident)
+            return LinkResult(known, ident, comp.probability, comp.explanation(), repeated=True)
+
+        cands = self.finder.candidates(rec, self.store)
+        comps = [self.comparator.compare(rec, c) for c in cands]
+        by_id = {c.person_id: c for c in cands}
+        decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands})
+        events: list[dict] = []
+        keys = self.finder.keys(rec)
+
+        if decision.person_id is None:
+            anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
+            pid = self.person_id_for(anchor)
+            ident = self.store.get(pid)
+            created = ident is None
+            if created:
+                ident = Identity(person_id=pid, anchor=anchor)
+                events.append({"event": "created", "person_id": pid, "record": rec.key})
+            comp = self.comparator.compare(rec, ident) if not created else None
+            self._absorb(ident, rec, report_ts)
+            self.store.save(ident, keys)
+            self.store.set_link(rec.key, pid)
+            expl = comp.explanation() if comp else {"new_identity": True, "features": []}
+            return LinkResult(pid, ident, comp.probability if comp else 1.0, expl, events,
+                              created=created)
+
+        # Join the best; merge further identities the evidence says are the same person.
+        group = [by_id[decision.person_id]] + [by_id[p] for p in decision.merge]
+        survivor = min(group, key=lambda i: (not i.anchor.startswith("rid:"), i.person_id))
+        absorbed = [i for i in group if i.person_id != survivor.person_id]
+        for other in absorbed:
+            survivor.merge_from(other)
+        self._absorb(survivor, rec, report_ts)
+        merge_keys = [k for other in absorbed for k in self.finder.identity_keys(other)]
+        self.store.save(survivor, keys + merge_keys)
+        for other in absorbed:
+            self.store.retire(other.person_id, survivor.person_id)
+            events.append({"event": "merged", "person_id": other.person_id,
+                           "into": survivor.person_id, "record": rec.key,
+                           "explanation": _best_expl(comps, other.person_id)})
+        self.store.set_link(rec.key, survivor.person_id)
+        comp = decision.comparison
+        assert comp is not None
+        return LinkResult(survivor.person_id, survivor, comp.probability, comp.explanation(),
+                          events, merged=[o.person_id for o in absorbed])
+
+    @staticmethod
+    def _absorb(ident: Identity, rec: PersonRecord, report_ts: float | None) -> None:
+        ident.absorb(rec)
+        if report_ts is not None and (ident.last_report is None or report_ts > ident.last_report):
+            ident.last_report = report_ts
+            ident.last_record = rec.key
+
+
+def _best_expl(comps: list[Comparison], person_id: str) -> dict | None:
+    for c in comps:
+        if c.person_id == person_id:
+            return c.explanation()
+    return None

@@ -1,0 +1,221 @@
+"""Normalisers for the person block: resident IDs, names, birth dates, sex, phones.
+
+Pure functions, no I/O. See ../shared/DOMAIN.md for the rules they implement.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+# --- resident ID (GB 11643-1999) ---------------------------------------------------------
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+_ID_STRIP = re.compile(r"[\s\-_.]")
+MUNICIPALITIES = frozenset({"11", "12", "31", "50"})
+
+
+def id_check_char(first17: str) -> str:
+    """ISO 7064 MOD 11-2 check character of the first 17 digits."""
+    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+
+
+@dataclass(frozen=True, slots=True)
+class IdInfo:
+    """A normalised document number.
+
+    ``kind`` is ``resident`` (18 digits, possibly upgraded from 15) or ``other`` (opaque).
+    ``valid`` is True only for a resident ID whose checksum and birth date are right.
+    """
+
+    kind: str
+    value: str
+    valid: bool
+    upgraded: bool = False
+    birth_date: str | None = None
+    sex: str | None = None
+    prefecture: str | None = None
+
+    @property
+    def flag(self) -> str | None:
+        if self.kind == "resident" and not self.valid:
+            return "bad_checksum"
+        return "upgraded_15" if self.upgraded else None
+
+
+def _birth(yyyymmdd: str) -> str | None:
+    try:
+        return date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8])).isoformat()
+    except ValueError:
+        return None
+
+
+def upgrade_15(id15: str) -> str:
+    """Legacy 15-digit ID -> 18 digits: insert '19' before YYMMDD and add the check char."""
+    body = id15[:6] + "19" + id15[6:15]
+    return body + id_check_char(body)
+
+
+def normalise_id(raw: str | None, id_type: str | None = None) -> IdInfo | None:
+    """Strip spaces/dashes/case, upgrade 15->18, validate, read birth date/sex/prefecture."""
+    if not raw:
+        return None
+    value = _ID_STRIP.sub("", raw).upper()
+    if not value:
+        return None
+    looks_resident = bool(re.fullmatch(r"\d{17}[\dX]|\d{15}", value))
+    if id_type in ("passport", "other") or not looks_resident:
+        return IdInfo("other", value, False)
+    upgraded = False
+    if len(value) == 15:
+        value, upgraded = upgrade_15(value), True
+    birth = _birth(value[6:14])
+    valid = birth is not None and id_check_char(value[:17]) == value[17]
+    if not valid:
+        return IdInfo("resident", value, False, upgraded)
+    sex = "M" if int(value[16]) % 2 else "F"
+    return IdInfo("resident", value, True, upgraded, birth, sex, value[:4])
+
+
+def same_place(prefecture_a: str, prefecture_b: str) -> bool:
+    """Two prefecture codes (4 digits) name one place; municipalities compare 2 digits."""
+    if prefecture_a[:2] in MUNICIPALITIES or prefecture_b[:2] in MUNICIPALITIES:
+        return prefecture_a[:2] == prefecture_b[:2]
+    return prefecture_a[:4] == prefecture_b[:4]
+
+
+# --- names -------------------------------------------------------------------------------
+_DOTS = "\u00b7\u2022\u30fb\u2027\uff0e."
+_DOT_RE = re.compile(f"[{re.escape(_DOTS)}]")
+_HAN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_SPLIT = re.compile(r"[^A-Za-z]+")
+# Surnames whose reading differs from the common one (DOMAIN.md).
+SURNAME_READINGS = {"单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "查": "zha",
+                    "区": "ou", "朴": "piao", "覃": "qin", "尉迟": "yuchi", "万俟": "moqi",
+                    "繁": "po", "缪": "miao", "乐": "yue", "盖": "ge", "员": "yun"}
+COMPOUND_SURNAMES = frozenset(
+    "欧阳 司马 诸葛 上官 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 令狐 夏侯 轩辕 端木 独孤 南宫 万俟 闻人 "
+    "澹台 公冶 太史 申屠 东郭 百里 呼延 钟离 第五".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc  # opencc-python-reimplemented
+
+    return opencc.OpenCC("t2s")
+
+
+@dataclass(frozen=True, slots=True)
+class NameInfo:
+    """A normalised name.
+
+    ``text``: simplified Chinese without dots/spaces, or upper-case Latin tokens joined by ' '.
+    ``syllables``: tone-less pinyin in written order (surname first for Han names).
+    ``key``: order-free romanisation key: the syllables sorted and joined, so that
+    '陈丽', 'CHEN Li', 'Li Chen' and 'CHENLI' can all meet.
+    """
+
+    text: str
+    script: str  # 'han' or 'latin'
+    syllables: tuple[str, ...]
+    key: str
+    surname: str  # surname in pinyin ('' when unknown)
+
+
+def _han_pinyin(text: str) -> tuple[str, ...]:
+    from pypinyin import Style, lazy_pinyin
+
+    surname = text[:2] if text[:2] in COMPOUND_SURNAMES else text[:1]
+    head: list[str] = []
+    rest = text
+    if surname in SURNAME_READINGS:
+        head, rest = [SURNAME_READINGS[surname]], text[len(surname):]
+    return tuple(head + [s.lower() for s in lazy_pinyin(rest, style=Style.NORMAL)])
+
+
+_SYLLABLE_RE = None
+
+
+def _split_run_together(token: str) -> list[str]:
+    """Split 'ZHANGWEI' into pinyin syllables greedily (longest first); fallback: whole token."""
+    from pypinyin.contrib.tone_convert import to_normal  # noqa: F401  (ensures pypinyin present)
+
+    syl = _pinyin_syllables()
+    t = token.lower()
+    out: list[str] = []
+    i = 0
+    while i < len(t):
+        for L in (6, 5, 4, 3, 2, 1):
+            piece = t[i:i + L]
+            if len(piece) == L and piece in syl:
+                # avoid leaving a lone consonant behind
+                out.append(piece)
+                i += L
+                break
+        else:
+            return [t]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _pinyin_syllables() -> frozenset[str]:
+    initials = ["", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "zh",
+                "ch", "sh", "r", "z", "c", "s", "y", "w"]
+    finals = ["a", "o", "e", "i", "u", "v", "ai", "ei", "ui", "ao", "ou", "iu", "ie", "ue", "er",
+              "an", "en", "in", "un", "ang", "eng", "ing", "ong", "ia", "ian", "iang", "iao",
+              "iong", "ua", "uai", "uan", "uang", "uo", "van", "ve", "vn"]
+    return frozenset(i + f for i in initials for f in finals)
+
+
+@lru_cache(maxsize=65536)
+def normalise_name(raw: str) -> NameInfo:
+    """Traditional->simplified, drop middle dots and spaces, tone-less pinyin, order-free key."""
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if _HAN_RE.search(text):
+        han = _DOT_RE.sub("", re.sub(r"\s+", "", text))
+        han = _t2s().convert(han)
+        syl = _han_pinyin(han)
+        surname_len = 2 if han[:2] in COMPOUND_SURNAMES else 1
+        return NameInfo(han, "han", syl, " ".join(sorted(syl)), "".join(syl[:surname_len]))
+    tokens = [t for t in _LATIN_SPLIT.split(text) if t]
+    syl_list: list[str] = []
+    for tok in tokens:
+        syl_list.extend(_split_run_together(tok))
+    syl = tuple(syl_list)
+    # In Latin script the surname may be first or last; an upper-cased token marks it.
+    upper = [t.lower() for t in tokens if t.isupper() and len(tokens) > 1]
+    surname = upper[0] if upper else ""
+    return NameInfo(" ".join(t.upper() for t in tokens), "latin", syl, " ".join(sorted(syl)),
+                    surname)
+
+
+# --- birth date, sex, phone ---------------------------------------------------------------
+def normalise_birth_date(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    digits = raw.replace("-", "").strip()
+    if len(digits) != 8 or not digits.isdigit():
+        return None
+    return _birth(digits)
+
+
+_SEX = {"M": "M", "F": "F", "男": "M", "女": "F", "m": "M", "f": "F"}
+
+
+def normalise_sex(raw: str | None) -> str | None:
+    return _SEX.get(raw.strip()) if raw else None
+
+
+def normalise_phone(raw: str | None) -> str | None:
+    """Digits only, without a +86/0086 prefix; None if fewer than 7 digits."""
+    if not raw:
+        return None
+    digits = re.sub(r"\D", "", raw)
+    for prefix in ("0086", "86"):
+        if digits.startswith(prefix) and len(digits) - len(prefix) == 11:
+            digits = digits[len(prefix):]
+    return digits if len(digits) >= 7 else None

@@ -1,0 +1,182 @@
+"""The matcher's types and interfaces (Protocols). Implementations live beside them:
+
+* ``matchers.features``   record -> :class:`PersonRecord` (normalise)
+* ``matchers.candidates`` blocking keys -> candidate identities
+* ``matchers.compare``    graded per-feature comparison
+* ``matchers.decide``     weights -> probability -> link / new / merge
+* ``matchers.stores``     :class:`IdentityStore` implementations (embedded, Redis)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class PersonRecord:
+    """The normalised person block of one input record (fast internal type, no clear IDs)."""
+
+    key: str  # "<source>:<record_id|watch_id>"
+    source: str
+    name: str  # normalised display form
+    script: str  # 'han' | 'latin'
+    syllables: tuple[str, ...]
+    name_key: str  # order-free pinyin key
+    surname: str
+    aliases: tuple[str, ...] = ()  # alias name keys (watchlist)
+    alias_names: tuple[str, ...] = ()
+    id_kind: str | None = None  # 'resident' | 'other' | None
+    id_hash: str | None = None  # HMAC of the normalised ID number
+    id_valid: bool = False
+    id_flag: str | None = None  # 'bad_checksum' | 'upgraded_15' | None
+    birth_date: str | None = None
+    sex: str | None = None
+    phone_hash: str | None = None
+    home: str | None = None  # prefecture (4 digits) of household registration, from a valid ID
+
+
+@dataclass(slots=True)
+class Identity:
+    """A person as the store knows it: the union of its records' features."""
+
+    person_id: str
+    anchor: str  # 'rid:<hash>' when founded on a valid resident ID, else 'rec:<record key>'
+    rid_hash: str | None = None  # the valid resident ID (pseudonymised), if known
+    home: str | None = None
+    id_hashes: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    name_keys: set[str] = field(default_factory=set)
+    surnames: set[str] = field(default_factory=set)
+    birth_dates: set[str] = field(default_factory=set)
+    sexes: set[str] = field(default_factory=set)
+    phone_hashes: set[str] = field(default_factory=set)
+    records: int = 0
+    last_report: float | None = None  # latest report time (epoch s) of its records
+    last_record: str | None = None  # key of the latest record linked
+
+    def absorb(self, rec: PersonRecord) -> None:
+        """Add one record's features (idempotent on features, counts the record)."""
+        if rec.id_hash:
+            self.id_hashes.add(rec.id_hash)
+            if rec.id_valid and self.rid_hash is None:
+                self.rid_hash, self.home = rec.id_hash, rec.home
+        self.names.add(rec.name)
+        self.name_keys.add(rec.name_key)
+        if rec.surname:
+            self.surnames.add(rec.surname)
+        if rec.birth_date:
+            self.birth_dates.add(rec.birth_date)
+        if rec.sex:
+            self.sexes.add(rec.sex)
+        if rec.phone_hash:
+            self.phone_hashes.add(rec.phone_hash)
+        self.records += 1
+        if self.last_record is None:
+            self.last_record = rec.key
+
+    def merge_from(self, other: Identity) -> None:
+        for attr in ("id_hashes", "names", "name_keys", "surnames", "birth_dates", "sexes",
+                     "phone_hashes"):
+            getattr(self, attr).update(getattr(other, attr))
+        if self.rid_hash is None and other.rid_hash is not None:
+            self.rid_hash, self.home = other.rid_hash, other.home
+        self.records += other.records
+        if other.last_report and (not self.last_report or other.last_report > self.last_report):
+            self.last_report, self.last_record = other.last_report, other.last_record
+
+    @property
+    def rule_anchor(self) -> str:
+        """What alert ids hang on: the pseudonymised resident ID when known, else the id."""
+        return f"rid:{self.rid_hash}" if self.rid_hash else f"pid:{self.person_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureScore:
+    """One feature's comparison: graded level and its match weight (log2 Bayes factor)."""
+
+    feature: str
+    level: str
+    weight: float
+
+    def to_json(self) -> dict:
+        return {"feature": self.feature, "level": self.level, "weight": round(self.weight, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    person_id: str
+    features: tuple[FeatureScore, ...]
+    prior_weight: float
+    probability: float
+    conflict: str | None = None  # a hard reason to keep apart, e.g. 'different_resident_id'
+
+    @property
+    def total_weight(self) -> float:
+        return self.prior_weight + sum(f.weight for f in self.features)
+
+    def explanation(self) -> dict:
+        return {
+            "prior_weight": round(self.prior_weight, 3),
+            "features": [f.to_json() for f in self.features],
+            "total_weight": round(self.total_weight, 3),
+            "probability": round(self.probability, 6),
+            **({"conflict": self.conflict} if self.conflict else {}),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of the decide step for one record."""
+
+    person_id: str | None  # identity the record joins; None -> create a new identity
+    comparison: Comparison | None  # evidence for the chosen identity
+    merge: tuple[str, ...] = ()  # further identities the evidence says are the same person
+
+
+class IdentityStore(Protocol):
+    """Where identities live. Embedded (replay, tests) and Redis (workers) honour one contract,
+    checked by ``tests/contract/test_identity_stores.py``."""
+
+    def get(self, person_id: str) -> Identity | None: ...
+
+    def find(self, keys: Iterable[str]) -> set[str]:
+        """Live person ids indexed under any of the blocking keys (merged ids resolved)."""
+        ...
+
+    def save(self, identity: Identity, keys: Iterable[str]) -> None:
+        """Create or overwrite an identity and index it under ``keys`` (added to old keys)."""
+        ...
+
+    def retire(self, absorbed_id: str, into: str) -> None:
+        """Mark ``absorbed_id`` merged into ``into``: find/resolve then return ``into``."""
+        ...
+
+    def resolve(self, person_id: str) -> str: ...
+
+    def link_of(self, record_key: str) -> str | None:
+        """The person a record was linked to (for idempotent re-processing)."""
+        ...
+
+    def set_link(self, record_key: str, person_id: str) -> None: ...
+
+    def count(self) -> int: ...
+
+
+class CandidateFinder(Protocol):
+    def keys(self, rec: PersonRecord) -> list[str]:
+        """Blocking keys of a record (used both to search and to index)."""
+        ...
+
+    def candidates(self, rec: PersonRecord, store: IdentityStore) -> list[Identity]: ...
+
+
+class Comparator(Protocol):
+    NAME: str
+
+    def compare(self, rec: PersonRecord, ident: Identity) -> Comparison: ...
+
+
+class Decider(Protocol):
+    def decide(self, rec: PersonRecord, comparisons: list[Comparison]) -> Decision: ...

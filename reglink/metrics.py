@@ -1,0 +1,39 @@
+"""Prometheus metrics on a registry that is passed in. No personal data in any label:
+labels are sources, reason codes, rules and statuses only."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LAT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600,
+                86400, 7 * 86400)
+
+
+class PipelineMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.records_in = Counter("reglink_records_in", "Records read by the worker", ["source"],
+                                  registry=r)
+        self.deadletter = Counter("reglink_deadletter", "Records dead-lettered",
+                                  ["source", "reason"], registry=r)
+        self.linked = Counter("reglink_linked", "Records linked to an identity", ["source"],
+                              registry=r)
+        self.created = Counter("reglink_identities_created", "New identities", registry=r)
+        self.merges = Counter("reglink_identity_merges", "Identity merges", registry=r)
+        self.alerts = Counter("reglink_alerts", "Alert messages emitted", ["rule", "status"],
+                              registry=r)
+        self.link_latency = Histogram(
+            "reglink_link_latency_seconds", "Time from a record's report time to its link",
+            buckets=_LAT_BUCKETS, registry=r)
+        self.process_latency = Histogram(
+            "reglink_process_seconds", "Processing time of one record in the worker",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1), registry=r)
+        self.alert_latency = Histogram(
+            "reglink_alert_latency_seconds",
+            "Time from the newest evidence record's arrival to the alert (processing time)",
+            buckets=_LAT_BUCKETS, registry=r)
+        self.watermark = Gauge("reglink_watermark_seconds", "Event-time watermark (epoch s)",
+                               registry=r)
+        self.lag = Gauge("reglink_consumer_lag", "Records not yet consumed",
+                         ["topic", "partition"], registry=r)

@@ -1,0 +1,348 @@
+"""The pure core, assembled: one validated record in, output messages out.
+
+normalise -> candidates -> compare -> decide (matchers.Linker) -> rules (reglink.rules).
+
+No Kafka and no Redis in here: identity and rule state live behind the
+:class:`~matchers.stores.kv.KeyValue` interface handed in. The faust worker (streams/) and
+``reglink replay`` are two thin shells over :class:`Pipeline`, which is why they can agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from matchers.features import person_record
+from matchers.linker import Linker, LinkResult
+from matchers.normalise import same_place
+from matchers.pseudo import Pseudonymiser
+from matchers.stores.identity import KVIdentityStore
+from matchers.stores.kv import KeyValue
+from matchers.types import Identity, PersonRecord
+
+from .contract import record_key, report_time
+from .metrics import PipelineMetrics
+from .rules import stay as st
+from .rules.clock import day_end, day_start, iso, ts
+from .rules.watermark import Watermark
+from .settings import Settings
+from .topics import EVENT_SOURCES
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One output message: topic name without prefix, key, JSON value."""
+
+    topic: str
+    key: str
+    value: dict
+
+
+def _alert_id(*parts: str) -> str:
+    return "A" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+class Pipeline:
+    """Stateful (through ``kv``) but deterministic: same records in, same messages out."""
+
+    def __init__(self, settings: Settings, kv: KeyValue, watch_kv: KeyValue | None = None,
+                 metrics: PipelineMetrics | None = None) -> None:
+        self.s = settings
+        self.kv = kv
+        self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
+        self.store = KVIdentityStore(kv)
+        # Watchlist entries are indexed like identities, in their own namespace.
+        self.watch_store = KVIdentityStore(watch_kv if watch_kv is not None else _Prefixed(kv))
+        self.linker = Linker(self.store, self.pseudo, settings.link_threshold)
+        self.metrics = metrics or PipelineMetrics()
+        self.grace = {"rental": settings.grace_rental_s, "job": settings.grace_job_s,
+                      "hotel": settings.grace_hotel_s}
+        self.wm = Watermark(EVENT_SOURCES, settings.lateness_s, settings.idle_timeout_s)
+        raw = kv.get("wm")
+        if raw:
+            self.wm.load_json(json.loads(raw))
+
+    # ------------------------------------------------------------------ entry points
+    def process(self, record: dict, now: float | None = None) -> tuple[str | None, list[Out]]:
+        """Handle one validated record. Returns (person_id it linked to, messages)."""
+        source = record["source"]
+        key = record_key(record)
+        self.metrics.records_in.labels(source).inc()
+        rt = report_time(record)
+        report_ts = rt.timestamp() if rt else None
+        if source == "watchlist":
+            pid, outs = self._watchlist(record, key)
+            return pid, outs
+        rec = person_record(record, key, self.pseudo)
+        link = self.linker.link(rec, report_ts)
+        outs = self._link_outputs(record, rec, link, rt)
+        touched: set[str] = set()
+        for absorbed in link.merged:
+            touched |= self._move_stays(absorbed, link.person_id)
+        if source in EVENT_SOURCES:
+            touched |= self._stay_update(link, record, key)
+        for pref in sorted(touched):
+            outs += self._evaluate(link.person_id, pref)
+        outs += self._watch_check(link.identity, key, report_ts)
+        if report_ts is not None:
+            self.wm.observe(source, report_ts, now)
+            outs += self._advance(now)
+        return link.person_id, outs
+
+    def tick(self, now: float) -> list[Out]:
+        """Processing-time tick: lets idle sources stop holding the watermark."""
+        return self._advance(now)
+
+    def expect(self, source: str, now: float | None = None) -> None:
+        """A source has records waiting that the shell has not read yet (stream only)."""
+        self.wm.expect(source, now)
+
+    def finish(self) -> list[Out]:
+        """End of input (replay): the watermark moves to the top report time - lateness."""
+        return self._advance(None, final=True)
+
+    # ------------------------------------------------------------------ linking
+    def _link_outputs(self, record: dict, rec: PersonRecord, link: LinkResult, rt) -> list[Out]:
+        outs = []
+        if not link.repeated:
+            self.metrics.linked.labels(rec.source).inc()
+        for ev in link.events:
+            if ev["event"] == "created":
+                self.metrics.created.inc()
+            elif ev["event"] == "merged":
+                self.metrics.merges.inc()
+            outs.append(Out("identity.events", ev["person_id"], ev))
+        rid = record.get("record_id")
+        value = {
+            "record_id": rid, "source": rec.source, "person_id": link.person_id,
+            "match_probability": round(link.probability, 6), "explanation": link.explanation,
+            "report_time": rt.isoformat() if rt else None, "linker": self.linker.version,
+        }
+        if rec.id_flag:
+            value["flags"] = [rec.id_flag]
+        outs.append(Out("linked", link.person_id, value))
+        return outs
+
+    # ------------------------------------------------------------------ unregistered_stay
+    def _stays(self, pid: str) -> dict:
+        raw = self.kv.get(f"s:{pid}")
+        return json.loads(raw) if raw else {}
+
+    def _save_stays(self, pid: str, data: dict) -> None:
+        self.kv.set(f"s:{pid}", json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+    def _stay_update(self, link: LinkResult, record: dict, key: str) -> set[str]:
+        source = record["source"]
+        pref = str(record["city_code"])[:4]
+        data = self._stays(link.person_id)
+        ps = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
+        known = {iv[0] for iv in ps["iv"]} | {r[0] for r in ps["reg"]}
+        if key in known or key in ps.get("closed", []):
+            return set()
+        if source == "hotel":
+            t = ts(record["time"])
+            if record["event"] == "check_in":
+                ps["iv"].append([key, t, None, self.grace["hotel"], record.get("hotel_id")])
+            else:
+                open_ivs = [iv for iv in ps["iv"] if iv[2] is None and iv[4] is not None
+                            and iv[4] == record.get("hotel_id") and iv[1] <= t]
+                if not open_ivs:
+                    return set()
+                max(open_ivs, key=lambda iv: iv[1])[2] = t
+                ps.setdefault("closed", []).append(key)
+        elif source == "rental":
+            end = day_end(record["lease_end"]) if record.get("lease_end") else None
+            ps["iv"].append([key, day_start(record["lease_start"]), end, self.grace["rental"],
+                             None])
+        elif source == "job":
+            ps["iv"].append([key, day_start(record["start_date"]), None, self.grace["job"],
+                             None])
+        elif source == "residence":
+            ps["reg"].append([key, ts(record["registered_at"]), day_start(record["valid_from"]),
+                              day_end(record["valid_until"])])
+        ps["ex"][key] = [round(link.probability, 6), link.explanation]
+        self._save_stays(link.person_id, data)
+        return {pref}
+
+    def _move_stays(self, absorbed: str, into: str) -> set[str]:
+        old = self._stays(absorbed)
+        if not old:
+            return set()
+        data = self._stays(into)
+        for pref, ps in old.items():
+            dst = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
+            have = {iv[0] for iv in dst["iv"]} | {r[0] for r in dst["reg"]}
+            dst["iv"] += [iv for iv in ps["iv"] if iv[0] not in have]
+            dst["reg"] += [r for r in ps["reg"] if r[0] not in have]
+            dst["ex"].update(ps["ex"])
+            dst.setdefault("closed", []).extend(ps.get("closed", []))
+            self.kv.zrem("due", f"{absorbed}|{pref}")
+        self._save_stays(into, data)
+        self.kv.delete(f"s:{absorbed}")
+        return set(old)
+
+    def _evaluate(self, pid: str, pref: str) -> list[Out]:
+        """Bring the alerts of (person, prefecture) in line with what is known now."""
+        pid = self.store.resolve(pid)
+        ident = self.store.get(pid)
+        ps = self._stays(pid).get(pref)
+        self.kv.zrem("due", f"{pid}|{pref}")
+        if ident is None or ps is None:
+            return []
+        # Owes registration only with a known resident ID and a home elsewhere.
+        if not ident.rid_hash or not ident.home or same_place(ident.home, pref):
+            return []
+        intervals = [st.Interval(iv[0], iv[1], iv[2], iv[3]) for iv in ps["iv"]]
+        regs = [st.Registration(*r) for r in ps["reg"]]
+        outs: list[Out] = []
+        next_due = None
+        for ep in st.episodes(intervals, self.s.episode_gap_s):
+            deadline = ep.deadline
+            if deadline is None:
+                continue
+            if deadline > self.wm.value:
+                next_due = deadline if next_due is None else min(next_due, deadline)
+                continue
+            reg = st.covered(deadline, regs)
+            aid = _alert_id("unregistered_stay", ident.rule_anchor, pref, iso(deadline))
+            status = "resolved" if reg else "raised"
+            prev = self._alert_status(aid)
+            if prev == status or (prev is None and status == "resolved"):
+                continue
+            evidence = st.evidence_ids(ep, deadline)
+            if reg:
+                evidence.append(reg.record_id)
+            probs = [ps["ex"][r][0] for r in evidence if r in ps["ex"]]
+            alert = self._alert(
+                aid, "unregistered_stay", status, ident, evidence,
+                min(probs) if probs else None,
+                {r: ps["ex"][r][1] for r in evidence if r in ps["ex"]},
+                iso(deadline), prefecture=pref, deadline=iso(deadline))
+            outs.append(alert)
+        if next_due is not None:
+            self.kv.zadd("due", f"{pid}|{pref}", next_due)
+        return outs
+
+    def _advance(self, now: float | None, final: bool = False) -> list[Out]:
+        before = self.wm.value
+        value = self.wm.advance(now, final)
+        self.kv.set("wm", json.dumps(self.wm.to_json()))
+        if value <= before:
+            return []
+        self.metrics.watermark.set(value)
+        outs: list[Out] = []
+        for member, _score in self.kv.zupto("due", value):
+            pid, pref = member.rsplit("|", 1)
+            self.kv.zrem("due", member)
+            outs += self._evaluate(pid, pref)
+        return outs
+
+    # ------------------------------------------------------------------ alerts
+    def _alert_status(self, aid: str) -> str | None:
+        raw = self.kv.get(f"a:{aid}")
+        return json.loads(raw)["status"] if raw else None
+
+    def _alert(self, aid: str, rule: str, status: str, ident: Identity, record_ids: list[str],
+               prob: float | None, explanation: dict, raised_at: str | None, **extra) -> Out:
+        value = {
+            "alert_id": aid, "rule": rule, "status": status, "person_id": ident.person_id,
+            "record_ids": [r.split(":", 1)[1] for r in record_ids],
+            "evidence": record_ids, **extra,
+            "match_probability": prob, "explanation": explanation, "raised_at": raised_at,
+            "rule_version": self.s.rule_version,
+        }
+        self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
+        self.metrics.alerts.labels(rule, status).inc()
+        return Out("alerts", aid, value)
+
+    # ------------------------------------------------------------------ watchlist_match
+    def _watchlist(self, record: dict, key: str) -> tuple[str | None, list[Out]]:
+        watch_id = str(record["watch_id"])
+        if record.get("action", "add") == "remove":
+            return None, self._withdraw(watch_id)
+        entry = person_record(record, key, self.pseudo)
+        meta = {"rec": dataclasses.asdict(entry), "priority": record.get("priority"),
+                "valid_until": record.get("valid_until"), "active": True}
+        self.kv.set(f"w:{watch_id}", json.dumps(meta, ensure_ascii=False))
+        idx = Identity(person_id=watch_id, anchor=f"watch:{watch_id}")
+        idx.absorb(entry)
+        for alias in entry.aliases:
+            idx.name_keys.add(alias)
+        self.watch_store.save(idx, self.linker.finder.keys(entry))
+        outs: list[Out] = []
+        best_pid, best_p = None, -1.0
+        for ident in self.linker.finder.candidates(entry, self.store):
+            outs += self._watch_pair(watch_id, meta, entry, ident, ident.last_record,
+                                     ident.last_report)
+            p = self.linker.comparator.compare(entry, ident).probability
+            if p >= self.s.watchlist_threshold and p > best_p:
+                best_pid, best_p = ident.person_id, p
+        return best_pid, outs
+
+    def _watch_check(self, ident: Identity, key: str, report_ts: float | None) -> list[Out]:
+        outs: list[Out] = []
+        for watch_id in sorted(self.watch_store.find(self.linker.finder.identity_keys(ident))):
+            raw = self.kv.get(f"w:{watch_id}")
+            if not raw:
+                continue
+            meta = json.loads(raw)
+            entry = PersonRecord(**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in meta["rec"].items()})
+            outs += self._watch_pair(watch_id, meta, entry, ident, key, report_ts)
+        return outs
+
+    def _watch_pair(self, watch_id: str, meta: dict, entry: PersonRecord, ident: Identity,
+                    record: str | None, report_ts: float | None) -> list[Out]:
+        if not meta.get("active"):
+            return []
+        if meta.get("valid_until") and report_ts is not None and \
+                report_ts >= day_end(meta["valid_until"]):
+            return []
+        comp = self.linker.comparator.compare(entry, ident)
+        if comp.conflict or comp.probability < self.s.watchlist_threshold:
+            return []
+        alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
+        if ident.person_id in alerted:
+            return []
+        aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
+        self.kv.sadd(f"wp:{watch_id}", [ident.person_id])
+        self.kv.sadd(f"wa:{watch_id}", [aid])
+        evidence = [f"watchlist:{watch_id}"] + ([record] if record else [])
+        return [self._alert(aid, "watchlist_match", "raised", ident, evidence, comp.probability,
+                            comp.explanation(), iso(report_ts) if report_ts else None,
+                            watch_id=watch_id, priority=meta.get("priority"))]
+
+    def _withdraw(self, watch_id: str) -> list[Out]:
+        raw = self.kv.get(f"w:{watch_id}")
+        if raw:
+            meta = json.loads(raw)
+            meta["active"] = False
+            self.kv.set(f"w:{watch_id}", json.dumps(meta, ensure_ascii=False))
+        outs = []
+        for aid in sorted(self.kv.smembers(f"wa:{watch_id}")):
+            prev = json.loads(self.kv.get(f"a:{aid}") or "null")
+            if prev and prev["status"] == "raised":
+                value = {**prev, "status": "withdrawn"}
+                self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
+                self.metrics.alerts.labels("watchlist_match", "withdrawn").inc()
+                outs.append(Out("alerts", aid, value))
+        return outs
+
+
+class _Prefixed:
+    """A view of a KeyValue under a sub-prefix (the watchlist index namespace)."""
+
+    def __init__(self, kv: KeyValue, prefix: str = "wl/") -> None:
+        self._kv, self._p = kv, prefix
+
+    def __getattr__(self, name):
+        fn = getattr(self._kv, name)
+
+        def call(key, *args):
+            if isinstance(key, list):
+                return fn([self._p + k for k in key], *args)
+            return fn(self._p + key, *args)
+
+        return call

@@ -1,0 +1,62 @@
+"""What the faust agent does with one Kafka message, without faust: parse, dead-letter or
+process, and turn core outputs into (topic, key, value bytes). Testable without a broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from reglink.contract import parse_record, reason_code
+from reglink.pipeline import Out, Pipeline
+from reglink.settings import Settings
+from reglink.topics import SOURCES
+
+log = logging.getLogger("reglink.worker")
+
+
+class WorkerShell:
+    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+        self.s = settings
+        self.pipe = pipeline
+        self.source_of = {settings.topic(f"{s}.raw"): s for s in SOURCES}
+        self.positions: dict[tuple[str, int], int] = {}
+
+    def handle(self, raw: bytes, topic: str, partition: int, offset: int,
+               now: float | None = None) -> list[tuple[str, bytes, bytes]]:
+        now = time.time() if now is None else now
+        t0 = time.perf_counter()
+        self.positions[(topic, partition)] = offset
+        source = self.source_of.get(topic, "person")
+        origin = {"topic": topic, "partition": partition, "offset": offset}
+        record, dl = parse_record(raw or b"", source, origin)
+        if dl is not None:
+            code = reason_code(dl.reason)
+            self.pipe.metrics.deadletter.labels(source, code).inc()
+            log.warning("dead-lettered record from %s[%d]@%d: %s", topic, partition, offset, code)
+            msg = dl.to_message()
+            return [(self.s.topic("deadletter"), source.encode(),
+                     json.dumps(msg, ensure_ascii=False).encode())]
+        try:
+            _pid, outs = self.pipe.process(record, now)
+        except Exception as exc:  # a record the core cannot handle must not stop the worker
+            log.exception("record %s[%d]@%d failed in the core", topic, partition, offset)
+            self.pipe.metrics.deadletter.labels(source, "processing_error").inc()
+            msg = {"source": source, "reason": f"processing_error: {type(exc).__name__}",
+                   "origin": origin, "original_text": raw.decode("utf-8", "replace")}
+            return [(self.s.topic("deadletter"), source.encode(),
+                     json.dumps(msg, ensure_ascii=False).encode())]
+        self.pipe.metrics.process_latency.observe(time.perf_counter() - t0)
+        rt = record.get("time") or record.get("registered_at") or record.get("posted_at")
+        if rt:
+            from reglink.rules.clock import ts
+            self.pipe.metrics.link_latency.observe(max(0.0, now - ts(rt)))
+        return self.encode(outs)
+
+    def tick(self, now: float | None = None) -> list[tuple[str, bytes, bytes]]:
+        return self.encode(self.pipe.tick(time.time() if now is None else now))
+
+    def encode(self, outs: list[Out]) -> list[tuple[str, bytes, bytes]]:
+        return [(self.s.topic(o.topic), o.key.encode(),
+                 json.dumps(o.value, ensure_ascii=False, separators=(",", ":")).encode())
+                for o in outs]

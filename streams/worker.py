@@ -1,0 +1,98 @@
+"""``reglink worker``: connect to Redis and Kafka, build the core, run the faust app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from matchers.stores.kv import RedisKV
+from reglink.errors import ServiceUnavailable
+from reglink.metrics import PipelineMetrics
+from reglink.pipeline import Pipeline
+from reglink.settings import Settings
+from reglink.topics import EVENT_SOURCES
+
+from .shell import WorkerShell
+
+log = logging.getLogger("reglink.worker")
+
+
+def connect_redis(settings: Settings):
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
+                                  retry_on_timeout=True)
+    try:
+        client.ping()
+    except redis.RedisError:
+        raise ServiceUnavailable(
+            f"Redis not reachable at {settings.redis_url}: run `reglink stack up`") from None
+    return client
+
+
+def pending_sources(settings: Settings) -> list[str]:
+    """Event sources whose topics hold records this worker group has not consumed yet."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                 group_id=settings.app_id, enable_auto_commit=False,
+                                 request_timeout_ms=15000)
+    except KafkaError:
+        raise ServiceUnavailable(
+            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
+        ) from None
+    try:
+        out = []
+        for source in EVENT_SOURCES:
+            topic = settings.topic(f"{source}.raw")
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                continue
+            ends = consumer.end_offsets(tps)
+            begins = consumer.beginning_offsets(tps)
+            for tp in tps:
+                committed = consumer.committed(tp)
+                start = committed if committed is not None else begins[tp]
+                if ends[tp] > start:
+                    out.append(source)
+                    break
+        return out
+    finally:
+        consumer.close()
+
+
+def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> WorkerShell:
+    client = connect_redis(settings)
+    pipe = Pipeline(settings, RedisKV(client, settings.redis_prefix), metrics=metrics)
+    now = time.time()
+    for source in pending_sources(settings):
+        pipe.expect(source, now)
+    return WorkerShell(settings, pipe)
+
+
+def run_worker(settings: Settings, workdir: str | None = None,
+               metrics_port: int | None = None) -> None:
+    from faust.worker import Worker
+    from prometheus_client import start_http_server
+
+    logging.basicConfig(level=logging.INFO,
+                        format='{"t":"%(asctime)s","lvl":"%(levelname)s","log":"%(name)s",'
+                               '"msg":"%(message)s"}')
+    if settings.uses_dev_key:
+        log.warning("using the development HMAC key; set REGLINK_HMAC_KEY in production")
+    metrics = PipelineMetrics()
+    shell = build_shell(settings, metrics)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    datadir = Path(workdir or Path(settings.state_dir) / "worker" / settings.app_id)
+    datadir.mkdir(parents=True, exist_ok=True)
+    from .app import configure
+
+    app = configure(settings, shell, str(datadir))
+    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
