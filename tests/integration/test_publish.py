@@ -1,0 +1,238 @@
+"""``reglink publish`` against the REAL local Kafka (``reglink stack up``); no mocks.
+
+Each test has its own topic prefix and topics (``kafka_settings`` in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.publish import run_publish
+from reglink.errors import ServiceUnavailable
+from reglink.settings import Settings, load_settings
+
+pytestmark = pytest.mark.integration
+
+REGLINK = str(Path(sys.executable).with_name("reglink"))
+
+HOTEL = {
+    "source": "hotel", "record_id": "H-1", "event": "check_in", "hotel_id": "H440305-017",
+    "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",
+    "person": {"name": "陈丽", "id_number": "340102198803150022", "sex": "女"},
+}
+JOB = {
+    "record_id": "J-1", "employer_name": "深圳华胜电子有限公司", "city_code": "440305",
+    "start_date": "2026-03-06", "posted_at": "2026-03-06T09:00:00+08:00",
+    "person": {"name": "CHEN Li", "phone": "13955501234"},
+}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+def hotel(**changes) -> dict:
+    obj = json.loads(json.dumps(HOTEL))
+    for key, value in changes.items():
+        if key == "person_name":
+            obj["person"]["name"] = value
+        elif value is None:
+            obj.pop(key, None)
+        else:
+            obj[key] = value
+    return obj
+
+
+def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+    """Every message of ``settings.topic(topic)`` from the start, waiting for ``expected``."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000)
+    out: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            out.extend(consumer)  # stops after 1 s without messages
+            if len(out) >= expected:
+                time.sleep(0.5)  # nothing extra may follow
+                out.extend(consumer)
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def dead_letters(settings: Settings, expected: int) -> dict[int, dict]:
+    msgs = consume(settings, "deadletter", expected)
+    assert len(msgs) == expected
+    return {json.loads(m.value)["origin"]["line"]: {**json.loads(m.value), "_key": m.key}
+            for m in msgs}
+
+
+# --- JSON Lines: every bad kind ---------------------------------------------------------------
+def test_mixed_jsonl_file(kafka_settings: Settings, tmp_path: Path):
+    lines = [
+        enc(hotel()),                                             # 1 valid
+        b'{"record_id": "H-2", "event": ',                        # 2 malformed JSON
+        enc(hotel(record_id="H-3", time=None)),                   # 3 missing required field
+        enc(hotel(record_id=4)),                                  # 4 wrong type
+        enc(hotel(record_id="H-5", time="2026-03-02 21:14")),     # 5 unparseable time
+        enc(hotel(record_id="H-6", person_name="陈" * 1001)),     # 6 string over 1,000 chars
+        '{"record_id": "H-7", "person": {"name": "陈丽"}}'.encode("gbk"),  # 7 wrong encoding
+        b"",                                                      # 8 empty line
+        enc(hotel(record_id="H-9", person={"name": "陈丽", "id_number": "340102198803150023"})),
+        enc(hotel(record_id="H-10", source=None)),                # 10 valid, source implied
+        enc(hotel(record_id="H-11", source="rental")),            # 11 source mismatch
+    ]
+    path = tmp_path / "hotel.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    registry = CollectorRegistry()
+
+    summary = run_publish(kafka_settings, "hotel", [str(path)], registry=registry)
+
+    assert (summary.read, summary.published, summary.deadlettered, summary.failed) == (11, 3, 8, 0)
+    assert summary.reconciles()
+    assert summary.line() == "read 11, published 3, dead-lettered 8"
+
+    valid = consume(kafka_settings, "hotel.raw", 3)
+    assert [m.key for m in valid] == [b"hotel:H-1", b"hotel:H-9", b"hotel:H-10"]
+    records = [json.loads(m.value) for m in valid]
+    assert records[0] == HOTEL
+    assert records[1]["person"]["id_number"] == "340102198803150023"  # bad checksum kept
+    assert records[2]["source"] == "hotel"
+
+    dead = dead_letters(kafka_settings, 8)
+    assert {n: d["reason"] for n, d in dead.items()} == {
+        2: "malformed_json", 3: "missing_field: time", 4: "wrong_type: record_id",
+        5: "bad_date: time", 6: "too_long: person.name", 7: "encoding", 8: "empty",
+        11: "source_mismatch: source"}
+    for n, d in dead.items():
+        assert d["_key"] == b"hotel"
+        assert d["source"] == "hotel"
+        assert d["origin"] == {"file": str(path), "line": n}
+        assert base64.b64decode(d["original_b64"]) == lines[n - 1]
+        assert d["schema_version"] == "v1"
+
+    sample = registry.get_sample_value
+    assert sample("reglink_records_in_total", {"source": "hotel"}) == 11
+    assert sample("reglink_published_total", {"source": "hotel"}) == 3
+    assert sample("reglink_deadletter_total", {"source": "hotel", "reason": "encoding"}) == 1
+    assert sample("reglink_deadletter_total", {"source": "hotel", "reason": "bad_date"}) == 1
+    labels = {s.labels.get("reason") for m in registry.collect() for s in m.samples
+              if m.name == "reglink_deadletter"}
+    assert labels <= {"malformed_json", "missing_field", "wrong_type", "bad_date", "too_long",
+                      "encoding", "empty", "source_mismatch"}  # codes only, no field paths
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+def test_csv_file(kafka_settings: Settings, tmp_path: Path):
+    header = b"record_id,employer_name,city_code,start_date,posted_at,person.name,person.aliases"
+    rows = [
+        "J-1,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽,陈莉|CHEN Li".encode(),
+        "J-2,华胜电子,440305,2026-03-32,2026-03-06T09:00:00+08:00,陈丽,".encode(),
+        "J-3,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽,".encode("gbk"),
+        "J-4,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,,".encode(),
+    ]
+    path = tmp_path / "job.csv"
+    path.write_bytes(b"\r\n".join([header, *rows]) + b"\r\n")
+
+    summary = run_publish(kafka_settings, "job", [str(path)], registry=CollectorRegistry())
+
+    assert summary.line() == "read 4, published 1, dead-lettered 3" and summary.reconciles()
+    [msg] = consume(kafka_settings, "job.raw", 1)
+    assert msg.key == b"job:J-1"
+    assert json.loads(msg.value) == {
+        "record_id": "J-1", "employer_name": "华胜电子", "city_code": "440305",
+        "start_date": "2026-03-06", "posted_at": "2026-03-06T09:00:00+08:00",
+        "person": {"name": "陈丽", "aliases": ["陈莉", "CHEN Li"]}, "source": "job"}
+    dead = dead_letters(kafka_settings, 3)
+    assert {n: d["reason"] for n, d in dead.items()} == {
+        3: "bad_date: start_date", 4: "encoding", 5: "missing_field: person.name"}
+    for n, d in dead.items():  # the dead letter keeps the CSV line, not the JSON made from it
+        assert base64.b64decode(d["original_b64"]) == rows[n - 2]
+
+
+# --- stdin and the CLI ---------------------------------------------------------------------------
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGLINK_")}
+    env.update(REGLINK_TOPIC_PREFIX=settings.topic_prefix,
+               REGLINK_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, **extra)
+    return env
+
+
+def test_stdin_through_the_cli(kafka_settings: Settings):
+    data = b"\n".join([enc(JOB), b"not json", enc({**JOB, "record_id": "J-2"})]) + b"\n"
+    proc = subprocess.run([REGLINK, "publish", "--source", "job", "-"], input=data,
+                          capture_output=True, env=_env(kafka_settings), timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == "read 3, published 2, dead-lettered 1"
+    assert [m.key for m in consume(kafka_settings, "job.raw", 2)] == [b"job:J-1", b"job:J-2"]
+    dead = dead_letters(kafka_settings, 1)
+    assert dead[2]["origin"] == {"file": "<stdin>", "line": 2}
+    assert base64.b64decode(dead[2]["original_b64"]) == b"not json"
+
+
+def test_follow_until_sigterm(kafka_settings: Settings, tmp_path: Path):
+    path = tmp_path / "grow.jsonl"
+    path.write_bytes(enc(JOB) + b"\n")
+    proc = subprocess.Popen([REGLINK, "publish", "--source", "job", "--follow", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(kafka_settings))
+    try:
+        consume(kafka_settings, "job.raw", 1)
+        with open(path, "ab") as fh:
+            fh.write(enc({**JOB, "record_id": "J-2"}) + b"\n{oops\n")
+        got = consume(kafka_settings, "job.raw", 2)
+        assert [m.key for m in got] == [b"job:J-1", b"job:J-2"]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "read 3, published 2, dead-lettered 1"
+    assert dead_letters(kafka_settings, 1)[3]["reason"] == "malformed_json"
+
+
+def test_follow_in_process_stops_on_event(kafka_settings: Settings, tmp_path: Path):
+    path = tmp_path / "grow.jsonl"
+    path.write_bytes(b"")
+    stop = threading.Event()
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(run_publish(
+        kafka_settings, "job", [str(path)], follow=True, stop=stop, poll_s=0.05,
+        registry=CollectorRegistry())))
+    t.start()
+    with open(path, "ab") as fh:
+        for i in range(50):
+            fh.write(enc({**JOB, "record_id": f"J-{i}"}) + b"\n")
+    assert len(consume(kafka_settings, "job.raw", 50)) == 50
+    stop.set()
+    t.join(30)
+    assert result and result[0].line() == "read 50, published 50, dead-lettered 0"
+
+
+def test_unreachable_kafka_is_one_clear_error(tmp_path: Path):
+    settings = load_settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="nowhere.")
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(enc(JOB) + b"\n")
+    with pytest.raises(ServiceUnavailable, match=r"Kafka not reachable at 127.0.0.1:1: run "):
+        run_publish(settings, "job", [str(path)], registry=CollectorRegistry())
+    proc = subprocess.run([REGLINK, "publish", "--source", "job", str(path)],
+                          capture_output=True, timeout=60,
+                          env={**_env(settings), "REGLINK_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert proc.returncode == 2
+    assert "Kafka not reachable at 127.0.0.1:1: run `reglink stack up`" in proc.stderr.decode()
