@@ -27,10 +27,10 @@ class Registration:
     record_id: str
     registered_at: float
     valid_from: float
-    valid_until_end: float  # end of the inclusive valid_until day
+    valid_until_end: float  # 00:00 after the inclusive valid_until day (exclusive bound)
 
     def covers(self, deadline: float) -> bool:
-        return (self.registered_at <= deadline <= self.valid_until_end
+        return (self.registered_at <= deadline < self.valid_until_end
                 and self.valid_from <= deadline)
 
 

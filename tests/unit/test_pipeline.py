@@ -1,0 +1,214 @@
+"""The pure core end to end, embedded state: no Kafka, no Redis."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from matchers.normalise import id_check_char
+from matchers.stores.kv import MemoryKV
+from reglink.pipeline import Pipeline
+from reglink.settings import load_settings
+
+# ../shared/ lies beside the repository (also in CI, which lays a copy beside the clone).
+EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
+
+
+def rid(area: str, birth: str, seq: int) -> str:
+    body = f"{area}{birth.replace('-', '')}{seq:03d}"
+    return body + id_check_char(body)
+
+
+def settings(**kw):
+    return load_settings(hmac_key="unit-test-key", **kw)
+
+
+def run(records, **kw):
+    pipe = Pipeline(settings(**kw), MemoryKV())
+    alerts, links = [], {}
+    for r in records:
+        pid, outs = pipe.process(r)
+        links[r.get("record_id") or r.get("watch_id")] = pid
+        alerts += [o.value for o in outs if o.topic == "alerts"]
+    alerts += [o.value for o in pipe.finish() if o.topic == "alerts"]
+    return pipe, alerts, links
+
+
+def final_status(alerts):
+    out = {}
+    for a in alerts:
+        out[a["alert_id"]] = a["status"]
+    return out
+
+
+def load_examples():
+    return [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines()]
+
+
+CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F"}
+
+
+def rental(rec_id, person, lease_start, registered_at, city="440305", lease_end=None):
+    r = {"source": "rental", "record_id": rec_id, "property_id": "F1", "city_code": city,
+         "address": "深圳市南山区", "lease_start": lease_start, "registered_at": registered_at,
+         "person": person}
+    if lease_end:
+        r["lease_end"] = lease_end
+    return r
+
+
+def residence(rec_id, person, registered_at, valid_from, valid_until, city="440305"):
+    return {"source": "residence", "record_id": rec_id, "city_code": city, "address": "x",
+            "registered_at": registered_at, "valid_from": valid_from,
+            "valid_until": valid_until, "person": person}
+
+
+def job(rec_id, person, start, posted_at, city="440305"):
+    return {"source": "job", "record_id": rec_id, "employer_name": "E", "city_code": city,
+            "start_date": start, "posted_at": posted_at, "person": person}
+
+
+def test_examples_raise_exactly_the_documented_alerts():
+    pipe, alerts, links = run(load_examples())
+    by_rule = {a["rule"]: a for a in alerts}
+    assert len(alerts) == 2 and set(by_rule) == {"unregistered_stay", "watchlist_match"}
+    stay = by_rule["unregistered_stay"]
+    assert stay["status"] == "raised" and stay["prefecture"] == "4403"
+    assert stay["deadline"] == "2026-03-07T00:00:00+08:00" == stay["raised_at"]
+    assert "R-5531" in stay["record_ids"] and "T-44001" not in stay["record_ids"]
+    watch = by_rule["watchlist_match"]
+    assert watch["watch_id"] == "W-0001" and watch["priority"] == "high"
+    levels = {f["feature"]: f["level"] for f in watch["explanation"]["features"]}
+    assert levels["name"] == "exact" and levels["birth_date"] == "exact"
+    assert watch["record_ids"] == ["W-0001", "H-90002"]
+    # All five of 陈丽's records, homophone and pinyin forms included, are one person.
+    chen = {links[r] for r in ("HR-000017", "H-88121", "R-5531", "H-88190", "J-20931",
+                               "T-44001")}
+    assert len(chen) == 1 and links["H-90002"] not in chen
+
+
+def test_alerts_carry_contract_fields_and_no_clear_ids():
+    _pipe, alerts, _ = run(load_examples())
+    for a in alerts:
+        for field in ("alert_id", "rule", "status", "person_id", "record_ids",
+                      "match_probability", "explanation", "raised_at", "rule_version"):
+            assert field in a, field
+        text = json.dumps(a, ensure_ascii=False)
+        assert "340102198803150022" not in text and "110105197904020317" not in text
+
+
+def test_alert_ids_are_deterministic_across_runs():
+    a1 = final_status(run(load_examples())[1])
+    a2 = final_status(run(load_examples())[1])
+    assert a1 == a2 and len(a1) == 2
+
+
+def test_reprocessing_a_record_emits_no_new_alert():
+    records = load_examples()
+    pipe = Pipeline(settings(), MemoryKV())
+    first = [o for r in records for o in pipe.process(r)[1]]
+    first += pipe.finish()
+    again = [o for r in records for o in pipe.process(r)[1] if o.topic == "alerts"]
+    assert [o for o in first if o.topic == "alerts"] and again == []
+
+
+def test_registration_in_time_means_no_alert():
+    recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
+            residence("T1", CHEN, "2026-03-02T10:00:00+08:00", "2026-03-02", "2027-03-01"),
+            job("J9", {"name": "王五"}, "2026-03-20", "2026-03-20T09:00:00+08:00")]
+    _p, alerts, _ = run(recs)
+    assert alerts == []
+
+
+def test_late_registration_that_covers_the_deadline_resolves_the_alert():
+    # The residence source sends nothing until later, so it does not hold the watermark:
+    # the alert is raised, then re-issued as resolved when the registration arrives.
+    recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
+            job("J9", {"name": "王五"}, "2026-03-20", "2026-03-20T09:00:00+08:00"),
+            rental("R2", {"name": "赵六"}, "2026-03-20", "2026-03-21T09:00:00+08:00"),
+            residence("T1", CHEN, "2026-03-03T10:00:00+08:00", "2026-03-03", "2027-03-01")]
+    _p, alerts, _ = run(recs)
+    assert [a["status"] for a in alerts] == ["raised", "resolved"]
+    assert alerts[0]["alert_id"] == alerts[1]["alert_id"]
+    assert alerts[0]["deadline"] == "2026-03-04T00:00:00+08:00"
+
+
+def test_locals_and_municipalities_owe_nothing():
+    local = {"name": "李雷", "id_number": rid("440305", "1990-01-01", 11)}
+    beijing = {"name": "韩梅梅", "id_number": rid("110105", "1990-01-01", 12)}
+    recs = [rental("R1", local, "2026-03-01", "2026-03-01T10:00:00+08:00", city="440306"),
+            rental("R2", beijing, "2026-03-01", "2026-03-01T10:00:00+08:00", city="110108"),
+            job("J9", {"name": "王五"}, "2026-04-20", "2026-04-20T09:00:00+08:00")]
+    _p, alerts, _ = run(recs)
+    assert alerts == []
+
+
+def test_unknown_resident_id_owes_nothing():
+    recs = [rental("R1", {"name": "无名氏", "phone": "13900000000"}, "2026-03-01",
+                   "2026-03-01T10:00:00+08:00"),
+            job("J9", {"name": "王五"}, "2026-04-20", "2026-04-20T09:00:00+08:00")]
+    assert run(recs)[1] == []
+
+
+def test_grace_periods_are_settings():
+    recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
+            job("J9", {"name": "王五"}, "2026-03-07", "2026-03-07T09:00:00+08:00")]
+    assert len(run(recs)[1]) == 1
+    assert run(recs, grace_rental_s=10 * 86400)[1] == []
+
+
+WATCH = {"source": "watchlist", "watch_id": "W-9", "action": "add", "priority": "medium",
+         "person": {"name": "陈丽", "birth_date": "1988-03-15", "sex": "F"}}
+
+
+def hotel_in(rec_id, person, time, city="440305"):
+    return {"source": "hotel", "record_id": rec_id, "event": "check_in", "hotel_id": "H1",
+            "city_code": city, "time": time, "person": person}
+
+
+def test_watchlist_remove_withdraws_and_stops_alerts():
+    recs = [WATCH, hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00"),
+            {**WATCH, "action": "remove"},
+            hotel_in("H2", CHEN, "2026-03-05T10:00:00+08:00")]
+    _p, alerts, _ = run(recs)
+    assert [(a["rule"], a["status"]) for a in alerts] == [
+        ("watchlist_match", "raised"), ("watchlist_match", "withdrawn")]
+
+
+def test_watchlist_raises_once_per_person_in_either_order():
+    h1 = hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00")
+    h2 = hotel_in("H2", CHEN, "2026-03-02T10:00:00+08:00")
+    a_before = run([WATCH, h1, h2])[1]
+    a_after = run([h1, h2, WATCH])[1]
+    assert len(a_before) == 1 and final_status(a_before) == final_status(a_after)
+
+
+def test_namesake_with_another_valid_id_is_not_a_watchlist_match():
+    entry = {**WATCH, "person": {**WATCH["person"], "id_number": rid("340102", "1988-03-15", 4)}}
+    _p, alerts, _ = run([entry, hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00")])
+    assert alerts == []
+
+
+def test_namesakes_with_different_ids_stay_apart():
+    twin = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 4), "sex": "F"}
+    _p, _a, links = run([hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00"),
+                         hotel_in("H2", twin, "2026-03-01T11:00:00+08:00")])
+    assert links["H1"] != links["H2"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_final_statuses_do_not_depend_on_source_interleaving(seed):
+    records = load_examples()
+    by_source: dict[str, list] = {}
+    for r in records:
+        by_source.setdefault(r["source"], []).append(r)
+    rng = random.Random(seed)
+    queues = {s: list(rs) for s, rs in by_source.items()}
+    mixed = []
+    while queues:
+        s = rng.choice(sorted(queues))
+        mixed.append(queues[s].pop(0))
+        if not queues[s]:
+            del queues[s]
+    assert final_status(run(mixed)[1]) == final_status(run(records)[1])
