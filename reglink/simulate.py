@@ -37,7 +37,8 @@ def generate(persons: int, days: int, start: str, seed: int) -> tuple[World, dic
     catalog = geo.Catalog(rng)
     world = World(rng, people, reg, catalog, d0, days)
     world.run()
-    world.recs.sort(key=lambda r: (r.at is not None, r.at or world.t0, SOURCE_RANK[r.source], r.order))
+    world.recs.sort(key=lambda r: (r.at is not None, r.at or world.t0, SOURCE_RANK[r.source],
+                                   r.order))
     counters: Counter = Counter()
     for r in world.recs:
         counters[r.source] += 1
@@ -109,7 +110,8 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path) 
     traps = sum(1 for r in world.watch if "trap" in r.tags and r.body["action"] == "add")
     return (f"simulate: {persons} persons, {days} days from {start}, seed {seed}: {total} records "
             f"({', '.join(f'{s} {counts[s]}' for s in SOURCES)}); "
-            f"{pstats['namesake_pairs']} namesake pairs, {pstats['shared_phone_pairs']} shared phones; "
+            f"{pstats['namesake_pairs']} namesake pairs, "
+            f"{pstats['shared_phone_pairs']} shared phones; "
             f"{world.stats['moves']} moves (registered on time {world.stats['reg_timely']}, "
             f"late {world.stats['reg_late']}, never {world.stats['reg_never']}); "
             f"truth: {len(stays)} unregistered stays, {len(leads)} watchlist leads, {traps} traps; "

@@ -76,7 +76,8 @@ class World:
         minutes = self.rng.randrange(int(h_lo * 60), int(h_hi * 60))
         return datetime.combine(d, time(0), TZ) + timedelta(minutes=minutes)
 
-    def emit(self, at: datetime | None, source: str, body: dict, p: Person, tags: list[str]) -> bool:
+    def emit(self, at: datetime | None, source: str, body: dict, p: Person,
+             tags: list[str]) -> bool:
         if at is not None and not (self.t0 <= at < self.t_end):
             self.stats["dropped_outside_window"] += 1
             return False
@@ -267,8 +268,8 @@ class World:
         for p in self.people + self.hidden:
             share = 0.4 if p.hidden else PERSON_RECORD_SHARE
             if rng.random() < share:
-                body = {"person": noise.register_block(p), "address": geo.address(rng, geo.BY_CODE[p.area]),
-                        "city_code": p.area}
+                body = {"person": noise.register_block(p),
+                        "address": geo.address(rng, geo.BY_CODE[p.area]), "city_code": p.area}
                 self.emit(None, "person", body, p, [])
 
     def pick_watched(self) -> dict[str, int]:
@@ -292,21 +293,23 @@ class World:
                     block["sex"] = p.sex
                 kind = "partial"
             if rng.random() < 0.3:
-                block["aliases"] = sorted({noise.alias_for(rng, p) for _ in range(rng.randint(1, 2))})
+                aliases = [noise.alias_for(rng, p) for _ in range(rng.randint(1, 2))]
+                block["aliases"] = sorted(set(aliases) - {p.name})
                 kind += "+aliases"
             entries.append((p, block, [kind]))
         n_traps = max(1, round(len(watched) * TRAP_SHARE))
         innocents = [p for p in self.people if p.pid not in watched and not p.minority]
         for x in rng.sample(innocents, min(n_traps, len(innocents))):
-            y = make_hidden_namesake(rng, self.reg, x, f"P{len(self.people) + len(self.hidden) + 1:07d}")
+            y_pid = f"P{len(self.people) + len(self.hidden) + 1:07d}"
+            y = make_hidden_namesake(rng, self.reg, x, y_pid)
             self.hidden.append(y)
-            block = {"name": y.name, "id_number": y.id18, "sex": y.sex, "birth_date": y.birth.isoformat()}
+            block = noise.register_block(y)
             entries.append((y, block, ["trap", f"innocent:{x.pid}"]))
         rng.shuffle(entries)
         removes = []
         for k, (p, block, tags) in enumerate(entries, 1):
-            body = {"action": "add", "priority": rng.choices(("high", "medium", "low"), (25, 45, 30))[0],
-                    "reason": rng.choice(_REASONS)}
+            prio = rng.choices(("high", "medium", "low"), (25, 45, 30))[0]
+            body = {"action": "add", "priority": prio, "reason": rng.choice(_REASONS)}
             if rng.random() < 0.4:
                 body["valid_until"] = (horizon + timedelta(days=rng.randint(90, 720))).isoformat()
             body["person"] = block
@@ -314,7 +317,8 @@ class World:
             self.watch.append(rec)
             if rng.random() < REMOVE_SHARE:
                 rb = {"action": "remove", "priority": body["priority"], "person": dict(block)}
-                removes.append(Rec(None, "watchlist", rb, p.pid, tags + ["removed"], k, key=rec.key))
+                removes.append(Rec(None, "watchlist", rb, p.pid, tags + ["removed"], k,
+                                   key=rec.key))
                 rec.tags.append("removed")
         self.watch.extend(removes)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from . import geo, ids, names
@@ -28,7 +28,6 @@ class Person:
     namesake_of: str | None = None     # pid of the person with the same name and birth date
     relative_of: str | None = None     # pid of the relative whose phone this person shares
     hidden: bool = False               # exists (e.g. a watchlist target) but sends no events
-    tags: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -102,7 +101,8 @@ def make_population(rng: random.Random, n: int, ref: date) -> tuple[list[Person]
         if people and r < 0.012:
             # namesake: same name, sex and birth date; a different ID (often another county)
             o = rng.choice(people)
-            area = o.area if rng.random() < 0.3 else rng.choices(geo.COUNTIES, cum_weights=geo.ORIGIN_W)[0].code
+            area = (o.area if rng.random() < 0.3
+                    else rng.choices(geo.COUNTIES, cum_weights=geo.ORIGIN_W)[0].code)
             p = Person(pid, o.surname, o.given, o.sex, o.birth, area,
                        reg.issue_id(area, o.birth, o.sex, pid), reg.issue_phone(pid),
                        _travel_rate(rng), minority=o.minority, namesake_of=o.pid)

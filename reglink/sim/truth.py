@@ -70,17 +70,19 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
             else:
                 o = open_in.pop(r["hotel_id"], None)
                 if o is not None:
-                    iv[o["city_code"][:4]].append((datetime.fromisoformat(o["time"]),
-                                                   datetime.fromisoformat(r["time"]),
-                                                   GRACE["hotel"], [o["record_id"], r["record_id"]]))
+                    start, end = datetime.fromisoformat(o["time"]), datetime.fromisoformat(r["time"])
+                    iv[o["city_code"][:4]].append((start, end, GRACE["hotel"],
+                                                   [o["record_id"], r["record_id"]]))
         for o in open_in.values():
             iv[o["city_code"][:4]].append((datetime.fromisoformat(o["time"]), far, GRACE["hotel"],
                                            [o["record_id"]]))
         for r in recs:
             if r["source"] == "rental":
-                end = (_midnight(r["lease_end"], tz) + timedelta(days=1)) if r.get("lease_end") else far
-                iv[r["city_code"][:4]].append((_midnight(r["lease_start"], tz), end, GRACE["rental"],
-                                               [r["record_id"]]))
+                end = far
+                if r.get("lease_end"):
+                    end = _midnight(r["lease_end"], tz) + timedelta(days=1)
+                iv[r["city_code"][:4]].append((_midnight(r["lease_start"], tz), end,
+                                               GRACE["rental"], [r["record_id"]]))
             elif r["source"] == "job":
                 iv[r["city_code"][:4]].append((_midnight(r["start_date"], tz), far, GRACE["job"],
                                                [r["record_id"]]))
@@ -105,7 +107,8 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
                 alerts.append({"rule": "unregistered_stay", "person": pid, "prefecture": pref,
                                "deadline": deadline.isoformat(timespec="seconds"),
                                "episode_start": start.isoformat(timespec="seconds"),
-                               "episode_end": None if end == far else end.isoformat(timespec="seconds"),
+                               "episode_end": (None if end == far
+                                               else end.isoformat(timespec="seconds")),
                                "record_ids": rids})
     return alerts
 

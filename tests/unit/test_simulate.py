@@ -17,7 +17,8 @@ from reglink.simulate import SOURCES, generate, noise_rates, run_simulate
 START = "2026-03-01"
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-REPORT = {"hotel": "time", "rental": "registered_at", "residence": "registered_at", "job": "posted_at"}
+REPORT = {"hotel": "time", "rental": "registered_at", "residence": "registered_at",
+          "job": "posted_at"}
 REQUIRED = {
     "hotel": ("event", "hotel_id", "city_code", "time"),
     "rental": ("property_id", "city_code", "address", "lease_start", "registered_at"),
@@ -181,7 +182,8 @@ def test_every_generated_id_passes_checksum_and_encodes_person(big_world):
         assert int(p.id18[16]) % 2 == (1 if p.sex == "M" else 0)
         bad = ids.wrong_digit(rng, p.id18)
         assert bad != p.id18 and not ids.is_valid18(bad)   # the check catches one wrong digit
-    assert len({p.id18 for p in world.people + world.hidden}) == len(world.people) + len(world.hidden)
+    everyone = world.people + world.hidden
+    assert len({p.id18 for p in everyone}) == len(everyone)
 
 
 def test_record_ids_are_true_ids_unless_tagged(big_world):
@@ -226,7 +228,8 @@ def test_truth_person_is_consistent_with_clean_records(sim_dir):
     id_of: dict[str, str] = {}
     for e, t in zip(events, tr, strict=True):
         if e["source"] in ("residence", "person"):
-            assert id_of.setdefault(t["person"], e["person"]["id_number"]) == e["person"]["id_number"]
+            idn = e["person"]["id_number"]
+            assert id_of.setdefault(t["person"], idn) == idn
     assert len(set(id_of.values())) == len(id_of)
 
 
@@ -239,7 +242,8 @@ def test_truth_alerts_follow_the_rules(sim_dir):
     assert stays and leads
     pid_of = {(t["source"], t.get("record_id")): t["person"] for t in tr if "record_id" in t}
     rec_by_id = {r["record_id"]: r for r in events if "record_id" in r}
-    last = max(datetime.fromisoformat(r[REPORT[r["source"]]]) for r in events if r["source"] in REPORT)
+    last = max(datetime.fromisoformat(r[REPORT[r["source"]]])
+               for r in events if r["source"] in REPORT)
     for a in stays:
         deadline = datetime.fromisoformat(a["deadline"])
         assert deadline <= last - timedelta(hours=1)
@@ -255,7 +259,8 @@ def test_truth_alerts_follow_the_rules(sim_dir):
                           and r["valid_from"] <= a["deadline"][:10] <= r["valid_until"])
                 assert not covers
     assert len({(a["person"], a["prefecture"], a["deadline"]) for a in stays}) == len(stays)
-    removed = {r["watch_id"] for r in events if r["source"] == "watchlist" and r["action"] == "remove"}
+    removed = {r["watch_id"] for r in events
+               if r["source"] == "watchlist" and r["action"] == "remove"}
     assert not {a["watch_id"] for a in leads} & removed
 
 
@@ -266,8 +271,9 @@ def test_truth_alerts_on_the_contract_example():
         {"source": "hotel", "record_id": "H-88121", "event": "check_in", "hotel_id": "H440305-017",
          "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",
          "person": {"name": "陈丽", "id_number": "340102198803150022"}},
-        {"source": "rental", "record_id": "R-5531", "city_code": "440305", "lease_start": "2026-03-04",
-         "lease_end": "2026-09-03", "registered_at": "2026-03-05T10:02:00+08:00",
+        {"source": "rental", "record_id": "R-5531", "city_code": "440305",
+         "lease_start": "2026-03-04", "lease_end": "2026-09-03",
+         "registered_at": "2026-03-05T10:02:00+08:00",
          "person": {"name": "陈莉", "id_number": "340102 19880315 0022"}},
         {"source": "hotel", "record_id": "H-88190", "event": "check_out", "hotel_id": "H440305-017",
          "city_code": "440305", "time": "2026-03-04T11:30:00+08:00",
@@ -371,7 +377,7 @@ def test_name_tables_and_special_readings():
     assert {"欧阳", "司马", "单", "曾", "解", "查", "区", "朴"} <= set(names.SURNAMES)
 
 
-# --- population realism ------------------------------------------------------------------------------
+# --- population realism ----------------------------------------------------------------------
 def test_namesakes_shared_phones_and_name_mix(big_world):
     world, stats = big_world
     people = world.people
