@@ -121,7 +121,9 @@ class World:
         if not self.emit(ci, "hotel", body, p, tags):
             return co
         if not drop_co:
-            cblock, ctags = noise.hotel_block(rng, p, checkout=True)
+            # same card, same reading: the check-out repeats the check-in's name and number
+            cblock = {"name": block["name"], "id_number": block["id_number"]}
+            ctags = [t for t in tags if t.startswith("id_")]
             cbody = {"event": "check_out", "hotel_id": hotel_id, "city_code": c.code}
             if "room" in body:
                 cbody["room"] = room

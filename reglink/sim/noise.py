@@ -87,15 +87,13 @@ def _hand_id(rng: random.Random, p: Person, tags: list[str], *, missing: float,
     return idn
 
 
-def hotel_block(rng: random.Random, p: Person, *, checkout: bool = False) -> tuple[dict, list[str]]:
+def hotel_block(rng: random.Random, p: Person) -> tuple[dict, list[str]]:
     tags: list[str] = []
     idn = p.id18
     if p.birth.year < 1965 and rng.random() < HOTEL_LEGACY15_OLD:
         idn = ids.to15(idn)
         tags.append("id_legacy15")
     b: dict = {"name": p.name, "id_number": idn}
-    if checkout:
-        return b, tags
     b["sex"] = _sex(rng, p, 0.5)
     if rng.random() < 0.3:
         b["birth_date"] = p.birth.isoformat()

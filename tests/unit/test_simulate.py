@@ -456,3 +456,20 @@ def test_hotel_stays_mostly_short_with_some_long(big_world):
     short = sum(1 for n in nights if n <= 5)
     assert short / len(nights) > 0.8
     assert any(n >= 20 for n in nights)
+
+
+def test_check_out_repeats_the_check_in_identity(big_world):
+    world, _ = big_world
+    last_in: dict[tuple, dict] = {}
+    n = 0
+    for r in world.recs:
+        if r.source != "hotel":
+            continue
+        k = (r.pid, r.body["hotel_id"])
+        if r.body["event"] == "check_in":
+            last_in[k] = r.body["person"]
+        else:
+            ci = last_in.pop(k)
+            assert r.body["person"] == {"name": ci["name"], "id_number": ci["id_number"]}
+            n += 1
+    assert n > 1000
