@@ -128,6 +128,19 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str) -> None:
     click.echo(result.line())
 
 
+# --- evaluate ----------------------------------------------------------------------------
+@main.command()
+@click.argument("sim_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+def evaluate(sim_dir: str, out_dir: str) -> None:
+    """Score OUT_DIR (links.jsonl, alerts.jsonl) against SIM_DIR's ground truth."""
+    import json
+
+    from .evaluate import evaluate as _evaluate
+
+    click.echo(json.dumps(_evaluate(Path(sim_dir), Path(out_dir)), indent=2))
+
+
 # --- worker ------------------------------------------------------------------------------
 @main.command()
 @click.option("--workdir", default=None, help="faust data directory (default: state_dir/worker)")

@@ -65,8 +65,12 @@ class Pipeline:
             self.wm.load_json(json.loads(raw))
 
     # ------------------------------------------------------------------ entry points
-    def process(self, record: dict, now: float | None = None) -> tuple[str | None, list[Out]]:
-        """Handle one validated record. Returns (person_id it linked to, messages)."""
+    def process(self, record: dict, now: float | None = None,
+                channel: str | None = None) -> tuple[str | None, list[Out]]:
+        """Handle one validated record. Returns (person_id it linked to, messages).
+
+        ``channel`` names the ordered stream it came from for the watermark (default: its
+        source; the worker passes ``source#partition``)."""
         source = record["source"]
         key = record_key(record)
         self.metrics.records_in.labels(source).inc()
@@ -87,7 +91,7 @@ class Pipeline:
             outs += self._evaluate(link.person_id, pref)
         outs += self._watch_check(link.identity, key, report_ts)
         if report_ts is not None:
-            self.wm.observe(source, report_ts, now)
+            self.wm.observe(channel or source, report_ts, now)
             outs += self._advance(now)
         return link.person_id, outs
 
@@ -95,9 +99,9 @@ class Pipeline:
         """Processing-time tick: lets idle sources stop holding the watermark."""
         return self._advance(now)
 
-    def expect(self, source: str, now: float | None = None) -> None:
-        """A source has records waiting that the shell has not read yet (stream only)."""
-        self.wm.expect(source, now)
+    def expect(self, channel: str, now: float | None = None) -> None:
+        """A channel has records waiting that the shell has not read yet (stream only)."""
+        self.wm.expect(channel, now)
 
     def finish(self) -> list[Out]:
         """End of input (replay): the watermark moves to the top report time - lateness."""

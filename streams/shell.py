@@ -38,7 +38,7 @@ class WorkerShell:
             return [(self.s.topic("deadletter"), source.encode(),
                      json.dumps(msg, ensure_ascii=False).encode())]
         try:
-            _pid, outs = self.pipe.process(record, now)
+            _pid, outs = self.pipe.process(record, now, channel=f"{source}#{partition}")
         except Exception as exc:  # a record the core cannot handle must not stop the worker
             log.exception("record %s[%d]@%d failed in the core", topic, partition, offset)
             self.pipe.metrics.deadletter.labels(source, "processing_error").inc()

@@ -31,8 +31,8 @@ def connect_redis(settings: Settings):
     return client
 
 
-def pending_sources(settings: Settings) -> list[str]:
-    """Event sources whose topics hold records this worker group has not consumed yet."""
+def pending_channels(settings: Settings) -> list[str]:
+    """Event-source partitions (``hotel#0``) holding records this group has not consumed."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
@@ -58,8 +58,7 @@ def pending_sources(settings: Settings) -> list[str]:
                 committed = consumer.committed(tp)
                 start = committed if committed is not None else begins[tp]
                 if ends[tp] > start:
-                    out.append(source)
-                    break
+                    out.append(f"{source}#{tp.partition}")
         return out
     finally:
         consumer.close()
@@ -69,8 +68,8 @@ def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> W
     client = connect_redis(settings)
     pipe = Pipeline(settings, RedisKV(client, settings.redis_prefix), metrics=metrics)
     now = time.time()
-    for source in pending_sources(settings):
-        pipe.expect(source, now)
+    for channel in pending_channels(settings):
+        pipe.expect(channel, now)
     return WorkerShell(settings, pipe)
 
 

@@ -26,8 +26,11 @@ class Watermark:
     expected: set[str] = field(default_factory=set)
     value: float = NEG_INF
 
+    def _known(self, channel: str) -> bool:
+        return channel.split("#", 1)[0] in self.sources
+
     def observe(self, source: str, report_ts: float, now: float | None = None) -> None:
-        if source not in self.sources:
+        if not self._known(source):
             return
         if report_ts > self.max_seen.get(source, NEG_INF):
             self.max_seen[source] = report_ts
@@ -37,7 +40,7 @@ class Watermark:
 
     def expect(self, source: str, now: float | None = None) -> None:
         """The source has records waiting that have not been read yet."""
-        if source in self.sources and source not in self.max_seen:
+        if self._known(source) and source not in self.max_seen:
             self.expected.add(source)
             if now is not None:
                 self.last_active.setdefault(source, now)

@@ -98,3 +98,15 @@ def test_registration_must_be_filed_by_and_valid_at_the_deadline():
     assert covered(d, [late]) is None
     assert covered(d, [expired]) is None
     assert covered(d, [late, ok]) == ok
+
+
+def test_partitions_are_channels_that_hold_on_their_own():
+    w = wm()
+    w.observe("hotel#0", 100 * H, now=0)
+    w.observe("hotel#1", 20 * H, now=0)
+    assert w.advance(now=0) == 19 * H
+    w.expect("rental#2", now=0)
+    w.observe("hotel#1", 200 * H, now=0)
+    assert w.advance(now=0) == 19 * H  # rental#2 has unread records
+    w.observe("unknown#0", 500 * H, now=0)
+    assert "unknown#0" not in w.max_seen

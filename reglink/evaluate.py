@@ -1,0 +1,85 @@
+"""``reglink evaluate``: score replay/stream output against the simulator's ground truth.
+
+Links: pairwise precision/recall/F1 over record pairs, and B-cubed.
+Alerts: unregistered_stay keyed by (true person, prefecture, deadline); watchlist_match by
+(watch_id, true person). An alert's true person is the majority truth of its evidence records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _key(row: dict) -> str:
+    if "watch_id" in row:
+        return f"watchlist:{row['watch_id']}"
+    return f"{row.get('source', '')}:{row['record_id']}" if "source" in row else row["record_id"]
+
+
+def pairwise(pred: dict[str, str], truth: dict[str, str]) -> dict[str, float]:
+    """Pairwise P/R/F1 and B-cubed over the records present in both mappings."""
+    items = [k for k in pred if k in truth]
+    pc, tc = defaultdict(set), defaultdict(set)
+    for k in items:
+        pc[pred[k]].add(k)
+        tc[truth[k]].add(k)
+    both = Counter((pred[k], truth[k]) for k in items)
+    tp = sum(n * (n - 1) // 2 for n in both.values())
+    pp = sum(len(v) * (len(v) - 1) // 2 for v in pc.values())
+    tt = sum(len(v) * (len(v) - 1) // 2 for v in tc.values())
+    p = tp / pp if pp else 1.0
+    r = tp / tt if tt else 1.0
+    bp = sum(both[(pred[k], truth[k])] / len(pc[pred[k]]) for k in items) / max(1, len(items))
+    br = sum(both[(pred[k], truth[k])] / len(tc[truth[k]]) for k in items) / max(1, len(items))
+    return {"records": len(items), "precision": p, "recall": r,
+            "f1": 2 * p * r / (p + r) if p + r else 0.0,
+            "bcubed_precision": bp, "bcubed_recall": br,
+            "bcubed_f1": 2 * bp * br / (bp + br) if bp + br else 0.0}
+
+
+def _prf(pred: set, truth: set) -> dict[str, float]:
+    tp = len(pred & truth)
+    p = tp / len(pred) if pred else 1.0
+    r = tp / len(truth) if truth else 1.0
+    return {"predicted": len(pred), "true": len(truth), "tp": tp, "precision": p, "recall": r,
+            "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def evaluate(sim_dir: Path, out_dir: Path) -> dict:
+    truth_rows = _jsonl(sim_dir / "truth.jsonl")
+    # record ids are unique per source; links.jsonl lines carry record_id only, so key by id
+    # within source order: the simulator's ids carry a source prefix (H-, R-, T-, J-, HR-, W-).
+    truth = {(r.get("record_id") or r.get("watch_id")): r["person"] for r in truth_rows}
+    links = _jsonl(out_dir / "links.jsonl")
+    pred = {(r.get("record_id") or r.get("watch_id")): r["person_id"] for r in links
+            if "record_id" in r and r.get("person_id")}
+    result = {"links": pairwise(pred, {k: v for k, v in truth.items() if k in pred})}
+    alerts: dict[str, dict] = {}
+    for a in _jsonl(out_dir / "alerts.jsonl"):
+        alerts[a["alert_id"]] = {**alerts.get(a["alert_id"], {}), **a}
+    raised = [a for a in alerts.values() if a["status"] == "raised"]
+
+    def true_person(a: dict) -> str | None:
+        votes = Counter(truth[r] for r in a.get("record_ids", []) if r in truth
+                        and not str(r).startswith("W-"))
+        return votes.most_common(1)[0][0] if votes else None
+
+    pred_stay = {(true_person(a), a["prefecture"], a["deadline"]) for a in raised
+                 if a["rule"] == "unregistered_stay"}
+    pred_watch = {(a["watch_id"], true_person(a)) for a in raised
+                  if a["rule"] == "watchlist_match"}
+    ta = _jsonl(sim_dir / "truth_alerts.jsonl") if (sim_dir / "truth_alerts.jsonl").exists() \
+        else []
+    true_stay = {(t["person"], t["prefecture"], t["deadline"]) for t in ta
+                 if t["rule"] == "unregistered_stay"}
+    true_watch = {(t["watch_id"], t["person"]) for t in ta if t["rule"] == "watchlist_match"}
+    result["unregistered_stay"] = _prf(pred_stay, true_stay)
+    result["watchlist_match"] = _prf(pred_watch, true_watch)
+    return result
