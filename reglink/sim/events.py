@@ -184,7 +184,9 @@ class World:
         self.emit(posted, "job", body, p, tags)
 
     # --- behaviour -------------------------------------------------------------------------
-    def trips(self, p: Person, force: bool = False) -> None:
+    def trips(self, p: Person, force: bool = False,
+              busy: tuple[date, date] | None = None) -> None:
+        """Hotel trips; none overlaps another, nor the ``busy`` days (a move's hotel nights)."""
         rng = self.rng
         day = 0.0
         n = 0
@@ -197,6 +199,10 @@ class World:
             n += 1
             d = self.start + timedelta(days=int(day))
             nights = rng.choices(_NIGHTS, cum_weights=_NIGHTS_W)[0]
+            if busy and d <= busy[1] and d + timedelta(days=nights + 1) >= busy[0]:
+                day = (busy[1] - self.start).days + 1.0
+                busy = None
+                continue
             local = rng.random() < TRIP_LOCAL
             c = self.nearby(p) if local else self.elsewhere(p)
             if rng.random() < 0.9:
@@ -215,8 +221,10 @@ class World:
     def catalog_hotel_address(self, c: geo.County) -> str:
         return geo.address(self.rng, c)
 
-    def move(self, p: Person, m: date) -> None:
+    def move(self, p: Person, m: date) -> tuple[date, date] | None:
+        """Move on day ``m``; returns the days spent in a hotel before it, if any."""
         rng = self.rng
+        busy = None
         local = rng.random() < MOVE_LOCAL
         self.stats["moves"] += 1
         self.stats["moves_local"] += local
@@ -228,7 +236,8 @@ class World:
             nights = rng.randint(1, 4)
             ci = self.at(m - timedelta(days=nights), 15, 23.5)
             if ci >= self.t0:
-                self.hotel_stay(p, dest, ci, nights)
+                co = self.hotel_stay(p, dest, ci, nights)
+                busy = (ci.date(), co.date())
                 cands.append(ci + timedelta(days=30))
         rent = rng.random() < MOVE_RENT
         if rent:
@@ -240,7 +249,7 @@ class World:
             self.job(p, jc, sd)
             cands.append(datetime.combine(sd, time(0), TZ) + timedelta(days=3))
         if local:
-            return
+            return busy
         deadline = min(cands)
         r = rng.random()
         if r < REG_TIMELY:
@@ -253,6 +262,7 @@ class World:
             self.residence(p, dest, addr, reg_at, "late")
         else:
             self.stats["reg_never"] += 1
+        return busy
 
     def nearby_of(self, c: geo.County) -> geo.County:
         return self.rng.choice(geo.BY_PREFECTURE[c.prefecture])
@@ -263,9 +273,10 @@ class World:
         p_move = 1.0 - (1.0 - MOVE_RATE) ** self.days
         watched = self.pick_watched()
         for p in self.people:
+            busy = None
             if rng.random() < p_move:
-                self.move(p, self.start + timedelta(days=rng.randrange(self.days)))
-            self.trips(p, force=p.pid in watched and rng.random() < 0.85)
+                busy = self.move(p, self.start + timedelta(days=rng.randrange(self.days)))
+            self.trips(p, force=p.pid in watched and rng.random() < 0.85, busy=busy)
         self.build_watchlist(watched)
         for p in self.people + self.hidden:
             share = 0.4 if p.hidden else PERSON_RECORD_SHARE
