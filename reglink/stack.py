@@ -228,6 +228,9 @@ def _need(tool: str, install_hint: str) -> str:
     return path
 
 
+_JAVA_HINT = "a Java 17+ runtime (Debian/Ubuntu: `sudo apt-get install -y openjdk-17-jre-headless`)"
+
+
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -267,20 +270,23 @@ def ensure_kafka_jars() -> Path:
     if any(libs.glob("kafka_2.13-*.jar")):
         return libs
     mvn = _need("mvn", "Apache Maven (Debian/Ubuntu: `sudo apt-get install -y maven`)")
-    _need("java", "a Java 17+ runtime (Debian/Ubuntu: `sudo apt-get install -y openjdk-17-jre-headless`)")
+    _need("java", _JAVA_HINT)
     libs.parent.mkdir(parents=True, exist_ok=True)
     _say(f"kafka: fetching Kafka {version} jars with Maven into {libs} ...")
     t0 = time.monotonic()
     partial = Path(tempfile.mkdtemp(prefix="libs.partial.", dir=libs.parent))
-    cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(repo_root() / "deploy" / "kafka" / "pom.xml"),
-           "dependency:copy-dependencies", f"-DoutputDirectory={partial}",
-           "-DincludeScope=runtime"]
-    if subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode != 0:  # noqa: S603
+    pom = repo_root() / "deploy" / "kafka" / "pom.xml"
+    cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
+           f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)  # noqa: S603
+    if proc.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        raise StackError(f"Maven could not fetch the Kafka jars: rerun `{' '.join(cmd)}` to see why")
+        out = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise StackError(f"Maven could not fetch the Kafka jars (rerun `{' '.join(cmd)}`)"
+                         + (f"\n{out}" if out else ""))
     if not any(partial.glob("kafka_2.13-*.jar")):
         shutil.rmtree(partial, ignore_errors=True)
-        raise StackError("Maven finished but no kafka_2.13 jar was copied: check deploy/kafka/pom.xml")
+        raise StackError(f"Maven finished but copied no kafka_2.13 jar: check {pom}")
     if libs.exists():  # a half-finished earlier attempt
         shutil.rmtree(libs)
     partial.rename(libs)  # atomic: a cache dir either has every jar or does not exist
@@ -498,11 +504,11 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
     for port in (settings.kafka_port, settings.kafka_controller_port):
         if _port_open(port):
             raise StackError(
-                f"port {port} is in use by a process reglink did not start: stop it, or set "
-                "REGLINK_KAFKA_PORT / REGLINK_KAFKA_CONTROLLER_PORT (and REGLINK_KAFKA_BOOTSTRAP)"
+                f"port {port} is in use by a process not started from state dir {p.state} "
+                "(another checkout or cwd?): stop it, or set REGLINK_KAFKA_PORT / "
+                "REGLINK_KAFKA_CONTROLLER_PORT and REGLINK_KAFKA_BOOTSTRAP"
             )
-    java = _need("java", "a Java 17+ runtime (Debian/Ubuntu: "
-                 "`sudo apt-get install -y openjdk-17-jre-headless`)")
+    java = _need("java", _JAVA_HINT)
     libs = ensure_kafka_jars()
     deploy = repo_root() / "deploy" / "kafka"
     data = p.kafka / "data"
@@ -538,9 +544,9 @@ def _start_redis(settings: Settings, p: _Paths) -> int | None:
         return None
     if _port_open(settings.redis_port):
         raise StackError(
-            f"port {settings.redis_port} is in use by a process reglink did not start (a distro "
-            "redis? `systemctl stop redis-server`): stop it, or set REGLINK_REDIS_PORT and "
-            "REGLINK_REDIS_URL"
+            f"port {settings.redis_port} is in use by a process not started from state dir "
+            f"{p.state} (another checkout, or a distro redis: `systemctl stop redis-server`): "
+            "stop it, or set REGLINK_REDIS_PORT and REGLINK_REDIS_URL"
         )
     server = ensure_redis_server()
     p.redis.mkdir(parents=True, exist_ok=True)
@@ -555,6 +561,16 @@ def _abort(name: str, pidfile: Path, marker: str, logfile: Path, why: str) -> St
     _stop(name, pidfile, marker, 10.0)
     tail = _tail(logfile)
     return StackError(f"{why}; see {logfile}" + (f"\n  last lines:\n{tail}" if tail else ""))
+
+
+def _wait_running(name: str, wait: Callable[[], None], pidfile: Path, logfile: Path) -> None:
+    try:
+        wait()
+    except ServiceUnavailable:
+        raise StackError(
+            f"{name} (pid {_read_pid(pidfile)}) runs but does not answer; see {logfile}, or "
+            "restart it: `reglink stack down && reglink stack up`"
+        ) from None
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -575,7 +591,7 @@ def up(settings: Settings) -> None:
         _say(f"redis: started (pid {redis_pid}), answering after {time.monotonic() - t0:.1f} s;"
              f" log {p.redis_log}")
     else:
-        wait_redis(settings, 5.0)
+        _wait_running("redis", lambda: wait_redis(settings, 5.0), p.redis_pid, p.redis_log)
 
     kafka_pid = _start_kafka(settings, p)
     if kafka_pid is not None:
@@ -591,7 +607,7 @@ def up(settings: Settings) -> None:
         _say(f"kafka: started (pid {kafka_pid}), admin API answering after "
              f"{time.monotonic() - t1:.1f} s; log {p.kafka_log}")
     else:
-        wait_kafka(settings, 30.0)
+        _wait_running("kafka", lambda: wait_kafka(settings, 30.0), p.kafka_pid, p.kafka_log)
 
     _ensure_topics(settings)
     _say(f"stack: up in {time.monotonic() - t0:.1f} s (state in {p.state})")
