@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     def uses_dev_key(self) -> bool:
         return self.hmac_key.get_secret_value() == DEV_HMAC_KEY
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``REGLINK_*`` variables, to hand to a child process."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if name == "hmac_key":
+                value = self.hmac_key.get_secret_value()
+            env[f"REGLINK_{name.upper()}"] = str(value)
+        return env
+
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic('hotel.raw') -> 'reglink.hotel.raw'``."""
         return f"{self.topic_prefix}{name}"

@@ -1,0 +1,90 @@
+"""Helpers for stream tests: run `reglink worker` as a real process, read topics to the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reglink.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    return {**os.environ, **s.to_env()}
+
+
+class WorkerProcess:
+    """`reglink worker` in a subprocess with the test's settings."""
+
+    def __init__(self, s: Settings, workdir: Path) -> None:
+        self.s = s
+        self.log = workdir / f"worker-{int(time.time() * 1000)}.log"
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        fh = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reglink.cli", "worker", "--workdir",
+             str(self.workdir / "faust")],
+            env=settings_env(self.s), stdout=fh, stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def read_topic(s: Settings, name: str, idle_ms: int = 2000) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(s.topic(name), bootstrap_servers=s.kafka_bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=idle_ms)
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def wait_for_count(s: Settings, name: str, want: int, timeout: float,
+                   worker: WorkerProcess | None = None) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = read_topic(s, name, idle_ms=1000)
+        if len(rows) >= want:
+            return rows
+        if worker is not None and not worker.alive():
+            raise AssertionError(f"worker died:\n{worker.tail()}")
+        time.sleep(1.0)
+    return rows
+
+
+def final_statuses(alerts: list[dict]) -> dict[str, str]:
+    """alert_id -> last status, in emission order (duplicates collapse)."""
+    out: dict[str, str] = {}
+    for a in alerts:
+        out[a["alert_id"]] = a["status"]
+    return out
