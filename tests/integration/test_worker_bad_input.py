@@ -1,0 +1,52 @@
+"""Bad bytes that reach a source topic directly (bypassing the connector) are dead-lettered by
+the worker with a reason and the original bytes; the worker keeps going."""
+
+import base64
+import json
+
+from kafka import KafkaProducer
+from streamkit import WorkerProcess, free_port, wait_for_count
+
+GOOD = {"source": "hotel", "record_id": "H-1", "event": "check_in", "hotel_id": "H",
+        "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",
+        "person": {"name": "陈丽", "id_number": "340102198803150023"}}  # bad checksum: kept
+
+BAD = {
+    b"{not json": "malformed_json",
+    json.dumps({"source": "hotel", "record_id": "H-2"}).encode(): "missing_field",
+    json.dumps({**GOOD, "record_id": "H-3", "city_code": 440305}).encode(): "wrong_type",
+    json.dumps({**GOOD, "record_id": "H-4", "time": "yesterday"}).encode(): "bad_date",
+    json.dumps({**GOOD, "record_id": "H-5", "room": "x" * 1001}).encode(): "too_long",
+    "陈丽".encode("gbk"): "encoding",
+    b"": "empty",
+}
+
+
+def test_worker_dead_letters_bad_records_and_keeps_linking(kafka_settings, redis_client,
+                                                           tmp_path):
+    s = kafka_settings.model_copy(update={"worker_metrics_port": free_port()})
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    topic = s.topic("hotel.raw")
+    for raw in BAD:
+        producer.send(topic, key=b"k", value=raw)
+    producer.send(topic, key=b"k", value=json.dumps(GOOD, ensure_ascii=False).encode())
+    producer.flush()
+    producer.close()
+
+    worker = WorkerProcess(s, tmp_path).start()
+    try:
+        linked = wait_for_count(s, "linked", 1, timeout=120, worker=worker)
+        dead = wait_for_count(s, "deadletter", len(BAD), timeout=30, worker=worker)
+        assert worker.alive(), worker.tail()
+    finally:
+        worker.stop()
+
+    assert [r["record_id"] for r in linked] == ["H-1"]
+    assert linked[0]["flags"] == ["bad_checksum"]  # kept as evidence, flagged, not rejected
+    assert len(dead) == len(BAD)
+    by_original = {base64.b64decode(d["original_b64"]): d for d in dead}
+    for raw, code in BAD.items():
+        d = by_original[raw]
+        assert d["reason"].split(":")[0] == code, (raw, d["reason"])
+        assert d["origin"]["topic"] == topic and isinstance(d["origin"]["offset"], int)
+        assert d["source"] == "hotel"
