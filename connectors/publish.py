@@ -162,8 +162,14 @@ class _StopOnSignal:
 
 def _progress_bar(files: list[str], follow: bool):  # pragma: no cover - needs a TTY
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     total = None
     if not follow and STDIN not in files:

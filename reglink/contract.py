@@ -72,7 +72,10 @@ _TIME_FIELDS = {
     "watchlist": (),
     "person": (),
 }
-_ORDERED_DATES = {"rental": ("lease_start", "lease_end"), "residence": ("valid_from", "valid_until")}
+_ORDERED_DATES = {
+    "rental": ("lease_start", "lease_end"),
+    "residence": ("valid_from", "valid_until"),
+}
 _CITY_CODE = re.compile(r"[0-9]{6}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 

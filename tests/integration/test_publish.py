@@ -160,7 +160,7 @@ def test_csv_file(kafka_settings: Settings, tmp_path: Path):
         "person": {"name": "陈丽", "aliases": ["陈莉", "CHEN Li"]}, "source": "job"}
     dead = dead_letters(kafka_settings, 3)
     assert {n: d["reason"] for n, d in dead.items()} == {
-        3: "bad_date: start_date", 4: "encoding", 5: "missing_field: person"}  # no person.* cell at all
+        3: "bad_date: start_date", 4: "encoding", 5: "missing_field: person"}  # no person.* cell
     for n, d in dead.items():  # the dead letter keeps the CSV line, not the JSON made from it
         assert base64.b64decode(d["original_b64"]) == rows[n - 2]
 
