@@ -51,8 +51,14 @@ def test_stream_emits_the_same_alerts_as_replay(kafka_settings, redis_client, tm
     try:
         linked = wait_for_count(s, "linked", n_linked, timeout=240, worker=worker)
         assert len({(r["source"], r["record_id"]) for r in linked}) == n_linked, worker.tail()
-        time.sleep(s.idle_timeout_s + 4)  # every source idle -> watermark flushes, as replay
-        got = final_statuses(read_topic(s, "alerts"))
+        # Once every source is idle the watermark flushes, as replay's end of input does.
+        # The flush is asynchronous (idle timeout + timer tick), so poll for a while.
+        deadline = time.monotonic() + s.idle_timeout_s + 60
+        while True:
+            got = final_statuses(read_topic(s, "alerts"))
+            if got == expected or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         metrics = urllib.request.urlopen(
             f"http://127.0.0.1:{s.worker_metrics_port}/metrics", timeout=5).read().decode()
     finally:

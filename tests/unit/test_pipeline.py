@@ -212,3 +212,19 @@ def test_final_statuses_do_not_depend_on_source_interleaving(seed):
         if not queues[s]:
             del queues[s]
     assert final_status(run(mixed)[1]) == final_status(run(records)[1])
+
+
+def test_idle_sources_release_the_watermark_on_tick():
+    # The stream has no end of input: the idle timeout flushes what replay's finish() does.
+    recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
+            job("J9", {"name": "王五"}, "2026-03-07", "2026-03-07T09:00:00+08:00"),
+            residence("T9", {"name": "赵六"}, "2026-03-02T09:00:00+08:00", "2026-03-02",
+                      "2026-04-01")]
+    pipe = Pipeline(settings(idle_timeout_s=5), MemoryKV())
+    outs = []
+    for n, r in enumerate(recs):
+        outs += pipe.process(r, now=100.0 + n, channel=f"{r['source']}#0")[1]
+    assert [o for o in outs if o.topic == "alerts"] == []  # residence#0 holds at 2 March
+    assert pipe.tick(now=103.0) == []
+    flushed = [o.value for o in pipe.tick(now=120.0) if o.topic == "alerts"]
+    assert [(a["rule"], a["status"]) for a in flushed] == [("unregistered_stay", "raised")]
