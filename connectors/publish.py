@@ -200,17 +200,18 @@ def run_publish(
     """Publish ``files`` (``-`` is stdin) of ``source``; return the reconciled counts.
 
     Metrics go to ``registry`` (default: this module's :data:`REGISTRY`), served over HTTP on
-    ``metrics_port`` when given, or on ``settings.connector_metrics_port`` when the environment
-    has ``REGLINK_CONNECTOR_METRICS=1``. ``stop`` ends a ``follow`` early (signals set it too).
+    ``metrics_port`` when given, or on ``settings.connector_metrics_port`` when the
+    setting ``connector_metrics`` is on. ``stop`` ends a ``follow`` early (signals set it too).
     """
     files = list(files) or [STDIN]
     metrics = metrics_for(registry)
-    if metrics_port is None and os.environ.get("REGLINK_CONNECTOR_METRICS") == "1":
+    if metrics_port is None and settings.connector_metrics:
         metrics_port = settings.connector_metrics_port
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, registry=REGISTRY if registry is None else registry)
+        start_http_server(metrics_port, addr=settings.metrics_host,
+                          registry=REGISTRY if registry is None else registry)
 
     raw_topic = settings.topic(f"{source}.raw")
     dl_topic = settings.topic("deadletter")

@@ -34,8 +34,10 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     redis_port: int = 6379
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in containers, so Prometheus can scrape
     worker_metrics_port: int = 9108
     connector_metrics_port: int = 9109
+    connector_metrics: bool = False  # serve connector metrics on connector_metrics_port
 
     # --- privacy ------------------------------------------------------------------------
     hmac_key: SecretStr = SecretStr(DEV_HMAC_KEY)

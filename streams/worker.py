@@ -87,8 +87,8 @@ def run_worker(settings: Settings, workdir: str | None = None,
     shell = build_shell(settings, metrics)
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     if port:
-        start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        start_http_server(port, addr=settings.metrics_host, registry=metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
     datadir = Path(workdir or Path(settings.state_dir) / "worker" / settings.app_id)
     datadir.mkdir(parents=True, exist_ok=True)
     from .app import configure
