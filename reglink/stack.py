@@ -573,11 +573,32 @@ def _wait_running(name: str, wait: Callable[[], None], pidfile: Path, logfile: P
         ) from None
 
 
+@contextmanager
+def _locked(p: _Paths) -> Iterator[None]:
+    """One `stack up`/`down` at a time per state dir (parallel test sessions, make -j)."""
+    p.state.mkdir(parents=True, exist_ok=True)
+    with open(p.state / "stack.lock", "w") as fh:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 # --- public API ----------------------------------------------------------------------------
 def up(settings: Settings) -> None:
     """Start Kafka and Redis (idempotent) and make sure every topic exists."""
     p = _paths(settings)
-    p.state.mkdir(parents=True, exist_ok=True)
+    with _locked(p):
+        _up(settings, p)
+
+
+def _up(settings: Settings, p: _Paths) -> None:
     t0 = time.monotonic()
     redis_pid = _start_redis(settings, p)
     if redis_pid is not None:
@@ -616,8 +637,12 @@ def up(settings: Settings) -> None:
 def down(settings: Settings) -> None:
     """Stop what :func:`up` started, by pid: SIGTERM, wait, then SIGKILL."""
     p = _paths(settings)
-    _stop("kafka", p.kafka_pid, KAFKA_MARKER, 30.0)  # a clean KRaft shutdown takes a few s
-    _stop("redis", p.redis_pid, REDIS_MARKER, 10.0)
+    if not p.state.is_dir():
+        _say(f"stack: nothing to stop ({p.state} does not exist)")
+        return
+    with _locked(p):
+        _stop("kafka", p.kafka_pid, KAFKA_MARKER, 30.0)  # a clean KRaft shutdown takes a few s
+        _stop("redis", p.redis_pid, REDIS_MARKER, 10.0)
     for name, port in (("kafka", settings.kafka_port), ("redis", settings.redis_port)):
         if _port_open(port):
             _say(f"{name}: note: something reglink did not start still listens on port {port}")
