@@ -157,6 +157,10 @@ def test_prometheus_scrapes_the_metrics_ports(compose) -> None:
         env = _env(compose["services"][svc])
         key = "REGLINK_WORKER_METRICS_PORT" if svc == "worker" else "REGLINK_CONNECTOR_METRICS_PORT"
         assert int(env.get(key, port)) == port
+        if "metrics_host" in fields:  # metrics must listen beyond the container's loopback
+            assert env.get("REGLINK_METRICS_HOST") == "0.0.0.0", svc
+        if svc == "demo-publisher" and "connector_metrics" in fields:
+            assert env.get("REGLINK_CONNECTOR_METRICS", "").lower() in {"1", "true", "yes"}
 
 
 def test_grafana_dashboard_uses_the_provisioned_datasource() -> None:
