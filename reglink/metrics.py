@@ -31,7 +31,7 @@ class PipelineMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1), registry=r)
         self.alert_latency = Histogram(
             "reglink_alert_latency_seconds",
-            "Time from the newest evidence record's arrival to the alert (processing time)",
+            "Time from an alert's event time (deadline / linking report time) to its emission",
             buckets=_LAT_BUCKETS, registry=r)
         self.watermark = Gauge("reglink_watermark_seconds", "Event-time watermark (epoch s)",
                                registry=r)

@@ -7,8 +7,9 @@ import json
 import logging
 import time
 
-from reglink.contract import parse_record, reason_code
+from reglink.contract import parse_record, reason_code, report_time
 from reglink.pipeline import Out, Pipeline
+from reglink.rules.clock import ts
 from reglink.settings import Settings
 from reglink.topics import SOURCES
 
@@ -47,14 +48,24 @@ class WorkerShell:
             return [(self.s.topic("deadletter"), source.encode(),
                      json.dumps(msg, ensure_ascii=False).encode())]
         self.pipe.metrics.process_latency.observe(time.perf_counter() - t0)
-        rt = record.get("time") or record.get("registered_at") or record.get("posted_at")
-        if rt:
-            from reglink.rules.clock import ts
-            self.pipe.metrics.link_latency.observe(max(0.0, now - ts(rt)))
+        rt = report_time(record)
+        if rt is not None:
+            self.pipe.metrics.link_latency.observe(max(0.0, now - rt.timestamp()))
+        self._observe_alerts(outs, now)
         return self.encode(outs)
 
     def tick(self, now: float | None = None) -> list[tuple[str, bytes, bytes]]:
-        return self.encode(self.pipe.tick(time.time() if now is None else now))
+        now = time.time() if now is None else now
+        outs = self.pipe.tick(now)
+        self._observe_alerts(outs, now)
+        return self.encode(outs)
+
+    def _observe_alerts(self, outs: list[Out], now: float) -> None:
+        """Record -> alert latency: from the alert's event time (deadline, or the linking
+        record's report time) to its emission."""
+        for o in outs:
+            if o.topic == "alerts" and o.value.get("raised_at") and o.value["status"] == "raised":
+                self.pipe.metrics.alert_latency.observe(max(0.0, now - ts(o.value["raised_at"])))
 
     def encode(self, outs: list[Out]) -> list[tuple[str, bytes, bytes]]:
         return [(self.s.topic(o.topic), o.key.encode(),

@@ -78,9 +78,9 @@ def run_worker(settings: Settings, workdir: str | None = None,
     from faust.worker import Worker
     from prometheus_client import start_http_server
 
-    logging.basicConfig(level=logging.INFO,
-                        format='{"t":"%(asctime)s","lvl":"%(levelname)s","log":"%(name)s",'
-                               '"msg":"%(message)s"}')
+    from reglink.logs import configure_json_logging
+
+    configure_json_logging()
     if settings.uses_dev_key:
         log.warning("using the development HMAC key; set REGLINK_HMAC_KEY in production")
     metrics = PipelineMetrics()

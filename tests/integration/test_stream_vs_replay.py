@@ -15,6 +15,7 @@ from streamkit import (
 )
 
 from connectors.publish import run_publish
+from matchers.normalise import normalise_id
 from reglink.replay import run_replay
 from reglink.simulate import run_simulate
 from reglink.stack import create_topics
@@ -63,6 +64,24 @@ def test_stream_emits_the_same_alerts_as_replay(kafka_settings, redis_client, tm
             f"http://127.0.0.1:{s.worker_metrics_port}/metrics", timeout=5).read().decode()
     finally:
         worker.stop()
+
+    # Pseudonymisation: no ID number of the input, raw or normalised, in any Redis key or value.
+    ids = set()
+    for line in (sim / "events.jsonl").open(encoding="utf-8"):
+        number = json.loads(line).get("person", {}).get("id_number")
+        if number:
+            ids.add(number)
+            info = normalise_id(number)
+            if info is not None:
+                ids.add(info.value)
+    assert len(ids) > 100
+    dump = []
+    for key in redis_client.scan_iter(match=f"{s.redis_prefix}*", count=1000):
+        dump.append(key.decode())
+        if redis_client.type(key) == b"string":
+            dump.append(redis_client.get(key).decode())
+    blob = "\n".join(dump)
+    assert len(dump) > 100 and not [n for n in ids if n in blob]
 
     missing = {k: v for k, v in expected.items() if got.get(k) != v}
     extra = {k: v for k, v in got.items() if k not in expected}

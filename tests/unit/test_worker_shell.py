@@ -1,0 +1,45 @@
+"""The worker's per-message logic without faust or a broker (MemoryKV state)."""
+
+import json
+from pathlib import Path
+
+from prometheus_client import generate_latest
+
+from matchers.stores.kv import MemoryKV
+from reglink.metrics import PipelineMetrics
+from reglink.pipeline import Pipeline
+from reglink.settings import load_settings
+from streams.shell import WorkerShell
+
+EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
+
+
+def make_shell():
+    s = load_settings(hmac_key="k", idle_timeout_s=5)
+    return WorkerShell(s, Pipeline(s, MemoryKV(), metrics=PipelineMetrics())), s
+
+
+def test_shell_links_alerts_dead_letters_and_counts():
+    shell, s = make_shell()
+    out = []
+    for n, line in enumerate(EXAMPLES.read_bytes().splitlines()):
+        src = json.loads(line)["source"]
+        out += shell.handle(line, s.topic(f"{src}.raw"), 0, n, now=1000.0 + n)
+    out += shell.handle(b"{broken", s.topic("job.raw"), 0, 99, now=1010.0)
+    out += shell.tick(now=2000.0)  # every source idle: the watermark flushes
+    topics = [t for t, _k, _v in out]
+    assert topics.count(s.topic("linked")) == 7
+    assert topics.count(s.topic("deadletter")) == 1
+    alerts = [json.loads(v) for t, _k, v in out if t == s.topic("alerts")]
+    assert sorted(a["rule"] for a in alerts) == ["unregistered_stay", "watchlist_match"]
+    dl = next(json.loads(v) for t, _k, v in out if t == s.topic("deadletter"))
+    assert dl["reason"] == "malformed_json" and dl["origin"]["offset"] == 99
+    text = generate_latest(shell.pipe.metrics.registry).decode()
+    assert 'reglink_deadletter_total{reason="malformed_json",source="job"} 1.0' in text
+    assert 'reglink_alerts_total{rule="unregistered_stay",status="raised"} 1.0' in text
+    assert "reglink_alert_latency_seconds_count 2.0" in text
+    assert "reglink_link_latency_seconds_count 6.0" in text  # six records carry a report time
+    for id_number in ("340102198803150022", "110105790402031", "110105197904020317"):
+        assert id_number not in text
+        assert all(id_number not in v.decode() for _t, _k, v in out
+                   if _t != s.topic("deadletter"))
