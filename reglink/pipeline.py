@@ -143,19 +143,30 @@ class Pipeline:
         data = self._stays(link.person_id)
         ps = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
         known = {iv[0] for iv in ps["iv"]} | {r[0] for r in ps["reg"]}
+        known |= {c[0] for c in ps.get("co", [])}
         if key in known or key in ps.get("closed", []):
             return set()
         if source == "hotel":
-            t = ts(record["time"])
+            t, hotel = ts(record["time"]), record.get("hotel_id")
+            pending = ps.setdefault("co", [])  # check-outs not matched yet: [key, hotel, t]
             if record["event"] == "check_in":
-                ps["iv"].append([key, t, None, self.grace["hotel"], record.get("hotel_id")])
+                iv = [key, t, None, self.grace["hotel"], hotel]
+                # A check-out can be read before its check-in (another partition): match it.
+                outs = sorted((c for c in pending if c[1] == hotel and c[2] >= t),
+                              key=lambda c: (c[2], c[0]))
+                if outs:
+                    iv[2] = outs[0][2]
+                    pending.remove(outs[0])
+                    ps.setdefault("closed", []).append(outs[0][0])
+                ps["iv"].append(iv)
             else:
                 open_ivs = [iv for iv in ps["iv"] if iv[2] is None and iv[4] is not None
-                            and iv[4] == record.get("hotel_id") and iv[1] <= t]
-                if not open_ivs:
-                    return set()
-                max(open_ivs, key=lambda iv: iv[1])[2] = t
-                ps.setdefault("closed", []).append(key)
+                            and iv[4] == hotel and iv[1] <= t]
+                if open_ivs:
+                    max(open_ivs, key=lambda iv: iv[1])[2] = t
+                    ps.setdefault("closed", []).append(key)
+                elif key not in {c[0] for c in pending}:
+                    pending.append([key, hotel, t])
         elif source == "rental":
             end = day_end(record["lease_end"]) if record.get("lease_end") else None
             ps["iv"].append([key, day_start(record["lease_start"]), end, self.grace["rental"],
@@ -182,6 +193,7 @@ class Pipeline:
             dst["reg"] += [r for r in ps["reg"] if r[0] not in have]
             dst["ex"].update(ps["ex"])
             dst.setdefault("closed", []).extend(ps.get("closed", []))
+            dst.setdefault("co", []).extend(ps.get("co", []))
             self.kv.zrem("due", f"{absorbed}|{pref}")
         self._save_stays(into, data)
         self.kv.delete(f"s:{absorbed}")

@@ -228,3 +228,18 @@ def test_idle_sources_release_the_watermark_on_tick():
     assert pipe.tick(now=103.0) == []
     flushed = [o.value for o in pipe.tick(now=120.0) if o.topic == "alerts"]
     assert [(a["rule"], a["status"]) for a in flushed] == [("unregistered_stay", "raised")]
+
+
+def hotel_out(rec_id, person, time, city="440305"):
+    return {**hotel_in(rec_id, person, time, city), "event": "check_out"}
+
+
+def test_check_out_read_before_its_check_in_still_closes_the_stay():
+    stay = [hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00"),
+            hotel_out("H2", CHEN, "2026-03-03T10:00:00+08:00"),
+            job("J9", {"name": "王五"}, "2026-05-01", "2026-05-01T09:00:00+08:00")]
+    in_order = run(stay)[1]
+    swapped = run([stay[1], stay[0], stay[2]])[1]
+    assert in_order == [] and swapped == []  # a 2-night stay owes nothing
+    open_stay = run([stay[0], stay[2]])[1]  # never checked out: 30-day deadline passes
+    assert [a["rule"] for a in open_stay] == ["unregistered_stay"]
