@@ -53,6 +53,7 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
     for source in SOURCES:
         (live / f"{source}.jsonl").touch()
     stop = threading.Event()
+    fed: list[float] = []  # monotonic time the feed finished
     summaries: dict[str, object] = {}
 
     def follow(source: str) -> None:
@@ -82,6 +83,7 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
                 time.sleep(pace_s)
         time.sleep(2.0)
         stop.set()
+        fed.append(time.monotonic())
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -89,7 +91,9 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
           f"(worker log: {base / 'worker.log'})")
     print(f"alerts (topic {s.topic('alerts')}), live:", flush=True)
     try:
-        shown = tail_alerts(s, from_beginning=True, idle_timeout=days * pace_s + 25)
+        # After the feed, every source goes idle and the worker flushes its watermark.
+        shown = tail_alerts(s, from_beginning=True, until=lambda: bool(fed) and
+                            time.monotonic() > fed[0] + s.idle_timeout_s + 8)
     finally:
         stop.set()
         for t in threads:

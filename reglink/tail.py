@@ -24,7 +24,9 @@ def format_alert(a: dict) -> str:
 
 def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = None,
                 from_beginning: bool = False, idle_timeout: float | None = None,
-                out=None) -> int:
+                out=None, until=None) -> int:
+    """Print alerts until interrupted, ``idle_timeout`` seconds pass without one, or
+    ``until()`` turns true. Returns how many were shown."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
@@ -70,6 +72,8 @@ def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = No
             if got:
                 last = time.monotonic()
             elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                return shown
+            if until is not None and until():
                 return shown
     except KeyboardInterrupt:
         return shown
