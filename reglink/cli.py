@@ -169,7 +169,7 @@ def alerts(ctx, as_json: bool, rule: str | None, from_beginning: bool, timeout: 
 
 # --- demo --------------------------------------------------------------------------------
 @main.command()
-@click.option("--persons", default=400, show_default=True)
+@click.option("--persons", default=1500, show_default=True)
 @click.option("--days", default=20, show_default=True)
 @click.pass_context
 def demo(ctx: click.Context, persons: int, days: int) -> None:
