@@ -119,12 +119,19 @@ def simulate(persons: int, days: int, start: str, seed: int, out_dir: str) -> No
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--decisions", "decisions_file", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Reviewers' decisions (JSON Lines, a dump of the decisions topic), applied "
+                   "before the records: dismissed pairs and misused identities stay quiet.")
 @click.pass_context
-def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str) -> None:
+def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
+           decisions_file: str | None) -> None:
     """Run the worker's linking and rules in one process (no Kafka, no Redis)."""
-    from .replay import run_replay
+    from .replay import load_decisions, run_replay
 
-    result = run_replay(_settings(ctx), [Path(f) for f in files], Path(out_dir))
+    decisions = load_decisions(Path(decisions_file)) if decisions_file else None
+    result = run_replay(_settings(ctx), [Path(f) for f in files], Path(out_dir),
+                        progress=sys.stderr.isatty(), decisions=decisions)
     click.echo(result.line())
 
 

@@ -24,6 +24,7 @@ from matchers.types import Identity, PersonRecord
 
 from .contract import record_key, report_time
 from .metrics import PipelineMetrics
+from .rules import decisions
 from .rules import stay as st
 from .rules.clock import day_end, day_start, iso, ts
 from .rules.watermark import Watermark
@@ -102,6 +103,18 @@ class Pipeline:
     def expect(self, channel: str, now: float | None = None) -> None:
         """A channel has records waiting that the shell has not read yet (stream only)."""
         self.wm.expect(channel, now)
+
+    def apply_decision(self, decision: dict) -> list[Out]:
+        """A reviewer's decision (``decisions`` topic) feeds back into matching: a dismissal
+        suppresses its (person, watch entry) pair, permanently for "different person"
+        (cannot-link); a misused-identity mark stops watchlist hits on that person.
+        See :mod:`reglink.rules.decisions`. Emits nothing today."""
+        for op, key, value in decisions.effects(decision):
+            if op == "sadd":
+                self.kv.sadd(key, [value])
+            else:
+                self.kv.set(key, value)
+        return []
 
     def finish(self) -> list[Out]:
         """End of input (replay): the watermark moves to the top report time - lateness."""
@@ -319,10 +332,13 @@ class Pipeline:
         comp = self.linker.comparator.compare(entry, ident)
         if comp.conflict or comp.probability < self.s.watchlist_threshold:
             return []
+        aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
+        if decisions.suppressed(self.kv.get, self.kv.smembers, self.store.resolve, aid,
+                                ident.person_id, report_ts):
+            return []  # a reviewer cleared this pair, or marked the person's identity misused
         alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
         if ident.person_id in alerted:
             return []
-        aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
         self.kv.sadd(f"wp:{watch_id}", [ident.person_id])
         self.kv.sadd(f"wa:{watch_id}", [aid])
         evidence = [f"watchlist:{watch_id}"] + ([record] if record else [])

@@ -14,6 +14,7 @@ from pathlib import Path
 from matchers.stores.kv import MemoryKV
 
 from .contract import parse_record
+from .errors import ReglinkError
 from .pipeline import Pipeline
 from .settings import Settings
 from .topics import SOURCES
@@ -47,16 +48,60 @@ def _source_of(raw: bytes, default: str | None) -> str:
     return default or "person"
 
 
+class _Bar:
+    def __init__(self, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.p = Progress(TextColumn("replay"), BarColumn(), DownloadColumn(),
+                          TimeRemainingColumn(), transient=True)
+        self.task = self.p.add_task("replay", total=total)
+        self.p.start()
+
+    def advance(self, n: int) -> None:
+        self.p.advance(self.task, n)
+
+    def stop(self) -> None:
+        self.p.stop()
+
+
+def _progress(files: list[Path]) -> _Bar:
+    return _Bar(sum(p.stat().st_size for p in files))
+
+
 def iter_lines(path: Path):
     with path.open("rb") as fh:
         for n, line in enumerate(fh, 1):
             yield n, line.rstrip(b"\r\n")
 
 
+def load_decisions(path: Path) -> list[dict]:
+    """Reviewers' decisions as JSON Lines (a dump of the ``decisions`` topic)."""
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    raise ReglinkError(f"{path}:{n} is not a JSON decision: fix or drop the "
+                                       "line (the file holds one decision per line)") from None
+    return out
+
+
 def run_replay(settings: Settings, files: list[Path], out_dir: Path,
-               progress: bool | None = None) -> ReplayResult:
+               progress: bool | None = None,
+               decisions: list[dict] | None = None) -> ReplayResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe = Pipeline(settings, MemoryKV())
+    for d in decisions or []:  # reviewers' decisions hold before any record is matched
+        pipe.apply_decision(d)
+    bar = _progress(files) if progress else None
     t0 = time.perf_counter()
     links: list[tuple[str, str, str | None]] = []  # (field, id, person_id at link time)
     read = dead = n_alerts = 0
@@ -74,6 +119,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
             stem_source = path.stem if path.stem in SOURCES else None
             for n, raw in iter_lines(path):
                 read += 1
+                if bar is not None:
+                    bar.advance(len(raw) + 1)
                 source = _source_of(raw, stem_source)
                 record, dl = parse_record(raw, source, {"file": str(path), "line": n})
                 if dl is not None:
@@ -85,6 +132,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
                 links.append((field, str(record[field]), pid))
                 emit(outs)
         emit(pipe.finish())
+    if bar is not None:
+        bar.stop()
     resolve = pipe.store.resolve
     with (out_dir / "links.jsonl").open("w", encoding="utf-8") as fh:
         for field, rid, pid in links:

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     connector_metrics_port: int = 9109
     connector_metrics: bool = False  # serve connector metrics on connector_metrics_port
 
+    # --- review console (reglink console) -------------------------------------------------
+    console_host: str = "127.0.0.1"
+    console_port: int = 8088
+    console_users_file: Path | None = None  # JSON {user: {role, password_hash}}; see docs
+    console_secret: SecretStr = SecretStr("reglink-console-dev-secret")  # signs session cookies
+    dismissal_suppress_s: int = 90 * 86400  # a dismissed (person, watch entry) pair stays quiet
+
     # --- privacy ------------------------------------------------------------------------
     hmac_key: SecretStr = SecretStr(DEV_HMAC_KEY)
 
@@ -63,8 +70,10 @@ class Settings(BaseSettings):
         """These settings as ``REGLINK_*`` variables, to hand to a child process."""
         env = {}
         for name, value in self.model_dump().items():
-            if name == "hmac_key":
-                value = self.hmac_key.get_secret_value()
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"REGLINK_{name.upper()}"] = str(value)
         return env
 

@@ -4,6 +4,8 @@ is read from the environment at import time."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 
 import faust
@@ -12,6 +14,8 @@ from reglink.settings import Settings
 from reglink.topics import SOURCES
 
 from .shell import WorkerShell
+
+log = logging.getLogger("reglink.worker")
 
 app = faust.App("reglink-worker", autodiscover=False)
 
@@ -53,6 +57,21 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
         async for event in stream.events():
             msg = event.message
             await send_all(shell.handle(event.value, msg.topic, msg.partition, msg.offset))
+
+    decisions = app.topic(settings.topic("decisions"), key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")
+
+    @app.agent(decisions, concurrency=1, name="decide")
+    async def decide(stream):
+        """Reviewers' decisions feed back into matching (suppressions, misused identities)."""
+        async for event in stream.events():
+            try:
+                decision = json.loads(event.value)
+            except ValueError:
+                log.warning("ignored a decision that is not JSON at offset %s",
+                            event.message.offset)
+                continue
+            await send_all(shell.encode(shell.pipe.apply_decision(decision)))
 
     @app.timer(interval=1.0)
     async def tick():

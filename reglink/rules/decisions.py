@@ -1,0 +1,215 @@
+"""Reviewers' decisions on alerts: the review state machine and the feedback into matching.
+
+Pure: no Kafka, no Redis, no web. The console builds decision messages here and folds the
+``decisions`` topic into review states; the pipeline (worker and replay) turns the same messages
+into suppression state in its ``KeyValue`` (:func:`effects`, :func:`suppressed`).
+
+Safeguards (DOMAIN.md): a human reviews every alert; each review state carries a reason code;
+a ``watchlist_match`` needs two *different* reviewers to confirm; a dismissal suppresses the
+(person, watch entry) pair for a period, and a "different person" dismissal is a permanent
+cannot-link for that pair; a person can be marked as a **misused identity** so that no
+watchlist entry hits them again.
+
+A decision message (topic ``decisions``, key ``alert_id``)::
+
+    {decision_id, alert_id, rule, person_id, watch_id?, action, reason, note, reviewer, role,
+     decided_at, suppress_until?, cannot_link, schema}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+SCHEMA = "reglink/decision/v1"
+
+ACTIONS = ("confirm", "dismiss", "more_info", "misused_identity")
+
+#: reason codes per action, with the label the console shows.
+REASONS: dict[str, dict[str, str]] = {
+    "confirm": {
+        "identity_verified": "Identity verified against the evidence",
+        "documents_checked": "Documents checked",
+        "stay_confirmed": "Unregistered stay confirmed",
+    },
+    "dismiss": {
+        "different_person": "Different person (cannot-link: never pair them again)",
+        "registered_elsewhere": "Registration exists (not in the data)",
+        "data_error": "Data-entry error in the evidence",
+        "entry_outdated": "Watchlist entry outdated",
+        "duplicate": "Duplicate of another alert",
+    },
+    "more_info": {
+        "need_documents": "Need documents",
+        "need_field_check": "Need a field check",
+        "ambiguous_identity": "Identity ambiguous",
+    },
+    "misused_identity": {
+        "documents_misused": "Someone else used this person's documents",
+    },
+}
+
+ROLES = ("operator", "supervisor", "auditor")
+#: which role may take which action; auditors are read-only.
+ALLOWED: dict[str, frozenset[str]] = {
+    "operator": frozenset({"confirm", "dismiss", "more_info"}),
+    "supervisor": frozenset(ACTIONS),
+    "auditor": frozenset(),
+}
+
+OPEN, AWAITING_SECOND, CONFIRMED, DISMISSED, MORE_INFO, MISUSED = (
+    "open", "awaiting_second", "confirmed", "dismissed", "more_info", "misused_identity")
+TERMINAL = frozenset({CONFIRMED, DISMISSED, MISUSED})
+
+
+def confirmations_needed(rule: str | None) -> int:
+    """A watchlist hit needs two separate confirmations (EU AI Act art. 14(5))."""
+    return 2 if rule == "watchlist_match" else 1
+
+
+class DecisionError(ValueError):
+    """A decision that the rules do not allow; ``str()`` says why, in one line."""
+
+
+@dataclass
+class Review:
+    """Where one alert stands in review, folded from its decisions in order."""
+
+    alert_id: str
+    rule: str | None = None
+    status: str = OPEN
+    reason: str | None = None
+    confirmers: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    decided_at: str | None = None  # when it reached a terminal state
+
+    def to_json(self) -> dict:
+        return {"alert_id": self.alert_id, "status": self.status, "reason": self.reason,
+                "confirmers": list(self.confirmers), "decided_at": self.decided_at,
+                "decisions": len(self.history)}
+
+    def apply(self, d: dict) -> None:
+        """Fold one (already validated) decision in. Idempotent on ``decision_id``."""
+        if any(h.get("decision_id") == d.get("decision_id") for h in self.history):
+            return
+        self.history.append(d)
+        self.rule = self.rule or d.get("rule")
+        action = d.get("action")
+        if action == "confirm":
+            if d.get("reviewer") not in self.confirmers:
+                self.confirmers.append(d.get("reviewer"))
+            if len(self.confirmers) >= confirmations_needed(self.rule):
+                self._terminal(CONFIRMED, d)
+            else:
+                self.status, self.reason = AWAITING_SECOND, d.get("reason")
+        elif action == "dismiss":
+            self._terminal(DISMISSED, d)
+        elif action == "misused_identity":
+            self._terminal(MISUSED, d)
+        elif action == "more_info":
+            self.status, self.reason = MORE_INFO, d.get("reason")
+
+    def _terminal(self, status: str, d: dict) -> None:
+        self.status, self.reason = status, d.get("reason")
+        self.decided_at = self.decided_at or d.get("decided_at")
+
+
+def fold(alert_id: str, decisions: Iterable[dict], rule: str | None = None) -> Review:
+    review = Review(alert_id, rule)
+    for d in decisions:
+        review.apply(d)
+    return review
+
+
+def check(alert: dict, review: Review, action: str, reason: str, reviewer: str,
+          role: str) -> None:
+    """Raise :class:`DecisionError` unless ``reviewer`` (``role``) may take this decision."""
+    if action not in ACTIONS:
+        raise DecisionError(f"unknown action {action!r}")
+    if action not in ALLOWED.get(role, frozenset()):
+        raise DecisionError(f"role {role!r} may not {action.replace('_', ' ')}")
+    if reason not in REASONS[action]:
+        raise DecisionError(f"reason {reason!r} is not a reason code for {action}: "
+                            f"use one of {', '.join(REASONS[action])}")
+    if action == "misused_identity" and alert.get("rule") != "watchlist_match":
+        raise DecisionError("misused identity applies to watchlist matches only")
+    if review.status in TERMINAL:
+        raise DecisionError(f"alert already {review.status.replace('_', ' ')}")
+    if action == "confirm" and reviewer in review.confirmers:
+        raise DecisionError("you already confirmed this alert: a second, different reviewer "
+                            "must confirm it")
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: str,
+                  note: str = "", now: datetime | None = None,
+                  suppress_s: int = 90 * 86400) -> dict:
+    """The decision message for ``alert`` (validate with :func:`check` first)."""
+    now = now or datetime.now(UTC)
+    decided_at = _iso(now)
+    cannot_link = action == "dismiss" and reason == "different_person"
+    digest = hashlib.sha256(
+        f"{alert['alert_id']}|{reviewer}|{action}|{decided_at}|{note}".encode()).hexdigest()
+    d = {
+        "decision_id": "D" + digest[:20],
+        "alert_id": alert["alert_id"],
+        "rule": alert.get("rule"),
+        "person_id": alert.get("person_id"),
+        "watch_id": alert.get("watch_id"),
+        "prefecture": alert.get("prefecture"),
+        "action": action,
+        "reason": reason,
+        "note": note[:500],
+        "reviewer": reviewer,
+        "role": role,
+        "decided_at": decided_at,
+        "cannot_link": cannot_link,
+        "suppress_until": None,
+        "schema": SCHEMA,
+    }
+    if action == "dismiss" and not cannot_link:
+        d["suppress_until"] = _iso(datetime.fromtimestamp(now.timestamp() + suppress_s, UTC))
+    return d
+
+
+# ---------------------------------------------------------------- feedback into matching
+def effects(decision: dict) -> list[tuple[str, str, str]]:
+    """What a decision changes in the pipeline's state: ``(op, key, value)`` with op
+    ``set`` or ``sadd``. Only dismissals and misused-identity marks feed back."""
+    action = decision.get("action")
+    if action == "dismiss" and decision.get("rule") == "watchlist_match":
+        until = None if decision.get("cannot_link") else decision.get("suppress_until")
+        value = {"until": until, "reason": decision.get("reason"),
+                 "decision_id": decision.get("decision_id")}
+        return [("set", f"sup:{decision['alert_id']}", json.dumps(value))]
+    if action == "misused_identity" and decision.get("person_id"):
+        return [("sadd", "misused", decision["person_id"])]
+    return []
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def suppressed(get: Callable[[str], str | None], members: Callable[[str], set[str]],
+               resolve: Callable[[str], str], alert_id: str, person_id: str,
+               at: float | None) -> str | None:
+    """Why the (person, watch entry) pair behind ``alert_id`` must not alert at event time
+    ``at`` (``None``: unknown, treated as inside any period), or ``None`` if it may."""
+    raw = get(f"sup:{alert_id}")
+    if raw:
+        sup = json.loads(raw)
+        if sup.get("until") is None:
+            return "cannot_link"
+        if at is None or at < _ts(sup["until"]):
+            return "dismissed"
+    for marked in members("misused"):
+        if marked == person_id or resolve(marked) == person_id:
+            return "misused_identity"
+    return None

@@ -1,0 +1,156 @@
+"""Review decisions: the state machine (two reviewers for watchlist hits, reason codes, roles)
+and their feedback into matching (Pipeline.apply_decision), with embedded state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from matchers.normalise import id_check_char
+from matchers.stores.kv import MemoryKV
+from reglink.pipeline import Pipeline
+from reglink.replay import run_replay
+from reglink.rules import decisions as dec
+from reglink.settings import load_settings
+
+
+def settings(**kw):
+    return load_settings(hmac_key="unit-test-key", **kw)
+
+
+def rid(area: str, birth: str, seq: int) -> str:
+    body = f"{area}{birth.replace('-', '')}{seq:03d}"
+    return body + id_check_char(body)
+
+
+CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F"}
+WATCH = {"source": "watchlist", "watch_id": "W-9", "action": "add", "priority": "medium",
+         "person": {"name": "陈丽", "birth_date": "1988-03-15", "sex": "F"}}
+
+
+def hotel_in(rec_id, person, time, city="440305"):
+    return {"source": "hotel", "record_id": rec_id, "event": "check_in", "hotel_id": "H1",
+            "city_code": city, "time": time, "person": person}
+
+
+NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+WATCH_ALERT = {"alert_id": "Aw1", "rule": "watchlist_match", "person_id": "P1",
+               "watch_id": "W-9", "status": "raised"}
+STAY_ALERT = {"alert_id": "As1", "rule": "unregistered_stay", "person_id": "P1",
+              "prefecture": "4403", "status": "raised"}
+
+
+def decide(review, alert, action, reason, who, role="operator", now=NOW):
+    dec.check(alert, review, action, reason, who, role)
+    d = dec.make_decision(alert, action, reason, who, role, now=now)
+    review.apply(d)
+    return d
+
+
+def test_watchlist_match_needs_two_different_reviewers():
+    review = dec.Review("Aw1", "watchlist_match")
+    decide(review, WATCH_ALERT, "confirm", "identity_verified", "ana")
+    assert review.status == dec.AWAITING_SECOND
+    with pytest.raises(dec.DecisionError, match="different reviewer"):
+        dec.check(WATCH_ALERT, review, "confirm", "identity_verified", "ana", "operator")
+    decide(review, WATCH_ALERT, "confirm", "documents_checked", "bo", "supervisor")
+    assert review.status == dec.CONFIRMED and review.confirmers == ["ana", "bo"]
+    assert review.decided_at == NOW.isoformat(timespec="seconds")
+
+
+def test_stay_is_confirmed_by_one_reviewer():
+    review = dec.Review("As1", "unregistered_stay")
+    decide(review, STAY_ALERT, "confirm", "stay_confirmed", "ana")
+    assert review.status == dec.CONFIRMED
+
+
+def test_auditor_cannot_decide_and_reason_codes_are_checked():
+    review = dec.Review("Aw1", "watchlist_match")
+    with pytest.raises(dec.DecisionError, match="auditor"):
+        dec.check(WATCH_ALERT, review, "confirm", "identity_verified", "au", "auditor")
+    with pytest.raises(dec.DecisionError, match="reason code"):
+        dec.check(WATCH_ALERT, review, "dismiss", "identity_verified", "ana", "operator")
+    with pytest.raises(dec.DecisionError, match="may not"):
+        dec.check(WATCH_ALERT, review, "misused_identity", "documents_misused", "ana",
+                  "operator")
+
+
+def test_terminal_states_take_no_more_decisions_and_fold_is_idempotent():
+    review = dec.Review("Aw1", "watchlist_match")
+    d = decide(review, WATCH_ALERT, "dismiss", "data_error", "ana")
+    review.apply(d)  # re-delivered
+    assert review.status == dec.DISMISSED and len(review.history) == 1
+    with pytest.raises(dec.DecisionError, match="already dismissed"):
+        dec.check(WATCH_ALERT, review, "more_info", "need_documents", "bo", "operator")
+    again = dec.fold("Aw1", review.history, "watchlist_match")
+    assert again.to_json() == review.to_json()
+
+
+def test_more_info_keeps_the_alert_open_for_decisions():
+    review = dec.Review("Aw1", "watchlist_match")
+    decide(review, WATCH_ALERT, "more_info", "need_documents", "ana")
+    assert review.status == dec.MORE_INFO
+    decide(review, WATCH_ALERT, "dismiss", "different_person", "bo")
+    assert review.status == dec.DISMISSED
+
+
+def test_different_person_is_a_permanent_cannot_link_other_dismissals_expire():
+    cl = dec.make_decision(WATCH_ALERT, "dismiss", "different_person", "ana", "operator",
+                           now=NOW)
+    assert cl["cannot_link"] and cl["suppress_until"] is None
+    tmp = dec.make_decision(WATCH_ALERT, "dismiss", "data_error", "ana", "operator", now=NOW,
+                            suppress_s=86400)
+    assert tmp["suppress_until"] == "2026-03-11T09:00:00+00:00"
+    kv = MemoryKV()
+    for _op, key, value in dec.effects(tmp):
+        kv.set(key, value)
+    args = (kv.get, kv.smembers, lambda p: p, "Aw1", "P1")
+    assert dec.suppressed(*args, NOW.timestamp()) == "dismissed"
+    assert dec.suppressed(*args, NOW.timestamp() + 2 * 86400) is None
+    for _op, key, value in dec.effects(cl):
+        kv.set(key, value)
+    assert dec.suppressed(*args, NOW.timestamp() + 900 * 86400) == "cannot_link"
+
+
+def _watch_alerts(pipe_decisions):
+    pipe = Pipeline(settings(), MemoryKV())
+    for d in pipe_decisions:
+        pipe.apply_decision(d)
+    alerts = []
+    for r in [WATCH, hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00")]:
+        alerts += [o.value for o in pipe.process(r)[1] if o.topic == "alerts"]
+    return alerts
+
+
+def test_a_different_person_dismissal_stops_the_pair_in_the_next_run():
+    first = _watch_alerts([])
+    assert len(first) == 1
+    d = dec.make_decision(first[0], "dismiss", "different_person", "ana", "operator", now=NOW)
+    assert _watch_alerts([json.loads(json.dumps(d))]) == []
+
+
+def test_a_misused_identity_mark_stops_every_watch_entry_for_that_person():
+    first = _watch_alerts([])
+    d = dec.make_decision(first[0], "misused_identity", "documents_misused", "sup",
+                          "supervisor", now=NOW)
+    assert _watch_alerts([d]) == []
+
+
+def test_confirmations_and_more_info_do_not_suppress():
+    first = _watch_alerts([])
+    d = dec.make_decision(first[0], "confirm", "identity_verified", "ana", "operator", now=NOW)
+    assert [a["alert_id"] for a in _watch_alerts([d])] == [first[0]["alert_id"]]
+
+
+def test_replay_applies_a_decisions_file(tmp_path: Path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in
+                           [WATCH, hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00")]))
+    r1 = run_replay(settings(), [src], tmp_path / "o1")
+    alert = json.loads((tmp_path / "o1" / "alerts.jsonl").read_text().splitlines()[0])
+    d = dec.make_decision(alert, "dismiss", "different_person", "ana", "operator", now=NOW)
+    r2 = run_replay(settings(), [src], tmp_path / "o2", decisions=[d])
+    assert (r1.alerts, r2.alerts) == (1, 0)
