@@ -1,10 +1,26 @@
 """Candidate retrieval: blocking keys shared by a record and the identities it may belong to.
 
-Every key is pseudonymised, so the store never sees a name, ID or phone in a key.
+Every key is pseudonymised, so the store never sees a name, ID or phone in a key. The same
+keys serve to search (a record's keys) and to index (the identity it joins), so each key kind
+works identically against the embedded and the Redis store.
+
+Keys (``raw_keys``):
+
+* ``id|h``          the ID (HMAC). A mistyped resident ID (bad checksum) also carries the keys
+                    of its valid one-digit-off / transposed neighbours, so a typo and the true
+                    ID meet in either arrival order. A valid ID has no valid neighbour.
+* ``idd|h``         one-deletion variants of an opaque document number (no checksum to repair).
+* ``ph|h``          phone (HMAC).
+* ``nb|key|birth``  order-free pinyin key + birth date (homophones, romanised names).
+* ``nk|key``        order-free pinyin key alone (skipped by the store once too common).
+* ``sb|surname|birth|prefecture``  surname + birth date + ID prefecture: look-alike given names.
+* ``sb|surname|birth``             the same without the prefecture when the record has no ID.
+* ``lx|soundex…|birth``            Latin names: sorted Soundex codes + birth date (misspellings).
 """
 
 from __future__ import annotations
 
+from .normalise import soundex
 from .pseudo import Pseudonymiser
 from .types import Identity, IdentityStore, PersonRecord
 
@@ -12,35 +28,61 @@ from .types import Identity, IdentityStore, PersonRecord
 class BlockingCandidates:
     """Several blocking keys; a key shared by too many identities is skipped by the store."""
 
-    NAME = "blocking-v1"
+    NAME = "blocking-v2"
 
     def __init__(self, pseudo: Pseudonymiser) -> None:
         self._pseudo = pseudo
 
-    def raw_keys(self, rec: PersonRecord) -> list[str]:
+    @staticmethod
+    def _raw(id_hash: str | None, near: tuple[str, ...] | set[str], dels, phones, name_keys,
+             births, surnames, areas, latin_texts) -> list[str]:
         keys: list[str] = []
-        if rec.id_hash:
-            keys.append(f"id|{rec.id_hash}")
-        if rec.phone_hash:
-            keys.append(f"ph|{rec.phone_hash}")
-        name_keys = {rec.name_key, *rec.aliases} - {""}
+        if id_hash:
+            keys.append(f"id|{id_hash}")
+        keys += [f"id|{h}" for h in sorted(near)]
+        keys += [f"idd|{h}" for h in sorted(dels)]
+        keys += [f"ph|{h}" for h in sorted(phones)]
         for nk in sorted(name_keys):
-            if rec.birth_date:
-                keys.append(f"nb|{nk}|{rec.birth_date}")
+            keys += [f"nb|{nk}|{b}" for b in sorted(births)]
             keys.append(f"nk|{nk}")
+        for s in sorted(surnames):
+            for b in sorted(births):
+                keys.append(f"sb|{s}|{b}")  # superset; the prefecture form stays usable
+                keys += [f"sb|{s}|{b}|{a}" for a in sorted(areas)]  # when this one is too big
+        for text in sorted(latin_texts):
+            sx = " ".join(sorted(soundex(t) for t in text.split() if not _is_han(t)))
+            if sx:
+                keys += [f"lx|{sx}|{b}" for b in sorted(births)]
         return keys
+
+    def raw_keys(self, rec: PersonRecord) -> list[str]:
+        # Upgraded 15-digit IDs carry ~120 neighbours: compared, but not blocked on.
+        near = () if rec.id_flag == "upgraded_15" else rec.id_near + rec.id_swap
+        surname = rec.surname or (rec.syllables[0] if rec.syllables else "")
+        return self._raw(
+            rec.id_hash, near, rec.id_del, (rec.phone_hash,) if rec.phone_hash else (),
+            {rec.name_key, *rec.aliases} - {""},
+            (rec.birth_date,) if rec.birth_date else (),
+            (surname,) if surname and rec.script == "han" else (),
+            (rec.id_area,) if rec.id_area else (),
+            (rec.name, *rec.alias_names) if rec.script == "latin" else rec.alias_names,
+        )
 
     def keys(self, rec: PersonRecord) -> list[str]:
         return [self._pseudo("blk", k) for k in self.raw_keys(rec)]
 
     def identity_keys(self, ident: Identity) -> list[str]:
-        """Keys to search *with an identity* (e.g. an identity against the watchlist)."""
-        raw = [f"id|{h}" for h in sorted(ident.id_hashes)]
-        raw += [f"ph|{h}" for h in sorted(ident.phone_hashes)]
-        for nk in sorted(ident.name_keys - {""}):
-            raw += [f"nb|{nk}|{b}" for b in sorted(ident.birth_dates)]
-            raw.append(f"nk|{nk}")
-        return [self._pseudo("blk", k) for k in raw]
+        """Keys to search *with an identity* (e.g. an identity against the watchlist), and the
+        keys a merged identity brings to its survivor."""
+        latin = {n for n in ident.names if n and not _is_han(n)}
+        raw: list[str] = []
+        for h in sorted(ident.id_hashes):
+            raw.append(f"id|{h}")
+        raw += self._raw(None, ident.id_near | ident.id_swap if len(ident.id_near) < 40
+                         else ident.id_swap, ident.id_del, ident.phone_hashes,
+                         ident.name_keys - {""}, ident.birth_dates,
+                         {s for s in ident.surnames if s}, ident.areas, latin)
+        return [self._pseudo("blk", k) for k in dict.fromkeys(raw)]
 
     def candidates(self, rec: PersonRecord, store: IdentityStore) -> list[Identity]:
         ids = sorted(store.find(self.keys(rec)))
@@ -48,3 +90,7 @@ class BlockingCandidates:
         if getter is not None:
             return getter(ids)
         return [i for i in (store.get(p) for p in ids) if i is not None]
+
+
+def _is_han(text: str) -> bool:
+    return any("\u3400" <= c <= "\u9fff" for c in text)

@@ -1,82 +1,169 @@
-"""Graded per-feature comparison of a record with an identity (Fellegi-Sunter weights).
+"""Graded per-feature comparison of a record with an identity, weighed by a Fellegi-Sunter model.
 
-Weights are log2 Bayes factors (log2 m/u). These are hand-set, documented starting values for
-the pipeline issue; the probabilistic issue replaces them with EM-estimated m and u.
+:func:`compare_levels` is the pure comparison: one graded *level* per feature (no weights).
+:class:`FSComparator` turns levels into match weights (log2 m/u) with the versioned model of
+:mod:`matchers.model` (EM-estimated m and u, term-frequency adjustment for names) and returns a
+:class:`~matchers.types.Comparison` whose explanation carries every feature's weight.
+
+Hard conflicts are not weights: two different checksum-valid resident IDs (with no typo
+between them) mean two people, whatever the names say.
 """
 
 from __future__ import annotations
 
+from rapidfuzz.distance import JaroWinkler
+from rapidfuzz.fuzz import token_set_ratio
+
+from .model import FSModel, default_model
+from .normalise import birth_level, latin_forms, lookalike, normalise_name
 from .types import Comparison, FeatureScore, Identity, PersonRecord
 
-# level -> weight. Each feature's docstring-like note says what the level means.
-WEIGHTS: dict[str, dict[str, float]] = {
-    # resident ID: exact (valid), exact (unvalidated / other document), different
-    "id": {"exact_valid": 20.0, "exact_other": 12.0, "different": -6.0,
-           "different_valid": -40.0, "missing": 0.0},
-    # name: same characters; same tone-less pinyin (homophone / script change); alias; differs
-    "name": {"exact": 10.0, "same_pinyin": 7.0, "alias": 7.0, "surname_only": -3.0,
-             "different": -8.0, "missing": 0.0},
-    "birth_date": {"exact": 11.0, "different": -9.0, "missing": 0.0},
-    "sex": {"same": 1.0, "different": -7.0, "missing": 0.0},
-    "phone": {"same": 10.0, "different": -1.0, "missing": 0.0},
+# Every level of every feature, strongest first. 'missing' (either side lacks the value) is
+# implicit and always weighs 0: absence is no evidence.
+LEVELS: dict[str, tuple[str, ...]] = {
+    "id": ("exact_valid", "exact_other", "one_digit_off", "transposed", "one_char_off",
+           "different", "different_valid"),
+    "name": ("exact", "same_pinyin", "reordered", "romanised", "alias", "lookalike", "jw_high",
+             "jw_mid", "one_char", "surname_only", "different"),
+    "birth_date": ("exact", "swapped_dm", "one_digit", "same_year", "different"),
+    "sex": ("same", "different"),
+    "phone": ("same", "different"),
+    "address": ("exact", "high", "mid", "different"),
 }
-PRIOR_WEIGHT = -12.0  # log2 prior odds that a blocked candidate pair is a match
+FEATURES = tuple(LEVELS)
+TF_LEVELS = frozenset({"exact", "same_pinyin", "reordered", "romanised"})
+JW_HIGH, JW_MID = 0.95, 0.88
 
 
-def _prob(weight: float) -> float:
-    if weight > 60:
-        return 1.0
-    if weight < -60:
-        return 0.0
-    odds = 2.0 ** weight
-    return odds / (1.0 + odds)
+def id_level(rec: PersonRecord, ident: Identity) -> tuple[str, str | None]:
+    """ID: ``exact_valid``; ``exact_other`` (same unvalidated/other number); ``one_digit_off``
+    and ``transposed`` (a mistyped resident ID whose valid neighbour is the other side's ID,
+    tested on HMACs of the neighbours, 15->18 included); ``one_char_off`` (opaque numbers
+    within one edit); ``different``; ``different_valid`` (two valid resident IDs: a conflict)."""
+    if not rec.id_hash or not ident.id_hashes:
+        return "missing", None
+    if rec.id_hash in ident.id_hashes:
+        return ("exact_valid" if rec.id_valid else "exact_other"), None
+    if (ident.id_hashes.intersection(rec.id_near) or rec.id_hash in ident.id_near
+            or ident.id_near.intersection(rec.id_near)):
+        return "one_digit_off", None
+    if (ident.id_hashes.intersection(rec.id_swap) or rec.id_hash in ident.id_swap
+            or ident.id_swap.intersection(rec.id_swap)):
+        return "transposed", None
+    if rec.id_del and ident.id_del.intersection(rec.id_del):
+        return "one_char_off", None
+    if rec.id_valid and rec.id_kind == "resident" and ident.rid_hash:
+        return "different_valid", "different_resident_id"
+    return "different", None
 
 
-class RuleWeightComparator:
-    """Compare id, name, birth date, sex and phone; return graded levels with weights."""
+def name_level(rec: PersonRecord, ident: Identity) -> str:
+    """Name: ``exact`` characters; ``same_pinyin`` (Han homophone or traditional form);
+    ``reordered`` (Latin, same tokens in another order/case); ``romanised`` (pinyin of the
+    other side's Han name, any order); ``alias`` (a watchlist alias); ``lookalike`` (one Han
+    character differs and looks alike by four-corner code); ``jw_high``/``jw_mid``
+    (Jaro-Winkler of the romanisations, Latin on either side); ``one_char`` (one Han character
+    differs); ``surname_only``; ``different``."""
+    if not rec.name_key or not ident.names:
+        return "missing"
+    if rec.name in ident.names:
+        return "exact"
+    others = [normalise_name(n) for n in sorted(ident.names)]
+    if rec.name_key in ident.name_keys:
+        if rec.script == "han" and any(o.script == "han" and o.key == rec.name_key
+                                       for o in others):
+            return "same_pinyin"
+        if rec.script == "latin" and any(o.script == "latin" and o.key == rec.name_key
+                                         for o in others):
+            return "reordered"
+        if any(o.key == rec.name_key for o in others):
+            return "romanised"
+    if (rec.aliases and ident.name_keys.intersection(rec.aliases)) or \
+            (rec.alias_names and ident.names.intersection(rec.alias_names)):
+        return "alias"
+    best = None
+    if rec.script == "han":
+        for o in others:
+            if o.script != "han" or len(o.text) != len(rec.name) or len(o.text) < 2:
+                continue
+            diff = [(a, b) for a, b in zip(rec.name, o.text, strict=True) if a != b]
+            if len(diff) == 1:
+                if lookalike(*diff[0]):
+                    return "lookalike"
+                best = "one_char"
+    if rec.script == "latin" or any(o.script == "latin" for o in others):
+        mine = latin_forms(rec.name, rec.script, rec.syllables)
+        jw = 0.0
+        for o in others:
+            if rec.script == "han" and o.script == "han":
+                continue
+            for theirs in latin_forms(o.text, o.script, o.syllables):
+                for m in mine:
+                    jw = max(jw, JaroWinkler.similarity(m, theirs))
+        if jw >= JW_HIGH:
+            return "jw_high"
+        if jw >= JW_MID and best is None:
+            best = "jw_mid"
+    if best:
+        return best
+    if rec.surname and rec.surname in ident.surnames:
+        return "surname_only"
+    return "different"
 
-    NAME = "fs-handset-v1"
+
+def address_level(rec: PersonRecord, ident: Identity) -> str:
+    """Address tokens (when a source gives a person's own address): ``exact``; ``high`` and
+    ``mid`` token-set similarity (>= 90, >= 70); ``different``."""
+    if not rec.address or not ident.addresses:
+        return "missing"
+    if rec.address in ident.addresses:
+        return "exact"
+    score = max(token_set_ratio(rec.address, a) for a in ident.addresses)
+    return "high" if score >= 90 else "mid" if score >= 70 else "different"
+
+
+def compare_levels(rec: PersonRecord, ident: Identity) -> tuple[dict[str, str], str | None]:
+    """One graded level per feature, and a hard conflict if any."""
+    idl, conflict = id_level(rec, ident)
+    levels = {"id": idl, "name": name_level(rec, ident)}
+    levels["birth_date"] = (birth_level(rec.birth_date, ident.birth_dates)
+                            if rec.birth_date and ident.birth_dates else "missing")
+    levels["sex"] = ("missing" if not rec.sex or not ident.sexes else
+                     "same" if rec.sex in ident.sexes else "different")
+    levels["phone"] = ("missing" if not rec.phone_hash or not ident.phone_hashes else
+                       "same" if rec.phone_hash in ident.phone_hashes else "different")
+    levels["address"] = address_level(rec, ident)
+    return levels, conflict
+
+
+class FSComparator:
+    """Fellegi-Sunter comparator over graded levels, with a versioned model file."""
+
+    def __init__(self, model: FSModel | None = None) -> None:
+        self.model = model or default_model()
+        self.NAME = self.model.version
 
     def compare(self, rec: PersonRecord, ident: Identity) -> Comparison:
-        conflict = None
-        feats: list[FeatureScore] = []
+        levels, conflict = compare_levels(rec, ident)
+        return self.score(rec, ident.person_id, levels, conflict)
 
-        # id
-        if not rec.id_hash or not ident.id_hashes:
-            lvl = "missing"
-        elif rec.id_hash in ident.id_hashes:
-            lvl = "exact_valid" if rec.id_valid else "exact_other"
-        elif rec.id_valid and ident.rid_hash and rec.id_kind == "resident":
-            lvl, conflict = "different_valid", "different_resident_id"
-        else:
-            lvl = "different"
-        feats.append(FeatureScore("id", lvl, WEIGHTS["id"][lvl]))
+    def score(self, rec: PersonRecord, person_id: str, levels: dict[str, str],
+              conflict: str | None) -> Comparison:
+        m = self.model
+        feats = []
+        for feat in FEATURES:
+            lvl = levels[feat]
+            if lvl == "missing" and feat == "address":
+                continue  # most sources have no personal address: keep explanations short
+            w = m.weight(feat, lvl)
+            if feat == "name" and lvl in TF_LEVELS:
+                w += m.tf_adjust(rec.name_key, lvl)
+            feats.append(FeatureScore(feat, lvl, w))
+        prior = m.prior_weight
+        total = prior + sum(f.weight for f in feats)
+        return Comparison(person_id, tuple(feats), prior, m.probability(total), conflict)
 
-        # name
-        if not rec.name_key:
-            lvl = "missing"
-        elif rec.name in ident.names:
-            lvl = "exact"
-        elif rec.name_key in ident.name_keys:
-            lvl = "same_pinyin"
-        elif set(rec.aliases) & ident.name_keys:
-            lvl = "alias"
-        elif rec.surname and rec.surname in ident.surnames:
-            lvl = "surname_only"
-        else:
-            lvl = "different"
-        feats.append(FeatureScore("name", lvl, WEIGHTS["name"][lvl]))
 
-        for feat, value, have in (("birth_date", rec.birth_date, ident.birth_dates),):
-            lvl = "missing" if not value or not have else (
-                "exact" if value in have else "different")
-            feats.append(FeatureScore(feat, lvl, WEIGHTS[feat][lvl]))
-        lvl = "missing" if not rec.sex or not ident.sexes else (
-            "same" if rec.sex in ident.sexes else "different")
-        feats.append(FeatureScore("sex", lvl, WEIGHTS["sex"][lvl]))
-        lvl = "missing" if not rec.phone_hash or not ident.phone_hashes else (
-            "same" if rec.phone_hash in ident.phone_hashes else "different")
-        feats.append(FeatureScore("phone", lvl, WEIGHTS["phone"][lvl]))
-
-        total = PRIOR_WEIGHT + sum(f.weight for f in feats)
-        return Comparison(ident.person_id, tuple(feats), PRIOR_WEIGHT, _prob(total), conflict)
+# The hand-set comparator of release 0.1 is replaced by the trained model; the old name stays
+# importable for callers that construct it explicitly.
+RuleWeightComparator = FSComparator

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .types import Comparison, Decision, PersonRecord
 
 
@@ -12,7 +14,10 @@ class ThresholdDecider:
     * If two candidates above the threshold carry different resident IDs and the record has
       none, the record is ambiguous (namesakes): it joins neither.
     * Further candidates are merged only on strong evidence (``merge_threshold``), so a weak
-      link cannot glue two clusters together (no chaining).
+      link cannot glue two clusters together (no chaining), and never when they carry
+      different resident IDs.
+    * ``cannot_link(a, b)`` (human review) vetoes joining the record to an identity
+      (``(record key, person id)``) and merging two identities (``(person id, person id)``).
     """
 
     def __init__(self, threshold: float, merge_threshold: float = 0.9999) -> None:
@@ -20,10 +25,12 @@ class ThresholdDecider:
         self.merge_threshold = merge_threshold
 
     def decide(self, rec: PersonRecord, comparisons: list[Comparison],
-               rid_of: dict[str, str | None] | None = None) -> Decision:
+               rid_of: dict[str, str | None] | None = None,
+               cannot_link: Callable[[str, str], bool] | None = None) -> Decision:
         rid_of = rid_of or {}
         ok = sorted((c for c in comparisons if c.conflict is None and
-                     c.probability >= self.threshold),
+                     c.probability >= self.threshold and
+                     not (cannot_link and cannot_link(rec.key, c.person_id))),
                     key=lambda c: (-c.probability, c.person_id))
         if not ok:
             return Decision(None, None)
@@ -35,9 +42,15 @@ class ThresholdDecider:
             for c in others
         ):
             return Decision(None, None)
-        merge = tuple(
-            c.person_id for c in others
-            if c.probability >= self.merge_threshold
-            and not (rid_of.get(c.person_id) and best_rid and rid_of.get(c.person_id) != best_rid)
-        )
-        return Decision(best.person_id, best, merge)
+        merge: list[str] = []
+        for c in others:  # greedy, strongest first: each merge must fit with all kept ones
+            if c.probability < self.merge_threshold:
+                continue
+            rid = rid_of.get(c.person_id)
+            if rid and best_rid and rid != best_rid:
+                continue
+            if cannot_link and any(cannot_link(p, c.person_id)
+                                   for p in (best.person_id, *merge)):
+                continue
+            merge.append(c.person_id)
+        return Decision(best.person_id, best, tuple(merge))

@@ -1,8 +1,17 @@
-"""Turn a validated record's person block into a :class:`PersonRecord` (the normalise step)."""
+"""Turn a validated record's person block into a :class:`PersonRecord` (the normalise step).
+
+The clear ID number exists only inside :func:`person_record`: it is normalised, its typo
+neighbourhood is computed (:func:`~matchers.normalise.id_neighbours`), and everything leaves
+as keyed hashes.
+"""
 
 from __future__ import annotations
 
+import re
+
 from .normalise import (
+    deletion_variants,
+    id_neighbours,
     normalise_birth_date,
     normalise_id,
     normalise_name,
@@ -11,6 +20,15 @@ from .normalise import (
 )
 from .pseudo import Pseudonymiser
 from .types import PersonRecord
+
+_ADDR_SPLIT = re.compile(r"[^\w]+")
+
+
+def _address(raw) -> str | None:
+    if not raw or not isinstance(raw, str):
+        return None
+    toks = [t for t in _ADDR_SPLIT.split(raw.upper()) if t]
+    return " ".join(toks) or None
 
 
 def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord:
@@ -25,6 +43,18 @@ def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord
         sex = sex or idi.sex
     phone = normalise_phone(person.get("phone"))
     aliases = tuple(normalise_name(a) for a in person.get("aliases") or () if a)
+    near: tuple[str, ...] = ()
+    swap: tuple[str, ...] = ()
+    dels: tuple[str, ...] = ()
+    area = None
+    if idi is not None:
+        if idi.kind == "resident":
+            subs, swaps = id_neighbours(idi)
+            near = tuple(pseudo("id", v) for v in subs)
+            swap = tuple(pseudo("id", v) for v in swaps)
+            area = idi.value[:4]
+        elif 4 <= len(idi.value) <= 24:
+            dels = tuple(pseudo("idd", v) for v in deletion_variants(idi.value))
     return PersonRecord(
         key=key,
         source=record.get("source", ""),
@@ -43,4 +73,9 @@ def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord
         sex=sex,
         phone_hash=pseudo("phone", phone) if phone else None,
         home=idi.prefecture if idi and idi.valid else None,
+        id_near=near,
+        id_swap=swap,
+        id_del=dels,
+        id_area=area,
+        address=_address(person.get("address")),
     )

@@ -5,10 +5,11 @@ No Kafka, no Redis here: the store is whatever :class:`~matchers.types.IdentityS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .candidates import BlockingCandidates
-from .compare import RuleWeightComparator
+from .compare import FSComparator
 from .decide import ThresholdDecider
 from .pseudo import Pseudonymiser
 from .types import Comparison, Identity, IdentityStore, PersonRecord
@@ -27,17 +28,24 @@ class LinkResult:
 
 
 class Linker:
-    """Links one record at a time to an identity, creating or merging identities."""
+    """Links one record at a time to an identity, creating or merging identities.
+
+    ``cannot_link(a, b) -> bool`` (optional) vetoes a join or merge that human review has ruled
+    out. It is asked with ``(record key, person id)`` before a record joins an identity and with
+    ``(person id, person id)`` before two identities merge; ``True`` keeps them apart.
+    """
 
     def __init__(self, store: IdentityStore, pseudo: Pseudonymiser, threshold: float,
                  finder: BlockingCandidates | None = None,
-                 comparator: RuleWeightComparator | None = None,
-                 decider: ThresholdDecider | None = None) -> None:
+                 comparator: FSComparator | None = None,
+                 decider: ThresholdDecider | None = None,
+                 cannot_link: Callable[[str, str], bool] | None = None) -> None:
         self.store = store
         self.pseudo = pseudo
         self.finder = finder or BlockingCandidates(pseudo)
-        self.comparator = comparator or RuleWeightComparator()
+        self.comparator = comparator or FSComparator()
         self.decider = decider or ThresholdDecider(threshold)
+        self.cannot_link = cannot_link
 
     @property
     def version(self) -> str:
@@ -55,7 +63,8 @@ class Linker:
         cands = self.finder.candidates(rec, self.store)
         comps = [self.comparator.compare(rec, c) for c in cands]
         by_id = {c.person_id: c for c in cands}
-        decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands})
+        decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands},
+                                       cannot_link=self.cannot_link)
         events: list[dict] = []
         keys = self.finder.keys(rec)
 

@@ -219,3 +219,146 @@ def normalise_phone(raw: str | None) -> str | None:
         if digits.startswith(prefix) and len(digits) - len(prefix) == 11:
             digits = digits[len(prefix):]
     return digits if len(digits) >= 7 else None
+
+
+# --- ID typo neighbourhoods (used only in memory, before pseudonymisation) ----------------
+_INV11 = {w: pow(w, -1, 11) for w in set(_WEIGHTS)}
+
+
+def _valid18(value: str) -> bool:
+    return (len(value) == 18 and value[:17].isdigit() and _birth(value[6:14]) is not None
+            and id_check_char(value[:17]) == value[17])
+
+
+def id_neighbours(info: IdInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The checksum-valid resident IDs one typo away from ``info``: ``(one_digit_off,
+    transposed)``.
+
+    GB 11643 catches every single-digit error and adjacent transposition, so a *valid* 18-digit
+    ID has no valid neighbour and we return nothing. An invalid one has at most ~18 valid
+    single-digit corrections (at most one per position: the checksum fixes the digit) plus a few
+    valid transpositions; a 15-digit ID upgraded to 18 had no checksum, so its neighbours are the
+    upgrades of every one-digit change of the 15 digits. The caller pseudonymises the result;
+    the clear variants never leave the process.
+    """
+    if info.kind != "resident":
+        return (), ()
+    v = info.value
+    if info.upgraded:
+        body15 = v[:6] + v[8:17]
+        subs = []
+        for i in range(15):
+            for d in "0123456789":
+                if d != body15[i]:
+                    cand = upgrade_15(body15[:i] + d + body15[i + 1:])
+                    if _birth(cand[6:14]) is not None:
+                        subs.append(cand)
+        return tuple(subs), ()
+    if info.valid or not v[:17].isdigit():
+        return (), ()
+    target = _CHECK.index(v[17]) if v[17] in _CHECK else None
+    total = sum(int(c) * w for c, w in zip(v[:17], _WEIGHTS, strict=True))
+    subs = [v[:17] + id_check_char(v[:17])] if _birth(v[6:14]) else []
+    if target is not None:
+        for i, w in enumerate(_WEIGHTS):
+            rest = total - w * int(v[i])
+            d = ((target - rest) * _INV11[w]) % 11
+            if d < 10 and str(d) != v[i]:
+                cand = v[:i] + str(d) + v[i + 1:]
+                if _birth(cand[6:14]) is not None:
+                    subs.append(cand)
+    swaps = []
+    for i in range(17):
+        if v[i] != v[i + 1]:
+            cand = v[:i] + v[i + 1] + v[i] + v[i + 2:]
+            if _valid18(cand):
+                swaps.append(cand)
+    return tuple(subs), tuple(swaps)
+
+
+def deletion_variants(value: str) -> tuple[str, ...]:
+    """Each string with one character deleted. Two strings within one substitution, insertion,
+    deletion or adjacent transposition share a variant (symmetric-delete neighbourhood): the
+    typo test for opaque document numbers, which carry no checksum."""
+    return tuple(sorted({value[:i] + value[i + 1:] for i in range(len(value))}))
+
+
+# --- look-alike characters (four-corner codes) --------------------------------------------
+@lru_cache(maxsize=1)
+def _four_corner() -> dict[str, str]:
+    try:
+        from four_corner_method import FourCornerMethod
+    except ImportError:  # optional: without it, no look-alike level (a weaker name comparator)
+        return {}
+    return FourCornerMethod().data
+
+
+@lru_cache(maxsize=65536)
+def lookalike(a: str, b: str) -> bool:
+    """Two different Han characters that look alike (形近字): their four-corner codes agree in
+    at least three of the four corners. Pinyin cannot see these (己/已, 未/末, 戊/戌)."""
+    if a == b:
+        return False
+    table = _four_corner()
+    ca, cb = table.get(a), table.get(b)
+    if not ca or not cb:
+        return False
+    return sum(x == y for x, y in zip(ca[:4], cb[:4], strict=True)) >= 3
+
+
+# --- birth dates ----------------------------------------------------------------------------
+def birth_level(value: str, known: set[str] | frozenset[str]) -> str:
+    """Graded comparison of an ISO birth date with a set: ``exact``, ``swapped_dm`` (day and
+    month swapped), ``one_digit`` (one of the 8 digits differs), ``same_year``, ``different``."""
+    if value in known:
+        return "exact"
+    best = "different"
+    y, m, d = value[:4], value[5:7], value[8:10]
+    digits = y + m + d
+    for k in known:
+        if k[:4] == y and k[5:7] == d and k[8:10] == m:
+            return "swapped_dm"
+        kd = k[:4] + k[5:7] + k[8:10]
+        if sum(a != b for a, b in zip(digits, kd, strict=True)) == 1:
+            best = "one_digit"
+        elif best == "different" and k[:4] == y:
+            best = "same_year"
+    return best
+
+
+# --- Latin forms of names -------------------------------------------------------------------
+@lru_cache(maxsize=65536)
+def latin_forms(text: str, script: str, syllables: tuple[str, ...]) -> tuple[str, ...]:
+    """Lower-case letter strings a name can be written as, in any token order (for
+    Jaro-Winkler). Han names: their pinyin, surname first and last. Latin names: the tokens
+    joined in every order (up to three tokens; more: as written and reversed)."""
+    from itertools import permutations
+
+    if script == "han":
+        if not syllables:
+            return ()
+        return tuple(dict.fromkeys(("".join(syllables),
+                                    "".join(syllables[1:] + syllables[:1]))))
+    toks = [t.lower() for t in text.split()]
+    if not toks:
+        return ()
+    if len(toks) <= 3:
+        return tuple(dict.fromkeys("".join(p) for p in permutations(toks)))
+    return ("".join(toks), "".join(reversed(toks)))
+
+
+def soundex(token: str) -> str:
+    """American Soundex of one Latin token (a blocking key for misspelt Latin names)."""
+    codes = {**dict.fromkeys("BFPV", "1"), **dict.fromkeys("CGJKQSXZ", "2"),
+             **dict.fromkeys("DT", "3"), "L": "4", **dict.fromkeys("MN", "5"), "R": "6"}
+    t = "".join(c for c in token.upper() if "A" <= c <= "Z")
+    if not t:
+        return ""
+    out, last = t[0], codes.get(t[0], "")
+    for c in t[1:]:
+        code = codes.get(c, "")
+        if code and code != last:
+            out += code
+        if c not in "HW":
+            last = code
+    return (out + "000")[:4]

@@ -35,6 +35,18 @@ class PersonRecord:
     sex: str | None = None
     phone_hash: str | None = None
     home: str | None = None  # prefecture (4 digits) of household registration, from a valid ID
+    # Typo neighbourhood of the ID, pseudonymised (see normalise.id_neighbours): the valid IDs
+    # one digit off / one adjacent transposition away (resident IDs), or the one-deletion
+    # variants (other documents, no checksum).
+    id_near: tuple[str, ...] = ()
+    id_swap: tuple[str, ...] = ()
+    id_del: tuple[str, ...] = ()
+    id_area: str | None = None  # first 4 digits of a resident-looking ID, valid or not
+    address: str | None = None  # person's own address, upper-case tokens (when a source has it)
+
+
+SET_FIELDS = ("id_hashes", "names", "name_keys", "surnames", "birth_dates", "sexes",
+              "phone_hashes", "id_near", "id_swap", "id_del", "areas", "addresses")
 
 
 @dataclass(slots=True)
@@ -52,6 +64,11 @@ class Identity:
     birth_dates: set[str] = field(default_factory=set)
     sexes: set[str] = field(default_factory=set)
     phone_hashes: set[str] = field(default_factory=set)
+    id_near: set[str] = field(default_factory=set)  # typo neighbourhoods of its IDs
+    id_swap: set[str] = field(default_factory=set)
+    id_del: set[str] = field(default_factory=set)
+    areas: set[str] = field(default_factory=set)
+    addresses: set[str] = field(default_factory=set)
     records: int = 0
     last_report: float | None = None  # latest report time (epoch s) of its records
     last_record: str | None = None  # key of the latest record linked
@@ -72,13 +89,19 @@ class Identity:
             self.sexes.add(rec.sex)
         if rec.phone_hash:
             self.phone_hashes.add(rec.phone_hash)
+        self.id_near.update(rec.id_near)
+        self.id_swap.update(rec.id_swap)
+        self.id_del.update(rec.id_del)
+        if rec.id_area:
+            self.areas.add(rec.id_area)
+        if rec.address:
+            self.addresses.add(rec.address)
         self.records += 1
         if self.last_record is None:
             self.last_record = rec.key
 
     def merge_from(self, other: Identity) -> None:
-        for attr in ("id_hashes", "names", "name_keys", "surnames", "birth_dates", "sexes",
-                     "phone_hashes"):
+        for attr in SET_FIELDS:
             getattr(self, attr).update(getattr(other, attr))
         if self.rid_hash is None and other.rid_hash is not None:
             self.rid_hash, self.home = other.rid_hash, other.home

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from ..types import Identity
+from ..types import SET_FIELDS, Identity
 from .kv import KeyValue, MemoryKV, RedisKV
 
-_SET_FIELDS = ("id_hashes", "names", "name_keys", "surnames", "birth_dates", "sexes",
-               "phone_hashes")
+_SET_FIELDS = SET_FIELDS
 
 
 def _dump(ident: Identity) -> str:
@@ -57,12 +56,15 @@ class KVIdentityStore:
 
     def find(self, keys: Iterable[str]) -> set[str]:
         found: set[str] = set()
-        for key in keys:
-            members = self.kv.smembers(f"b:{key}")
-            if len(members) > self.max_bucket:
-                continue
-            found.update(members)
-        return {self.resolve(p) for p in found}
+        for members in self.kv.smembers_many([f"b:{k}" for k in keys]):
+            if len(members) <= self.max_bucket:  # a key shared by more is too common to use
+                found.update(members)
+        if not found:
+            return found
+        ids = sorted(found)
+        pointers = self.kv.mget([f"m:{p}" for p in ids])  # one round trip for the first hop
+        return {p if ptr is None else self.resolve(ptr) for p, ptr in zip(ids, pointers,
+                                                                           strict=True)}
 
     def save(self, identity: Identity, keys: Iterable[str]) -> None:
         if self.kv.get(f"i:{identity.person_id}") is None:

@@ -1,0 +1,154 @@
+"""The Fellegi-Sunter model: m and u per feature level, the prior, the name term frequencies
+and the calibration, loaded from a versioned JSON file (``matchers/models/*.json``).
+
+* weight(feature, level) = log2(m / u), 0 when the value is missing on either side;
+* term-frequency adjustment for names (Splink-style): for an agreeing name with key k,
+  u becomes the share of people whose name has key k, so 张伟 counts for less than a rare
+  name: adjustment = log2(S2 / tf(k)) with S2 = sum of tf^2 (the average u of agreement);
+* probability = 1 / (1 + 2^-(a * total + b)), where total = prior weight + sum of weights and
+  (a, b) is a calibration fitted on labelled pairs when the training data had ground truth
+  (identity otherwise).
+
+``reglink train`` writes the file (:mod:`matchers.em`); :func:`default_model` loads the one
+shipped in the repository, or, when none is there, the documented starting values below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_FILE = MODELS_DIR / "fs-zh.json"
+_FLOOR = 1e-6
+
+# Starting values (EM initialisation, and the model when no trained file exists).
+# m: P(level | same person); u: P(level | different people). Each row sums to 1.
+START_M: dict[str, dict[str, float]] = {
+    "id": {"exact_valid": 0.86, "exact_other": 0.04, "one_digit_off": 0.04, "transposed": 0.01,
+           "one_char_off": 0.01, "different": 0.039, "different_valid": 0.001},
+    "name": {"exact": 0.80, "same_pinyin": 0.06, "reordered": 0.01, "romanised": 0.06,
+             "alias": 0.01, "lookalike": 0.02, "jw_high": 0.01, "jw_mid": 0.005,
+             "one_char": 0.005, "surname_only": 0.01, "different": 0.01},
+    "birth_date": {"exact": 0.96, "swapped_dm": 0.01, "one_digit": 0.01, "same_year": 0.01,
+                   "different": 0.01},
+    "sex": {"same": 0.98, "different": 0.02},
+    "phone": {"same": 0.85, "different": 0.15},
+    "address": {"exact": 0.6, "high": 0.2, "mid": 0.1, "different": 0.1},
+}
+START_U: dict[str, dict[str, float]] = {
+    "id": {"exact_valid": 1e-6, "exact_other": 1e-6, "one_digit_off": 1e-5, "transposed": 1e-6,
+           "one_char_off": 1e-4, "different": 0.3, "different_valid": 0.7},
+    "name": {"exact": 0.001, "same_pinyin": 0.0005, "reordered": 1e-4, "romanised": 0.0005,
+             "alias": 1e-4, "lookalike": 0.001, "jw_high": 0.002, "jw_mid": 0.01,
+             "one_char": 0.005, "surname_only": 0.05, "different": 0.94},
+    "birth_date": {"exact": 5e-5, "swapped_dm": 1e-5, "one_digit": 5e-4, "same_year": 0.02,
+                   "different": 0.98},
+    "sex": {"same": 0.5, "different": 0.5},
+    "phone": {"same": 1e-4, "different": 0.9999},
+    "address": {"exact": 1e-4, "high": 1e-3, "mid": 0.01, "different": 0.989},
+}
+START_LAMBDA = 0.3  # share of blocked candidate pairs that are matches
+
+
+@dataclass
+class FSModel:
+    name: str = "reglink-fs"
+    lam: float = START_LAMBDA
+    m: dict[str, dict[str, float]] = field(default_factory=lambda: json.loads(
+        json.dumps(START_M)))
+    u: dict[str, dict[str, float]] = field(default_factory=lambda: json.loads(
+        json.dumps(START_U)))
+    tf: dict[str, float] = field(default_factory=dict)
+    tf_floor: float = 0.0  # tf of a name key not in the table (0: no TF adjustment)
+    tf_s2: float = 0.0
+    tf_cap: tuple[float, float] = (-8.0, 4.0)
+    calibration: tuple[float, float] = (1.0, 0.0)
+    trained: dict = field(default_factory=dict)  # provenance: data, pairs, iterations, date
+
+    def __post_init__(self) -> None:
+        self._w = {f: {lvl: math.log2(max(self.m[f].get(lvl, _FLOOR), _FLOOR)
+                                      / max(self.u[f].get(lvl, _FLOOR), _FLOOR))
+                       for lvl in self.m[f]} for f in self.m}
+        self.prior_weight = math.log2(self.lam / (1.0 - self.lam))
+
+    @property
+    def version(self) -> str:
+        """``fs-<8 hex>``: a digest of the parameters, so every explanation names its model."""
+        body = json.dumps(self.params(), sort_keys=True).encode()
+        return f"fs-{hashlib.sha256(body).hexdigest()[:8]}"
+
+    def weight(self, feature: str, level: str) -> float:
+        if level == "missing":
+            return 0.0
+        return self._w[feature][level]
+
+    def tf_adjust(self, key: str, level: str) -> float:
+        if not self.tf_s2 or not key:
+            return 0.0
+        tf = self.tf.get(key, self.tf_floor)
+        if tf <= 0:
+            return 0.0
+        lo, hi = self.tf_cap
+        return min(hi, max(lo, math.log2(self.tf_s2 / tf)))
+
+    def probability(self, total_weight: float) -> float:
+        a, b = self.calibration
+        x = a * total_weight + b
+        if x > 60:
+            return 1.0
+        if x < -60:
+            return 0.0
+        return 1.0 / (1.0 + 2.0 ** -x)
+
+    # ---------------------------------------------------------------- persistence
+    def params(self) -> dict:
+        r = lambda d: {f: {k: float(f"{v:.6g}") for k, v in lv.items()} for f, lv in d.items()}  # noqa: E731
+        return {"lambda": float(f"{self.lam:.6g}"), "m": r(self.m), "u": r(self.u),
+                "tf": {k: float(f"{v:.6g}") for k, v in sorted(self.tf.items())},
+                "tf_floor": self.tf_floor, "tf_s2": self.tf_s2, "tf_cap": list(self.tf_cap),
+                "calibration": list(self.calibration)}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "trained": self.trained,
+                **self.params()}
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n",
+                        encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, d: dict) -> FSModel:
+        m = cls(name=d.get("name", "reglink-fs"), lam=d["lambda"], m=d["m"], u=d["u"],
+                tf=d.get("tf", {}), tf_floor=d.get("tf_floor", 0.0), tf_s2=d.get("tf_s2", 0.0),
+                tf_cap=tuple(d.get("tf_cap", (-8.0, 4.0))),
+                calibration=tuple(d.get("calibration", (1.0, 0.0))),
+                trained=d.get("trained", {}))
+        # levels added after the file was written keep their starting values
+        for f, lv in START_M.items():
+            for k in lv:
+                m.m.setdefault(f, {}).setdefault(k, START_M[f][k])
+                m.u.setdefault(f, {}).setdefault(k, START_U[f][k])
+        m.__post_init__()
+        return m
+
+    @classmethod
+    def load(cls, path: Path | str) -> FSModel:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str) -> FSModel:
+    return FSModel.load(path)
+
+
+def default_model() -> FSModel:
+    """The model shipped in the repository, or the starting values when none is there."""
+    if DEFAULT_MODEL_FILE.exists():
+        return _load_cached(str(DEFAULT_MODEL_FILE))
+    return FSModel()
