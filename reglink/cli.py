@@ -148,6 +148,59 @@ def evaluate(sim_dir: str, out_dir: str) -> None:
     click.echo(json.dumps(_evaluate(Path(sim_dir), Path(out_dir)), indent=2))
 
 
+# --- train -------------------------------------------------------------------------------
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_file", default="matchers/models/fs-zh.json", show_default=True,
+              type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--u-pairs", default=100_000, show_default=True,
+              help="Random record pairs for the u estimates.")
+@click.option("--no-calibrate", is_flag=True, help="Ignore truth.jsonl even when present.")
+def train(inputs: tuple[str, ...], out_file: str, u_pairs: int, no_calibrate: bool) -> None:
+    """Estimate the matcher's Fellegi-Sunter model (EM, no labels) from INPUTS and save it.
+
+    INPUTS are JSON Lines record files, or a `reglink simulate` directory (its events.jsonl;
+    its truth.jsonl, if present, is used only to calibrate the probability).
+    """
+    import json
+
+    from matchers.em import train as _train
+
+    from .contract import parse_record, record_key
+
+    files: list[Path] = []
+    truth: dict[str, str] = {}
+    for inp in map(Path, inputs):
+        if inp.is_dir():
+            files.append(inp / "events.jsonl")
+            tp = inp / "truth.jsonl"
+            if tp.exists() and not no_calibrate:
+                for line in tp.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        t = json.loads(line)
+                        rid = t.get("record_id") or t.get("watch_id")
+                        src = t.get("source") or ("watchlist" if t.get("watch_id") else None)
+                        truth[f"{src}:{rid}" if src else rid] = t["person"]
+        else:
+            files.append(inp)
+    records = []
+    for f in files:
+        with f.open("rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    src = json.loads(raw).get("source") or "person"
+                except ValueError:
+                    continue
+                rec, dl = parse_record(raw.rstrip(b"\r\n"), src, {"file": str(f), "line": n})
+                if dl is None and rec["source"] != "watchlist":
+                    records.append((rec, record_key(rec)))
+    model = _train(records, truth or None, u_pairs=u_pairs,
+                   source=", ".join(Path(i).name for i in inputs), log=click.echo)
+    model.save(Path(out_file))
+    click.echo(f"model {model.version}: lambda {model.lam:.4f}, calibration "
+               f"{model.calibration}, {len(model.tf)} name keys in the TF table -> {out_file}")
+
+
 # --- worker ------------------------------------------------------------------------------
 @main.command()
 @click.option("--workdir", default=None, help="faust data directory (default: state_dir/worker)")
@@ -172,6 +225,50 @@ def alerts(ctx, as_json: bool, rule: str | None, from_beginning: bool, timeout: 
 
     tail_alerts(_settings(ctx), as_json=as_json, rule=rule, from_beginning=from_beginning,
                 idle_timeout=timeout)
+
+
+# --- review console ----------------------------------------------------------------------
+@main.command()
+@click.option("--port", default=None, type=int, help="Port (default: settings console_port).")
+@click.pass_context
+def console(ctx: click.Context, port: int | None) -> None:
+    """Serve the review console on 127.0.0.1: live alert queue, explanations, decisions.
+
+    Users come from REGLINK_CONSOLE_USERS_FILE (see `reglink console-user`).
+    """
+    from .console.app import run_console
+
+    run_console(_settings(ctx), port=port)
+
+
+@main.command("console-user")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["operator", "supervisor", "auditor"]))
+@click.option("--users-file", required=True, type=click.Path(dir_okay=False),
+              help="JSON users file to create or update.")
+@click.password_option(help="Password (prompted, twice, when not given).")
+def console_user(name: str, role: str, users_file: str, password: str) -> None:
+    """Add or replace a console user (password stored as an scrypt hash)."""
+    from .console.auth import add_user
+
+    add_user(Path(users_file), name, role, password)
+    click.echo(f"{name} ({role}) saved in {users_file}")
+
+
+@main.command()
+@click.argument("query")
+@click.option("--justification", "-j", default=None,
+              help="Why you look this person up (case number and purpose). Required; audited.")
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as JSON.")
+@click.pass_context
+def person(ctx: click.Context, query: str, justification: str | None, as_json: bool) -> None:
+    """Show the audited timeline of one identity: QUERY is a person id (P…) or a name.
+
+    The look-up is written to the audit topic (who, when, what, why) before anything is shown.
+    """
+    from .person import run_person
+
+    run_person(_settings(ctx), query, justification, as_json=as_json)
 
 
 # --- demo --------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The review console (``reglink console``): FastAPI, server-rendered pages, SSE."""

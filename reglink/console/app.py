@@ -1,0 +1,412 @@
+"""The review console: FastAPI, server-rendered Jinja2 pages, a live queue over SSE.
+
+Routes::
+
+    GET  /login, POST /login, POST /logout
+    GET  /                      alert queue (filters: rule, priority, status, prefecture, review)
+    GET  /events                SSE: queue rows as they change (same filters)
+    GET  /alerts/{id}           detail: evidence vs identity, weights, timeline, decisions
+    POST /alerts/{id}/decide    confirm / dismiss / more_info / misused_identity + reason code
+    GET  /persons, POST /persons            name search (justification, audited)
+    GET  /persons/{pid}, POST /persons/{pid} identity timeline (justification, audited)
+    GET  /audit                 the audit trail (auditor, supervisor)
+    GET  /metrics, GET /healthz
+
+Every decision goes to ``decisions`` and ``audit`` (acknowledged by the broker) before the page
+says it is done; every alert view and person look-up goes to ``audit`` before data is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.middleware.sessions import SessionMiddleware
+
+from .. import person as people
+from ..rules import decisions as dec
+from ..rules.clock import ts
+from ..settings import Settings
+from . import charts
+from .auth import User, Users
+from .state import ConsoleState, matches
+
+log = logging.getLogger("reglink.console")
+TEMPLATES = Path(__file__).parent / "templates"
+FILTERS = ("rule", "priority", "status", "prefecture", "review")
+
+
+class Sink(Protocol):
+    def send(self, topic: str, key: str, value: dict) -> None: ...
+
+
+def mask_id(value: str | None) -> str:
+    """Show only the area code and length of an ID number (never the whole number)."""
+    if not value:
+        return ""
+    s = "".join(ch for ch in str(value) if ch.isalnum())
+    return f"{s[:6]}{'•' * max(len(s) - 6, 0)}" if len(s) > 6 else "•" * len(s)
+
+
+def mask_phone(value: str | None) -> str:
+    s = "".join(ch for ch in str(value or "") if ch.isdigit())
+    return f"•••{s[-4:]}" if s else ""
+
+
+def evidence_view(key: str, rec: dict | None) -> dict:
+    """The fields a reviewer compares, with ID numbers and phones masked."""
+    source = key.split(":", 1)[0]
+    if rec is None:
+        return {"key": key, "source": source, "missing": True, "rows": {}}
+    p = rec.get("person") or {}
+    rows = {"name": p.get("name", ""), "aliases": ", ".join(p.get("aliases") or []),
+            "sex": p.get("sex", ""), "birth date": p.get("birth_date", ""),
+            "ID": mask_id(p.get("id_number")), "ID type": p.get("id_type", ""),
+            "phone": mask_phone(p.get("phone"))}
+    detail = {
+        "hotel": ("event", "hotel_name", "hotel_id", "city_code", "room", "time"),
+        "rental": ("city_code", "address", "lease_start", "lease_end", "registered_at"),
+        "residence": ("permit_no", "city_code", "address", "registered_at", "valid_from",
+                      "valid_until"),
+        "job": ("employer_name", "city_code", "start_date", "posted_at"),
+        "watchlist": ("action", "priority", "reason", "valid_until"),
+        "person": ("city_code", "address"),
+    }.get(source, ())
+    for f in detail:
+        if rec.get(f) not in (None, ""):
+            rows[f.replace("_", " ")] = rec[f]
+    return {"key": key, "source": source, "missing": False,
+            "rows": {k: v for k, v in rows.items() if v not in (None, "")}}
+
+
+def _stay_chart(alert: dict, stays: dict, state: ConsoleState) -> str:
+    pref = alert.get("prefecture")
+    ps = stays.get(pref) if stays else None
+    intervals, regs = [], []
+    if ps:
+        for key, start, end, grace, _hotel in ps.get("iv", []):
+            intervals.append({"label": key, "start": start, "end": end, "grace": grace})
+        for key, reg_at, vf, vu in ps.get("reg", []):
+            regs.append({"label": key, "registered_at": reg_at, "valid_from": vf,
+                         "valid_until": vu})
+    else:  # identity store unavailable: draw what the evidence records say
+        for key in alert.get("evidence", []):
+            rec = state.record(key) or {}
+            src = key.split(":", 1)[0]
+            try:
+                if src == "rental":
+                    intervals.append({"label": key, "start": ts(rec["lease_start"]),
+                                      "end": ts(rec["lease_end"]) if rec.get("lease_end")
+                                      else None})
+                elif src == "job":
+                    intervals.append({"label": key, "start": ts(rec["start_date"]),
+                                      "end": None})
+                elif src == "hotel":
+                    intervals.append({"label": key, "start": ts(rec["time"]), "end": None})
+                elif src == "residence":
+                    regs.append({"label": key, "registered_at": ts(rec["registered_at"]),
+                                 "valid_from": ts(rec["valid_from"]),
+                                 "valid_until": ts(rec["valid_until"])})
+            except (KeyError, ValueError):
+                continue
+    deadline = ts(alert["deadline"]) if alert.get("deadline") else None
+    return charts.timeline(intervals, regs, deadline)
+
+
+def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink,
+               identities: people.IdentityView | None = None) -> FastAPI:
+    app = FastAPI(title="reglink review console", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(SessionMiddleware, secret_key=settings.console_secret.get_secret_value(),
+                       session_cookie="reglink_console", same_site="strict", https_only=False,
+                       max_age=8 * 3600)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+    env.globals.update(REASONS=dec.REASONS, ALLOWED=dec.ALLOWED, TERMINAL=dec.TERMINAL,
+                       needed=dec.confirmations_needed)
+    row_tpl = env.get_template("_row.html")
+
+    def page(name: str, request: Request, user: User | None, status_code: int = 200, **ctx):
+        flash = request.session.pop("flash", None) if user else None
+        html = env.get_template(name).render(user=user, flash=flash, request=request, **ctx)
+        return HTMLResponse(html, status_code=status_code)
+
+    def current(request: Request) -> User | None:
+        name = request.session.get("user")
+        return users.get(name) if name else None
+
+    def login_redirect(request: Request) -> RedirectResponse:
+        nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?{urlencode({'next': nxt})}", status_code=303)
+
+    def audit(user: User, action: str, subject: dict, why: str) -> dict:
+        entry = people.audit_entry(user.name, user.role, action, subject, why, "console")
+        sink.send("audit", user.name, entry)
+        return entry
+
+    def filters_of(request: Request) -> dict[str, str]:
+        return {k: request.query_params.get(k, "") for k in FILTERS}
+
+    # ------------------------------------------------------------------ auth
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/"):
+        return page("login.html", request, None, next=next, error=None)
+
+    @app.post("/login")
+    def login(request: Request, username: str = Form(...), password: str = Form(...),
+              next: str = Form("/")):
+        user = users.authenticate(username, password)
+        if user is None:
+            log.warning("console login failed for a user name")
+            return page("login.html", request, None, status_code=401, next=next,
+                        error="Wrong user name or password.")
+        request.session.clear()
+        request.session["user"] = user.name
+        audit(user, "login", {}, "session start")
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        return RedirectResponse(target, status_code=303)
+
+    @app.post("/logout")
+    def logout(request: Request):
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    # ------------------------------------------------------------------ queue + SSE
+    @app.get("/", response_class=HTMLResponse)
+    def queue(request: Request):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        f = filters_of(request)
+        rows = state.queue(f["rule"], f["priority"], f["status"], f["prefecture"], f["review"])
+        return page("queue.html", request, user, rows=rows, filters=f, facets=state.facets(),
+                    ready=state.ready.is_set(), query=urlencode({k: v for k, v in f.items()
+                                                                 if v}))
+
+    @app.get("/events")
+    async def events(request: Request):
+        user = current(request)
+        if user is None:
+            return Response("login required", status_code=401)
+        f = filters_of(request)
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[str] = asyncio.Queue()
+
+        def push(_kind: str, aid: str) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, aid)
+
+        state.subscribe(push)
+        state.metrics.sse_clients.inc()
+
+        async def stream():
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    if await request.is_disconnected():
+                        break
+                    try:
+                        aid = await asyncio.wait_for(q.get(), 5.0)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    alert, review = state.alert(aid), state.review(aid)
+                    if alert is None:
+                        continue
+                    html = ""
+                    if matches(alert, review, f["rule"], f["priority"], f["status"],
+                               f["prefecture"], f["review"]):
+                        html = row_tpl.render(a=alert, r=review)
+                    yield f"event: alert\ndata: {json.dumps({'id': aid, 'html': html})}\n\n"
+            finally:
+                state.unsubscribe(push)
+                state.metrics.sse_clients.dec()
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    # ------------------------------------------------------------------ alert detail
+    @app.get("/alerts/{aid}", response_class=HTMLResponse)
+    def alert_detail(request: Request, aid: str):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        alert = state.alert(aid)
+        if alert is None:
+            return page("error.html", request, user, status_code=404,
+                        message=f"No alert {aid} (yet). The queue fills from the alerts topic.")
+        audit(user, "alert_view", {"alert_id": aid, "person_id": alert.get("person_id")},
+              f"review of alert {aid}")
+        state.metrics.lookups.labels("alert").inc()
+        identity, stays = None, {}
+        if identities is not None:
+            try:
+                identity = identities.summary(alert["person_id"])
+                if alert.get("rule") == "unregistered_stay":
+                    stays = identities.stays(alert["person_id"])
+            except Exception:  # noqa: BLE001 - the page still shows the evidence
+                log.warning("identity store not reachable", exc_info=True)
+        evidence = [evidence_view(k, state.record(k)) for k in alert.get("evidence", [])]
+        expl = alert.get("explanation") or {}
+        if alert.get("rule") == "unregistered_stay":
+            weight_charts = [(k, charts.waterfall(v)) for k, v in sorted(expl.items())]
+            timeline = _stay_chart(alert, stays, state)
+        else:
+            weight_charts = [("watch entry vs identity", charts.waterfall(expl))]
+            timeline = None
+        row_names: list[str] = []
+        for ev in evidence:
+            row_names += [k for k in ev["rows"] if k not in row_names]
+        review = state.review(aid)
+        return page("alert.html", request, user, a=alert, r=review, evidence=evidence,
+                    identity=identity, row_names=row_names, weight_charts=weight_charts,
+                    timeline=timeline, actions=sorted(dec.ALLOWED[user.role],
+                                                      key=dec.ACTIONS.index))
+
+    @app.post("/alerts/{aid}/decide")
+    def decide(request: Request, aid: str, action: str = Form(...), reason: str = Form(...),
+               note: str = Form("")):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        alert = state.alert(aid)
+        if alert is None:
+            return page("error.html", request, user, status_code=404, message=f"No alert {aid}")
+        if not user.can_decide:
+            return page("error.html", request, user, status_code=403,
+                        message="Your role is read-only: auditors cannot decide on alerts.")
+        review = state.review(aid)
+        try:
+            dec.check(alert, review, action, reason, user.name, user.role)
+        except dec.DecisionError as exc:
+            request.session["flash"] = {"kind": "error", "text": str(exc)}
+            return RedirectResponse(f"/alerts/{aid}", status_code=303)
+        d = dec.make_decision(alert, action, reason, user.name, user.role, note.strip(),
+                              suppress_s=settings.dismissal_suppress_s)
+        sink.send("decisions", aid, d)
+        audit(user, "decision", {"alert_id": aid, "decision_id": d["decision_id"],
+                                 "person_id": alert.get("person_id")},
+              f"{action}: {reason}" + (f" ({note.strip()[:200]})" if note.strip() else ""))
+        state.add_decision(d)
+        after = state.review(aid)
+        text = {dec.AWAITING_SECOND: "Confirmed (1 of 2): a second, different reviewer must "
+                                     "confirm this watchlist match.",
+                dec.CONFIRMED: "Confirmed.", dec.DISMISSED: "Dismissed.",
+                dec.MORE_INFO: "Marked as needing more information.",
+                dec.MISUSED: "Marked as misused identity: this person is not hit again."}
+        request.session["flash"] = {"kind": "ok", "text": text.get(after.status, "Recorded.")}
+        return RedirectResponse(f"/alerts/{aid}", status_code=303)
+
+    # ------------------------------------------------------------------ persons
+    @app.get("/persons", response_class=HTMLResponse)
+    def person_search_form(request: Request, q: str = ""):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        return page("person.html", request, user, pid=None, q=q, tl=None, hits=None,
+                    error=None)
+
+    @app.post("/persons", response_class=HTMLResponse)
+    def person_search(request: Request, q: str = Form(...), justification: str = Form("")):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        try:
+            why = people.check_justification(justification)
+        except people.JustificationRequired as exc:
+            return page("person.html", request, user, pid=None, q=q, tl=None, hits=None,
+                        error=str(exc).split(":")[0] + ".", status_code=400)
+        hits = identities.find_by_name(q) if identities is not None else []
+        audit(user, "person_search", {"query_kind": "name", "person_ids": hits}, why)
+        state.metrics.lookups.labels("person").inc()
+        request.session["why"] = why
+        return page("person.html", request, user, pid=None, q=q, tl=None, hits=hits,
+                    error=None)
+
+    @app.get("/persons/{pid}", response_class=HTMLResponse)
+    def person_form(request: Request, pid: str):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        return page("person.html", request, user, pid=pid, q="", tl=None, hits=None,
+                    error=None, why=request.session.get("why", ""))
+
+    @app.post("/persons/{pid}", response_class=HTMLResponse)
+    async def person_lookup(request: Request, pid: str, justification: str = Form("")):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        try:
+            why = people.check_justification(justification)
+        except people.JustificationRequired as exc:
+            return page("person.html", request, user, pid=pid, q="", tl=None, hits=None,
+                        error=str(exc).split(":")[0] + ".", status_code=400)
+        audit(user, "person_lookup", {"person_id": pid}, why)
+        state.metrics.lookups.labels("person").inc()
+        tl = await asyncio.to_thread(people.build_timeline, settings, pid, identities)
+        return page("person.html", request, user, pid=pid, q="", tl=tl, hits=None,
+                    error=None, why=why)
+
+    # ------------------------------------------------------------------ audit trail
+    @app.get("/audit", response_class=HTMLResponse)
+    async def audit_trail(request: Request):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        if user.role not in ("auditor", "supervisor"):
+            return page("error.html", request, user, status_code=403,
+                        message="The audit trail is for auditors and supervisors.")
+        got = await asyncio.to_thread(people._read_all, settings, ["audit"], 800)
+        entries = [e for _t, e in got["audit"]][-300:][::-1]
+        return page("audit.html", request, user, entries=entries)
+
+    # ------------------------------------------------------------------ ops
+    @app.get("/metrics")
+    def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"ready": state.ready.is_set(), "alerts": len(state.alerts)}
+
+    return app
+
+
+def run_console(settings: Settings, port: int | None = None) -> None:
+    """``reglink console``: rebuild state from the topics, then serve on 127.0.0.1."""
+    import uvicorn
+    from kafka.errors import KafkaError
+
+    from ..errors import ServiceUnavailable
+    from ..logs import configure_json_logging
+    from .state import Feed, Publisher
+
+    configure_json_logging()
+    users = Users.load(settings.console_users_file)
+    try:
+        sink = Publisher(settings)
+    except KafkaError:
+        raise ServiceUnavailable(
+            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
+        ) from None
+    identities = people.IdentityView(settings)
+    state = ConsoleState()
+    feed = Feed(settings, state)
+    feed.start()
+    app = create_app(settings, users, state, sink, identities)
+    port = settings.console_port if port is None else port
+    log.info("review console on http://%s:%d/", settings.console_host, port)
+    try:
+        uvicorn.run(app, host=settings.console_host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=2)
+    finally:
+        feed.stopping.set()
+        sink.close()

@@ -1,0 +1,138 @@
+"""Small server-side SVG charts: per-feature match weights (waterfall) and a stay timeline.
+
+Pure functions returning SVG markup (escaped); no JavaScript.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+
+
+def waterfall(explanation: dict | None, width: int = 560) -> str:
+    """Splink-style waterfall: prior, then each feature's log2 Bayes factor, then the total."""
+    if not explanation or not explanation.get("features"):
+        return '<p class="muted">No feature weights (new identity or no comparison).</p>'
+    steps = [("prior", None, float(explanation.get("prior_weight") or 0.0))]
+    steps += [(f["feature"], f.get("level"), float(f.get("weight") or 0.0))
+              for f in explanation["features"]]
+    running, bars = 0.0, []
+    for name, level, w in steps:
+        bars.append((name, level, running, running + w, w))
+        running += w
+    total = float(explanation.get("total_weight", running))
+    lo = min([0.0, total] + [min(b[2], b[3]) for b in bars])
+    hi = max([0.0, total] + [max(b[2], b[3]) for b in bars])
+    span = (hi - lo) or 1.0
+    label_w, row_h, pad = 170, 22, 50
+    plot_w = width - label_w - pad
+    rows = len(bars) + 1
+    height = rows * row_h + 24
+
+    def x(v: float) -> float:
+        return label_w + (v - lo) / span * plot_w
+
+    out = [f'<svg class="chart waterfall" role="img" aria-label="match weights" '
+           f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'xmlns="http://www.w3.org/2000/svg">',
+           f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height - 20}" stroke="#888" '
+           'stroke-dasharray="3,3"/>']
+    for i, (name, level, a, b, w) in enumerate(bars):
+        y = i * row_h + 4
+        color = "#2e7d32" if w >= 0 else "#c62828"
+        if name == "prior":
+            color = "#607d8b"
+        x0, x1 = sorted((x(a), x(b)))
+        lab = escape(name if level is None else f"{name} · {level}")
+        out.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" '
+                   f'class="lab">{lab}</text>')
+        out.append(f'<rect class="bar" data-feature="{escape(name)}" x="{x0:.1f}" y="{y}" '
+                   f'width="{max(x1 - x0, 1):.1f}" height="{row_h - 6}" fill="{color}">'
+                   f'<title>{lab}: {w:+.2f}</title></rect>')
+        out.append(f'<text x="{x1 + 4:.1f}" y="{y + 14}" class="val">{w:+.2f}</text>')
+    y = len(bars) * row_h + 4
+    x0, x1 = sorted((x(0), x(total)))
+    prob = explanation.get("probability")
+    ptxt = f" → p={prob:.4f}" if isinstance(prob, int | float) else ""
+    out.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="lab">'
+               f'<tspan font-weight="bold">total</tspan></text>')
+    out.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1):.1f}" '
+               f'height="{row_h - 6}" fill="#1565c0"/>')
+    out.append(f'<text x="{x1 + 4:.1f}" y="{y + 14}" class="val">{total:+.2f}'
+               f'{escape(ptxt)}</text>')
+    out.append(f'<text x="{label_w}" y="{height - 4}" class="axis">log2 Bayes factor '
+               f'(weights add up; total = {total:+.2f})</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _day(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%m-%d")
+
+
+def timeline(intervals: list[dict], registrations: list[dict], deadline: float | None,
+             width: int = 760) -> str:
+    """Presence intervals (``{label, start, end|None, grace}``), registrations
+    (``{label, registered_at, valid_from, valid_until}``) and the deadline on one time axis."""
+    times = [t for iv in intervals for t in (iv["start"], iv.get("end")) if t]
+    times += [t for r in registrations for t in (r["registered_at"], r["valid_from"],
+                                                  r["valid_until"]) if t]
+    if deadline:
+        times.append(deadline)
+    if not times:
+        return '<p class="muted">No presence data.</p>'
+    lo, hi = min(times) - 86400, max(times) + 86400 * 2
+    label_w, row_h = 200, 24
+    plot_w = width - label_w - 20
+    rows = len(intervals) + len(registrations)
+    height = rows * row_h + 46
+
+    def x(t: float) -> float:
+        return label_w + (min(max(t, lo), hi) - lo) / (hi - lo) * plot_w
+
+    out = [f'<svg class="chart timeline" role="img" aria-label="stay timeline" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" '
+           'xmlns="http://www.w3.org/2000/svg">']
+    step = max(86400, int((hi - lo) / 8 // 86400) * 86400)
+    t = lo - lo % 86400 + 86400
+    while t < hi:
+        out.append(f'<line x1="{x(t):.1f}" y1="0" x2="{x(t):.1f}" y2="{rows * row_h}" '
+                   'stroke="#eee"/>')
+        out.append(f'<text x="{x(t):.1f}" y="{rows * row_h + 14}" class="axis" '
+                   f'text-anchor="middle">{_day(t)}</text>')
+        t += step
+    y = 2
+    for iv in intervals:
+        end = iv.get("end") or hi
+        lab = escape(iv["label"])
+        out.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" class="lab">'
+                   f'{lab}</text>')
+        out.append(f'<rect class="presence" x="{x(iv["start"]):.1f}" y="{y}" '
+                   f'width="{max(x(end) - x(iv["start"]), 2):.1f}" height="{row_h - 8}" '
+                   f'fill="#fb8c00" opacity="0.8"><title>{lab}</title></rect>')
+        if iv.get("grace"):
+            g = iv["start"] + iv["grace"]
+            out.append(f'<line x1="{x(g):.1f}" y1="{y}" x2="{x(g):.1f}" y2="{y + row_h - 8}" '
+                       'stroke="#333" stroke-width="2"><title>grace ends</title></line>')
+        y += row_h
+    for r in registrations:
+        lab = escape(r["label"])
+        out.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" class="lab">'
+                   f'{lab}</text>')
+        out.append(f'<rect class="registration" x="{x(r["valid_from"]):.1f}" y="{y}" '
+                   f'width="{max(x(r["valid_until"]) - x(r["valid_from"]), 2):.1f}" '
+                   f'height="{row_h - 8}" fill="#43a047" opacity="0.8"><title>{lab}</title>'
+                   '</rect>')
+        out.append(f'<circle cx="{x(r["registered_at"]):.1f}" cy="{y + (row_h - 8) / 2}" r="4" '
+                   'fill="#1b5e20"><title>registered at</title></circle>')
+        y += row_h
+    if deadline:
+        out.append(f'<line class="deadline" x1="{x(deadline):.1f}" y1="0" '
+                   f'x2="{x(deadline):.1f}" y2="{rows * row_h}" stroke="#c62828" '
+                   'stroke-width="2"/>')
+        out.append(f'<text x="{x(deadline) + 3:.1f}" y="{rows * row_h + 30}" fill="#c62828" '
+                   f'class="axis">deadline {escape(_day(deadline))}</text>')
+    out.append(f'<text x="4" y="{height - 4}" class="axis">orange: presence (tick: grace '
+               'ends) · green: registration valid (dot: registered) · red: deadline</text>')
+    out.append("</svg>")
+    return "".join(out)
