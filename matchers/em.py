@@ -3,11 +3,16 @@
 1. Normalise every record (a throw-away HMAC key: hashes only need to be equal within a run).
 2. **u** from random record pairs: almost all are different people, so the level frequencies
    among them estimate P(level | non-match) (Splink does the same).
-3. **m** and the prior **lambda** by expectation-maximisation over the blocked candidate
-   pairs (pairs sharing a blocking key of :mod:`matchers.candidates`), u held fixed, features
-   conditionally independent, 'missing' levels skipped. The starting values of
-   :mod:`matchers.model` act as a weak Dirichlet prior so that a level never seen in the data
-   keeps a sane value.
+3. **m** by expectation-maximisation, u held fixed, features conditionally independent,
+   'missing' levels skipped, in *sessions* as Splink does: pairs blocked on the ID estimate
+   the m of every feature but the ID, pairs blocked on name+birth keys estimate all but name,
+   birth date and sex, pairs blocked on the phone all but the phone. A feature used to block is
+   masked in its session, because blocking selects on it (non-matching pairs that share a
+   name block agree on the name far more often than random pairs: u no longer holds). Each
+   feature's m is the match-weighted mean of its sessions. The starting values of
+   :mod:`matchers.model` act as a weak Dirichlet prior so that a level never seen in the
+   data keeps a sane value.
+   The prior **lambda** is the share of matches among all blocked pairs under the final m.
 4. **Term frequencies** of name keys over distinct people (distinct valid IDs, else records).
 5. **Calibration** (optional): when ground truth is given, a one-dimensional logistic fit of
    the total weight on the blocked pairs' true labels, so that probabilities are calibrated.
@@ -16,6 +21,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import secrets
@@ -45,12 +51,25 @@ def _encode(levels: dict[str, str]) -> list[int]:
     return [-1 if levels[f] == "missing" else LEVELS[f].index(levels[f]) for f in FEATURES]
 
 
+# Blocking-key families and the features each one selects on (masked in its EM session).
+FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "id": (("id", "idd"), ("id",)),
+    # name+birth keys; sex is masked too: given names are sex-specific, so a shared name
+    # selects the sex as well. (The bare name key 'nk' is too loose to learn from.)
+    "name": (("nb", "sb", "lx"), ("name", "birth_date", "sex")),
+    "phone": (("ph",), ("phone",)),
+}
+
+
 def blocked_pairs(recs: Sequence[PersonRecord], finder: BlockingCandidates,
-                  max_bucket: int = 50) -> list[tuple[int, int]]:
+                  max_bucket: int = 50, kinds: tuple[str, ...] | None = None
+                  ) -> list[tuple[int, int]]:
+    """Record pairs sharing a blocking key (of the given key kinds; all when None)."""
     buckets: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(recs):
         for k in finder.raw_keys(r):
-            buckets[k].append(i)
+            if kinds is None or k.split("|", 1)[0] in kinds:
+                buckets[k].append(i)
     pairs: set[tuple[int, int]] = set()
     for members in buckets.values():
         if 1 < len(members) <= max_bucket:
@@ -93,22 +112,58 @@ def _log_likelihood(vec: np.ndarray, probs: dict[str, dict[str, float]]) -> np.n
     return ll
 
 
+def _posterior(vec: np.ndarray, m: dict, u: dict, lam: float) -> np.ndarray:
+    logit = (np.log(lam) - np.log1p(-lam) + _log_likelihood(vec, m)
+             - _log_likelihood(vec, u))
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+
+
 def em(vec: np.ndarray, u: dict, m0: dict, lam0: float, iterations: int = 40,
-       tol: float = 1e-6) -> tuple[dict, float, int]:
+       tol: float = 1e-6) -> tuple[dict, float, int, np.ndarray]:
+    """EM for m and lambda with u fixed; returns (m, lambda, iterations, posteriors)."""
     m, lam = m0, lam0
-    lu = _log_likelihood(vec, u)
     it = 0
+    g = np.zeros(len(vec))
     for it in range(1, iterations + 1):
-        lm = _log_likelihood(vec, m)
-        logit = np.log(lam) - np.log1p(-lam) + lm - lu
-        g = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+        g = _posterior(vec, m, u, lam)
         new_lam = float(np.clip(g.mean(), 1e-4, 1 - 1e-4))
         m = _freq(vec, g)
         if abs(new_lam - lam) < tol:
             lam = new_lam
             break
         lam = new_lam
-    return m, lam, it
+    return m, lam, it, g
+
+
+def em_sessions(recs, idents, finder, u: dict, iterations: int = 40, log=print):
+    """One EM session per blocking family, its own features masked; m combined per feature."""
+    acc: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
+    its = 0
+    for fam, (kinds, masked) in FAMILIES.items():
+        pairs = blocked_pairs(recs, finder, kinds=kinds)
+        if not pairs:
+            continue
+        vec = _vectors(recs, idents, pairs)
+        for f in masked:
+            vec[:, FEATURES.index(f)] = -1
+        m, lam, it, g = em(vec, u, START_M, 0.5, iterations)
+        its += it
+        log(f"train: EM session '{fam}': {len(pairs)} pairs, {it} iterations, "
+            f"match share {lam:.3f}")
+        for fi, f in enumerate(FEATURES):
+            if f in masked:
+                continue
+            weight = float(g[vec[:, fi] >= 0].sum())
+            if weight > 0:
+                acc[f].append((weight, m[f]))
+    m_final = {}
+    for f in FEATURES:
+        if not acc[f]:
+            m_final[f] = dict(START_M[f])
+            continue
+        total = sum(w for w, _ in acc[f])
+        m_final[f] = {lvl: sum(w * row[lvl] for w, row in acc[f]) / total for lvl in LEVELS[f]}
+    return m_final, its
 
 
 def term_frequencies(recs: Sequence[PersonRecord], min_count: int = 2):
@@ -127,27 +182,19 @@ def term_frequencies(recs: Sequence[PersonRecord], min_count: int = 2):
     return table, 1.0 / total, s2
 
 
-def calibrate(total: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """Fit p = 1/(1+2^-(a*w+b)) by Newton's method (logistic regression on one input)."""
-    x = total * math.log(2.0)
-    a, b = 1.0, 0.0
-    for _ in range(iterations):
-        z = np.clip(a * x + b * math.log(2.0), -50, 50)
-        p = 1.0 / (1.0 + np.exp(-z))
-        w = p * (1 - p) + 1e-9
-        ga, gb = float(((labels - p) * x).sum()), float(((labels - p) * math.log(2.0)).sum())
-        haa = -float((w * x * x).sum()) - 1e-6
-        hab = -float((w * x * math.log(2.0)).sum())
-        hbb = -float((w * math.log(2.0) ** 2).sum()) - 1e-6
-        det = haa * hbb - hab * hab
-        if abs(det) < 1e-12:
-            break
-        da = (hbb * ga - hab * gb) / det
-        db = (-hab * ga + haa * gb) / det
-        a, b = a - da, b - db
-        if abs(da) < 1e-8 and abs(db) < 1e-8:
-            break
-    return a, b
+def calibrate(total: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Fit p = 1/(1+2^-(a*w+b)) to labelled pairs by maximum likelihood over a bounded grid
+    (a in [0.5, 2], b in [-20, 20] bits): separable data cannot push it to infinity."""
+    best, best_ll = (1.0, 0.0), -math.inf
+    y = labels.astype(float)
+    for a in np.arange(0.5, 2.0001, 0.05):
+        for b in np.arange(-20.0, 20.0001, 0.5):
+            z = np.clip((a * total + b) * math.log(2.0), -50, 50)
+            ll = float((y * -np.log1p(np.exp(-z)) + (1 - y) * -np.log1p(np.exp(z))).sum())
+            ll -= 0.5 * ((a - 1.0) ** 2 + (b / 10.0) ** 2)  # weak pull towards no change
+            if ll > best_ll:
+                best, best_ll = (float(a), float(b)), ll
+    return best
 
 
 def train(records: Sequence[tuple[dict, str]], truth: dict[str, str] | None = None, *,
@@ -157,17 +204,30 @@ def train(records: Sequence[tuple[dict, str]], truth: dict[str, str] | None = No
     (only for the optional calibration). Returns the trained model."""
     pseudo = Pseudonymiser(secrets.token_bytes(32))
     finder = BlockingCandidates(pseudo)
-    recs = [person_record(r, k, pseudo) for r, k in records if r.get("person")]
+    # One record per distinct person block: a hotel check-out repeats its check-in's card
+    # reading, and such copies would teach the model that records agree more than they do.
+    seen: set[str] = set()
+    recs = []
+    for r, k in records:
+        if not r.get("person"):
+            continue
+        sig = json.dumps(r["person"], sort_keys=True, ensure_ascii=False)
+        if sig not in seen:
+            seen.add(sig)
+            recs.append(person_record(r, k, pseudo))
     idents = [_single(r) for r in recs]
     rng = random.Random(seed)
     n = len(recs)
     rand = [(i, j) for i, j in ((rng.randrange(n), rng.randrange(n)) for _ in range(u_pairs))
             if i != j] if n > 1 else []
     u = _freq(_vectors(recs, idents, rand))
+    log(f"train: {n} distinct person blocks, {len(rand)} random pairs for u")
+    m, its = em_sessions(recs, idents, finder, u, iterations, log)
     pairs = blocked_pairs(recs, finder)
     vec = _vectors(recs, idents, pairs)
-    log(f"train: {n} records, {len(rand)} random pairs for u, {len(pairs)} blocked pairs for m")
-    m, lam, its = em(vec, u, START_M, 0.3, iterations)
+    g = _posterior(vec, m, u, 0.5)
+    lam = float(np.clip(g.mean(), 1e-4, 1 - 1e-4))
+    log(f"train: {len(pairs)} blocked pairs, estimated match share {lam:.3f}")
     tf, tf_floor, s2 = term_frequencies(recs)
     model = FSModel(lam=lam, m=m, u=u, tf=tf, tf_floor=tf_floor, tf_s2=s2)
     cal = (1.0, 0.0)
