@@ -260,7 +260,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         else:
             weight_charts = [("watch entry vs identity", charts.waterfall(expl))]
             timeline = None
-        row_names: list[str] = []
+        row_names = ["name", "aliases", "sex", "birth date", "ID", "ID type", "phone"]
+        row_names = [n for n in row_names if any(n in ev["rows"] for ev in evidence)]
         for ev in evidence:
             row_names += [k for k in ev["rows"] if k not in row_names]
         review = state.review(aid)

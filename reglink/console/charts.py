@@ -74,14 +74,15 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
              width: int = 760) -> str:
     """Presence intervals (``{label, start, end|None, grace}``), registrations
     (``{label, registered_at, valid_from, valid_until}``) and the deadline on one time axis."""
-    times = [t for iv in intervals for t in (iv["start"], iv.get("end")) if t]
-    times += [t for r in registrations for t in (r["registered_at"], r["valid_from"],
-                                                  r["valid_until"]) if t]
+    # The window spans the starts, registrations and deadline (not far-off ends, which
+    # would squash the episode): bars running past it are clipped at the edge.
+    times = [iv["start"] for iv in intervals]
+    times += [t for r in registrations for t in (r["registered_at"], r["valid_from"]) if t]
     if deadline:
         times.append(deadline)
     if not times:
         return '<p class="muted">No presence data.</p>'
-    lo, hi = min(times) - 86400, max(times) + 86400 * 2
+    lo, hi = min(times) - 86400, max(times) + 86400 * 7
     label_w, row_h = 200, 24
     plot_w = width - label_w - 20
     rows = len(intervals) + len(registrations)

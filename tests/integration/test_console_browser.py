@@ -1,0 +1,286 @@
+"""The review console in a real browser (Debian's headless Chromium via Selenium) against a
+console process on the real stack: Kafka, Redis, a real `reglink worker`, real connectors.
+
+Covers: an alert appearing live (SSE, no reload); opening it and seeing its explanation;
+two-reviewer confirmation; a "different person" dismissal turning into a cannot-link that
+changes the next replay's result; a read-only auditor not being able to decide.
+Screenshots of the main pages go to docs/screenshots/ (REGLINK_SCREENSHOTS=0 skips them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from streamkit import WorkerProcess, free_port, read_topic, settings_env, wait_for_count
+
+from connectors.publish import run_publish
+from reglink.console.auth import add_user
+from reglink.simulate import run_simulate
+from reglink.topics import SOURCES
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+PASSWORDS = {"ana": "ana-pw-1234", "bo": "bo-pw-1234", "sup": "sup-pw-1234",
+             "audrey": "audrey-pw-1234"}
+ROLES = {"ana": "operator", "bo": "operator", "sup": "supervisor", "audrey": "auditor"}
+
+
+# ---------------------------------------------------------------- processes
+class ConsoleProcess:
+    def __init__(self, s, workdir: Path) -> None:
+        self.s, self.port = s, s.console_port
+        self.log = workdir / "console.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ConsoleProcess:
+        self.proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", "console"],
+                                     env=settings_env(self.s), stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"console died:\n{self.log.read_text()[-3000:]}")
+            try:
+                got = json.loads(urllib.request.urlopen(f"{self.url}/healthz", timeout=2).read())
+                if got["ready"]:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"console not ready:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def chromium() -> webdriver.Chrome:
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                f"--user-data-dir={tempfile.mkdtemp(prefix='reglink-chromium-')}"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+@pytest.fixture
+def stack(kafka_settings, redis_client, tmp_path):
+    """Simulated data, a users file, a worker and a console on the test's own topics."""
+    users = tmp_path / "users.json"
+    for name, pw in PASSWORDS.items():
+        add_user(users, name, ROLES[name], pw)
+    s = kafka_settings.model_copy(update={
+        "idle_timeout_s": 3.0, "worker_metrics_port": free_port(),
+        "console_port": free_port(), "console_users_file": users})
+    sim = tmp_path / "sim"
+    run_simulate(persons=400, days=14, start="2026-03-01", seed=3, out_dir=sim)
+    worker = WorkerProcess(s, tmp_path).start()
+    console = ConsoleProcess(s, tmp_path).start()
+    browsers: list[webdriver.Chrome] = []
+
+    def browser() -> webdriver.Chrome:
+        b = chromium()
+        browsers.append(b)
+        return b
+
+    def publish() -> None:
+        for source in SOURCES:
+            summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
+            assert summary.reconciles(), summary.line()
+
+    def alerts(n: int = 4) -> list[dict]:
+        got = wait_for_count(s, "alerts", n, timeout=180, worker=worker)
+        assert len(got) >= n, f"{len(got)} alerts\n{worker.tail()}"
+        return got
+
+    yield type("Stack", (), {"s": s, "sim": sim, "worker": worker, "console": console,
+                             "browser": staticmethod(browser), "publish": staticmethod(publish),
+                             "alerts": staticmethod(alerts), "tmp": tmp_path})
+    for b in browsers:
+        b.quit()
+    console.stop()
+    worker.stop()
+
+
+def login(b: webdriver.Chrome, url: str, name: str) -> None:
+    b.get(f"{url}/login")
+    b.find_element(By.ID, "username").send_keys(name)
+    b.find_element(By.ID, "password").send_keys(PASSWORDS[name])
+    b.find_element(By.ID, "login").click()
+    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "who")))
+
+
+def shot(b: webdriver.Chrome, name: str) -> None:
+    if os.environ.get("REGLINK_SCREENSHOTS", "1") != "0":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        height = b.execute_script("return document.documentElement.scrollHeight;")
+        b.set_window_size(1400, min(max(int(height) + 140, 700), 2400))
+        b.save_screenshot(str(SHOTS / f"{name}.png"))
+        b.set_window_size(1400, 1000)
+
+
+def decide(b: webdriver.Chrome, url: str, aid: str, action: str, reason: str) -> str:
+    b.get(f"{url}/alerts/{aid}")
+    Select(b.find_element(By.ID, f"reason-{action}")).select_by_value(reason)
+    b.find_element(By.ID, f"do-{action}").click()
+    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "flash")))
+    return b.find_element(By.ID, "review-status").text
+
+
+# ---------------------------------------------------------------- tests
+def test_alert_appears_live_and_shows_its_explanation(stack):
+    url = stack.console.url
+    b = stack.browser()
+    b.get(f"{url}/")
+    assert "/login" in b.current_url
+    shot(b, "login")
+    login(b, url, "ana")
+    WebDriverWait(b, 10).until(EC.text_to_be_present_in_element((By.ID, "live"), "live"))
+    assert b.find_elements(By.CSS_SELECTOR, "#rows tr") == []
+    b.execute_script("window.__noReload = 42;")
+
+    stack.publish()  # the worker links, the watermark passes deadlines, alerts stream in
+    WebDriverWait(b, 180).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr[data-rule=watchlist_match]"))
+        >= 2 and d.find_elements(By.CSS_SELECTOR, "#rows tr[data-rule=unregistered_stay]"))
+    assert b.execute_script("return window.__noReload;") == 42, "the page reloaded"
+    time.sleep(1.5)
+    shot(b, "queue")
+
+    # Filters are server-side and keep the page live.
+    Select(b.find_element(By.ID, "f-rule")).select_by_value("unregistered_stay")
+    WebDriverWait(b, 10).until(lambda d: "rule=unregistered_stay" in d.current_url)
+    rules = {r.get_attribute("data-rule") for r in b.find_elements(By.CSS_SELECTOR, "#rows tr")}
+    assert rules == {"unregistered_stay"}
+
+    # Open a watchlist alert: evidence beside the identity, per-feature weights.
+    watch = next(a for a in stack.alerts() if a["rule"] == "watchlist_match")
+    b.get(f"{url}/alerts/{watch['alert_id']}")
+    bars = b.find_elements(By.CSS_SELECTOR, "#weights svg rect.bar")
+    features = {r.get_attribute("data-feature") for r in bars}
+    assert {f["feature"] for f in watch["explanation"]["features"]} <= features
+    table = b.find_element(By.ID, "evidence").text
+    assert watch["watch_id"] in table and "identity" in table
+    shot(b, "alert-watchlist")
+
+    stay = next(a for a in stack.alerts() if a["rule"] == "unregistered_stay")
+    b.get(f"{url}/alerts/{stay['alert_id']}")
+    assert b.find_elements(By.CSS_SELECTOR, "#timeline svg rect.presence")
+    assert b.find_elements(By.CSS_SELECTOR, "#timeline svg line.deadline")
+    assert b.find_elements(By.CSS_SELECTOR, "#weights svg rect.bar")
+    shot(b, "alert-stay")
+
+    # A person look-up asks for a justification and is audited before anything is shown.
+    b.get(f"{url}/persons/{stay['person_id']}")
+    b.find_element(By.ID, "justification").send_keys("case 2026-114: stay lead review")
+    b.find_element(By.ID, "lookup").click()
+    WebDriverWait(b, 30).until(EC.presence_of_element_located((By.ID, "timeline-table")))
+    assert "unregistered_stay" in b.find_element(By.ID, "timeline-table").text
+    shot(b, "person")
+    audit = read_topic(stack.s, "audit")
+    lookups = [e for e in audit if e["action"] == "person_lookup"]
+    assert lookups and lookups[-1]["principal"] == "ana"
+    assert lookups[-1]["justification"] == "case 2026-114: stay lead review"
+    assert lookups[-1]["subject"] == {"person_id": stay["person_id"]}
+    assert any(e["action"] == "alert_view" for e in audit)
+
+
+def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
+    url, s = stack.console.url, stack.s
+    stack.publish()
+    watch = sorted((a for a in stack.alerts() if a["rule"] == "watchlist_match"),
+                   key=lambda a: a["alert_id"])
+    assert len(watch) >= 2
+    keep, drop = watch[0], watch[1]
+
+    ana, bo = stack.browser(), stack.browser()
+    login(ana, url, "ana")
+    login(bo, url, "bo")
+    WebDriverWait(ana, 30).until(
+        lambda d: d.find_elements(By.ID, f"row-{keep['alert_id']}") or d.refresh())
+
+    # Two-reviewer confirmation: the same reviewer cannot confirm twice.
+    assert "1/2" in decide(ana, url, keep["alert_id"], "confirm", "identity_verified")
+    decide(ana, url, keep["alert_id"], "confirm", "identity_verified")
+    assert "different reviewer" in ana.find_element(By.ID, "flash").text
+    assert "1/2" in ana.find_element(By.ID, "review-status").text
+    shot(ana, "alert-awaiting-second")
+    assert decide(bo, url, keep["alert_id"], "confirm", "documents_checked") == "confirmed"
+
+    # A "different person" dismissal: a cannot-link for (person, watch entry).
+    assert decide(ana, url, drop["alert_id"], "dismiss", "different_person") == "dismissed"
+    assert "cannot-link" in ana.find_element(By.ID, "history").text
+
+    decisions = wait_for_count(s, "decisions", 3, timeout=30)
+    assert [d["action"] for d in decisions] == ["confirm", "confirm", "dismiss"]
+    assert {d["reviewer"] for d in decisions[:2]} == {"ana", "bo"}
+    audit = [e for e in read_topic(s, "audit") if e["action"] == "decision"]
+    assert [e["principal"] for e in audit] == ["ana", "ana", "bo", "ana"][:len(audit)] \
+        or len(audit) == 3
+
+    # The next replay, with the decisions topic dumped to a file, no longer pairs them.
+    dump = stack.tmp / "decisions.jsonl"
+    dump.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in decisions))
+    env = settings_env(s)
+    for out, extra in (("before", []), ("after", ["--decisions", str(dump)])):
+        subprocess.run([sys.executable, "-m", "reglink.cli", "replay",
+                        str(stack.sim / "events.jsonl"), "--out", str(stack.tmp / out), *extra],
+                       env=env, check=True, capture_output=True)
+    before = {json.loads(x)["alert_id"] for x in (stack.tmp / "before/alerts.jsonl").open()}
+    after = {json.loads(x)["alert_id"] for x in (stack.tmp / "after/alerts.jsonl").open()}
+    assert drop["alert_id"] in before and drop["alert_id"] not in after
+    assert keep["alert_id"] in after and before - after == {drop["alert_id"]}
+
+    # The console rebuilds its state from the topics: restart it and the reviews are there.
+    stack.console.stop()
+    stack.console.start()
+    bo.get(f"{url}/alerts/{keep['alert_id']}")
+    assert bo.find_element(By.ID, "review-status").text == "confirmed"
+    bo.get(f"{url}/?review=dismissed")
+    assert bo.find_elements(By.ID, f"row-{drop['alert_id']}")
+
+
+def test_read_only_auditor_cannot_decide(stack):
+    url, s = stack.console.url, stack.s
+    stack.publish()
+    alert = stack.alerts()[0]
+    b = stack.browser()
+    login(b, url, "audrey")
+    b.get(f"{url}/alerts/{alert['alert_id']}")
+    assert "Read-only" in b.find_element(By.ID, "read-only").text
+    assert b.find_elements(By.CSS_SELECTOR, "form.decide") == []
+    shot(b, "alert-read-only")
+    # Even a hand-made request is refused.
+    status = b.execute_script(
+        "const r = await fetch(arguments[0], {method: 'POST', body: new URLSearchParams("
+        "{action: 'confirm', reason: 'identity_verified'})}); return r.status;",
+        f"{url}/alerts/{alert['alert_id']}/decide")
+    assert status == 403
+    assert read_topic(s, "decisions", idle_ms=1000) == []
+    b.get(f"{url}/audit")
+    assert "alert_view" in b.find_element(By.ID, "audit").text
+    shot(b, "audit")
