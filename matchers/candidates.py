@@ -15,7 +15,10 @@ Keys (``raw_keys``):
 * ``nk|key``        order-free pinyin key alone (skipped by the store once too common).
 * ``sb|surname|birth|prefecture``  surname + birth date + ID prefecture: look-alike given names.
 * ``sb|surname|birth``             the same without the prefecture when the record has no ID.
-* ``lx|soundex…|birth``            Latin names: sorted Soundex codes + birth date (misspellings).
+* ``lx|soundex…|birth``, ``lx|soundex…``  Latin names: sorted Soundex codes of the tokens, with
+                    and without the birth date (misspellings, any token order).
+* ``lt|soundex|birth``  Latin names: each name part's Soundex + birth date (the other part
+                    badly misspelt or missing).
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class BlockingCandidates:
             sx = " ".join(sorted(soundex(t) for t in text.split() if not _is_han(t)))
             if sx:
                 keys += [f"lx|{sx}|{b}" for b in sorted(births)]
+                keys.append(f"lx|{sx}")  # birth date missing or mistyped
+            for tok in sorted({soundex(t) for t in text.split() if not _is_han(t)} - {""}):
+                keys += [f"lt|{tok}|{b}" for b in sorted(births)]  # one name part misspelt
         return keys
 
     def raw_keys(self, rec: PersonRecord) -> list[str]:

@@ -71,6 +71,11 @@ class Linker:
         if decision.person_id is None:
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
             pid = self.person_id_for(anchor)
+            if anchor.startswith("rid:") and pid in by_id:
+                # The identity founded on this very ID was a candidate and was not chosen:
+                # the evidence says another person used the ID (or review vetoed the link).
+                anchor = f"rec:{rec.key}"
+                pid = self.person_id_for(anchor)
             ident = self.store.get(pid)
             created = ident is None
             if created:

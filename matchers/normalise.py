@@ -277,9 +277,10 @@ def id_neighbours(info: IdInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def deletion_variants(value: str) -> tuple[str, ...]:
-    """Each string with one character deleted. Two strings within one substitution, insertion,
-    deletion or adjacent transposition share a variant (symmetric-delete neighbourhood): the
-    typo test for opaque document numbers, which carry no checksum."""
+    """Each string with one character deleted. Two equally long strings one substitution or
+    one adjacent transposition apart share a variant (symmetric-delete neighbourhood): the
+    typo test for opaque document numbers, which carry no checksum. (An inserted or dropped
+    character is not caught: the variants differ in length.)"""
     return tuple(sorted({value[:i] + value[i + 1:] for i in range(len(value))}))
 
 
@@ -345,6 +346,17 @@ def latin_forms(text: str, script: str, syllables: tuple[str, ...]) -> tuple[str
     if len(toks) <= 3:
         return tuple(dict.fromkeys("".join(p) for p in permutations(toks)))
     return ("".join(toks), "".join(reversed(toks)))
+
+
+@lru_cache(maxsize=65536)
+def latin_tokens(text: str, script: str, syllables: tuple[str, ...]) -> tuple[str, ...]:
+    """Name parts as lower-case Latin tokens: a Han name gives (surname pinyin, given-name
+    pinyin), a Latin name its tokens."""
+    if script == "han":
+        if not syllables:
+            return ()
+        return (syllables[0], "".join(syllables[1:])) if len(syllables) > 1 else syllables
+    return tuple(t.lower() for t in text.split())
 
 
 def soundex(token: str) -> str:
