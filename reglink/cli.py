@@ -215,16 +215,26 @@ def worker(ctx: click.Context, workdir: str | None) -> None:
 # --- alerts ------------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON alert per line.")
-@click.option("--rule", default=None, help="Only this rule.")
+@click.option("--rule", default=None,
+              type=click.Choice(["unregistered_stay", "watchlist_match"]), help="Only this rule.")
+@click.option("--status", default=None, type=click.Choice(["raised", "resolved", "withdrawn"]),
+              help="Only this status.")
+@click.option("--priority", default=None, type=click.Choice(["high", "medium", "low"]),
+              help="Only watchlist matches of this priority.")
+@click.option("--prefecture", default=None, help="Only this prefecture (4 digits, or a prefix).")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest alert.")
 @click.option("--timeout", default=None, type=float, help="Stop after N idle seconds.")
 @click.pass_context
-def alerts(ctx, as_json: bool, rule: str | None, from_beginning: bool, timeout: float | None):
-    """Tail the alerts topic (de-duplicated by alert_id and status)."""
+def alerts(ctx, as_json: bool, rule: str | None, status: str | None, priority: str | None,
+           prefecture: str | None, from_beginning: bool, timeout: float | None):
+    """Tail the alerts topic: a live table on a terminal, else one line (or JSON) per alert.
+
+    De-duplicated by (alert_id, status); in the table the latest status per alert wins.
+    """
     from .tail import tail_alerts
 
-    tail_alerts(_settings(ctx), as_json=as_json, rule=rule, from_beginning=from_beginning,
-                idle_timeout=timeout)
+    tail_alerts(_settings(ctx), as_json=as_json, rule=rule, status=status, priority=priority,
+                prefecture=prefecture, from_beginning=from_beginning, idle_timeout=timeout)
 
 
 # --- review console ----------------------------------------------------------------------

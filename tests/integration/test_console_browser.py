@@ -284,3 +284,43 @@ def test_read_only_auditor_cannot_decide(stack):
     b.get(f"{url}/audit")
     assert "alert_view" in b.find_element(By.ID, "audit").text
     shot(b, "audit")
+
+
+def test_cli_person_is_audited_and_alerts_filter(stack):
+    """`reglink person` needs a justification and audits before showing anything;
+    `reglink alerts --json` filters and de-duplicates; errors are one line."""
+    s = stack.s
+    stack.publish()
+    stay = next(a for a in stack.alerts() if a["rule"] == "unregistered_stay")
+    env = settings_env(s)
+    cli = [sys.executable, "-m", "reglink.cli"]
+
+    refused = subprocess.run([*cli, "person", stay["person_id"]], env=env, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "--justification" in refused.stderr
+    assert read_topic(s, "audit", idle_ms=1000) == []
+
+    got = subprocess.run([*cli, "person", stay["person_id"], "--json", "--justification",
+                          "case 2026-114: stay lead review"], env=env, capture_output=True,
+                         text=True, check=True)
+    tl = json.loads(got.stdout)
+    assert tl["person_id"] == stay["person_id"] and tl["identity"]["records"] >= 1
+    assert any(e["kind"] == "alert" and e["ref"] == stay["alert_id"] for e in tl["events"])
+    assert "id_number" not in got.stdout
+    (entry,) = read_topic(s, "audit")
+    assert entry["action"] == "person_lookup" and entry["via"] == "cli"
+    assert entry["justification"] == "case 2026-114: stay lead review"
+    assert entry["subject"]["person_ids"] == [stay["person_id"]]
+
+    tail = subprocess.run([*cli, "alerts", "--json", "--from-beginning", "--timeout", "3",
+                           "--rule", "unregistered_stay"], env=env, capture_output=True,
+                          text=True, check=True)
+    rows = [json.loads(x) for x in tail.stdout.splitlines()]
+    assert rows and {r["rule"] for r in rows} == {"unregistered_stay"}
+    assert len({(r["alert_id"], r["status"]) for r in rows}) == len(rows)
+
+    down = subprocess.run([*cli, "alerts", "--timeout", "1"], capture_output=True, text=True,
+                          env={**env, "REGLINK_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert down.returncode == 2 and "reglink stack up" in down.stderr
+    assert "Traceback" not in down.stderr
