@@ -35,5 +35,8 @@ class PipelineMetrics:
             buckets=_LAT_BUCKETS, registry=r)
         self.watermark = Gauge("reglink_watermark_seconds", "Event-time watermark (epoch s)",
                                registry=r)
+        self.stalled = Gauge("reglink_stalled",
+                             "1 while the worker waits for an unavailable state store",
+                             registry=r)
         self.lag = Gauge("reglink_consumer_lag", "Records not yet consumed",
                          ["topic", "partition"], registry=r)

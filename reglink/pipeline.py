@@ -19,7 +19,7 @@ from matchers.linker import Linker, LinkResult
 from matchers.normalise import same_place
 from matchers.pseudo import Pseudonymiser
 from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import KeyValue
+from matchers.stores.kv import KeyValue, TxKV
 from matchers.types import Identity, PersonRecord
 
 from .contract import record_key, report_time
@@ -39,6 +39,7 @@ class Out:
     topic: str
     key: str
     value: dict
+    oid: str | None = None  # outbox id while the message awaits delivery (worker only)
 
 
 def _alert_id(*parts: str) -> str:
@@ -49,21 +50,36 @@ class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out."""
 
     def __init__(self, settings: Settings, kv: KeyValue, watch_kv: KeyValue | None = None,
-                 metrics: PipelineMetrics | None = None) -> None:
+                 metrics: PipelineMetrics | None = None, outbox: bool = False) -> None:
         self.s = settings
-        self.kv = kv
+        # Every record's state changes commit together (one MULTI/EXEC on Redis).
+        self.kv = kv if isinstance(kv, TxKV) else TxKV(kv)
         self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
         self.store = KVIdentityStore(kv)
         # Watchlist entries are indexed like identities, in their own namespace.
-        self.watch_store = KVIdentityStore(watch_kv if watch_kv is not None else _Prefixed(kv))
+        self.watch_store = KVIdentityStore(
+            watch_kv if watch_kv is not None else _Prefixed(self.kv))
         self.linker = Linker(self.store, self.pseudo, settings.link_threshold)
         self.metrics = metrics or PipelineMetrics()
+        # With an outbox, alerts and identity events are kept in the state store, in the same
+        # commit as the state change that caused them, until the shell confirms delivery.
+        self.outbox = outbox
         self.grace = {"rental": settings.grace_rental_s, "job": settings.grace_job_s,
                       "hotel": settings.grace_hotel_s}
         self.wm = Watermark(EVENT_SOURCES, settings.lateness_s, settings.idle_timeout_s)
-        raw = kv.get("wm")
+        raw = self.kv.get("wm")
         if raw:
             self.wm.load_json(json.loads(raw))
+
+    def _atomic(self, fn, *args):
+        """Run one unit of work; commit its state changes at once, or none of them."""
+        try:
+            result = fn(*args)
+        except BaseException:
+            self.kv.rollback()
+            raise
+        self.kv.commit()
+        return result
 
     # ------------------------------------------------------------------ entry points
     def process(self, record: dict, now: float | None = None,
@@ -71,7 +87,37 @@ class Pipeline:
         """Handle one validated record. Returns (person_id it linked to, messages).
 
         ``channel`` names the ordered stream it came from for the watermark (default: its
-        source; the worker passes ``source#partition``)."""
+        source; the worker passes ``source#partition``). All state changes of the record
+        commit together."""
+        pid, outs = self._atomic(self._process, record, now, channel)
+        return pid, outs
+
+    def _keep(self, out: Out) -> Out:
+        """Put a message in the outbox (same transaction as its cause)."""
+        if not self.outbox:
+            return out
+        oid = f"{self.kv.incr('n:outbox'):012d}"
+        self.kv.set(f"o:{oid}", json.dumps([out.topic, out.key, out.value], ensure_ascii=False))
+        self.kv.zadd("outbox", oid, float(int(oid)))
+        return Out(out.topic, out.key, out.value, oid)
+
+    def delivered(self, oid: str) -> None:
+        """The shell saw the broker acknowledge an outbox message: forget it."""
+        self.kv.base.zrem("outbox", oid)
+        self.kv.base.delete(f"o:{oid}")
+
+    def undelivered(self) -> list[Out]:
+        """Outbox messages not yet confirmed (re-sent after a crash; duplicates are allowed)."""
+        outs = []
+        for oid, _score in self.kv.base.zupto("outbox", float("inf")):
+            raw = self.kv.base.get(f"o:{oid}")
+            if raw:
+                topic, key, value = json.loads(raw)
+                outs.append(Out(topic, key, value, oid))
+        return outs
+
+    def _process(self, record: dict, now: float | None,
+                 channel: str | None) -> tuple[str | None, list[Out]]:
         source = record["source"]
         key = record_key(record)
         self.metrics.records_in.labels(source).inc()
@@ -93,12 +139,20 @@ class Pipeline:
         outs += self._watch_check(link.identity, key, report_ts)
         if report_ts is not None:
             self.wm.observe(channel or source, report_ts, now)
-            outs += self._advance(now)
+            # Idleness is judged only by tick(), after the shell refreshed what is still
+            # waiting in the broker; here every channel with data holds the watermark.
+            outs += self._advance(None)
         return link.person_id, outs
 
     def tick(self, now: float) -> list[Out]:
         """Processing-time tick: lets idle sources stop holding the watermark."""
-        return self._advance(now)
+        return self._atomic(self._advance, now)
+
+    def backlog(self, channel: str, now: float) -> None:
+        """The shell sees unread records for ``channel`` in the broker: not idle, and if
+        nothing was read from it yet, it holds the watermark."""
+        self.wm.expect(channel, now)
+        self.wm.touch(channel, now)
 
     def expect(self, channel: str, now: float | None = None) -> None:
         """A channel has records waiting that the shell has not read yet (stream only)."""
@@ -118,7 +172,7 @@ class Pipeline:
 
     def finish(self) -> list[Out]:
         """End of input (replay): the watermark moves to the top report time - lateness."""
-        return self._advance(None, final=True)
+        return self._atomic(self._advance, None, True)
 
     # ------------------------------------------------------------------ linking
     def _link_outputs(self, record: dict, rec: PersonRecord, link: LinkResult, rt) -> list[Out]:
@@ -130,7 +184,7 @@ class Pipeline:
                 self.metrics.created.inc()
             elif ev["event"] == "merged":
                 self.metrics.merges.inc()
-            outs.append(Out("identity.events", ev["person_id"], ev))
+            outs.append(self._keep(Out("identity.events", ev["person_id"], ev)))
         rid = record.get("record_id")
         value = {
             "record_id": rid, "source": rec.source, "person_id": link.person_id,
@@ -158,7 +212,7 @@ class Pipeline:
         known = {iv[0] for iv in ps["iv"]} | {r[0] for r in ps["reg"]}
         known |= {c[0] for c in ps.get("co", [])}
         if key in known or key in ps.get("closed", []):
-            return set()
+            return {pref}  # re-delivered: nothing to add, but re-evaluate (idempotent)
         if source == "hotel":
             t, hotel = ts(record["time"]), record.get("hotel_id")
             pending = ps.setdefault("co", [])  # check-outs not matched yet: [key, hotel, t]
@@ -257,7 +311,7 @@ class Pipeline:
     def _advance(self, now: float | None, final: bool = False) -> list[Out]:
         before = self.wm.value
         value = self.wm.advance(now, final)
-        self.kv.set("wm", json.dumps(self.wm.to_json()))
+        self.kv.set("wm", json.dumps(self.wm.to_json()))  # buffered: same MULTI as the record
         if value <= before:
             return []
         self.metrics.watermark.set(value)
@@ -284,7 +338,7 @@ class Pipeline:
         }
         self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
         self.metrics.alerts.labels(rule, status).inc()
-        return Out("alerts", aid, value)
+        return self._keep(Out("alerts", aid, value))
 
     # ------------------------------------------------------------------ watchlist_match
     def _watchlist(self, record: dict, key: str) -> tuple[str | None, list[Out]]:
@@ -359,7 +413,7 @@ class Pipeline:
                 value = {**prev, "status": "withdrawn"}
                 self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
                 self.metrics.alerts.labels("watchlist_match", "withdrawn").inc()
-                outs.append(Out("alerts", aid, value))
+                outs.append(self._keep(Out("alerts", aid, value)))
         return outs
 
 

@@ -1,10 +1,17 @@
 """The module-level faust app. Imported only by the worker entry point (never by matchers/ or
 connectors/). :func:`configure` applies settings and wires the agent at start-up, so nothing
-is read from the environment at import time."""
+is read from the environment at import time.
+
+Delivery: at least once. faust flushes the producer before it commits a source offset, so a
+record's outputs are in Kafka before its offset is committed. Alerts and identity events also
+sit in the state store's outbox (committed with the state change that caused them) until the
+broker acknowledges them; after a crash the outbox is re-sent, so none is lost between the
+Redis commit and the Kafka flush. Repeats are exact duplicates (same alert_id and status).
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 
@@ -13,11 +20,13 @@ import faust
 from reglink.settings import Settings
 from reglink.topics import SOURCES
 
-from .shell import WorkerShell
+from .shell import RetryLater, WorkerShell
 
 log = logging.getLogger("reglink.worker")
 
 app = faust.App("reglink-worker", autodiscover=False)
+
+RESEND_EVERY_S = 30.0
 
 
 def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App:
@@ -41,6 +50,8 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
                         key_type=bytes, value_type=bytes, key_serializer="raw",
                         value_serializer="raw")
     outputs: dict[str, faust.TopicT] = {}
+    metrics = shell.pipe.metrics
+    state = {"last_resend": 0.0}
 
     def out(name: str) -> faust.TopicT:
         if name not in outputs:
@@ -48,43 +59,72 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
                                       key_serializer="raw", value_serializer="raw")
         return outputs[name]
 
+    def _confirm(oid: str):
+        def done(fut) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                shell.delivered(oid)
+        return done
+
     async def send_all(msgs) -> None:
-        for topic, key, value in msgs:
-            await out(topic).send(key=key, value=value)
+        for topic, key, value, oid in msgs:
+            fut = await out(topic).send(key=key, value=value)
+            if oid is not None:
+                fut.add_done_callback(_confirm(oid))
+
+    async def with_retry(what: str, fn, *args):
+        """Back off while the state store is down; the record is kept, never dead-lettered."""
+        delay = 0.2
+        while True:
+            try:
+                result = fn(*args)
+            except RetryLater as exc:
+                metrics.stalled.set(1)
+                log.warning("state store unavailable (%s) during %s; retrying in %.1fs",
+                            exc, what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            metrics.stalled.set(0)
+            return result
 
     @app.agent(sources, concurrency=1, name="link")
     async def link(stream):
         async for event in stream.events():
             msg = event.message
-            await send_all(shell.handle(event.value, msg.topic, msg.partition, msg.offset))
+            msgs = await with_retry("a record", shell.handle, event.value, msg.topic,
+                                    msg.partition, msg.offset)
+            await send_all(msgs)
 
-    decisions = app.topic(settings.topic("decisions"), key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
+    def refresh_backlog() -> None:
+        """Lag per source partition; a partition with unread records is not idle."""
+        from faust.types import TP
 
-    @app.agent(decisions, concurrency=1, name="decide")
-    async def decide(stream):
-        """Reviewers' decisions feed back into matching (suppressions, misused identities)."""
-        async for event in stream.events():
+        consumer = app.consumer
+        now = time.time()
+        for tp in list(consumer.assignment()):
             try:
-                decision = json.loads(event.value)
-            except ValueError:
-                log.warning("ignored a decision that is not JSON at offset %s",
-                            event.message.offset)
+                high = consumer.highwater(TP(tp.topic, tp.partition))
+            except Exception:  # noqa: BLE001 - revoked meanwhile
                 continue
-            await send_all(shell.encode(shell.pipe.apply_decision(decision)))
+            pos = shell.positions.get((tp.topic, tp.partition))
+            if high is None or pos is None:
+                continue
+            lag = high - (pos + 1)
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+            source = shell.source_of.get(tp.topic)
+            if lag > 0 and source is not None:
+                shell.pipe.backlog(f"{source}#{tp.partition}", now)
 
     @app.timer(interval=1.0)
     async def tick():
-        await send_all(shell.tick(time.time()))
-        consumer = app.consumer
-        for (topic, partition), pos in list(shell.positions.items()):
-            try:
-                from faust.types import TP
-
-                high = consumer.highwater(TP(topic, partition))
-            except Exception:  # not assigned any more
-                continue
-            if high is not None:
-                shell.pipe.metrics.lag.labels(topic, str(partition)).set(max(0, high - pos - 1))
+        refresh_backlog()  # first: the idle decision in shell.tick() relies on it
+        try:
+            await send_all(shell.tick(time.time()))
+            if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
+                state["last_resend"] = time.monotonic()
+                await send_all(shell.undelivered())
+        except RetryLater as exc:
+            metrics.stalled.set(1)
+            log.warning("state store unavailable (%s) during tick", exc)
 
     return app

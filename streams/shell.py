@@ -15,6 +15,19 @@ from reglink.topics import SOURCES
 
 log = logging.getLogger("reglink.worker")
 
+Message = tuple[str, bytes, bytes, str | None]  # topic, key, value, outbox id
+
+
+class RetryLater(Exception):
+    """The state store is unreachable: keep the record, back off, try it again."""
+
+
+def _infrastructure_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
+
 
 class WorkerShell:
     def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
@@ -22,9 +35,10 @@ class WorkerShell:
         self.pipe = pipeline
         self.source_of = {settings.topic(f"{s}.raw"): s for s in SOURCES}
         self.positions: dict[tuple[str, int], int] = {}
+        self._infra = _infrastructure_errors()
 
     def handle(self, raw: bytes, topic: str, partition: int, offset: int,
-               now: float | None = None) -> list[tuple[str, bytes, bytes]]:
+               now: float | None = None) -> list[Message]:
         now = time.time() if now is None else now
         t0 = time.perf_counter()
         self.positions[(topic, partition)] = offset
@@ -37,16 +51,18 @@ class WorkerShell:
             log.warning("dead-lettered record from %s[%d]@%d: %s", topic, partition, offset, code)
             msg = dl.to_message()
             return [(self.s.topic("deadletter"), source.encode(),
-                     json.dumps(msg, ensure_ascii=False).encode())]
+                     json.dumps(msg, ensure_ascii=False).encode(), None)]
         try:
             _pid, outs = self.pipe.process(record, now, channel=f"{source}#{partition}")
+        except self._infra as exc:  # Redis down or loading: not the record's fault
+            raise RetryLater(type(exc).__name__) from exc
         except Exception as exc:  # a record the core cannot handle must not stop the worker
             log.exception("record %s[%d]@%d failed in the core", topic, partition, offset)
             self.pipe.metrics.deadletter.labels(source, "processing_error").inc()
             msg = {"source": source, "reason": f"processing_error: {type(exc).__name__}",
                    "origin": origin, "original_text": raw.decode("utf-8", "replace")}
             return [(self.s.topic("deadletter"), source.encode(),
-                     json.dumps(msg, ensure_ascii=False).encode())]
+                     json.dumps(msg, ensure_ascii=False).encode(), None)]
         self.pipe.metrics.process_latency.observe(time.perf_counter() - t0)
         rt = report_time(record)
         if rt is not None:
@@ -54,9 +70,12 @@ class WorkerShell:
         self._observe_alerts(outs, now)
         return self.encode(outs)
 
-    def tick(self, now: float | None = None) -> list[tuple[str, bytes, bytes]]:
+    def tick(self, now: float | None = None) -> list[Message]:
         now = time.time() if now is None else now
-        outs = self.pipe.tick(now)
+        try:
+            outs = self.pipe.tick(now)
+        except self._infra as exc:
+            raise RetryLater(type(exc).__name__) from exc
         self._observe_alerts(outs, now)
         return self.encode(outs)
 
@@ -67,7 +86,20 @@ class WorkerShell:
             if o.topic == "alerts" and o.value.get("raised_at") and o.value["status"] == "raised":
                 self.pipe.metrics.alert_latency.observe(max(0.0, now - ts(o.value["raised_at"])))
 
-    def encode(self, outs: list[Out]) -> list[tuple[str, bytes, bytes]]:
+    def undelivered(self) -> list[Message]:
+        """Outbox messages whose delivery was never confirmed (e.g. after kill -9)."""
+        try:
+            return self.encode(self.pipe.undelivered())
+        except self._infra as exc:
+            raise RetryLater(type(exc).__name__) from exc
+
+    def delivered(self, oid: str) -> None:
+        try:
+            self.pipe.delivered(oid)
+        except self._infra:  # stays in the outbox; re-sent later (a duplicate, never a loss)
+            log.warning("could not clear outbox entry %s; it will be re-sent", oid)
+
+    def encode(self, outs: list[Out]) -> list[Message]:
         return [(self.s.topic(o.topic), o.key.encode(),
-                 json.dumps(o.value, ensure_ascii=False, separators=(",", ":")).encode())
+                 json.dumps(o.value, ensure_ascii=False, separators=(",", ":")).encode(), o.oid)
                 for o in outs]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from matchers.stores.kv import RedisKV
@@ -11,7 +10,7 @@ from reglink.errors import ServiceUnavailable
 from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline
 from reglink.settings import Settings
-from reglink.topics import EVENT_SOURCES
+from reglink.topics import SOURCES
 
 from .shell import WorkerShell
 
@@ -31,8 +30,9 @@ def connect_redis(settings: Settings):
     return client
 
 
-def pending_channels(settings: Settings) -> list[str]:
-    """Event-source partitions (``hotel#0``) holding records this group has not consumed."""
+def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
+    """Where this consumer group will start reading each source partition (committed offset,
+    else the beginning). Lets the worker tell unread records from an idle source."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
@@ -45,20 +45,17 @@ def pending_channels(settings: Settings) -> list[str]:
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
         ) from None
     try:
-        out = []
-        for source in EVENT_SOURCES:
+        out: dict[tuple[str, int], int] = {}
+        for source in SOURCES:
             topic = settings.topic(f"{source}.raw")
             parts = consumer.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in sorted(parts)]
             if not tps:
                 continue
-            ends = consumer.end_offsets(tps)
             begins = consumer.beginning_offsets(tps)
             for tp in tps:
                 committed = consumer.committed(tp)
-                start = committed if committed is not None else begins[tp]
-                if ends[tp] > start:
-                    out.append(f"{source}#{tp.partition}")
+                out[(topic, tp.partition)] = committed if committed is not None else begins[tp]
         return out
     finally:
         consumer.close()
@@ -66,11 +63,12 @@ def pending_channels(settings: Settings) -> list[str]:
 
 def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> WorkerShell:
     client = connect_redis(settings)
-    pipe = Pipeline(settings, RedisKV(client, settings.redis_prefix), metrics=metrics)
-    now = time.time()
-    for channel in pending_channels(settings):
-        pipe.expect(channel, now)
-    return WorkerShell(settings, pipe)
+    pipe = Pipeline(settings, RedisKV(client, settings.redis_prefix), metrics=metrics,
+                    outbox=True)
+    shell = WorkerShell(settings, pipe)
+    for (topic, partition), start in start_positions(settings).items():
+        shell.positions[(topic, partition)] = start - 1  # last offset consumed
+    return shell
 
 
 def run_worker(settings: Settings, workdir: str | None = None,

@@ -26,6 +26,13 @@ class KeyValue(Protocol):
         """Members with score <= max_score, lowest score first (ties by member)."""
         ...
     def incr(self, key: str) -> int: ...
+    def srem(self, key: str, member: str) -> None: ...
+    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+        """Several sets in one round trip."""
+        ...
+    def apply(self, ops: list[tuple]) -> None:
+        """Apply buffered writes ``(op, key, *args)`` atomically, in order."""
+        ...
 
 
 class MemoryKV:
@@ -84,6 +91,16 @@ class MemoryKV:
         self._str[key] = str(value)
         return value
 
+    def srem(self, key: str, member: str) -> None:
+        self._set.get(key, set()).discard(member)
+
+    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+        return [self.smembers(k) for k in keys]
+
+    def apply(self, ops: list[tuple]) -> None:
+        for op, key, *args in ops:
+            getattr(self, op)(key, *args)
+
 
 class RedisKV:
     """Redis backend. ``prefix`` isolates deployments and tests (e.g. ``reglink:``)."""
@@ -136,3 +153,141 @@ class RedisKV:
 
     def incr(self, key: str) -> int:
         return int(self._r.incr(self._k(key)))
+
+    def srem(self, key: str, member: str) -> None:
+        self._r.srem(self._k(key), member)
+
+    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+        if not keys:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for k in keys:
+            pipe.smembers(self._k(k))
+        return [{self._s(m) for m in members} for members in pipe.execute()]
+
+    def apply(self, ops: list[tuple]) -> None:
+        """One MULTI/EXEC: all of a record's writes land together or not at all."""
+        pipe = self._r.pipeline(transaction=True)
+        for op, key, *args in ops:
+            k = self._k(key)
+            if op == "set":
+                pipe.set(k, args[0])
+            elif op == "delete":
+                pipe.delete(k)
+            elif op == "sadd":
+                pipe.sadd(k, *args[0])
+            elif op == "srem":
+                pipe.srem(k, args[0])
+            elif op == "zadd":
+                pipe.zadd(k, {args[0]: args[1]})
+            elif op == "zrem":
+                pipe.zrem(k, args[0])
+            else:  # pragma: no cover - programming error
+                raise ValueError(f"unknown op {op}")
+        pipe.execute()
+
+
+_DELETED = object()
+
+
+class TxKV:
+    """Read-your-writes buffer over a :class:`KeyValue`; :meth:`commit` applies every buffered
+    write at once (one ``MULTI``/``EXEC`` on Redis). One record's state changes are therefore
+    all-or-nothing: a crash or a Redis outage mid-record leaves no half-applied merge.
+    Single writer per key space is assumed (one worker per partition group)."""
+
+    def __init__(self, base: KeyValue) -> None:
+        self.base = base
+        self.rollback()
+
+    # -- transaction ----------------------------------------------------------------------
+    def rollback(self) -> None:
+        self._str: dict[str, object] = {}
+        self._sets: dict[str, tuple[bool, set[str]]] = {}  # key -> (base deleted?, added)
+        self._z: dict[str, tuple[bool, dict[str, float | None]]] = {}
+        self._ops: list[tuple] = []
+
+    def commit(self) -> None:
+        if self._ops:
+            self.base.apply(self._ops)
+        self.rollback()
+
+    @property
+    def pending(self) -> int:
+        return len(self._ops)
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, key: str) -> str | None:
+        if key in self._str:
+            v = self._str[key]
+            return None if v is _DELETED else v  # type: ignore[return-value]
+        return self.base.get(key)
+
+    def mget(self, keys: list[str]) -> list[str | None]:
+        missing = [k for k in keys if k not in self._str]
+        fetched = dict(zip(missing, self.base.mget(missing), strict=True)) if missing else {}
+        return [self.get(k) if k in self._str else fetched[k] for k in keys]
+
+    def smembers(self, key: str) -> set[str]:
+        deleted, added = self._sets.get(key, (False, set()))
+        return (set() if deleted else self.base.smembers(key)) | added
+
+    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+        base = self.base.smembers_many([k for k in keys if not self._sets.get(k, (False,))[0]])
+        it = iter(base)
+        out = []
+        for k in keys:
+            deleted, added = self._sets.get(k, (False, set()))
+            out.append((set() if deleted else next(it)) | added)
+        return out
+
+    def scard(self, key: str) -> int:
+        return len(self.smembers(key))
+
+    def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
+        deleted, over = self._z.get(key, (False, {}))
+        rows = {} if deleted else dict(self.base.zupto(key, max_score))
+        for m, s in over.items():
+            rows.pop(m, None)
+            if s is not None and s <= max_score:
+                rows[m] = s
+        return sorted(rows.items(), key=lambda r: (r[1], r[0]))
+
+    # -- writes ---------------------------------------------------------------------------
+    def set(self, key: str, value: str) -> None:
+        self._str[key] = value
+        self._ops.append(("set", key, value))
+
+    def delete(self, key: str) -> None:
+        self._str[key] = _DELETED
+        self._sets[key] = (True, set())
+        self._z[key] = (True, {})
+        self._ops.append(("delete", key))
+
+    def sadd(self, key: str, members: Iterable[str]) -> None:
+        members = set(members)
+        if not members:
+            return
+        deleted, added = self._sets.setdefault(key, (False, set()))
+        added |= members
+        self._ops.append(("sadd", key, sorted(members)))
+
+    def srem(self, key: str, member: str) -> None:
+        deleted, added = self._sets.get(key, (False, set()))
+        added.discard(member)
+        if not deleted:  # materialise: base members minus the removed one
+            self._sets[key] = (True, (self.base.smembers(key) | added) - {member})
+        self._ops.append(("srem", key, member))
+
+    def zadd(self, key: str, member: str, score: float) -> None:
+        self._z.setdefault(key, (False, {}))[1][member] = score
+        self._ops.append(("zadd", key, member, score))
+
+    def zrem(self, key: str, member: str) -> None:
+        self._z.setdefault(key, (False, {}))[1][member] = None
+        self._ops.append(("zrem", key, member))
+
+    def incr(self, key: str) -> int:
+        value = int(self.get(key) or 0) + 1
+        self.set(key, str(value))
+        return value

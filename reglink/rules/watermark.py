@@ -45,6 +45,11 @@ class Watermark:
             if now is not None:
                 self.last_active.setdefault(source, now)
 
+    def touch(self, channel: str, now: float) -> None:
+        """The channel has records waiting in the broker: it has not gone silent."""
+        if self._known(channel):
+            self.last_active[channel] = max(now, self.last_active.get(channel, now))
+
     def _idle(self, source: str, now: float | None) -> bool:
         if now is None:
             return False

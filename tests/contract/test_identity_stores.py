@@ -118,3 +118,39 @@ def test_linker_gives_the_same_clusters_on_both_stores(store):
     assert pids[0] == pids[1] == pids[2] != pids[3]
     # Stable ids: the identity founded on a valid ID is named by it, in any store.
     assert pids[0] == linker.person_id_for(f"rid:{pseudo('id', _rid(2))}")
+
+
+def test_transaction_reads_its_own_writes_and_commits_at_once(kv):
+    from matchers.stores.kv import TxKV
+
+    kv.set("s1", "old")
+    kv.sadd("set", ["a"])
+    kv.zadd("z", "m1", 1.0)
+    tx = TxKV(kv)
+    tx.set("s1", "new")
+    tx.sadd("set", ["b"])
+    tx.srem("set", "a")
+    tx.zadd("z", "m2", 0.5)
+    tx.zrem("z", "m1")
+    tx.delete("gone")
+    assert tx.incr("n") == 1 and tx.incr("n") == 2
+    assert tx.get("s1") == "new" and tx.smembers("set") == {"b"}
+    assert tx.zupto("z", 10) == [("m2", 0.5)]
+    assert tx.mget(["s1", "n", "x"]) == ["new", "2", None]
+    assert tx.smembers_many(["set", "none"]) == [{"b"}, set()]
+    # Nothing reached the backend before commit.
+    assert kv.get("s1") == "old" and kv.smembers("set") == {"a"} and kv.get("n") is None
+    tx.commit()
+    assert kv.get("s1") == "new" and kv.smembers("set") == {"b"} and kv.get("n") == "2"
+    assert kv.zupto("z", 10) == [("m2", 0.5)]
+
+
+def test_rollback_discards_everything(kv):
+    from matchers.stores.kv import TxKV
+
+    tx = TxKV(kv)
+    tx.set("k", "v")
+    tx.sadd("s", ["x"])
+    tx.rollback()
+    tx.commit()
+    assert kv.get("k") is None and kv.smembers("s") == set() and tx.get("k") is None

@@ -110,3 +110,13 @@ def test_partitions_are_channels_that_hold_on_their_own():
     assert w.advance(now=0) == 19 * H  # rental#2 has unread records
     w.observe("unknown#0", 500 * H, now=0)
     assert "unknown#0" not in w.max_seen
+
+
+def test_a_backlogged_channel_is_not_idle():
+    w = wm(idle=3)
+    w.observe("hotel#0", 100 * H, now=0)
+    w.observe("rental#0", 10 * H, now=0)
+    w.touch("rental#0", now=9)  # unread rental records sit in the broker
+    w.observe("hotel#0", 200 * H, now=10)
+    assert w.advance(now=10) == 9 * H
+    assert w.advance(now=20) == 199 * H  # really silent now

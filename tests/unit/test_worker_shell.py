@@ -27,12 +27,12 @@ def test_shell_links_alerts_dead_letters_and_counts():
         out += shell.handle(line, s.topic(f"{src}.raw"), 0, n, now=1000.0 + n)
     out += shell.handle(b"{broken", s.topic("job.raw"), 0, 99, now=1010.0)
     out += shell.tick(now=2000.0)  # every source idle: the watermark flushes
-    topics = [t for t, _k, _v in out]
+    topics = [t for t, _k, _v, _o in out]
     assert topics.count(s.topic("linked")) == 7
     assert topics.count(s.topic("deadletter")) == 1
-    alerts = [json.loads(v) for t, _k, v in out if t == s.topic("alerts")]
+    alerts = [json.loads(v) for t, _k, v, _o in out if t == s.topic("alerts")]
     assert sorted(a["rule"] for a in alerts) == ["unregistered_stay", "watchlist_match"]
-    dl = next(json.loads(v) for t, _k, v in out if t == s.topic("deadletter"))
+    dl = next(json.loads(v) for t, _k, v, _o in out if t == s.topic("deadletter"))
     assert dl["reason"] == "malformed_json" and dl["origin"]["offset"] == 99
     text = generate_latest(shell.pipe.metrics.registry).decode()
     assert 'reglink_deadletter_total{reason="malformed_json",source="job"} 1.0' in text
@@ -41,5 +41,43 @@ def test_shell_links_alerts_dead_letters_and_counts():
     assert "reglink_link_latency_seconds_count 6.0" in text  # six records carry a report time
     for id_number in ("340102198803150022", "110105790402031", "110105197904020317"):
         assert id_number not in text
-        assert all(id_number not in v.decode() for _t, _k, v in out
+        assert all(id_number not in v.decode() for _t, _k, v, _o in out
                    if _t != s.topic("deadletter"))
+
+
+def test_outbox_keeps_alerts_until_delivery_is_confirmed():
+    s = load_settings(hmac_key="k")
+    pipe = Pipeline(s, MemoryKV(), outbox=True)
+    shell = WorkerShell(s, pipe)
+    out = []
+    for n, line in enumerate(EXAMPLES.read_bytes().splitlines()):
+        src = json.loads(line)["source"]
+        out += shell.handle(line, s.topic(f"{src}.raw"), 0, n, now=1000.0 + n)
+    out += shell.tick(now=5000.0)
+    kept = [o for _t, _k, _v, o in out if o is not None]
+    # both alerts and the two identity creations wait in the outbox; links do not
+    assert len(kept) == 4 == len(shell.undelivered())
+    assert {t for t, _k, _v, o in out if o is None} == {s.topic("linked")}
+    for oid in kept[:3]:
+        shell.delivered(oid)
+    (left,) = shell.undelivered()
+    assert left[3] == kept[3] and left[:3] == next(m[:3] for m in out if m[3] == kept[3])
+
+
+def test_redis_outage_is_retried_not_dead_lettered():
+    import pytest
+    import redis
+
+    from streams.shell import RetryLater
+
+    s = load_settings(hmac_key="k")
+    # A Redis client on a port where nothing listens: the state store is "down".
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    from matchers.stores.kv import RedisKV
+
+    pipe = Pipeline(s, MemoryKV())  # built over a working store, then the backend goes away
+    pipe.kv.base = RedisKV(dead, "x:")
+    shell = WorkerShell(s, pipe)
+    line = EXAMPLES.read_bytes().splitlines()[2]
+    with pytest.raises(RetryLater):
+        shell.handle(line, s.topic("hotel.raw"), 0, 0, now=1.0)
