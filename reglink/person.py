@@ -160,12 +160,15 @@ def build_timeline(settings: Settings, person_id: str, view: IdentityView | None
     mine = {p for p in set(into) | {person_id} if resolve(p) == target} | {target}
     tl = Timeline(target, view.summary(target) if view else None,
                   merged_from=sorted(mine - {target}))
+    report = {f"{ln.get('source')}:{ln.get('record_id')}": ln.get("report_time")
+              for _t, ln in topics["linked"]}
     for kts, ev in topics["identity.events"]:
         if ev.get("person_id") in mine:
             what = ("identity created" if ev["event"] == "created"
                     else f"merged into {ev.get('into')}" if ev["event"] == "merged"
                     else ev["event"])
-            tl.events.append({"at": _kafka_iso(kts), "kind": "identity", "text": what,
+            at = report.get(ev.get("record")) or _kafka_iso(kts)  # event time when known
+            tl.events.append({"at": at, "kind": "identity", "text": what,
                               "ref": ev.get("record")})
     for _kts, ln in topics["linked"]:
         if ln.get("person_id") in mine:

@@ -648,6 +648,26 @@ def down(settings: Settings) -> None:
             _say(f"{name}: note: something reglink did not start still listens on port {port}")
 
 
+def stop_service(settings: Settings, name: str) -> None:
+    """Stop one service of the stack (``kafka`` or ``redis``); ``up`` starts it again.
+    Used by the fault-injection tests; Redis is stopped with SIGTERM, so it syncs its AOF."""
+    p = _paths(settings)
+    with _locked(p):
+        if name == "kafka":
+            _stop("kafka", p.kafka_pid, KAFKA_MARKER, 30.0)
+        elif name == "redis":
+            _stop("redis", p.redis_pid, REDIS_MARKER, 10.0)
+        else:
+            raise StackError(f"unknown service {name!r}: use kafka or redis")
+
+
+def service_pid(settings: Settings, name: str) -> int | None:
+    p = _paths(settings)
+    if name == "kafka":
+        return _running_pid(p.kafka_pid, KAFKA_MARKER)
+    return _running_pid(p.redis_pid, REDIS_MARKER)
+
+
 def status(settings: Settings) -> int:
     """Print one line per service; 0 only if both Kafka and Redis answer."""
     p = _paths(settings)
