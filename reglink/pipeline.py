@@ -162,7 +162,10 @@ class Pipeline:
         """A reviewer's decision (``decisions`` topic) feeds back into matching: a dismissal
         suppresses its (person, watch entry) pair, permanently for "different person"
         (cannot-link); a misused-identity mark stops watchlist hits on that person.
-        See :mod:`reglink.rules.decisions`. Emits nothing today."""
+        See :mod:`reglink.rules.decisions`. Emits nothing today. Committed at once."""
+        return self._atomic(self._apply_decision, decision)
+
+    def _apply_decision(self, decision: dict) -> list[Out]:
         for op, key, value in decisions.effects(decision):
             if op == "sadd":
                 self.kv.sadd(key, [value])

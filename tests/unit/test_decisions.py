@@ -154,3 +154,12 @@ def test_replay_applies_a_decisions_file(tmp_path: Path):
     d = dec.make_decision(alert, "dismiss", "different_person", "ana", "operator", now=NOW)
     r2 = run_replay(settings(), [src], tmp_path / "o2", decisions=[d])
     assert (r1.alerts, r2.alerts) == (1, 0)
+
+
+def test_a_decision_is_committed_to_the_base_store_at_once():
+    base = MemoryKV()
+    pipe = Pipeline(settings(), base)
+    first = _watch_alerts([])
+    d = dec.make_decision(first[0], "dismiss", "different_person", "ana", "operator", now=NOW)
+    pipe.apply_decision(d)
+    assert base.get(f"sup:{first[0]['alert_id']}") is not None
