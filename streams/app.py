@@ -12,11 +12,14 @@ Redis commit and the Kafka flush. Repeats are exact duplicates (same alert_id an
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 import faust
+from faust.types import TP
 
+from reglink.rules.merge import EventTimeMerger
 from reglink.settings import Settings
 from reglink.topics import SOURCES
 
@@ -44,6 +47,9 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_every": 500,
         "broker_commit_interval": 1.0,
+        # A killed worker's partitions are reassigned after this long without heartbeats.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 2.0,
         "stream_buffer_maxsize": 4096,
     })
     sources = app.topic(*[settings.topic(f"{s}.raw") for s in SOURCES],
@@ -87,38 +93,91 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
             metrics.stalled.set(0)
             return result
 
+    merger = EventTimeMerger()
+    drain_lock = asyncio.Lock()
+    tp_of: dict[str, TP] = {}
+
+    def channels() -> list[str]:
+        out = []
+        for tp in app.consumer.assignment():
+            source = shell.source_of.get(tp.topic)
+            if source is not None:
+                ch = f"{source}#{tp.partition}"
+                tp_of[ch] = TP(tp.topic, tp.partition)
+                out.append(ch)
+        return out
+
+    def lag(channel: str) -> int:
+        """Records of ``channel`` in the broker that this worker has not received yet."""
+        tp = tp_of.get(channel)
+        if tp is None:
+            return 0
+        high = app.consumer.highwater(tp)
+        pos = shell.positions.get((tp.topic, tp.partition))
+        if high is None or pos is None:
+            return 0
+        return max(0, high - (pos + 1))
+
+    async def drain() -> None:
+        """Process every record the merger releases, in event-time order, then ack it."""
+        async with drain_lock:
+            for item, event in merger.release(channels(), lambda c: lag(c) > 0):
+                await send_all(await with_retry("a record", shell.process, item))
+                event.ack()
+
     @app.agent(sources, concurrency=1, name="link")
     async def link(stream):
-        async for event in stream.events():
+        # Manual acks: a record is acked only once processed, so a record that waits in the
+        # merger is never committed early (faust commits the highest contiguous acked offset).
+        async for event in stream.noack().events():
             msg = event.message
-            msgs = await with_retry("a record", shell.handle, event.value, msg.topic,
-                                    msg.partition, msg.offset)
-            await send_all(msgs)
+            item, msgs = shell.accept(event.value, msg.topic, msg.partition, msg.offset)
+            if item is None:  # dead letter: no ordering needed
+                await send_all(msgs)
+                event.ack()
+                continue
+            merger.push(item.channel, item.order, (item, event))
+            await drain()
+
+    decisions = app.topic(settings.topic("decisions"), key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")
+
+    @app.agent(decisions, concurrency=1, name="decide")
+    async def decide(stream):
+        """Reviewers' decisions feed back into matching (suppressions, misused identities)."""
+        async for event in stream.events():
+            try:
+                decision = json.loads(event.value)
+            except ValueError:
+                log.warning("ignored a decision that is not JSON at offset %s",
+                            event.message.offset)
+                continue
+            outs = await with_retry("a decision", shell.pipe.apply_decision, decision)
+            await send_all(shell.encode(outs))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **kwargs) -> None:  # noqa: ARG001
+        for tp in revoked:
+            source = shell.source_of.get(tp.topic)
+            if source is not None:  # buffered records are re-delivered to the new owner
+                merger.drop_channel(f"{source}#{tp.partition}")
 
     def refresh_backlog() -> None:
-        """Lag per source partition; a partition with unread records is not idle."""
-        from faust.types import TP
-
-        consumer = app.consumer
+        """Lag per source partition. A channel with records still in the broker or waiting
+        in the merger is not idle: it must not be left out of the watermark."""
         now = time.time()
-        for tp in list(consumer.assignment()):
-            try:
-                high = consumer.highwater(TP(tp.topic, tp.partition))
-            except Exception:  # noqa: BLE001 - revoked meanwhile
-                continue
-            pos = shell.positions.get((tp.topic, tp.partition))
-            if high is None or pos is None:
-                continue
-            lag = high - (pos + 1)
-            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
-            source = shell.source_of.get(tp.topic)
-            if lag > 0 and source is not None:
-                shell.pipe.backlog(f"{source}#{tp.partition}", now)
+        for ch in channels():
+            n = lag(ch)
+            tp = tp_of[ch]
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(n)
+            if n > 0 or merger.buffered(ch):
+                shell.pipe.backlog(ch, now)
 
     @app.timer(interval=1.0)
     async def tick():
         refresh_backlog()  # first: the idle decision in shell.tick() relies on it
         try:
+            await drain()  # a channel that caught up no longer holds the merge back
             await send_all(shell.tick(time.time()))
             if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
                 state["last_resend"] = time.monotonic()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from reglink.contract import parse_record, reason_code, report_time
+from reglink.rules.merge import order_key
 from reglink.pipeline import Out, Pipeline
 from reglink.rules.clock import ts
 from reglink.settings import Settings
@@ -29,6 +31,20 @@ def _infrastructure_errors() -> tuple[type[BaseException], ...]:
             redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
 
 
+@dataclass(slots=True)
+class Item:
+    """A valid record waiting to be processed, with where it came from."""
+
+    record: dict
+    source: str
+    channel: str  # source#partition
+    order: tuple
+    report_ts: float | None
+    received: float
+    raw: bytes
+    origin: dict
+
+
 class WorkerShell:
     def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
         self.s = settings
@@ -39,8 +55,15 @@ class WorkerShell:
 
     def handle(self, raw: bytes, topic: str, partition: int, offset: int,
                now: float | None = None) -> list[Message]:
+        """Accept and process one message at once (no event-time reordering)."""
+        item, msgs = self.accept(raw, topic, partition, offset, now)
+        return msgs if item is None else self.process(item, now)
+
+    def accept(self, raw: bytes, topic: str, partition: int, offset: int,
+               now: float | None = None) -> tuple[Item | None, list[Message]]:
+        """Parse one message. A record the contract rejects becomes its dead letter at once;
+        a valid one becomes an :class:`Item` to process (possibly after reordering)."""
         now = time.time() if now is None else now
-        t0 = time.perf_counter()
         self.positions[(topic, partition)] = offset
         source = self.source_of.get(topic, "person")
         origin = {"topic": topic, "partition": partition, "offset": offset}
@@ -49,24 +72,32 @@ class WorkerShell:
             code = reason_code(dl.reason)
             self.pipe.metrics.deadletter.labels(source, code).inc()
             log.warning("dead-lettered record from %s[%d]@%d: %s", topic, partition, offset, code)
-            msg = dl.to_message()
-            return [(self.s.topic("deadletter"), source.encode(),
-                     json.dumps(msg, ensure_ascii=False).encode(), None)]
+            return None, [(self.s.topic("deadletter"), source.encode(),
+                           json.dumps(dl.to_message(), ensure_ascii=False).encode(), None)]
+        rt = report_time(record)
+        ts_ = rt.timestamp() if rt is not None else None
+        return Item(record, source, f"{source}#{partition}", order_key(source, ts_), ts_, now,
+                    raw, origin), []
+
+    def process(self, item: Item, now: float | None = None) -> list[Message]:
+        now = time.time() if now is None else now
+        t0 = time.perf_counter()
         try:
-            _pid, outs = self.pipe.process(record, now, channel=f"{source}#{partition}")
+            _pid, outs = self.pipe.process(item.record, now, channel=item.channel)
         except self._infra as exc:  # Redis down or loading: not the record's fault
             raise RetryLater(type(exc).__name__) from exc
         except Exception as exc:  # a record the core cannot handle must not stop the worker
-            log.exception("record %s[%d]@%d failed in the core", topic, partition, offset)
-            self.pipe.metrics.deadletter.labels(source, "processing_error").inc()
-            msg = {"source": source, "reason": f"processing_error: {type(exc).__name__}",
-                   "origin": origin, "original_text": raw.decode("utf-8", "replace")}
-            return [(self.s.topic("deadletter"), source.encode(),
+            o = item.origin
+            log.exception("record %s[%d]@%d failed in the core", o["topic"], o["partition"],
+                          o["offset"])
+            self.pipe.metrics.deadletter.labels(item.source, "processing_error").inc()
+            msg = {"source": item.source, "reason": f"processing_error: {type(exc).__name__}",
+                   "origin": o, "original_text": item.raw.decode("utf-8", "replace")}
+            return [(self.s.topic("deadletter"), item.source.encode(),
                      json.dumps(msg, ensure_ascii=False).encode(), None)]
         self.pipe.metrics.process_latency.observe(time.perf_counter() - t0)
-        rt = report_time(record)
-        if rt is not None:
-            self.pipe.metrics.link_latency.observe(max(0.0, now - rt.timestamp()))
+        if item.report_ts is not None:
+            self.pipe.metrics.link_latency.observe(max(0.0, item.received - item.report_ts))
         self._observe_alerts(outs, now)
         return self.encode(outs)
 
