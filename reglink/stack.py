@@ -137,7 +137,10 @@ def _alive(pid: int, marker: str) -> bool:
         try:
             if proc.joinpath("stat").read_text().split(") ", 1)[1].startswith("Z"):
                 return False
-            return marker in proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmdline = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode()
+            # redis-server rewrites its title while starting: cmdline can be briefly empty
+            comm = proc.joinpath("comm").read_text().strip()
+            return marker in cmdline or marker.startswith(comm) and bool(comm)
         except (OSError, IndexError):
             return False
     return True
