@@ -135,6 +135,19 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
     click.echo(result.line())
 
 
+# --- rebuild -----------------------------------------------------------------------------
+@main.command()
+@click.option("--prefix", default=None, help="Redis key prefix to rebuild into "
+              "(default: the configured one, which must be empty).")
+@click.option("--force", is_flag=True, help="Write even if the prefix holds keys.")
+@click.pass_context
+def rebuild(ctx: click.Context, prefix: str | None, force: bool) -> None:
+    """Rebuild the Redis state (identities, stays, alert statuses) from the Kafka topics."""
+    from .rebuild import run_rebuild
+
+    click.echo(run_rebuild(_settings(ctx), prefix=prefix, force=force).line())
+
+
 # --- evaluate ----------------------------------------------------------------------------
 @main.command()
 @click.argument("sim_dir", type=click.Path(exists=True, file_okay=False))
