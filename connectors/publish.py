@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from reglink.contract import DeadLetter, encode_record, record_key
 from reglink.errors import ServiceUnavailable
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.settings import Settings
 
 from .readers import STDIN, parse_line, read_files
@@ -85,8 +86,10 @@ def _unreachable(settings: Settings) -> ServiceUnavailable:
         f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`")
 
 
-def make_producer(settings: Settings, *, bootstrap_timeout_s: float = 10.0) -> Any:
-    """An idempotent ``acks=all`` producer; :class:`ServiceUnavailable` if Kafka is down."""
+def make_producer(settings: Settings, *, bootstrap_timeout_s: float = 10.0,
+                  role: str = "connector") -> Any:
+    """An idempotent ``acks=all`` producer; :class:`ServiceUnavailable` if Kafka is down.
+    ``role`` is the Kafka principal in scram mode (``connector-<source>``)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -101,6 +104,7 @@ def make_producer(settings: Settings, *, bootstrap_timeout_s: float = 10.0) -> A
         delivery_timeout_ms=120_000,
         bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000),
         compression_type=None,
+        **kafka_python_kwargs(settings, role),
     )
     if "enable_idempotence" in KafkaProducer.DEFAULT_CONFIG:
         config["enable_idempotence"] = True
@@ -110,7 +114,8 @@ def make_producer(settings: Settings, *, bootstrap_timeout_s: float = 10.0) -> A
         raise _unreachable(settings) from exc
 
 
-def _check_topics(settings: Settings, topics: list[str], timeout_s: float = 10.0) -> None:
+def _check_topics(settings: Settings, topics: list[str], timeout_s: float = 10.0,
+                  role: str = "connector") -> None:
     """Fail fast with the fix when a topic is missing (broker auto-create is off; a send to a
     missing topic would otherwise block for ``max_block_ms``)."""
     from kafka import KafkaConsumer
@@ -120,7 +125,8 @@ def _check_topics(settings: Settings, topics: list[str], timeout_s: float = 10.0
         probe = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                               client_id="reglink-publish-check",
                               request_timeout_ms=int(timeout_s * 1000),
-                              bootstrap_timeout_ms=int(timeout_s * 1000))
+                              bootstrap_timeout_ms=int(timeout_s * 1000),
+                              **kafka_python_kwargs(settings, role))
     except KafkaError as exc:
         raise _unreachable(settings) from exc
     try:
@@ -217,9 +223,9 @@ def run_publish(
     dl_topic = settings.topic("deadletter")
     own_producer = producer is None
     if own_producer:
-        producer = make_producer(settings)
+        producer = make_producer(settings, role=f"connector-{source}")
     try:
-        _check_topics(settings, [raw_topic, dl_topic])
+        _check_topics(settings, [raw_topic, dl_topic], role=f"connector-{source}")
     except BaseException:
         if own_producer:
             _close(producer)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .errors import ReglinkError, ServiceUnavailable
+from .kafka_auth import kafka_python_kwargs
 from .settings import Settings
 
 PERSON_ID = re.compile(r"^P[0-9a-f]{16}$")
@@ -50,7 +51,9 @@ def audit_entry(principal: str, role: str, action: str, subject: dict, justifica
 def _redis(settings: Settings):
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    from .kafka_auth import redis_url
+
+    client = redis.Redis.from_url(redis_url(settings, "console"), socket_timeout=10)
     try:
         client.ping()
     except redis.RedisError:
@@ -123,7 +126,8 @@ def _read_all(settings: Settings, names: list[str], idle_ms: int = 1500) -> dict
         consumer = KafkaConsumer(*[settings.topic(n) for n in names],
                                  bootstrap_servers=settings.kafka_bootstrap,
                                  auto_offset_reset="earliest", enable_auto_commit=False,
-                                 consumer_timeout_ms=idle_ms, request_timeout_ms=15000)
+                                 consumer_timeout_ms=idle_ms, request_timeout_ms=15000,
+                                 **kafka_python_kwargs(settings, "console"))
     except KafkaError:
         raise ServiceUnavailable(
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
@@ -222,7 +226,8 @@ def run_person(settings: Settings, query: str, justification: str | None,
     pids = [query] if PERSON_ID.match(query) else view.find_by_name(query)
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                 request_timeout_ms=15000)
+                                 request_timeout_ms=15000,
+                                 **kafka_python_kwargs(settings, "console"))
     except KafkaError:
         raise ServiceUnavailable(
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9108
     connector_metrics_port: int = 9109
     connector_metrics: bool = False  # serve connector metrics on connector_metrics_port
+
+    # --- security (docs/security.md) ---------------------------------------------------------
+    # plaintext: no authentication (dev default). scram: Kafka SASL/SCRAM-SHA-512 + ACLs, one
+    # principal per role, and Redis ACL users (default user off). See reglink/kafka_auth.py.
+    kafka_security: Literal["plaintext", "scram"] = "plaintext"
+    # {"kafka": {principal: password}, "redis": {user: password}}; default
+    # <state_dir>/credentials.json, written (mode 0600) by the first `stack up` in scram mode.
+    kafka_credentials_file: Path | None = None
+    # Override the role's principal: a deployed process gets only its own secret.
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
 
     # --- review console (reglink console) -------------------------------------------------
     console_host: str = "127.0.0.1"

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import kafka_auth
 from .errors import ServiceUnavailable, StackError
 from .settings import Settings
 from .topics import topic_specs
@@ -214,13 +215,50 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
-def _render(template: Path, dest: Path, values: dict[str, Any]) -> None:
+def _render_text(template: Path, values: dict[str, Any]) -> str:
     try:
-        text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
+        return string.Template(template.read_text(encoding="utf-8")).substitute(values)
     except KeyError as exc:
         raise StackError(f"{template}: unknown placeholder ${{{exc.args[0]}}}") from None
+
+
+def _render(template: Path, dest: Path, values: dict[str, Any]) -> None:
+    _write(dest, _render_text(template, values))
+
+
+def _write(dest: Path, text: str, secret: bool = False) -> None:
+    """Write ``text``; a ``secret`` file (it holds a password) is created with mode 0600."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text, encoding="utf-8")
+    if secret:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.chmod(dest, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        dest.write_text(text, encoding="utf-8")
+
+
+def _overlay_properties(base: str, overlay: str) -> str:
+    """``base`` with every key that ``overlay`` sets replaced (in place) or appended."""
+    def key(line: str) -> str | None:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            return None
+        return line.split("=", 1)[0].strip()
+
+    over = {key(line): line for line in overlay.splitlines() if key(line)}
+    out, used = [], set()
+    for line in base.splitlines():
+        k = key(line)
+        if k in over:
+            out.append(over[k])
+            used.add(k)
+        else:
+            out.append(line)
+    extra = [line for k, line in over.items() if k not in used]
+    if extra:
+        out += ["", "# --- kafka_security=scram (deploy/kafka/server-scram.properties) ---", *extra]
+    return "\n".join(out) + "\n"
 
 
 # --- tools ---------------------------------------------------------------------------------
@@ -323,6 +361,7 @@ def admin_client(settings: Settings, timeout_s: float = 10.0):
         "request_timeout_ms": int(max(timeout_s, 5.0) * 1000),
         "bootstrap_timeout_ms": int(timeout_s * 1000),  # kafka-python 3.x
         "api_version_auto_timeout_ms": int(timeout_s * 1000),  # kafka-python 2.x
+        **kafka_auth.kafka_python_kwargs(settings, kafka_auth.ADMIN),
     }
     known = getattr(KafkaAdminClient, "DEFAULT_CONFIG", wanted)
     return KafkaAdminClient(**{k: v for k, v in wanted.items() if k in known})
@@ -369,7 +408,8 @@ def _redis_answers(settings: Settings) -> str | None:
     import redis
 
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0,
+        client = redis.Redis.from_url(kafka_auth.redis_url(settings, "admin"),
+                                      socket_connect_timeout=1.0,
                                       socket_timeout=2.0)
         try:
             client.ping()
@@ -481,6 +521,14 @@ def _ensure_topics(settings: Settings) -> None:
     create_topics(settings)
     _say(f"topics: {len(topic_specs(settings))} ready with prefix {settings.topic_prefix!r} "
          f"({time.monotonic() - t0:.1f} s)")
+    if kafka_auth.secure(settings):
+        client = admin_client(settings, 10.0)
+        try:
+            n = kafka_auth.apply_acls(settings, client)
+        finally:
+            client.close()
+        _say(f"acls: {n} Kafka ACLs for {len(kafka_auth.kafka_principals()) - 1} principals; "
+             f"credentials in {kafka_auth.credentials_path(settings)}")
 
 
 # --- kafka ---------------------------------------------------------------------------------
@@ -516,11 +564,31 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
     deploy = repo_root() / "deploy" / "kafka"
     data = p.kafka / "data"
     data.mkdir(parents=True, exist_ok=True)
-    _render(deploy / "server.properties", p.kafka / "server.properties", {
+    values = {
         "KAFKA_PORT": settings.kafka_port,
         "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
         "KAFKA_LOG_DIRS": data,
-    })
+    }
+    scram_args: list[str] = []
+    if kafka_auth.secure(settings):
+        creds = kafka_auth.ensure_credentials(settings)
+        values["ADMIN_PASSWORD"] = creds["kafka"][kafka_auth.ADMIN]
+        text = _overlay_properties(_render_text(deploy / "server.properties", values),
+                                   _render_text(deploy / "server-scram.properties", values))
+        _write(p.kafka / "server.properties", text, secret=True)
+        for name in kafka_auth.kafka_principals():  # hex passwords: no quoting needed
+            scram_args += ["--add-scram", f"{kafka_auth.MECHANISM}=[name={name},"
+                                          f"password={creds['kafka'][name]}]"]
+    else:
+        _render(deploy / "server.properties", p.kafka / "server.properties", values)
+    mode_file = p.kafka / "security.mode"
+    if (data / "meta.properties").is_file():
+        formatted = mode_file.read_text().strip() if mode_file.is_file() else "plaintext"
+        if formatted != settings.kafka_security:
+            raise StackError(
+                f"Kafka storage in {data} was formatted for kafka_security={formatted}, "
+                f"settings say {settings.kafka_security}: use another state dir (or delete "
+                "this one) to switch modes; SCRAM users are created at format time")
     shutil.copyfile(deploy / "log4j.properties", p.kafka / "log4j.properties")
     base = [java, f"-Dlog4j.configuration=file:{p.kafka / 'log4j.properties'}",
             "-cp", f"{libs}/*"]
@@ -528,12 +596,13 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
         cid = _cluster_id(p.kafka)
         fmt = subprocess.run(  # noqa: S603
             [*base, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", cid,
-             "-c", str(p.kafka / "server.properties")],
+             "-c", str(p.kafka / "server.properties"), *scram_args],
             stdin=subprocess.DEVNULL, capture_output=True, text=True,
         )
         (p.kafka / "format.log").write_text(fmt.stdout + fmt.stderr)
         if fmt.returncode != 0:
             raise StackError(f"formatting Kafka storage failed: see {p.kafka / 'format.log'}")
+        mode_file.write_text(settings.kafka_security + "\n")
         _say(f"kafka: formatted storage in {data} (cluster id {cid})")
     return _spawn([*base[:1], KAFKA_HEAP, "-Djava.awt.headless=true", *base[1:], "kafka.Kafka",
                    str(p.kafka / "server.properties")],
@@ -553,9 +622,16 @@ def _start_redis(settings: Settings, p: _Paths) -> int | None:
         )
     server = ensure_redis_server()
     p.redis.mkdir(parents=True, exist_ok=True)
-    _render(repo_root() / "deploy" / "redis" / "redis.conf", p.redis / "redis.conf", {
-        "REDIS_PORT": settings.redis_port, "REDIS_DIR": p.redis,
-    })
+    conf = repo_root() / "deploy" / "redis" / "redis.conf"
+    values = {"REDIS_PORT": settings.redis_port, "REDIS_DIR": p.redis}
+    if kafka_auth.secure(settings):  # ACL users, default user off (docs/security.md)
+        creds = kafka_auth.ensure_credentials(settings)
+        text = _render_text(conf, values) + (
+            "\n# --- kafka_security=scram: ACL users (passwords as SHA-256) ---\n"
+            + "\n".join(kafka_auth.redis_acl_lines(settings, creds)) + "\n")
+        _write(p.redis / "redis.conf", text, secret=True)
+    else:
+        _render(conf, p.redis / "redis.conf", values)
     return _spawn([server, str(p.redis / "redis.conf")], logfile=p.redis_log, cwd=p.redis,
                   pidfile=p.redis_pid)
 

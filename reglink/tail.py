@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 
 from .errors import ServiceUnavailable
+from .kafka_auth import kafka_python_kwargs
 from .settings import Settings
 
 _STYLE = {"raised": "bold red", "resolved": "green", "withdrawn": "yellow"}
@@ -77,7 +78,8 @@ def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = No
         consumer = KafkaConsumer(
             settings.topic("alerts"), bootstrap_servers=settings.kafka_bootstrap,
             auto_offset_reset="earliest" if from_beginning else "latest",
-            enable_auto_commit=False, consumer_timeout_ms=500)
+            enable_auto_commit=False, consumer_timeout_ms=500,
+            **kafka_python_kwargs(settings, "reader"))
     except KafkaError:
         raise ServiceUnavailable(
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"

@@ -19,6 +19,7 @@ import time
 import faust
 from faust.types import TP
 
+from reglink.kafka_auth import faust_broker_credentials
 from reglink.rules.merge import EventTimeMerger
 from reglink.settings import Settings
 from reglink.topics import SOURCES
@@ -51,6 +52,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 2.0,
         "stream_buffer_maxsize": 4096,
+        "broker_credentials": faust_broker_credentials(settings, "worker"),  # None: plaintext
     })
     sources = app.topic(*[settings.topic(f"{s}.raw") for s in SOURCES],
                         key_type=bytes, value_type=bytes, key_serializer="raw",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matchers.stores.kv import RedisKV
 from reglink.errors import ServiceUnavailable
+from reglink.kafka_auth import kafka_python_kwargs, redis_url
 from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline
 from reglink.settings import Settings
@@ -20,7 +21,7 @@ log = logging.getLogger("reglink.worker")
 def connect_redis(settings: Settings):
     import redis
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10,
+    client = redis.Redis.from_url(redis_url(settings, "worker"), socket_timeout=10,
                                   retry_on_timeout=True)
     try:
         client.ping()
@@ -39,7 +40,8 @@ def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
     try:
         consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                  group_id=settings.app_id, enable_auto_commit=False,
-                                 request_timeout_ms=15000)
+                                 request_timeout_ms=15000,
+                                 **kafka_python_kwargs(settings, "worker"))
     except KafkaError:
         raise ServiceUnavailable(
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..kafka_auth import kafka_python_kwargs
 from ..rules import decisions as dec
 from ..settings import Settings
 from ..topics import SOURCES
@@ -231,7 +232,8 @@ class Feed(threading.Thread):
             try:
                 consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap,
                                          enable_auto_commit=False, group_id=None,
-                                         request_timeout_ms=15000)
+                                         request_timeout_ms=15000,
+                                         **kafka_python_kwargs(s, "console"))
                 tps = [TopicPartition(t, p) for t in names
                        for p in sorted(consumer.partitions_for_topic(t) or ())]
                 consumer.assign(tps)
@@ -284,7 +286,8 @@ class Publisher:
 
         self.s = settings
         self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                      request_timeout_ms=15000)
+                                      request_timeout_ms=15000,
+                                      **kafka_python_kwargs(settings, "console"))
 
     def send(self, topic: str, key: str, value: dict) -> None:
         fut = self.producer.send(self.s.topic(topic), key=key.encode(),

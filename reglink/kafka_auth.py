@@ -1,0 +1,224 @@
+"""One place for client credentials: Kafka (kafka-python, faust) and Redis, per role.
+
+``settings.kafka_security`` selects the mode:
+
+* ``plaintext`` (default, dev): no authentication; every helper here returns what the code
+  did before (no extra kwargs, ``broker_credentials=None``, ``settings.redis_url``).
+* ``scram``: Kafka SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, one principal per role;
+  Redis ACL users with the ``default`` user off. docs/security.md has the tables.
+
+Roles: ``admin`` (stack set-up, super user), ``connector-<source>``, ``worker``, ``console``
+(review console and ``reglink person``), ``reader`` (``reglink alerts``, downstream).
+Passwords come from ``settings.kafka_username``/``kafka_password`` (a deployed process gets
+only its own), else from the credentials file (``settings.kafka_credentials_file``, default
+``<state_dir>/credentials.json``) that the first ``reglink stack up`` in scram mode writes
+with mode 0600. No password is ever logged or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from .errors import ConfigError
+from .settings import Settings
+from .topics import SOURCES
+
+MECHANISM = "SCRAM-SHA-512"
+ADMIN = "admin"
+REDIS_USERS = ("admin", "worker", "console")
+
+
+def kafka_principals() -> list[str]:
+    """Every Kafka principal of the secure stack (admin first)."""
+    return [ADMIN, *(f"connector-{s}" for s in SOURCES), "worker", "console", "reader"]
+
+
+def secure(settings: Settings) -> bool:
+    return settings.kafka_security == "scram"
+
+
+# --- the credentials file --------------------------------------------------------------------
+def credentials_path(settings: Settings) -> Path:
+    if settings.kafka_credentials_file is not None:
+        return Path(settings.kafka_credentials_file).expanduser().resolve()
+    return Path(settings.state_dir).expanduser().resolve() / "credentials.json"
+
+
+def ensure_credentials(settings: Settings) -> dict[str, dict[str, str]]:
+    """Read the credentials file; create it (0600, random passwords) when missing, and add
+    a password for any principal the file lacks (a new role in a later release)."""
+    path = credentials_path(settings)
+    creds: dict[str, dict[str, str]] = {"kafka": {}, "redis": {}}
+    if path.is_file():
+        creds = _read(path)
+    changed = False
+    for section, names in (("kafka", kafka_principals()), ("redis", REDIS_USERS)):
+        for name in names:
+            if name not in creds.setdefault(section, {}):
+                creds[section][name] = secrets.token_hex(24)  # hex: safe in JAAS and argv
+                changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(creds, fh, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    return creds
+
+
+def _read(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"credentials file {path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"credentials file {path}: expected an object")
+    return {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
+
+
+def load_credentials(settings: Settings) -> dict[str, dict[str, str]]:
+    path = credentials_path(settings)
+    if not path.is_file():
+        raise ConfigError(
+            f"kafka_security=scram but no credentials file at {path}: run `reglink stack up` "
+            "(it generates one) or set REGLINK_KAFKA_USERNAME and REGLINK_KAFKA_PASSWORD")
+    return _read(path)
+
+
+def kafka_login(settings: Settings, role: str) -> tuple[str, str]:
+    """(principal, password) for ``role`` in scram mode."""
+    if settings.kafka_username and settings.kafka_password is not None:
+        return settings.kafka_username, settings.kafka_password.get_secret_value()
+    name = settings.kafka_username or role
+    try:
+        return name, load_credentials(settings)["kafka"][name]
+    except KeyError:
+        raise ConfigError(f"no Kafka password for principal {name!r} in "
+                          f"{credentials_path(settings)}") from None
+
+
+# --- Kafka clients ---------------------------------------------------------------------------
+def kafka_python_kwargs(settings: Settings, role: str) -> dict[str, Any]:
+    """Extra kwargs for a kafka-python client (``KafkaProducer``/``KafkaConsumer``/admin) of
+    ``role``. Empty in plaintext mode, so clients behave exactly as before."""
+    if not secure(settings):
+        return {}
+    user, password = kafka_login(settings, role)
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": user, "sasl_plain_password": password}
+
+
+def faust_broker_credentials(settings: Settings, role: str = "worker") -> Any:
+    """``broker_credentials`` for the faust app: None in plaintext mode."""
+    if not secure(settings):
+        return None
+    import faust
+
+    user, password = kafka_login(settings, role)
+    return faust.SASLCredentials(username=user, password=password, mechanism=MECHANISM)
+
+
+# --- Redis -----------------------------------------------------------------------------------
+def redis_url(settings: Settings, role: str) -> str:
+    """The Redis URL for ``role``: ``settings.redis_url`` as is in plaintext mode or when it
+    already carries credentials, else with the role's ACL user and password in it."""
+    url = settings.redis_url
+    if not secure(settings):
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        return url
+    user = role if role in REDIS_USERS else None
+    if user is None:
+        raise ConfigError(f"role {role!r} has no Redis user (users: {', '.join(REDIS_USERS)})")
+    try:
+        password = load_credentials(settings)["redis"][user]
+    except KeyError:
+        raise ConfigError(f"no Redis password for user {user!r} in "
+                          f"{credentials_path(settings)}") from None
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# Commands per Redis user: exactly what matchers/stores/kv.py (RedisKV) and the health checks
+# issue. The worker writes; the console (IdentityView) only reads.
+REDIS_WORKER_COMMANDS = ("ping", "get", "mget", "set", "del", "sadd", "srem", "smembers",
+                         "scard", "zadd", "zrem", "zrangebyscore", "incr", "multi", "exec",
+                         "discard")
+REDIS_CONSOLE_COMMANDS = ("ping", "get", "mget", "smembers", "scard", "zrangebyscore")
+
+
+def redis_acl_lines(settings: Settings, creds: dict[str, dict[str, str]]) -> list[str]:
+    """``user`` directives for redis.conf. Passwords appear only as SHA-256 hashes."""
+    def pw(user: str) -> str:
+        return "#" + hashlib.sha256(creds["redis"][user].encode()).hexdigest()
+
+    keys = f"~{settings.redis_prefix}*"
+    return [
+        "user default off resetkeys -@all",
+        f"user admin on {pw('admin')} ~* &* +@all",
+        f"user worker on {pw('worker')} resetkeys {keys} resetchannels -@all "
+        + " ".join(f"+{c}" for c in REDIS_WORKER_COMMANDS),
+        f"user console on {pw('console')} resetkeys %R{keys} resetchannels -@all "
+        + " ".join(f"+{c}" for c in REDIS_CONSOLE_COMMANDS),
+    ]
+
+
+# --- Kafka ACLs ------------------------------------------------------------------------------
+# (principal, resource type, resource name, pattern, operation); topic names without prefix.
+def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
+    t = settings.topic
+    rows: list[tuple[str, str, str, str, str]] = []
+    for s in SOURCES:
+        p = f"connector-{s}"
+        for name in (f"{s}.raw", "deadletter"):
+            rows += [(p, "TOPIC", t(name), "LITERAL", "WRITE"),
+                     (p, "TOPIC", t(name), "LITERAL", "DESCRIBE")]
+    for name in [*(f"{s}.raw" for s in SOURCES), "decisions"]:
+        rows.append(("worker", "TOPIC", t(name), "LITERAL", "READ"))
+    for name in ("linked", "identity.events", "alerts", "deadletter"):
+        rows.append(("worker", "TOPIC", t(name), "LITERAL", "WRITE"))
+    rows.append(("worker", "GROUP", settings.app_id, "PREFIXED", "READ"))
+    # The console shows alert evidence (the raw records), person timelines (linked,
+    # identity.events) and the audit trail; it writes decisions and audit entries.
+    for name in ["alerts", "decisions", "audit", "linked", "identity.events",
+                 *(f"{s}.raw" for s in SOURCES)]:
+        rows.append(("console", "TOPIC", t(name), "LITERAL", "READ"))
+    for name in ("decisions", "audit"):
+        rows.append(("console", "TOPIC", t(name), "LITERAL", "WRITE"))
+    rows.append(("reader", "TOPIC", t("alerts"), "LITERAL", "READ"))
+    rows.append(("reader", "GROUP", "reader.", "PREFIXED", "READ"))  # downstream groups
+    return rows
+
+
+def apply_acls(settings: Settings, admin: Any) -> int:
+    """Create the ACLs of :func:`acl_table` with an admin client (idempotent). Returns count."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    acls = [ACL(principal=f"User:{p}", host="*", operation=ACLOperation[op],
+                permission_type=ACLPermissionType.ALLOW,
+                resource_pattern=ResourcePattern(ResourceType[rt], name,
+                                                 ACLResourcePatternType[pat]))
+            for p, rt, name, pat, op in acl_table(settings)]
+    result = admin.create_acls(acls)
+    failed = result.get("failed") if isinstance(result, dict) else None
+    if failed:
+        raise ConfigError(f"creating {len(failed)} Kafka ACL(s) failed: {failed[0]}")
+    return len(acls)
