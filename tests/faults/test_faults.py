@@ -40,9 +40,22 @@ def restart_kafka(s, sup):
     stack.up(s)
 
 
+STALLS: list[str] = []
+
+
 def restart_redis(s, sup):
+    import urllib.request
+
     stack.stop_service(s, "redis")  # SIGTERM: Redis syncs its append-only file
-    time.sleep(4)
+    end = time.monotonic() + 6
+    while time.monotonic() < end:  # the stall must be visible while it lasts
+        try:
+            text = urllib.request.urlopen(
+                f"http://127.0.0.1:{s.worker_metrics_port}/metrics", timeout=2).read().decode()
+            STALLS.extend(line for line in text.splitlines() if line.startswith("reglink_stalled "))
+        except OSError:
+            pass
+        time.sleep(0.5)
     stack.up(s)
 
 
@@ -73,4 +86,7 @@ def test_redis_restarted_from_its_aof(fault_stack, corpus, tmp_path, fault_redis
     out = run_scenario("redis restart", fault_stack, corpus, tmp_path, faults, fault_redis)
     assert any("restart_redis" in n for n in out.notes), out
     assert out.restarts == 0, "the worker must pause and resume, not crash"
+    assert "reglink_stalled 1.0" in STALLS, STALLS  # metrics show the stall...
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log"))
+    assert "state store unavailable" in logs  # ...and so do the logs
     check(out, corpus)
