@@ -178,24 +178,22 @@ def store_problems(r, prefix: str) -> list[str]:
     pointers = {}
     for key in r.scan_iter(match=f"{prefix}m:*", count=2000):
         pointers[key.decode()[len(prefix) + 2:]] = r.get(key).decode()
-    for absorbed, into in pointers.items():
-        if r.exists(f"{prefix}i:{absorbed}"):
-            problems.append(f"merged identity {absorbed} still live")
-        target = into
-        for _ in range(64):
-            if target not in pointers:
-                break
-            target = pointers[target]
-        if not r.exists(f"{prefix}i:{target}"):
-            problems.append(f"merge pointer {absorbed} -> {target} leads nowhere")
-    for n, key in enumerate(r.scan_iter(match=f"{prefix}l:*", count=2000)):
-        if n % 25:  # every 25th link is enough to find dangling ones
-            continue
-        pid = r.get(key).decode()
+    def follow(pid: str) -> str:
         for _ in range(64):
             if pid not in pointers:
                 break
             pid = pointers[pid]
+        return pid
+
+    for absorbed, into in pointers.items():
+        if r.exists(f"{prefix}i:{absorbed}"):
+            problems.append(f"merged identity {absorbed} still live")
+        if not r.exists(f"{prefix}i:{follow(into)}"):
+            problems.append(f"merge pointer {absorbed} -> {follow(into)} leads nowhere")
+    for n, key in enumerate(r.scan_iter(match=f"{prefix}l:*", count=2000)):
+        if n % 25:  # every 25th link is enough to find dangling ones
+            continue
+        pid = follow(r.get(key).decode())
         if not r.exists(f"{prefix}i:{pid}"):
             problems.append(f"link {key.decode()} -> {pid} leads nowhere")
     return problems[:20]
