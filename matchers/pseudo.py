@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
 class Pseudonymiser:
     """``pseudo(kind, value)`` -> short keyed hash. A plain hash of an 18-digit ID is reversible
-    by enumeration; a keyed HMAC is not without the key."""
+    by enumeration; a keyed HMAC is not without the key.
 
-    __slots__ = ("_key",)
+    Results are memoised (bounded): the same blocking keys, IDs and typo neighbours recur for
+    every record of a person, and one HMAC costs more than a dict lookup. The cache holds only
+    what the caller already holds in clear, in this process."""
 
-    def __init__(self, key: str | bytes):
+    __slots__ = ("_key", "_memo", "_max")
+
+    def __init__(self, key: str | bytes, memo: int = 1 << 18):
         self._key = key.encode() if isinstance(key, str) else key
+        self._memo: dict[tuple[str, str], str] = {}
+        self._max = memo
 
     def __call__(self, kind: str, value: str) -> str:
-        mac = hmac.new(self._key, f"{kind}\x1f{value}".encode(), hashlib.sha256)
-        return mac.hexdigest()[:24]
+        memo = self._memo
+        k = (kind, value)
+        h = memo.get(k)
+        if h is None:
+            h = hmac.digest(self._key, f"{kind}\x1f{value}".encode(), "sha256").hex()[:24]
+            if len(memo) >= self._max:
+                memo.clear()  # cheap bound; the working set refills it at once
+            memo[k] = h
+        return h

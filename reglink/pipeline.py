@@ -14,6 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from matchers import fastjson
 from matchers.features import person_record
 from matchers.linker import Linker, LinkResult
 from matchers.normalise import same_place
@@ -77,6 +78,8 @@ class Pipeline:
             result = fn(*args)
         except BaseException:
             self.kv.rollback()
+            self.store.forget()  # decoded identities may hold the undone changes
+            self.watch_store.forget()
             raise
         self.kv.commit()
         return result
@@ -202,10 +205,10 @@ class Pipeline:
     # ------------------------------------------------------------------ unregistered_stay
     def _stays(self, pid: str) -> dict:
         raw = self.kv.get(f"s:{pid}")
-        return json.loads(raw) if raw else {}
+        return fastjson.loads(raw) if raw else {}
 
     def _save_stays(self, pid: str, data: dict) -> None:
-        self.kv.set(f"s:{pid}", json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        self.kv.set(f"s:{pid}", fastjson.dumps(data))
 
     def _stay_update(self, link: LinkResult, record: dict, key: str) -> set[str]:
         source = record["source"]
@@ -314,7 +317,7 @@ class Pipeline:
     def _advance(self, now: float | None, final: bool = False) -> list[Out]:
         before = self.wm.value
         value = self.wm.advance(now, final)
-        self.kv.set("wm", json.dumps(self.wm.to_json()))  # buffered: same MULTI as the record
+        self.kv.set("wm", fastjson.dumps(self.wm.to_json()))  # buffered: same MULTI as the record
         if value <= before:
             return []
         self.metrics.watermark.set(value)
@@ -328,7 +331,7 @@ class Pipeline:
     # ------------------------------------------------------------------ alerts
     def _alert_status(self, aid: str) -> str | None:
         raw = self.kv.get(f"a:{aid}")
-        return json.loads(raw)["status"] if raw else None
+        return fastjson.loads(raw)["status"] if raw else None
 
     def _alert(self, aid: str, rule: str, status: str, ident: Identity, record_ids: list[str],
                prob: float | None, explanation: dict, raised_at: str | None, **extra) -> Out:

@@ -8,8 +8,9 @@ Layout (all keys pseudonymous):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+
+from .. import fastjson
 
 from ..types import SET_FIELDS, Identity
 from .kv import KeyValue, MemoryKV, RedisKV
@@ -23,11 +24,11 @@ def _dump(ident: Identity) -> str:
          "last_record": ident.last_record}
     for f in _SET_FIELDS:
         d[f] = sorted(getattr(ident, f))
-    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+    return fastjson.dumps(d)
 
 
 def _load(raw: str) -> Identity:
-    d = json.loads(raw)
+    d = fastjson.loads(raw)
     for f in _SET_FIELDS:
         d[f] = set(d.get(f, ()))
     return Identity(**d)
@@ -36,17 +37,40 @@ def _load(raw: str) -> Identity:
 class KVIdentityStore:
     """Implements :class:`matchers.types.IdentityStore`."""
 
-    def __init__(self, kv: KeyValue, max_bucket: int = 200) -> None:
+    def __init__(self, kv: KeyValue, max_bucket: int = 200, cache: int = 50_000) -> None:
         self.kv = kv
         self.max_bucket = max_bucket  # a blocking key shared by more ids is too common to use
+        # Decoded identities by person id, with the exact JSON they were decoded from: a hit
+        # needs the stored JSON to be equal (so another writer's update is always seen) and
+        # saves the JSON parse. Callers mutate an identity only to save() it, which refreshes
+        # the entry; forget() drops everything (a rolled-back unit of work).
+        self._cache: dict[str, tuple[str, Identity]] = {}
+        self._cache_max = cache
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    def _decode(self, person_id: str, raw: str) -> Identity:
+        hit = self._cache.get(person_id)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        ident = _load(raw)
+        self._remember(person_id, raw, ident)
+        return ident
+
+    def _remember(self, person_id: str, raw: str, ident: Identity) -> None:
+        cache = self._cache
+        if len(cache) >= self._cache_max and person_id not in cache:
+            del cache[next(iter(cache))]  # oldest insertion first
+        cache[person_id] = (raw, ident)
 
     def get(self, person_id: str) -> Identity | None:
         raw = self.kv.get(f"i:{person_id}")
-        return _load(raw) if raw else None
+        return self._decode(person_id, raw) if raw else None
 
     def get_many(self, person_ids: list[str]) -> list[Identity]:
         raws = self.kv.mget([f"i:{p}" for p in person_ids])
-        return [_load(r) for r in raws if r]
+        return [self._decode(p, r) for p, r in zip(person_ids, raws, strict=True) if r]
 
     def resolve(self, person_id: str) -> str:
         seen = 0
@@ -69,7 +93,9 @@ class KVIdentityStore:
     def save(self, identity: Identity, keys: Iterable[str]) -> None:
         if self.kv.get(f"i:{identity.person_id}") is None:
             self.kv.incr("n:identities")
-        self.kv.set(f"i:{identity.person_id}", _dump(identity))
+        raw = _dump(identity)
+        self.kv.set(f"i:{identity.person_id}", raw)
+        self._remember(identity.person_id, raw, identity)
         for key in keys:
             self.kv.sadd(f"b:{key}", [identity.person_id])
 
@@ -78,6 +104,7 @@ class KVIdentityStore:
             return
         self.kv.set(f"m:{absorbed_id}", into)
         if self.kv.get(f"i:{absorbed_id}") is not None:
+            self._cache.pop(absorbed_id, None)
             self.kv.delete(f"i:{absorbed_id}")
             self.kv.set("n:identities", str(max(0, self.count() - 1)))
 

@@ -72,14 +72,14 @@ class MemoryKV:
         z = self._z.setdefault(key, {})
         lst = self._zsorted.setdefault(key, [])
         if member in z:
-            lst.remove((z[member], member))
+            _remove_sorted(lst, (z[member], member))
         z[member] = score
         bisect.insort(lst, (score, member))
 
     def zrem(self, key: str, member: str) -> None:
         z = self._z.get(key)
         if z and member in z:
-            self._zsorted[key].remove((z.pop(member), member))
+            _remove_sorted(self._zsorted[key], (z.pop(member), member))
 
     def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
         lst = self._zsorted.get(key, [])
@@ -100,6 +100,15 @@ class MemoryKV:
     def apply(self, ops: list[tuple]) -> None:
         for op, key, *args in ops:
             getattr(self, op)(key, *args)
+
+
+def _remove_sorted(lst: list, item) -> None:
+    """Remove ``item`` from a sorted list in O(log n) search (list.remove scans)."""
+    i = bisect.bisect_left(lst, item)
+    if i < len(lst) and lst[i] == item:
+        del lst[i]
+    else:  # pragma: no cover - the index and the dict always agree
+        lst.remove(item)
 
 
 class RedisKV:

@@ -1,0 +1,91 @@
+"""Prove a speed change did not change results: replay one fixed corpus with a base revision
+and with the working tree, and compare ``links.jsonl``, ``alerts.jsonl`` byte for byte plus the
+``reglink evaluate`` figures.
+
+    .venv/bin/python -m benchmarks.equivalence SIM_DIR [--base REV]
+
+The base revision is checked out into a temporary ``git worktree`` and run with the same
+interpreter (``PYTHONPATH`` points at it), so both sides see the same dependencies. Exit 0 only
+when everything is identical. Prints both runs' records/s (same machine, same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_REV = "5b2600d"  # main before the performance work (issue 4)
+
+
+def _replay(src: Path, files: list[Path], out: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    code = ("import sys; from reglink.cli import main; sys.argv=['reglink','replay',*sys.argv[1:]];"
+            " main()")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, *map(str, files), "--out", str(out)],
+                   env=env, cwd=src, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _evaluate(sim: Path, out: Path) -> dict:
+    from reglink.evaluate import evaluate
+    return evaluate(sim, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("sim", type=Path, help="a `reglink simulate` output directory")
+    ap.add_argument("--base", default=BASE_REV, help="git revision to compare against")
+    ap.add_argument("--json", type=Path, help="write the comparison here")
+    a = ap.parse_args(argv)
+    files = [a.sim.resolve() / "events.jsonl"]
+    n = sum(1 for _ in files[0].open("rb"))
+    with tempfile.TemporaryDirectory(prefix="reglink-eq-") as tmp:
+        tmp = Path(tmp)
+        wt = tmp / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
+                       check=True, capture_output=True)
+        try:
+            t_base = _replay(wt, files, tmp / "out-base")
+            t_new = _replay(ROOT, files, tmp / "out-new")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
+                           capture_output=True)
+        same = {}
+        for name in ("links.jsonl", "alerts.jsonl", "deadletter.jsonl"):
+            same[name] = _digest(tmp / "out-base" / name) == _digest(tmp / "out-new" / name)
+        ev_base, ev_new = _evaluate(a.sim, tmp / "out-base"), _evaluate(a.sim, tmp / "out-new")
+        alert_ids = [sorted({json.loads(x)["alert_id"] for x in
+                             (tmp / d / "alerts.jsonl").open()}) for d in ("out-base", "out-new")]
+    result = {
+        "corpus": str(a.sim), "records": n, "base": a.base,
+        "identical_files": same, "identical_evaluate": ev_base == ev_new,
+        "identical_alert_ids": alert_ids[0] == alert_ids[1], "alerts": len(alert_ids[1]),
+        "links_f1": ev_new["links"]["f1"],
+        "seconds": {"base": round(t_base, 2), "new": round(t_new, 2)},
+        "records_per_s": {"base": round(n / t_base), "new": round(n / t_new)},
+        "speedup": round(t_base / t_new, 2),
+    }
+    ok = all(same.values()) and result["identical_evaluate"] and result["identical_alert_ids"]
+    result["ok"] = ok
+    print(json.dumps(result, indent=2))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
