@@ -147,6 +147,7 @@ def test_prometheus_scrapes_the_metrics_ports(compose) -> None:
     want = {
         "worker": fields["worker_metrics_port"].default,
         "demo-publisher": fields["connector_metrics_port"].default,
+        "console": fields["console_port"].default,
     }
     prom = _load_yaml("deploy/prometheus/prometheus.yml")
     targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
@@ -155,7 +156,8 @@ def test_prometheus_scrapes_the_metrics_ports(compose) -> None:
     for svc, port in want.items():
         assert svc in compose["services"]
         env = _env(compose["services"][svc])
-        key = "REGLINK_WORKER_METRICS_PORT" if svc == "worker" else "REGLINK_CONNECTOR_METRICS_PORT"
+        key = {"worker": "REGLINK_WORKER_METRICS_PORT", "console": "REGLINK_CONSOLE_PORT"}.get(
+            svc, "REGLINK_CONNECTOR_METRICS_PORT")
         assert int(env.get(key, port)) == port
         if "metrics_host" in fields:  # metrics must listen beyond the container's loopback
             assert env.get("REGLINK_METRICS_HOST") == "0.0.0.0", svc
