@@ -75,9 +75,28 @@ def noise_rates(world: World) -> dict[str, dict[str, float]]:
     return {s: {t: round(k / n[s], 4) for t, k in sorted(c.items())} for s, c in per.items()}
 
 
+def _progress(label: str, items, total: int):
+    """A progress bar on a terminal (stderr), a plain iterator otherwise."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return items
+    from rich.progress import track
+
+    return track(items, description=label, total=total, transient=True)
+
+
 def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path) -> str:
+    import sys
+
     t_start = _time.perf_counter()
-    world, pstats = generate(persons, days, start, seed)
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"simulating {persons} persons over {days} days"):
+            world, pstats = generate(persons, days, start, seed)
+    else:
+        world, pstats = generate(persons, days, start, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -87,7 +106,7 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path) 
     lines = {s: [] for s in SOURCES}
     with open(out_dir / "events.jsonl", "w", encoding="utf-8") as ev, \
          open(out_dir / "truth.jsonl", "w", encoding="utf-8") as tr:
-        for r in ordered:
+        for r in _progress("writing records", ordered, len(ordered)):
             line = dumps(_record(r), ensure_ascii=False)
             ev.write(line + "\n")
             lines[r.source].append(line)
