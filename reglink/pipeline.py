@@ -56,7 +56,9 @@ class Pipeline:
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         self.kv = kv if isinstance(kv, TxKV) else TxKV(kv)
         self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
-        self.store = KVIdentityStore(kv)
+        # Through the buffer too: identity writes (save, merge pointers, links) land in the
+        # record's MULTI/EXEC with the rule state, not one round trip each ahead of it.
+        self.store = KVIdentityStore(self.kv)
         # Watchlist entries are indexed like identities, in their own namespace.
         self.watch_store = KVIdentityStore(
             watch_kv if watch_kv is not None else _Prefixed(self.kv))
