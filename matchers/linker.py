@@ -46,6 +46,7 @@ class Linker:
         self.comparator = comparator or FSComparator()
         self.decider = decider or ThresholdDecider(threshold)
         self.cannot_link = cannot_link
+        self.prefetch_extra: tuple[str, ...] = ()  # more raw keys the caller will read
 
     @property
     def version(self) -> str:
@@ -55,6 +56,11 @@ class Linker:
         return "P" + self.pseudo("person", anchor)[:16]
 
     def link(self, rec: PersonRecord, report_ts: float | None = None) -> LinkResult:
+        keys = self.finder.keys(rec)
+        prefetch = getattr(self.store, "prefetch", None)
+        if prefetch is not None:  # the identity this record would found, and its link
+            anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
+            prefetch(rec.key, keys, (self.person_id_for(anchor),), self.prefetch_extra)
         known = self.store.link_of(rec.key)
         if known is not None and (ident := self.store.get(known)) is not None:
             comp = self.comparator.compare(rec, ident)
@@ -66,7 +72,6 @@ class Linker:
         decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands},
                                        cannot_link=self.cannot_link)
         events: list[dict] = []
-        keys = self.finder.keys(rec)
 
         if decision.person_id is None:
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"

@@ -63,6 +63,8 @@ class Pipeline:
         self.watch_store = KVIdentityStore(
             watch_kv if watch_kv is not None else _Prefixed(self.kv))
         self.linker = Linker(self.store, self.pseudo, settings.link_threshold)
+        if outbox:
+            self.linker.prefetch_extra = ("n:outbox",)
         self.metrics = metrics or PipelineMetrics()
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.

@@ -174,6 +174,20 @@ class RedisKV:
             pipe.smembers(self._k(k))
         return [{self._s(m) for m in members} for members in pipe.execute()]
 
+    def fetch(self, strings: list[str], sets: list[str]) -> tuple[list, list]:
+        """GETs and SMEMBERS in one pipeline (one round trip)."""
+        if not strings and not sets:
+            return [], []
+        pipe = self._r.pipeline(transaction=False)
+        if strings:
+            pipe.mget([self._k(k) for k in strings])
+        for k in sets:
+            pipe.smembers(self._k(k))
+        res = pipe.execute()
+        vals = [self._s(v) for v in res[0]] if strings else []
+        rest = res[1:] if strings else res
+        return vals, [{self._s(m) for m in members} for members in rest]
+
     def apply(self, ops: list[tuple]) -> None:
         """One MULTI/EXEC: all of a record's writes land together or not at all."""
         pipe = self._r.pipeline(transaction=True)
@@ -215,6 +229,10 @@ class TxKV:
         self._sets: dict[str, tuple[bool, set[str]]] = {}  # key -> (base deleted?, added)
         self._z: dict[str, tuple[bool, dict[str, float | None]]] = {}
         self._ops: list[tuple] = []
+        # Base reads of this unit of work (strings and sets): a key read twice in one record
+        # costs one round trip. Dropped at commit/rollback, so nothing outlives the record.
+        self._rs: dict[str, str | None] = {}
+        self._rset: dict[str, set[str]] = {}
 
     def commit(self) -> None:
         if self._ops:
@@ -226,32 +244,60 @@ class TxKV:
         return len(self._ops)
 
     # -- reads ----------------------------------------------------------------------------
+    def _base_get(self, key: str) -> str | None:
+        rs = self._rs
+        if key in rs:
+            return rs[key]
+        v = rs[key] = self.base.get(key)
+        return v
+
+    def _base_smembers(self, key: str) -> set[str]:
+        got = self._rset.get(key)
+        if got is None:
+            got = self._rset[key] = self.base.smembers(key)
+        return got
+
     def get(self, key: str) -> str | None:
         if key in self._str:
             v = self._str[key]
             return None if v is _DELETED else v  # type: ignore[return-value]
-        return self.base.get(key)
+        return self._base_get(key)
 
     def mget(self, keys: list[str]) -> list[str | None]:
-        missing = [k for k in keys if k not in self._str]
-        fetched = dict(zip(missing, self.base.mget(missing), strict=True)) if missing else {}
-        return [self.get(k) if k in self._str else fetched[k] for k in keys]
+        rs = self._rs
+        missing = list(dict.fromkeys(k for k in keys if k not in self._str and k not in rs))
+        if missing:
+            rs.update(zip(missing, self.base.mget(missing), strict=True))
+        return [self.get(k) for k in keys]
 
     def smembers(self, key: str) -> set[str]:
         deleted, added = self._sets.get(key, (False, set()))
-        return (set() if deleted else self.base.smembers(key)) | added
+        return (set() if deleted else self._base_smembers(key)) | added
 
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
-        base = self.base.smembers_many([k for k in keys if not self._sets.get(k, (False,))[0]])
-        it = iter(base)
-        out = []
-        for k in keys:
-            deleted, added = self._sets.get(k, (False, set()))
-            out.append((set() if deleted else next(it)) | added)
-        return out
+        want = [k for k in dict.fromkeys(keys)
+                if not self._sets.get(k, (False,))[0] and k not in self._rset]
+        if want:
+            self._rset.update(zip(want, self.base.smembers_many(want), strict=True))
+        return [self.smembers(k) for k in keys]
 
     def scard(self, key: str) -> int:
         return len(self.smembers(key))
+
+    def prefetch(self, strings: list[str], sets: list[str]) -> None:
+        """Read strings and sets this unit of work is about to need, in one round trip when
+        the base can (``RedisKV.fetch``); later reads of them hit the read cache."""
+        strings = [k for k in dict.fromkeys(strings) if k not in self._str and k not in self._rs]
+        sets = [k for k in dict.fromkeys(sets)
+                if not self._sets.get(k, (False,))[0] and k not in self._rset]
+        fetch = getattr(self.base, "fetch", None)
+        if fetch is not None:
+            vals, members = fetch(strings, sets)
+        else:
+            vals = self.base.mget(strings) if strings else []
+            members = self.base.smembers_many(sets) if sets else []
+        self._rs.update(zip(strings, vals, strict=True))
+        self._rset.update(zip(sets, members, strict=True))
 
     def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
         deleted, over = self._z.get(key, (False, {}))
@@ -285,7 +331,7 @@ class TxKV:
         deleted, added = self._sets.get(key, (False, set()))
         added.discard(member)
         if not deleted:  # materialise: base members minus the removed one
-            self._sets[key] = (True, (self.base.smembers(key) | added) - {member})
+            self._sets[key] = (True, (self._base_smembers(key) | added) - {member})
         self._ops.append(("srem", key, member))
 
     def zadd(self, key: str, member: str, score: float) -> None:
