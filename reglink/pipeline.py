@@ -110,8 +110,7 @@ class Pipeline:
 
     def delivered(self, oid: str) -> None:
         """The shell saw the broker acknowledge an outbox message: forget it."""
-        self.kv.base.zrem("outbox", oid)
-        self.kv.base.delete(f"o:{oid}")
+        self.kv.base.apply([("zrem", "outbox", oid), ("delete", f"o:{oid}")])  # one trip
 
     def undelivered(self) -> list[Out]:
         """Outbox messages not yet confirmed (re-sent after a crash; duplicates are allowed)."""
