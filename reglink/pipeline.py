@@ -20,7 +20,7 @@ from matchers.linker import Linker, LinkResult
 from matchers.normalise import same_place
 from matchers.pseudo import Pseudonymiser
 from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import KeyValue, TxKV
+from matchers.stores.kv import Conflict, KeyValue, TxKV
 from matchers.types import Identity, PersonRecord
 
 from .contract import record_key, report_time
@@ -43,6 +43,9 @@ class Out:
     oid: str | None = None  # outbox id while the message awaits delivery (worker only)
 
 
+MAX_CONFLICT_RETRIES = 20
+
+
 def _alert_id(*parts: str) -> str:
     return "A" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
@@ -54,7 +57,9 @@ class Pipeline:
                  metrics: PipelineMetrics | None = None, outbox: bool = False) -> None:
         self.s = settings
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
-        self.kv = kv if isinstance(kv, TxKV) else TxKV(kv)
+        self.kv = kv if isinstance(kv, TxKV) else TxKV(
+            kv, atomic_counters=frozenset({"n:outbox", "n:identities"}))
+        self.conflicts = 0  # optimistic commits retried (several workers on one identity)
         self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
         # Through the buffer too: identity writes (save, merge pointers, links) land in the
         # record's MULTI/EXEC with the rule state, not one round trip each ahead of it.
@@ -77,16 +82,30 @@ class Pipeline:
             self.wm.load_json(json.loads(raw))
 
     def _atomic(self, fn, *args):
-        """Run one unit of work; commit its state changes at once, or none of them."""
-        try:
-            result = fn(*args)
-        except BaseException:
-            self.kv.rollback()
-            self.store.forget()  # decoded identities may hold the undone changes
-            self.watch_store.forget()
-            raise
-        self.kv.commit()
-        return result
+        """Run one unit of work; commit its state changes at once, or none of them.
+
+        On a shared Redis the commit is optimistic (see :class:`TxKV`): if another worker
+        changed something this unit read, nothing is applied and the unit runs again on
+        fresh state (its in-memory effects, the watermark, are idempotent)."""
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                result = fn(*args)
+                self.kv.commit()
+                return result
+            except Conflict:
+                self._undo()
+                self.conflicts += 1
+                if attempt == MAX_CONFLICT_RETRIES:
+                    raise
+            except BaseException:
+                self._undo()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _undo(self) -> None:
+        self.kv.rollback()
+        self.store.forget()  # decoded identities may hold the undone changes
+        self.watch_store.forget()
 
     # ------------------------------------------------------------------ entry points
     def process(self, record: dict, now: float | None = None,

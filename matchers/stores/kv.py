@@ -111,6 +111,43 @@ def _remove_sorted(lst: list, item) -> None:
         lst.remove(item)
 
 
+class Conflict(Exception):
+    """Another writer changed a key this unit of work read: nothing was applied; retry it."""
+
+
+# Compare-and-apply: the unit of work's reads still hold (strings equal, sets the same size:
+# the sets it reads only ever grow), then its writes, all inside one atomic script.
+_CAS = """
+local ns, nc = tonumber(ARGV[1]), tonumber(ARGV[2])
+local a = 3
+for i = 1, ns do
+  local v = redis.call('GET', KEYS[i])
+  if ARGV[a] == '1' then
+    if v ~= ARGV[a + 1] then return 0 end
+  elseif v then return 0 end
+  a = a + 2
+end
+for i = ns + 1, ns + nc do
+  if redis.call('SCARD', KEYS[i]) ~= tonumber(ARGV[a]) then return 0 end
+  a = a + 1
+end
+local k = ns + nc + 1
+while a <= #ARGV do
+  local op, n = ARGV[a], tonumber(ARGV[a + 1])
+  local key = KEYS[k]
+  a, k = a + 2, k + 1
+  if op == 'set' then redis.call('SET', key, ARGV[a])
+  elseif op == 'delete' then redis.call('DEL', key)
+  elseif op == 'sadd' then redis.call('SADD', key, unpack(ARGV, a, a + n - 1))
+  elseif op == 'srem' then redis.call('SREM', key, ARGV[a])
+  elseif op == 'zadd' then redis.call('ZADD', key, ARGV[a + 1], ARGV[a])
+  elseif op == 'zrem' then redis.call('ZREM', key, ARGV[a]) end
+  a = a + n
+end
+return 1
+"""
+
+
 class RedisKV:
     """Redis backend. ``prefix`` isolates deployments and tests (e.g. ``reglink:``)."""
 
@@ -188,6 +225,34 @@ class RedisKV:
         rest = res[1:] if strings else res
         return vals, [{self._s(m) for m in members} for members in rest]
 
+    def apply_checked(self, ops: list[tuple], strings: dict[str, str | None],
+                      cards: dict[str, int]) -> None:
+        """Apply ``ops`` atomically only if every string in ``strings`` still has the value
+        read and every set in ``cards`` still has that many members (one EVALSHA);
+        raise :class:`Conflict` otherwise (nothing applied)."""
+        keys: list[str] = []
+        argv: list = [len(strings), len(cards)]
+        for k, v in strings.items():
+            keys.append(self._k(k))
+            argv += ["0", ""] if v is None else ["1", v]
+        for k, n in cards.items():
+            keys.append(self._k(k))
+            argv.append(n)
+        for op, key, *args in ops:
+            keys.append(self._k(key))
+            if op == "sadd":
+                vals = list(args[0])
+            elif op == "zadd":
+                vals = [args[0], repr(float(args[1]))]
+            else:
+                vals = list(args)
+            argv += [op, len(vals), *vals]
+        script = getattr(self, "_cas", None)
+        if script is None:
+            script = self._cas = self._r.register_script(_CAS)
+        if not int(script(keys=keys, args=argv)):
+            raise Conflict("a key read by this unit of work changed")
+
     def apply(self, ops: list[tuple]) -> None:
         """One MULTI/EXEC: all of a record's writes land together or not at all."""
         pipe = self._r.pipeline(transaction=True)
@@ -217,10 +282,20 @@ class TxKV:
     """Read-your-writes buffer over a :class:`KeyValue`; :meth:`commit` applies every buffered
     write at once (one ``MULTI``/``EXEC`` on Redis). One record's state changes are therefore
     all-or-nothing: a crash or a Redis outage mid-record leaves no half-applied merge.
-    Single writer per key space is assumed (one worker per partition group)."""
 
-    def __init__(self, base: KeyValue) -> None:
+    With a base that offers ``apply_checked`` (Redis), the commit is optimistic: it applies
+    only if every string this unit of work read is unchanged and every set it read has the
+    same size, else raises :class:`Conflict` (the caller rolls back and retries). Several
+    workers may then update one identity concurrently without losing an update. Counters
+    named in ``atomic_counters`` are real atomic increments outside the unit of work (unique
+    across writers; a rolled-back unit leaves a gap) and never a cause of conflict."""
+
+    def __init__(self, base: KeyValue, optimistic: bool | None = None,
+                 atomic_counters: frozenset[str] = frozenset()) -> None:
         self.base = base
+        self.optimistic = (hasattr(base, "apply_checked") if optimistic is None
+                           else optimistic)
+        self.atomic_counters = atomic_counters if self.optimistic else frozenset()
         self.rollback()
 
     # -- transaction ----------------------------------------------------------------------
@@ -236,7 +311,13 @@ class TxKV:
 
     def commit(self) -> None:
         if self._ops:
-            self.base.apply(self._ops)
+            if self.optimistic:
+                skip = self.atomic_counters
+                strings = {k: v for k, v in self._rs.items() if k not in skip}
+                cards = {k: len(v) for k, v in self._rset.items()}
+                self.base.apply_checked(self._ops, strings, cards)  # type: ignore[attr-defined]
+            else:
+                self.base.apply(self._ops)
         self.rollback()
 
     @property
@@ -343,6 +424,8 @@ class TxKV:
         self._ops.append(("zrem", key, member))
 
     def incr(self, key: str) -> int:
+        if key in self.atomic_counters:  # shared: atomic now, never a cause of conflict
+            return self.base.incr(key)
         value = int(self.get(key) or 0) + 1
         self.set(key, str(value))
         return value

@@ -154,3 +154,33 @@ def test_rollback_discards_everything(kv):
     tx.rollback()
     tx.commit()
     assert kv.get("k") is None and kv.smembers("s") == set() and tx.get("k") is None
+
+
+def test_optimistic_commit_detects_a_concurrent_writer(kv):
+    """Two writers read one identity; the second to commit must not overwrite the first's
+    update blindly (several workers on a shared Redis)."""
+    from matchers.stores.kv import Conflict, TxKV
+
+    a, b = TxKV(kv), TxKV(kv)
+    if not a.optimistic:
+        pytest.skip("single-writer backend: commits are not checked")
+    kv.set("i:p", "v0")
+    kv.sadd("b:k", ["p"])
+    assert a.get("i:p") == "v0" and b.get("i:p") == "v0"
+    assert a.smembers("b:k") == {"p"} and b.smembers("b:k") == {"p"}
+    a.set("i:p", "va")
+    a.commit()
+    b.set("i:p", "vb")
+    with pytest.raises(Conflict):
+        b.commit()
+    b.rollback()
+    assert kv.get("i:p") == "va"
+    # a grown blocking set is a conflict too (a new identity the reader did not see)
+    c = TxKV(kv)
+    assert c.smembers("b:k") == {"p"}
+    kv.sadd("b:k", ["q"])
+    c.set("i:x", "1")
+    with pytest.raises(Conflict):
+        c.commit()
+    c.rollback()
+    assert kv.get("i:x") is None
