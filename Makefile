@@ -11,7 +11,7 @@ PY      := $(VENV)/bin/python
 REGLINK := $(VENV)/bin/reglink
 STAMP   := $(VENV)/.reglink-installed
 
-.PHONY: help setup stack-up stack-down stack-status test test-unit test-integration demo clean-state
+.PHONY: help setup stack-up stack-down stack-status test test-unit test-integration demo clean-state bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
@@ -41,6 +41,9 @@ test-unit: setup ## Run only the tests that need no stack
 
 test-integration: setup stack-up ## Run only the integration tests (real Kafka + Redis)
 	$(PY) -m pytest -q -m integration tests/
+
+bench: setup stack-up ## Performance suite (replay, identity store, stream): benchmarks/results/
+	$(PY) -m benchmarks all
 
 demo: setup stack-up ## Live demo: simulate, publish, run a worker, print alerts
 	$(REGLINK) demo

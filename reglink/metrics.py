@@ -38,5 +38,9 @@ class PipelineMetrics:
         self.stalled = Gauge("reglink_stalled",
                              "1 while the worker waits for an unavailable state store",
                              registry=r)
+        self.conflicts = Counter(
+            "reglink_commit_conflicts",
+            "Per-record commits refused because another worker changed what the record read "
+            "(the record is rerun on fresh state)", registry=r)
         self.lag = Gauge("reglink_consumer_lag", "Records not yet consumed",
                          ["topic", "partition"], registry=r)

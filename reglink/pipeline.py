@@ -95,6 +95,7 @@ class Pipeline:
             except Conflict:
                 self._undo()
                 self.conflicts += 1
+                self.metrics.conflicts.inc()
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
             except BaseException:

@@ -1,0 +1,41 @@
+"""The stream baseline: a faust agent that only forwards every source record to ``linked``.
+
+Same broker, same topics, same faust settings as the worker (manual commit cadence, acks=-1);
+no parsing, no matching, no Redis. Run: ``python -m benchmarks.bare_forwarder`` with the
+``REGLINK_*`` environment of the run."""
+
+from __future__ import annotations
+
+import faust
+
+from reglink.kafka_auth import faust_broker_credentials
+from reglink.settings import load_settings
+from reglink.topics import SOURCES
+
+
+def main() -> None:
+    s = load_settings()
+    app = faust.App(s.app_id, broker=f"kafka://{s.kafka_bootstrap}", store="memory://",
+                    web_enabled=False, topic_allow_declare=False, topic_disable_leader=True,
+                    producer_acks=-1, consumer_auto_offset_reset="earliest",
+                    broker_commit_every=500, broker_commit_interval=1.0,
+                    stream_buffer_maxsize=4096, autodiscover=False,
+                    datadir=f"/tmp/reglink-bench/faust-{s.app_id}",
+                    broker_credentials=faust_broker_credentials(s, "worker"))
+    src = app.topic(*[s.topic(f"{x}.raw") for x in SOURCES], key_type=bytes, value_type=bytes,
+                    key_serializer="raw", value_serializer="raw")
+    out = app.topic(s.topic("linked"), key_type=bytes, value_type=bytes, key_serializer="raw",
+                    value_serializer="raw")
+
+    @app.agent(src, concurrency=1)
+    async def forward(stream):
+        async for event in stream.events():
+            await out.send(key=event.key, value=event.value)
+
+    import sys
+    sys.argv = ["bare", "worker", "-l", "warn"]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Stream benchmarks through the real stack (Kafka 9092, the worker, Redis 6379).
+
+* throughput: the corpus is published first (valid records, acks=all), then the worker(s)
+  start on the backlog; sustained rate = linked records / (last - first ``linked`` timestamp).
+  Baseline in the same run: ``benchmarks.bare_forwarder`` (a faust agent that only forwards).
+* latency: the worker runs first; records are published at a fixed rate; publish -> linked is
+  the ``linked`` message's timestamp minus the source message's (both CreateTime, same host
+  clock); publish -> alert for ``watchlist_match`` alerts (their trigger record is in the
+  evidence; ``unregistered_stay`` alerts fire on the event-time watermark, not on one record).
+* scaling: N workers on ``source_partitions=8``; throughput and pairwise F1 (person ids after
+  all merges, resolved in Redis) against the single-worker run and replay.
+
+Every run gets its own topic prefix, consumer group and Redis prefix; all are deleted after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+from .common import CACHE, ROOT, pct
+
+
+def _settings(tag: str, partitions: int):
+    from reglink.settings import Settings
+    from tests.streamkit import free_port
+
+    rid = f"{tag}-{uuid.uuid4().hex[:6]}"
+    return Settings(topic_prefix=f"bench.{rid}.", app_id=f"bench-{rid}",
+                    redis_prefix=f"bench:{rid}:", source_partitions=partitions,
+                    derived_partitions=partitions, idle_timeout_s=3.0,
+                    worker_metrics_port=free_port())
+
+
+def _records(sim: Path):
+    from reglink.contract import encode_record, parse_record, record_key
+    from reglink.replay import _source_of
+    out = []
+    with (sim / "events.jsonl").open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            raw = raw.rstrip(b"\n")
+            rec, dl = parse_record(raw, _source_of(raw, None), {"line": n})
+            if dl is None:
+                out.append((rec["source"], record_key(rec).encode(), encode_record(rec)))
+    return out
+
+
+def _producer(s):
+    from kafka import KafkaProducer
+    return KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=2,
+                         max_in_flight_requests_per_connection=5)
+
+
+def publish(s, recs, rate: float | None = None) -> float:
+    prod = _producer(s)
+    t0 = time.perf_counter()
+    for i, (source, key, value) in enumerate(recs):
+        if rate:
+            wait = t0 + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        prod.send(s.topic(f"{source}.raw"), key=key, value=value)
+        if rate:
+            prod.flush(0) if False else None
+    prod.flush()
+    prod.close()
+    return time.perf_counter() - t0
+
+
+def read_all(s, name: str, idle_ms: int = 2500):
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(s.topic(name), bootstrap_servers=s.kafka_bootstrap,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=idle_ms)
+    try:
+        return [m for m in c]
+    finally:
+        c.close()
+
+
+def _raw_times(s) -> dict[str, int]:
+    from kafka import KafkaConsumer
+    from reglink.topics import SOURCES
+    c = KafkaConsumer(*[s.topic(f"{x}.raw") for x in SOURCES],
+                      bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
+                      enable_auto_commit=False, consumer_timeout_ms=2500)
+    try:
+        return {m.key.decode(): m.timestamp for m in c}
+    finally:
+        c.close()
+
+
+def _start(s, workdir: Path, bare: bool = False) -> subprocess.Popen:
+    env = {**os.environ, **s.to_env(), "PYTHONPATH": str(ROOT)}
+    log = (workdir / f"{s.app_id}-{time.time_ns()}.log").open("wb")
+    argv = [sys.executable, "-m", "benchmarks.bare_forwarder"] if bare else \
+        [sys.executable, "-m", "reglink.cli", "worker", "--workdir",
+         str(workdir / f"faust-{time.time_ns()}")]
+    if not bare:
+        env["REGLINK_WORKER_METRICS_PORT"] = "0"
+        if os.environ.get("BENCH_PYSPY"):  # profile the worker: raw stacks next to its log
+            argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100", "-f",
+                    "raw", "-o", os.environ["BENCH_PYSPY"], "--", *argv]
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def _wait_linked(s, want: int, timeout: float, procs) -> list:
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(s.topic("linked"), bootstrap_servers=s.kafka_bootstrap,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=1000)
+    got, seen = [], set()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(seen) < want:
+            for m in c:
+                got.append(m)
+                seen.add(m.key + b"|" + m.value[:80])
+                if len(seen) >= want:
+                    break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker died: see " + str(CACHE / "stream"))
+    finally:
+        c.close()
+    return got
+
+
+def _cleanup(s) -> None:
+    import redis
+    from reglink.stack import admin_client
+    try:
+        client = admin_client(s, 5.0)
+        mine = [t for t in client.list_topics()
+                if t.startswith(s.topic_prefix) or t.startswith(f"{s.app_id}-")]
+        if mine:
+            client.delete_topics(mine, timeout_ms=10_000)
+        client.close()
+    except Exception:  # noqa: BLE001
+        pass
+    r = redis.Redis.from_url(s.redis_url)
+    pipe = r.pipeline(transaction=False)
+    for k in r.scan_iter(match=f"{s.redis_prefix}*", count=5000):
+        pipe.unlink(k)
+    pipe.execute()
+
+
+def _rate(msgs) -> float:
+    ts = sorted(m.timestamp for m in msgs)
+    span = (ts[-1] - ts[0]) / 1000 if len(ts) > 1 else 0
+    return len(ts) / span if span else 0.0
+
+
+def _f1(s, sim: Path, linked) -> float:
+    import redis
+
+    from matchers.stores.identity import KVIdentityStore
+    from matchers.stores.kv import RedisKV
+    from reglink.evaluate import pairwise
+    store = KVIdentityStore(RedisKV(redis.Redis.from_url(s.redis_url), s.redis_prefix))
+    pred = {}
+    for m in linked:
+        v = json.loads(m.value)
+        pred[v["record_id"]] = v["person_id"]
+    cache: dict[str, str] = {}
+    for k, p in pred.items():
+        if p not in cache:
+            cache[p] = store.resolve(p)
+        pred[k] = cache[p]
+    truth = {}
+    for line in (sim / "truth.jsonl").open():
+        r = json.loads(line)
+        if r.get("record_id") in pred:
+            truth[r["record_id"]] = r["person"]
+    return pairwise(pred, truth)["f1"]
+
+
+def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: bool = False,
+               timeout: float = 600) -> dict:
+    from reglink.stack import create_topics
+    s = _settings(f"{'bare' if bare else 'w'}{workers}p{partitions}", partitions)
+    workdir = CACHE / "stream"
+    workdir.mkdir(parents=True, exist_ok=True)
+    create_topics(s)
+    procs = []
+    try:
+        pub_s = publish(s, recs)
+        n_link = sum(1 for r in recs if r[0] != "watchlist") if not bare else len(recs)
+        t0 = time.perf_counter()
+        procs = [_start(s, workdir, bare) for _ in range(workers)]
+        linked = _wait_linked(s, n_link, timeout, procs)
+        wall = time.perf_counter() - t0
+        row = {"workers": workers, "partitions": partitions, "bare": bare,
+               "records": len(recs), "linked": len(linked),
+               "publish_records_per_s": round(len(recs) / pub_s),
+               "sustained_per_s": round(_rate(linked)),
+               "wall_incl_startup_s": round(wall, 1)}
+        if not bare:
+            _stop(procs)
+            row["links_f1"] = round(_f1(s, sim, linked), 5)
+        return row
+    finally:
+        _stop(procs)
+        _cleanup(s)
+
+
+def latency(sim: Path, recs, rate: float, settle: float = 12.0) -> dict:
+    from reglink.stack import create_topics
+    s = _settings(f"lat{int(rate)}", 1)
+    workdir = CACHE / "stream"
+    workdir.mkdir(parents=True, exist_ok=True)
+    create_topics(s)
+    procs = []
+    try:
+        procs = [_start(s, workdir)]
+        # warm-up: one record, wait until the worker links it (group joined, caches warm)
+        warm, rest = recs[:1], recs[1:]
+        publish(s, warm)
+        _wait_linked(s, 1, 120, procs)
+        pub_s = publish(s, rest, rate)
+        n_link = sum(1 for r in recs if r[0] != "watchlist")
+        linked = _wait_linked(s, n_link, 300, procs)
+        time.sleep(settle)
+        alerts = read_all(s, "alerts")
+        raw = _raw_times(s)
+        lat = []
+        for m in linked:
+            v = json.loads(m.value)
+            t = raw.get(f"{v['source']}:{v['record_id']}")
+            if t is not None and m.key is not None:
+                lat.append(m.timestamp - t)
+        alat = []
+        for m in alerts:
+            v = json.loads(m.value)
+            if v.get("rule") == "watchlist_match" and v.get("status") == "raised":
+                ts = [raw[e] for e in v["evidence"] if e in raw]
+                if ts:
+                    alat.append(m.timestamp - max(ts))
+        lat = lat[1:]
+        return {"rate_target": rate, "rate_achieved": round(len(rest) / pub_s),
+                "records": len(recs),
+                "publish_to_linked_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99),
+                                         "max": max(lat) if lat else None, "n": len(lat)},
+                "publish_to_watchlist_alert_ms": {"p50": pct(alat, 50), "p99": pct(alat, 99),
+                                                  "max": max(alat) if alat else None,
+                                                  "n": len(alat)},
+                "alerts_total": len(alerts)}
+    finally:
+        _stop(procs)
+        _cleanup(s)
+
+
+def run(records: int = 20000, latency_records: int = 15000, rates=(1000, 3000),
+        workers=(1, 2)) -> dict:
+    from .common import corpus
+    sim = corpus(records)
+    recs = _records(sim)
+    out: dict = {"corpus": str(sim), "records": len(recs)}
+    out["bare_1p"] = throughput(sim, recs, bare=True)
+    print(out["bare_1p"], flush=True)
+    out["worker_1p"] = throughput(sim, recs)
+    print(out["worker_1p"], flush=True)
+    out["worker_vs_bare"] = round(out["worker_1p"]["sustained_per_s"] /
+                                  max(1, out["bare_1p"]["sustained_per_s"]), 4)
+    lat_sim = corpus(latency_records)
+    lat_recs = _records(lat_sim)
+    out["latency"] = []
+    for r in rates:
+        row = latency(lat_sim, lat_recs, r)
+        print(row, flush=True)
+        out["latency"].append(row)
+    out["scaling"] = []
+    for w in workers:
+        row = throughput(sim, recs, workers=w, partitions=8)
+        print(row, flush=True)
+        out["scaling"].append(row)
+    return out
