@@ -1,0 +1,23 @@
+"""Security fixtures: a dedicated kafka_security=scram stack (own ports, own state dir) that
+the shared plaintext stack never sees; started once per session and stopped at the end."""
+
+from __future__ import annotations
+
+import pytest
+
+from reglink import stack
+from reglink.settings import Settings, load_settings
+
+SECURE_PORTS = {"kafka_port": 39092, "kafka_controller_port": 39093,
+                "kafka_bootstrap": "127.0.0.1:39092", "redis_port": 36379,
+                "redis_url": "redis://127.0.0.1:36379/0"}
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory) -> Settings:
+    s = load_settings(state_dir=str(tmp_path_factory.mktemp("securestack")),
+                      kafka_security="scram", hmac_key="secure-test-key", idle_timeout_s=3.0,
+                      **SECURE_PORTS)
+    stack.up(s)  # a stack that cannot start fails the tests (never skips)
+    yield s
+    stack.down(s)
