@@ -97,9 +97,18 @@ class MemoryKV:
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         return [self.smembers(k) for k in keys]
 
+    def smembers_many_shared(self, keys: list[str]) -> list[set[str] | frozenset[str]]:
+        """The stored sets themselves, not copies: for readers that never mutate them
+        (:class:`TxKV`), so a large blocking bucket is not copied on every lookup."""
+        got = self._set.get
+        return [got(k, _EMPTY) for k in keys]
+
     def apply(self, ops: list[tuple]) -> None:
         for op, key, *args in ops:
             getattr(self, op)(key, *args)
+
+
+_EMPTY: frozenset[str] = frozenset()
 
 
 def _remove_sorted(lst: list, item) -> None:
@@ -335,8 +344,14 @@ class TxKV:
     def _base_smembers(self, key: str) -> set[str]:
         got = self._rset.get(key)
         if got is None:
-            got = self._rset[key] = self.base.smembers(key)
+            got = self._rset[key] = self._read_sets([key])[0]
         return got
+
+    def _read_sets(self, keys: list[str]) -> list:
+        """Base sets, shared (uncopied) when the base offers it: never mutated here, every
+        set handed out is a fresh union."""
+        shared = getattr(self.base, "smembers_many_shared", None)
+        return shared(keys) if shared is not None else self.base.smembers_many(keys)
 
     def get(self, key: str) -> str | None:
         if key in self._str:
@@ -353,13 +368,16 @@ class TxKV:
 
     def smembers(self, key: str) -> set[str]:
         deleted, added = self._sets.get(key, (False, set()))
-        return (set() if deleted else self._base_smembers(key)) | added
+        out = set() if deleted else set(self._base_smembers(key))  # a fresh, mutable copy
+        if added:
+            out |= added
+        return out
 
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         want = [k for k in dict.fromkeys(keys)
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
         if want:
-            self._rset.update(zip(want, self.base.smembers_many(want), strict=True))
+            self._rset.update(zip(want, self._read_sets(want), strict=True))
         return [self.smembers(k) for k in keys]
 
     def scard(self, key: str) -> int:
@@ -368,15 +386,13 @@ class TxKV:
     def prefetch(self, strings: list[str], sets: list[str]) -> None:
         """Read strings and sets this unit of work is about to need, in one round trip when
         the base can (``RedisKV.fetch``); later reads of them hit the read cache."""
+        fetch = getattr(self.base, "fetch", None)
+        if fetch is None:  # an embedded base: reads cost nothing, fetching ahead would
+            return
         strings = [k for k in dict.fromkeys(strings) if k not in self._str and k not in self._rs]
         sets = [k for k in dict.fromkeys(sets)
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
-        fetch = getattr(self.base, "fetch", None)
-        if fetch is not None:
-            vals, members = fetch(strings, sets)
-        else:
-            vals = self.base.mget(strings) if strings else []
-            members = self.base.smembers_many(sets) if sets else []
+        vals, members = fetch(strings, sets)
         self._rs.update(zip(strings, vals, strict=True))
         self._rset.update(zip(sets, members, strict=True))
 
@@ -412,7 +428,7 @@ class TxKV:
         deleted, added = self._sets.get(key, (False, set()))
         added.discard(member)
         if not deleted:  # materialise: base members minus the removed one
-            self._sets[key] = (True, (self._base_smembers(key) | added) - {member})
+            self._sets[key] = (True, (set(self._base_smembers(key)) | added) - {member})
         self._ops.append(("srem", key, member))
 
     def zadd(self, key: str, member: str, score: float) -> None:
