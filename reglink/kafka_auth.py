@@ -153,8 +153,11 @@ def redis_url(settings: Settings, role: str) -> str:
 # Commands per Redis user: exactly what matchers/stores/kv.py (RedisKV) and the health checks
 # issue. The worker writes; the console (IdentityView) only reads.
 REDIS_WORKER_COMMANDS = ("ping", "get", "mget", "set", "del", "sadd", "srem", "smembers",
-                         "scard", "zadd", "zrem", "zrangebyscore", "incr", "multi", "exec",
-                         "discard")
+                         "scard", "zadd", "zrem", "zrangebyscore", "incr", "incrby", "multi",
+                         "exec", "discard",  # redis-py sends INCR as INCRBY
+                         # RedisKV's compare-and-apply Lua script (several workers on one
+                         # Redis); Redis 7 checks the script's own calls against this ACL too
+                         "evalsha", "eval", "script|load")
 REDIS_CONSOLE_COMMANDS = ("ping", "get", "mget", "smembers", "scard", "zrangebyscore")
 
 
