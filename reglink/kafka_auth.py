@@ -129,6 +129,21 @@ def faust_broker_credentials(settings: Settings, role: str = "worker") -> Any:
 
 
 # --- Redis -----------------------------------------------------------------------------------
+def connect_redis(settings: Settings, role: str, **kwargs: Any):
+    """A Redis client for ``role`` that answered PING, or one clear ServiceUnavailable line."""
+    import redis
+
+    from .errors import ServiceUnavailable
+
+    client = redis.Redis.from_url(redis_url(settings, role), socket_timeout=10, **kwargs)
+    try:
+        client.ping()
+    except redis.RedisError:
+        raise ServiceUnavailable(
+            f"Redis not reachable at {settings.redis_url}: run `reglink stack up`") from None
+    return client
+
+
 def redis_url(settings: Settings, role: str) -> str:
     """The Redis URL for ``role``: ``settings.redis_url`` as is in plaintext mode or when it
     already carries credentials, else with the role's ACL user and password in it."""

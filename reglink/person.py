@@ -49,17 +49,9 @@ def audit_entry(principal: str, role: str, action: str, subject: dict, justifica
 
 # ------------------------------------------------------------------ identity store (Redis)
 def _redis(settings: Settings):
-    import redis
+    from .kafka_auth import connect_redis
 
-    from .kafka_auth import redis_url
-
-    client = redis.Redis.from_url(redis_url(settings, "console"), socket_timeout=10)
-    try:
-        client.ping()
-    except redis.RedisError:
-        raise ServiceUnavailable(
-            f"Redis not reachable at {settings.redis_url}: run `reglink stack up`") from None
-    return client
+    return connect_redis(settings, "console")
 
 
 class IdentityView:

@@ -44,10 +44,12 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
+    from .kafka_auth import kafka_python_kwargs
+
     try:
         consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                  enable_auto_commit=False, consumer_timeout_ms=5000,
-                                 max_poll_records=5000)
+                                 max_poll_records=5000, **kafka_python_kwargs(settings, "admin"))
     except KafkaError:
         raise ServiceUnavailable(
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"

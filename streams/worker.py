@@ -7,7 +7,8 @@ from pathlib import Path
 
 from matchers.stores.kv import RedisKV
 from reglink.errors import ServiceUnavailable
-from reglink.kafka_auth import kafka_python_kwargs, redis_url
+from reglink.kafka_auth import connect_redis as _connect_redis
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline
 from reglink.settings import Settings
@@ -19,16 +20,7 @@ log = logging.getLogger("reglink.worker")
 
 
 def connect_redis(settings: Settings):
-    import redis
-
-    client = redis.Redis.from_url(redis_url(settings, "worker"), socket_timeout=10,
-                                  retry_on_timeout=True)
-    try:
-        client.ping()
-    except redis.RedisError:
-        raise ServiceUnavailable(
-            f"Redis not reachable at {settings.redis_url}: run `reglink stack up`") from None
-    return client
+    return _connect_redis(settings, "worker", retry_on_timeout=True)
 
 
 def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
