@@ -308,22 +308,36 @@ def lookalike(a: str, b: str) -> bool:
 
 
 # --- birth dates ----------------------------------------------------------------------------
+_BIRTH_RANK = {"swapped_dm": 3, "one_digit": 2, "same_year": 1, "different": 0}
+
+
+@lru_cache(maxsize=1 << 18)
+def _birth_pair(value: str, k: str) -> str:
+    """Level of one known date against ``value`` (not equal)."""
+    y, m, d = value[:4], value[5:7], value[8:10]
+    if k[:4] == y and k[5:7] == d and k[8:10] == m:
+        return "swapped_dm"
+    digits = y + m + d
+    kd = k[:4] + k[5:7] + k[8:10]
+    if sum(a != b for a, b in zip(digits, kd, strict=True)) == 1:
+        return "one_digit"
+    return "same_year" if k[:4] == y else "different"
+
+
 def birth_level(value: str, known: set[str] | frozenset[str]) -> str:
     """Graded comparison of an ISO birth date with a set: ``exact``, ``swapped_dm`` (day and
-    month swapped), ``one_digit`` (one of the 8 digits differs), ``same_year``, ``different``."""
+    month swapped), ``one_digit`` (one of the 8 digits differs), ``same_year``, ``different``.
+    The strongest level over the known dates (swapped > one digit > same year); pairs are
+    memoised: the same dates meet again for every record of a person."""
     if value in known:
         return "exact"
     best = "different"
-    y, m, d = value[:4], value[5:7], value[8:10]
-    digits = y + m + d
     for k in known:
-        if k[:4] == y and k[5:7] == d and k[8:10] == m:
-            return "swapped_dm"
-        kd = k[:4] + k[5:7] + k[8:10]
-        if sum(a != b for a, b in zip(digits, kd, strict=True)) == 1:
-            best = "one_digit"
-        elif best == "different" and k[:4] == y:
-            best = "same_year"
+        level = _birth_pair(value, k)
+        if level == "swapped_dm":
+            return level
+        if _BIRTH_RANK[level] > _BIRTH_RANK[best]:
+            best = level
     return best
 
 
