@@ -1,5 +1,5 @@
 """Every blocking key and every link decision is the same against the embedded store and the
-real Redis store (no fakeredis): the same records give the same candidates, person ids and
+real Redis store (the local server, not an in-process fake): the same records give the same candidates, person ids and
 explanations."""
 
 import random

@@ -1,6 +1,6 @@
 """One contract, two stores: the embedded store (replay) and the Redis store (workers).
 
-Every test runs against both. The Redis variant uses the real local Redis (no fakeredis).
+Every test runs against both. The Redis variant uses the real local Redis server, not an in-process fake.
 """
 
 import pytest
