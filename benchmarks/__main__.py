@@ -104,6 +104,16 @@ def table() -> None:
         if bare:
             rows += ["", f"Same-run floor: a bare Redis GET p50 {bare['p50']:.3f} ms, "
                      f"p99 {bare['p99']:.3f} ms."]
+        rows += ["",
+                 "Notes. *json* is today's layout (the worker's own `find` + `get_many`). "
+                 "Synthetic identities draw from 1,296 names, so name-only and "
+                 "surname+birth buckets grow with the store until `max_bucket` (200): the "
+                 "candidate count per lookup, not Redis, drives the latency growth. *compact* "
+                 "is a prototype of the proposed layout (docs/capacity.md); it keeps only the "
+                 "first identity per blocking key (HSETNX), so its candidate counts and "
+                 "lookup times are not comparable with *json*, and its bytes are slightly "
+                 "understated. 10M identities were not loaded: at ~8k identities/s the load "
+                 "alone takes ~20 min per layout on this machine."]
         rows.append("")
     if (r := _load("stream")):
         b, w = r["bare_1p"], r["worker_1p"]
