@@ -3,14 +3,18 @@ the shared plaintext stack never sees; started once per session and stopped at t
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from reglink import stack
 from reglink.settings import Settings, load_settings
 
-SECURE_PORTS = {"kafka_port": 39092, "kafka_controller_port": 39093,
-                "kafka_bootstrap": "127.0.0.1:39092", "redis_port": 36379,
-                "redis_url": "redis://127.0.0.1:36379/0"}
+# REGLINK_TEST_PORT_OFFSET shifts these ports, so that two checkouts can run the suite at once.
+_OFF = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
+SECURE_PORTS = {"kafka_port": 39092 + _OFF, "kafka_controller_port": 39093 + _OFF,
+    "kafka_bootstrap": f"127.0.0.1:{39092 + _OFF}", "redis_port": 36379 + _OFF,
+    "redis_url": f"redis://127.0.0.1:{36379 + _OFF}/0"}
 
 
 @pytest.fixture(scope="session")
