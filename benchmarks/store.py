@@ -39,11 +39,12 @@ def _people(start: int, n: int, rnd: random.Random):
             home=area, id_near=(), id_swap=(), id_del=(), id_area=area, address=None)
 
 
-def load(client, prefix: str, start: int, n: int, seed: int) -> list:
-    """Write identities [start, start+n); return a sample of records for lookups."""
+def _bulk(client, start: int, n: int, seed: int, write) -> list:
+    """The fast path shared by both layouts: build each synthetic identity, let ``write`` queue
+    its commands on a non-transactional pipeline, flush every ``BATCH`` commands; return a
+    sample of records (0.2 %) for the lookups."""
     from matchers.candidates import BlockingCandidates
     from matchers.pseudo import Pseudonymiser
-    from matchers.stores.identity import _dump
     from matchers.types import Identity
 
     finder = BlockingCandidates(Pseudonymiser("bench"))
@@ -53,10 +54,7 @@ def load(client, prefix: str, start: int, n: int, seed: int) -> list:
     for rec in _people(start, n, rnd):
         ident = Identity(person_id=f"P{rec.id_hash[-16:]}", anchor=f"rid:{rec.id_hash}")
         ident.absorb(rec)
-        pipe.set(f"{prefix}i:{ident.person_id}", _dump(ident))
-        for k in finder.keys(rec):
-            pipe.sadd(f"{prefix}b:{k}", ident.person_id)
-        queued += 7
+        queued += write(pipe, ident, finder.keys(rec))
         if queued >= BATCH:
             pipe.execute()
             queued = 0
@@ -64,6 +62,19 @@ def load(client, prefix: str, start: int, n: int, seed: int) -> list:
             sample.append(rec)
     pipe.execute()
     return sample
+
+
+def load(client, prefix: str, start: int, n: int, seed: int) -> list:
+    """Write identities [start, start+n) in today's JSON layout."""
+    from matchers.stores.identity import _dump
+
+    def write(pipe, ident, keys) -> int:
+        pipe.set(f"{prefix}i:{ident.person_id}", _dump(ident))
+        for k in keys:
+            pipe.sadd(f"{prefix}b:{k}", ident.person_id)
+        return 1 + len(keys)
+
+    return _bulk(client, start, n, seed, write)
 
 
 def lookups(client, prefix: str, sample: list, n: int = 2000) -> dict:
@@ -162,33 +173,20 @@ def _compact_ident(ident) -> bytes:
 
 
 def load_compact(client, prefix: str, start: int, n: int, seed: int, bits: int) -> list:
-    from matchers.candidates import BlockingCandidates
-    from matchers.pseudo import Pseudonymiser
-    from matchers.types import Identity
-
-    finder = BlockingCandidates(Pseudonymiser("bench"))
-    rnd = random.Random(seed)
+    """Write identities [start, start+n) in the compact prototype layout."""
     pre = prefix.encode()
-    pipe = client.pipeline(transaction=False)
-    sample, queued = [], 0
-    for rec in _people(start, n, rnd):
-        ident = Identity(person_id=f"P{rec.id_hash[-16:]}", anchor=f"rid:{rec.id_hash}")
-        ident.absorb(rec)
+
+    def write(pipe, ident, keys) -> int:
         pid = bytes.fromhex(ident.person_id[1:])
         pipe.set(pre + b"I" + pid, _compact_ident(ident))
-        for k in finder.keys(rec):
+        for k in keys:
             d = bytes.fromhex(k[:16])
             bucket = int.from_bytes(d[:4], "big") >> (32 - bits)
             # first writer wins here (prototype); the real index appends ids (Lua APPEND)
             pipe.execute_command("HSETNX", pre + b"B" + bucket.to_bytes(4, "big"), d, pid)
-        queued += 7
-        if queued >= BATCH:
-            pipe.execute()
-            queued = 0
-        if rnd.random() < 0.002:
-            sample.append(rec)
-    pipe.execute()
-    return sample
+        return 1 + len(keys)
+
+    return _bulk(client, start, n, seed, write)
 
 
 def lookups_compact(client, prefix: str, sample: list, bits: int, n: int = 2000) -> dict:
