@@ -26,7 +26,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .settings import Settings
@@ -194,7 +194,7 @@ def redis_url(settings: Settings, role: str) -> str:
         return url
     parts = urlsplit(url)
     if parts.username or parts.password:
-        return url
+        return redis_tls_url(settings, url)
     user = role if role in REDIS_USERS else None
     if user is None:
         raise ConfigError(f"role {role!r} has no Redis user (users: {', '.join(REDIS_USERS)})")
@@ -204,7 +204,22 @@ def redis_url(settings: Settings, role: str) -> str:
         raise ConfigError(f"no Redis password for user {user!r} in "
                           f"{credentials_path(settings)}") from None
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redis_tls_url(settings, urlunsplit((parts.scheme, netloc, parts.path, parts.query,
+                                                parts.fragment)))
+
+
+def redis_tls_url(settings: Settings, url: str) -> str:
+    """``url`` unchanged unless ``settings.redis_tls``; then ``rediss://`` (redis-py checks
+    the certificate and the host name by default) trusting :func:`ssl_cafile` via the
+    ``ssl_ca_certs`` query argument, unless the URL already names a CA file."""
+    if not (secure(settings) and settings.redis_tls):
+        return url
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "ssl_ca_certs" for k, _ in query):
+        query.append(("ssl_ca_certs", str(ssl_cafile(settings))))
+    scheme = "rediss" if parts.scheme == "redis" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 # Commands per Redis user: exactly what matchers/stores/kv.py (RedisKV) and the health checks

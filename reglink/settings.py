@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # kafka_ssl_cafile (default <state_dir>/tls/ca.pem) and check the broker's host name.
     kafka_tls: bool = False
     kafka_ssl_cafile: Path | None = None
+    # Redis over TLS too (REGLINK_REDIS_TLS=1, needs kafka_tls: same CA and server certificate);
+    # clients then use rediss:// and trust kafka_ssl_cafile.
+    redis_tls: bool = False
 
     # --- review console (reglink console) -------------------------------------------------
     console_host: str = "127.0.0.1"
@@ -83,6 +86,9 @@ class Settings(BaseSettings):
         if self.kafka_tls and self.kafka_security != "scram":
             raise ValueError("kafka_tls=true needs kafka_security=scram (TLS is offered on "
                              "top of SASL/SCRAM only)")
+        if self.redis_tls and not self.kafka_tls:
+            raise ValueError("redis_tls=true needs kafka_tls=true (and kafka_security=scram): "
+                             "Redis uses the stack's CA and server certificate")
         return self
 
     @property

@@ -652,9 +652,36 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
                   logfile=p.kafka_log, cwd=p.kafka, pidfile=p.kafka_pid)
 
 
+def _redis_tls_lines(settings: Settings) -> list[str]:
+    """redis.conf lines for ``redis_tls``: the TLS port replaces the plain one (``port 0``),
+    with the stack's server certificate; clients are not asked for certificates (they
+    authenticate with their ACL user's password)."""
+    d = _ensure_tls(settings)
+    return ["", "# --- redis_tls: TLS only, on the same port ---", "port 0",
+            f"tls-port {settings.redis_port}", f"tls-cert-file {d / 'broker.pem'}",
+            f"tls-key-file {d / 'broker.key'}", f"tls-ca-cert-file {d / 'ca.pem'}",
+            "tls-auth-clients no", 'tls-protocols "TLSv1.2 TLSv1.3"']
+
+
+def _check_running_redis_tls(settings: Settings, p: _Paths) -> None:
+    """The running redis was started from <state_dir>/redis/redis.conf: refuse settings that
+    switch TLS on or off under it (clients would only fail to connect)."""
+    try:
+        running_tls = "\ntls-port " in (p.redis / "redis.conf").read_text(encoding="utf-8")
+    except OSError:
+        return
+    wanted = kafka_auth.secure(settings) and settings.redis_tls
+    if running_tls != wanted:
+        raise StackError(
+            f"the running redis (state dir {p.state}) was started with redis_tls="
+            f"{str(running_tls).lower()}, settings say {str(wanted).lower()}: run "
+            "`reglink stack down`, then `reglink stack up` with the new settings")
+
+
 def _start_redis(settings: Settings, p: _Paths) -> int | None:
     pid = _running_pid(p.redis_pid, REDIS_MARKER)
     if pid is not None:
+        _check_running_redis_tls(settings, p)
         _say(f"redis: already running (pid {pid})")
         return None
     if _port_open(settings.redis_port):
@@ -672,6 +699,8 @@ def _start_redis(settings: Settings, p: _Paths) -> int | None:
         text = _render_text(conf, values) + (
             "\n# --- kafka_security=scram: ACL users (passwords as SHA-256) ---\n"
             + "\n".join(kafka_auth.redis_acl_lines(settings, creds)) + "\n")
+        if settings.redis_tls:
+            text += "\n".join(_redis_tls_lines(settings)) + "\n"
         _write(p.redis / "redis.conf", text, secret=True)
     else:
         _render(conf, p.redis / "redis.conf", values)

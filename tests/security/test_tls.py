@@ -1,10 +1,11 @@
 """kafka_tls: SASL/SCRAM-SHA-512 over TLS (SASL_SSL) on a dedicated stack of its own.
 
 The stack (ports 49092/49093/46379 + REGLINK_TEST_PORT_OFFSET, own state dir) is started with
-kafka_security=scram and kafka_tls=true; `stack up` makes the private CA and the broker's
-certificate. The tests show: the pipeline works end to end over TLS (connector -> faust
-worker -> reader), a client without TLS and a client that trusts another CA are refused, a
-wrong password is still an authentication failure, and the private keys are mode 0600.
+kafka_security=scram, kafka_tls=true and redis_tls=true; `stack up` makes the private CA and
+the server certificate. The tests show: the pipeline works end to end over TLS (connector ->
+faust worker, identity store in Redis over TLS -> reader), a client without TLS and a client
+that trusts another CA are refused (Kafka and Redis), a wrong password is still an
+authentication failure, and the private keys are mode 0600.
 
 Where a client's failure is only a bootstrap timeout (kafka-python retries internally), the
 reason is read from the broker's log, matched on the client's own source port.
@@ -43,7 +44,8 @@ TLS_PORTS = {"kafka_port": 49092 + _OFF, "kafka_controller_port": 49093 + _OFF,
 @pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory) -> Settings:
     s = load_settings(state_dir=str(tmp_path_factory.mktemp("tlsstack")),
-                      kafka_security="scram", kafka_tls=True, hmac_key="tls-test-key",
+                      kafka_security="scram", kafka_tls=True, redis_tls=True,
+                      hmac_key="tls-test-key",
                       idle_timeout_s=3.0, **TLS_PORTS)
     stack.up(s)  # a stack that cannot start fails the tests (never skips)
     yield s
@@ -167,6 +169,13 @@ def test_connector_worker_reader_end_to_end_over_tls(tls_stack, tmp_path) -> Non
 
     stream_person = {r["record_id"]: r["person_id"] for r in linked}
     assert groups(stream_person) == groups({k: replay_person[k] for k in stream_person})
+    # ... and kept its identity store in Redis over TLS
+    client = kafka_auth.connect_redis(s, "admin")
+    try:
+        assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+        assert sum(1 for _ in client.scan_iter(match=f"{s.redis_prefix}*")) > n_linked
+    finally:
+        client.close()
     assert not re.search(r"SSLError|CERTIFICATE_VERIFY|AuthenticationFailed", log), log[-3000:]
 
 
@@ -262,3 +271,28 @@ def test_wrong_password_over_tls_is_an_authentication_failure(tls_stack) -> None
     reasons = _broker_reasons(s, _client_ports(lines))
     assert reasons and all("invalid credentials with SASL mechanism SCRAM-SHA-512" in r
                            for r in reasons), (reasons, lines)
+
+
+# --- Redis over TLS ------------------------------------------------------------------------
+def test_redis_needs_tls_and_the_stack_ca(tls_stack, tmp_path) -> None:
+    import redis
+
+    s = tls_stack
+    url = kafka_auth.redis_url(s, "admin")
+    assert url.startswith("rediss://admin:")
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        assert client.ping() is True  # control
+    finally:
+        client.close()
+    plain = "redis://" + url.removeprefix("rediss://").split("?", 1)[0]  # right password
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(plain, socket_timeout=5).ping()
+    other = tls.make_ca(tmp_path / "other", common_name="some other CA")
+    foreign = kafka_auth.redis_url(
+        s.model_copy(update={"kafka_ssl_cafile": other.ca_cert}), "admin")
+    with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        redis.Redis.from_url(foreign, socket_timeout=5).ping()
+    wrong = url.replace(url.split("@", 1)[0], "rediss://admin:not-the-password")
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(wrong, socket_timeout=5).ping()

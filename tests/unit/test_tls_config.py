@@ -25,6 +25,30 @@ def test_tls_needs_scram() -> None:
         load_settings(kafka_security="plaintext", kafka_tls=True)
 
 
+def test_redis_tls_needs_kafka_tls() -> None:
+    with pytest.raises(ConfigError, match="redis_tls=true needs kafka_tls=true"):
+        load_settings(kafka_security="scram", redis_tls=True)
+
+
+def test_redis_url_over_tls(tmp_path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    s = _settings(tmp_path, kafka_tls=True, redis_tls=True,
+                  redis_url="redis://127.0.0.1:6399/0",
+                  kafka_credentials_file=str(tmp_path / "creds.json"))
+    kafka_auth.ensure_credentials(s)
+    files, _ = tls.ensure(kafka_auth.tls_dir(s))
+    url = urlsplit(kafka_auth.redis_url(s, "worker"))
+    assert url.scheme == "rediss" and url.username == "worker" and url.port == 6399
+    assert parse_qs(url.query) == {"ssl_ca_certs": [str(files.ca_cert)]}
+    # a URL that carries credentials (a deployed process) is switched to TLS too
+    given = s.model_copy(update={"redis_url": "redis://worker:pw@10.0.0.5:6379/0"})
+    url2 = urlsplit(kafka_auth.redis_url(given, "worker"))
+    assert url2.scheme == "rediss" and url2.password == "pw" and url2.hostname == "10.0.0.5"
+    no_tls = s.model_copy(update={"redis_tls": False})
+    assert kafka_auth.redis_url(no_tls, "worker").startswith("redis://worker:")
+
+
 def test_tls_from_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("REGLINK_KAFKA_SECURITY", "scram")
     monkeypatch.setenv("REGLINK_KAFKA_TLS", "1")
