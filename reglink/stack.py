@@ -823,11 +823,13 @@ def status(settings: Settings) -> int:
     """Print one line per service; 0 only if both Kafka and Redis answer."""
     p = _paths(settings)
     rows = [
-        ("kafka", _running_pid(p.kafka_pid, KAFKA_MARKER), settings.kafka_bootstrap,
+        ("kafka", _running_pid(p.kafka_pid, KAFKA_MARKER),
+         settings.kafka_bootstrap + (" (SASL_SSL)" if kafka_auth.tls(settings) else ""),
          lambda: _kafka_answers(settings, 3.0) if _bootstrap_open(settings) else "port closed",
          p.kafka_log),
         ("redis", _running_pid(p.redis_pid, REDIS_MARKER),
-         re.sub(r"//[^@/]*@", "//***@", settings.redis_url),
+         re.sub(r"//[^@/]*@", "//***@", settings.redis_url)
+         + (" (TLS)" if kafka_auth.secure(settings) and settings.redis_tls else ""),
          lambda: _redis_answers(settings), p.redis_log),
     ]
     ok = True

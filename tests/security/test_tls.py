@@ -296,3 +296,33 @@ def test_redis_needs_tls_and_the_stack_ca(tls_stack, tmp_path) -> None:
     wrong = url.replace(url.split("@", 1)[0], "rediss://admin:not-the-password")
     with pytest.raises(redis.AuthenticationError):
         redis.Redis.from_url(wrong, socket_timeout=5).ping()
+
+
+# --- switching TLS on one state dir (runs last: it restarts the module's stack) ------------
+def test_switching_tls_needs_a_restart_not_a_new_state_dir(tls_stack, capsys) -> None:
+    from reglink.errors import StackError
+
+    s = tls_stack
+    no_tls = s.model_copy(update={"kafka_tls": False, "redis_tls": False})
+    with pytest.raises(StackError, match="run `reglink stack down`"):
+        stack.up(no_tls)  # refused while the TLS services run
+    mode = Path(s.state_dir) / "kafka" / "security.mode"
+    meta = (Path(s.state_dir) / "kafka" / "data" / "meta.properties").read_text()
+    try:
+        stack.down(s)
+        stack.up(no_tls)
+        assert mode.read_text().strip() == "scram"
+        exc, _ = _try_admin(no_tls, kafka_auth.kafka_python_kwargs(no_tls, "admin"))
+        assert exc is None and kafka_auth.kafka_python_kwargs(
+            no_tls, "admin")["security_protocol"] == "SASL_PLAINTEXT"
+        exc, _ = _try_admin(s, kafka_auth.kafka_python_kwargs(s, "admin"))
+        assert exc is not None  # a TLS client to the now plaintext port
+        stack.down(no_tls)
+    finally:
+        stack.up(s)  # back to TLS for the fixture's teardown (and any later test)
+    assert mode.read_text().strip() == "scram+tls"
+    out = capsys.readouterr().out
+    assert "formatted storage" not in out  # same storage, same SCRAM users
+    assert (Path(s.state_dir) / "kafka" / "data" / "meta.properties").read_text() == meta
+    exc, _ = _try_admin(s, kafka_auth.kafka_python_kwargs(s, "admin"))
+    assert exc is None
