@@ -6,6 +6,9 @@
   did before (no extra kwargs, ``broker_credentials=None``, ``settings.redis_url``).
 * ``scram``: Kafka SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, one principal per role;
   Redis ACL users with the ``default`` user off. docs/security.md has the tables.
+* ``scram`` + ``settings.kafka_tls``: the same over TLS (SASL_SSL); clients trust
+  ``settings.kafka_ssl_cafile`` (default ``<state_dir>/tls/ca.pem``, made by ``stack up``)
+  and check that the broker's certificate names the host they connect to.
 
 Roles: ``admin`` (stack set-up, super user), ``connector-<source>``, ``worker``, ``console``
 (review console and ``reglink person``), ``reader`` (``reglink alerts``, downstream).
@@ -23,7 +26,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .settings import Settings
@@ -41,6 +44,39 @@ def kafka_principals() -> list[str]:
 
 def secure(settings: Settings) -> bool:
     return settings.kafka_security == "scram"
+
+
+def tls(settings: Settings) -> bool:
+    """True when Kafka clients speak SASL_SSL (``kafka_tls``, on top of scram)."""
+    return secure(settings) and settings.kafka_tls
+
+
+def tls_dir(settings: Settings) -> Path:
+    """Where ``stack up`` keeps the CA and the broker's key and certificate."""
+    return Path(settings.state_dir).expanduser().resolve() / "tls"
+
+
+def ssl_cafile(settings: Settings) -> Path:
+    """The CA certificate Kafka clients trust: ``kafka_ssl_cafile`` or
+    ``<state_dir>/tls/ca.pem``. A clear ConfigError when it does not exist."""
+    path = (Path(settings.kafka_ssl_cafile).expanduser().resolve()
+            if settings.kafka_ssl_cafile is not None else tls_dir(settings) / "ca.pem")
+    if not path.is_file():
+        raise ConfigError(
+            f"kafka_tls is on but there is no CA certificate at {path}: run `reglink stack up` "
+            "(it makes one) or set REGLINK_KAFKA_SSL_CAFILE")
+    return path
+
+
+def ssl_context(settings: Settings):
+    """An :class:`ssl.SSLContext` that trusts only :func:`ssl_cafile` and checks host names
+    (for faust/aiokafka)."""
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ssl_cafile(settings)))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 # --- the credentials file --------------------------------------------------------------------
@@ -114,18 +150,24 @@ def kafka_python_kwargs(settings: Settings, role: str) -> dict[str, Any]:
     if not secure(settings):
         return {}
     user, password = kafka_login(settings, role)
-    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
-            "sasl_plain_username": user, "sasl_plain_password": password}
+    kwargs: dict[str, Any] = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
+                              "sasl_plain_username": user, "sasl_plain_password": password}
+    if tls(settings):
+        kwargs.update(security_protocol="SASL_SSL", ssl_cafile=str(ssl_cafile(settings)),
+                      ssl_check_hostname=True)
+    return kwargs
 
 
 def faust_broker_credentials(settings: Settings, role: str = "worker") -> Any:
-    """``broker_credentials`` for the faust app: None in plaintext mode."""
+    """``broker_credentials`` for the faust app: None in plaintext mode. With ``kafka_tls``
+    the credentials carry an SSL context, which makes faust pick SASL_SSL for aiokafka."""
     if not secure(settings):
         return None
     import faust
 
     user, password = kafka_login(settings, role)
-    return faust.SASLCredentials(username=user, password=password, mechanism=MECHANISM)
+    return faust.SASLCredentials(username=user, password=password, mechanism=MECHANISM,
+                                 ssl_context=ssl_context(settings) if tls(settings) else None)
 
 
 # --- Redis -----------------------------------------------------------------------------------
@@ -152,7 +194,7 @@ def redis_url(settings: Settings, role: str) -> str:
         return url
     parts = urlsplit(url)
     if parts.username or parts.password:
-        return url
+        return redis_tls_url(settings, url)
     user = role if role in REDIS_USERS else None
     if user is None:
         raise ConfigError(f"role {role!r} has no Redis user (users: {', '.join(REDIS_USERS)})")
@@ -162,7 +204,22 @@ def redis_url(settings: Settings, role: str) -> str:
         raise ConfigError(f"no Redis password for user {user!r} in "
                           f"{credentials_path(settings)}") from None
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redis_tls_url(settings, urlunsplit((parts.scheme, netloc, parts.path, parts.query,
+                                                parts.fragment)))
+
+
+def redis_tls_url(settings: Settings, url: str) -> str:
+    """``url`` unchanged unless ``settings.redis_tls``; then ``rediss://`` (redis-py checks
+    the certificate and the host name by default) trusting :func:`ssl_cafile` via the
+    ``ssl_ca_certs`` query argument, unless the URL already names a CA file."""
+    if not (secure(settings) and settings.redis_tls):
+        return url
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "ssl_ca_certs" for k, _ in query):
+        query.append(("ssl_ca_certs", str(ssl_cafile(settings))))
+    scheme = "rediss" if parts.scheme == "redis" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 # Commands per Redis user: exactly what matchers/stores/kv.py (RedisKV) and the health checks

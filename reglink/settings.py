@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     # Override the role's principal: a deployed process gets only its own secret.
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
+    # TLS on top of scram (REGLINK_KAFKA_TLS=1): the broker port speaks SASL_SSL; `stack up`
+    # makes a private CA and a broker certificate in <state_dir>/tls/. Clients trust
+    # kafka_ssl_cafile (default <state_dir>/tls/ca.pem) and check the broker's host name.
+    kafka_tls: bool = False
+    kafka_ssl_cafile: Path | None = None
+    # Redis over TLS too (REGLINK_REDIS_TLS=1, needs kafka_tls: same CA and server certificate);
+    # clients then use rediss:// and trust kafka_ssl_cafile.
+    redis_tls: bool = False
 
     # --- review console (reglink console) -------------------------------------------------
     console_host: str = "127.0.0.1"
@@ -72,6 +80,16 @@ class Settings(BaseSettings):
     # --- matching -----------------------------------------------------------------------
     link_threshold: float = Field(0.90, ge=0.0, le=1.0)
     watchlist_threshold: float = Field(0.99, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _tls_needs_scram(self) -> Settings:
+        if self.kafka_tls and self.kafka_security != "scram":
+            raise ValueError("kafka_tls=true needs kafka_security=scram (TLS is offered on "
+                             "top of SASL/SCRAM only)")
+        if self.redis_tls and not self.kafka_tls:
+            raise ValueError("redis_tls=true needs kafka_tls=true (and kafka_security=scram): "
+                             "Redis uses the stack's CA and server certificate")
+        return self
 
     @property
     def uses_dev_key(self) -> bool:

@@ -238,7 +238,9 @@ def _write(dest: Path, text: str, secret: bool = False) -> None:
         dest.write_text(text, encoding="utf-8")
 
 
-def _overlay_properties(base: str, overlay: str) -> str:
+def _overlay_properties(base: str, overlay: str,
+                        source: str = "kafka_security=scram (deploy/kafka/server-scram.properties)"
+                        ) -> str:
     """``base`` with every key that ``overlay`` sets replaced (in place) or appended."""
     def key(line: str) -> str | None:
         line = line.strip()
@@ -257,7 +259,7 @@ def _overlay_properties(base: str, overlay: str) -> str:
             out.append(line)
     extra = [line for k, line in over.items() if k not in used]
     if extra:
-        out += ["", "# --- kafka_security=scram (deploy/kafka/server-scram.properties) ---", *extra]
+        out += ["", f"# --- {source} ---", *extra]
     return "\n".join(out) + "\n"
 
 
@@ -546,10 +548,44 @@ def _cluster_id(kdir: Path) -> str:
     return cid
 
 
+def _security_mode(settings: Settings) -> str:
+    """What ``<state_dir>/kafka/security.mode`` records: ``plaintext``, ``scram`` or
+    ``scram+tls``. The part before ``+`` is fixed at format time (SCRAM users live in the
+    metadata log); ``+tls`` only describes the listener of the last start."""
+    return settings.kafka_security + ("+tls" if kafka_auth.tls(settings) else "")
+
+
+def _recorded_mode(p: _Paths) -> str | None:
+    f = p.kafka / "security.mode"
+    return f.read_text().strip() if f.is_file() else None
+
+
+def _check_running_mode(settings: Settings, p: _Paths) -> None:
+    """A running broker serves the listener it was started with: refuse to carry on as if
+    it matched settings that switch TLS on or off (clients would only time out)."""
+    running = _recorded_mode(p)
+    if running is not None and running != _security_mode(settings):
+        raise StackError(
+            f"the running Kafka (state dir {p.state}) was started as {running}, settings say "
+            f"{_security_mode(settings)}: run `reglink stack down`, then `reglink stack up` "
+            "with the new settings")
+
+
+def _ensure_tls(settings: Settings) -> Path:
+    """Make or reuse the CA and broker certificate (reglink/tls.py); returns the tls dir."""
+    from . import tls
+
+    files, made = tls.ensure(kafka_auth.tls_dir(settings))
+    what = f"made {' and '.join(made)}" if made else "reused CA and broker certificate"
+    _say(f"tls: {what} in {files.dir}; clients trust {files.ca_cert}")
+    return files.dir
+
+
 def _start_kafka(settings: Settings, p: _Paths) -> int | None:
     """Start the broker unless ours already runs. Returns the new pid, or None if running."""
     pid = _running_pid(p.kafka_pid, KAFKA_MARKER)
     if pid is not None:
+        _check_running_mode(settings, p)
         _say(f"kafka: already running (pid {pid})")
         return None
     for port in (settings.kafka_port, settings.kafka_controller_port):
@@ -575,6 +611,11 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
         values["ADMIN_PASSWORD"] = creds["kafka"][kafka_auth.ADMIN]
         text = _overlay_properties(_render_text(deploy / "server.properties", values),
                                    _render_text(deploy / "server-scram.properties", values))
+        if kafka_auth.tls(settings):  # SASL_SSL on the broker port (docs/security.md)
+            values["TLS_DIR"] = _ensure_tls(settings)
+            text = _overlay_properties(
+                text, _render_text(deploy / "server-tls.properties", values),
+                "kafka_tls (deploy/kafka/server-tls.properties)")
         _write(p.kafka / "server.properties", text, secret=True)
         for name in kafka_auth.kafka_principals():  # hex passwords: no quoting needed
             scram_args += ["--add-scram", f"{kafka_auth.MECHANISM}=[name={name},"
@@ -584,11 +625,13 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
     mode_file = p.kafka / "security.mode"
     if (data / "meta.properties").is_file():
         formatted = mode_file.read_text().strip() if mode_file.is_file() else "plaintext"
+        formatted = formatted.split("+", 1)[0]  # "+tls": listener only, not format time
         if formatted != settings.kafka_security:
             raise StackError(
                 f"Kafka storage in {data} was formatted for kafka_security={formatted}, "
                 f"settings say {settings.kafka_security}: use another state dir (or delete "
                 "this one) to switch modes; SCRAM users are created at format time")
+        mode_file.write_text(_security_mode(settings) + "\n")  # TLS on/off: just a restart
     shutil.copyfile(deploy / "log4j.properties", p.kafka / "log4j.properties")
     base = [java, f"-Dlog4j.configuration=file:{p.kafka / 'log4j.properties'}",
             "-cp", f"{libs}/*"]
@@ -602,16 +645,43 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
         (p.kafka / "format.log").write_text(fmt.stdout + fmt.stderr)
         if fmt.returncode != 0:
             raise StackError(f"formatting Kafka storage failed: see {p.kafka / 'format.log'}")
-        mode_file.write_text(settings.kafka_security + "\n")
+        mode_file.write_text(_security_mode(settings) + "\n")
         _say(f"kafka: formatted storage in {data} (cluster id {cid})")
     return _spawn([*base[:1], KAFKA_HEAP, "-Djava.awt.headless=true", *base[1:], "kafka.Kafka",
                    str(p.kafka / "server.properties")],
                   logfile=p.kafka_log, cwd=p.kafka, pidfile=p.kafka_pid)
 
 
+def _redis_tls_lines(settings: Settings) -> list[str]:
+    """redis.conf lines for ``redis_tls``: the TLS port replaces the plain one (``port 0``),
+    with the stack's server certificate; clients are not asked for certificates (they
+    authenticate with their ACL user's password)."""
+    d = _ensure_tls(settings)
+    return ["", "# --- redis_tls: TLS only, on the same port ---", "port 0",
+            f"tls-port {settings.redis_port}", f"tls-cert-file {d / 'broker.pem'}",
+            f"tls-key-file {d / 'broker.key'}", f"tls-ca-cert-file {d / 'ca.pem'}",
+            "tls-auth-clients no", 'tls-protocols "TLSv1.2 TLSv1.3"']
+
+
+def _check_running_redis_tls(settings: Settings, p: _Paths) -> None:
+    """The running redis was started from <state_dir>/redis/redis.conf: refuse settings that
+    switch TLS on or off under it (clients would only fail to connect)."""
+    try:
+        running_tls = "\ntls-port " in (p.redis / "redis.conf").read_text(encoding="utf-8")
+    except OSError:
+        return
+    wanted = kafka_auth.secure(settings) and settings.redis_tls
+    if running_tls != wanted:
+        raise StackError(
+            f"the running redis (state dir {p.state}) was started with redis_tls="
+            f"{str(running_tls).lower()}, settings say {str(wanted).lower()}: run "
+            "`reglink stack down`, then `reglink stack up` with the new settings")
+
+
 def _start_redis(settings: Settings, p: _Paths) -> int | None:
     pid = _running_pid(p.redis_pid, REDIS_MARKER)
     if pid is not None:
+        _check_running_redis_tls(settings, p)
         _say(f"redis: already running (pid {pid})")
         return None
     if _port_open(settings.redis_port):
@@ -629,6 +699,8 @@ def _start_redis(settings: Settings, p: _Paths) -> int | None:
         text = _render_text(conf, values) + (
             "\n# --- kafka_security=scram: ACL users (passwords as SHA-256) ---\n"
             + "\n".join(kafka_auth.redis_acl_lines(settings, creds)) + "\n")
+        if settings.redis_tls:
+            text += "\n".join(_redis_tls_lines(settings)) + "\n"
         _write(p.redis / "redis.conf", text, secret=True)
     else:
         _render(conf, p.redis / "redis.conf", values)
@@ -751,11 +823,13 @@ def status(settings: Settings) -> int:
     """Print one line per service; 0 only if both Kafka and Redis answer."""
     p = _paths(settings)
     rows = [
-        ("kafka", _running_pid(p.kafka_pid, KAFKA_MARKER), settings.kafka_bootstrap,
+        ("kafka", _running_pid(p.kafka_pid, KAFKA_MARKER),
+         settings.kafka_bootstrap + (" (SASL_SSL)" if kafka_auth.tls(settings) else ""),
          lambda: _kafka_answers(settings, 3.0) if _bootstrap_open(settings) else "port closed",
          p.kafka_log),
         ("redis", _running_pid(p.redis_pid, REDIS_MARKER),
-         re.sub(r"//[^@/]*@", "//***@", settings.redis_url),
+         re.sub(r"//[^@/]*@", "//***@", settings.redis_url)
+         + (" (TLS)" if kafka_auth.secure(settings) and settings.redis_tls else ""),
          lambda: _redis_answers(settings), p.redis_log),
     ]
     ok = True
