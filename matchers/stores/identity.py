@@ -8,12 +8,12 @@ Layout (all keys pseudonymous):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .. import fastjson
 
-from ..types import SET_FIELDS, Identity
-from .kv import KeyValue, MemoryKV, RedisKV
+from ..types import SET_FIELDS, Identity, PurgeReport
+from .kv import Conflict, KeyValue, MemoryKV, RedisKV
 
 _SET_FIELDS = SET_FIELDS
 
@@ -133,6 +133,109 @@ class KVIdentityStore:
 
     def count(self) -> int:
         return int(self.kv.get("n:identities") or 0)
+
+    # ------------------------------------------------------------------ retention sweep
+    def purge(self, before: float, keep: Callable[[Identity, dict], str | None] | None = None,
+              state_keys: Callable[[str], list[str]] | None = None,
+              dry_run: bool = False, batch: int = 500) -> PurgeReport:
+        """Delete every identity whose latest record is older than ``before`` (epoch s):
+        its identity key, its blocking-index entries, the merged-into pointers and the
+        record links that lead to it, and the caller's ``state_keys(person_id)`` (rule
+        state). ``keep(identity, state)`` may name a reason to keep it (``state``: the
+        values of its state keys). Identities without a report time are kept.
+
+        Safe beside running writers: each identity goes in one compare-and-apply unit
+        (``RedisKV.apply_checked``) that applies only if the identity and its state keys,
+        pointers and links still hold what the sweep read; a writer that touched it in the
+        meantime wins, and the identity is left for the next run (``conflicts``). A writer
+        that read the identity before the purge conflicts on its own commit and re-reads."""
+        rep = PurgeReport(dry_run=dry_run)
+        state_keys = state_keys or (lambda _pid: [])
+        doomed: dict[str, tuple[str, dict[str, str | None]]] = {}
+        pids = sorted(k[2:] for k in self.kv.scan("i:"))
+        for n in range(0, len(pids), batch):
+            chunk = pids[n:n + batch]
+            for pid, raw in zip(chunk, self.kv.mget([f"i:{p}" for p in chunk]), strict=True):
+                if raw is None:
+                    continue
+                rep.examined += 1
+                ident = _load(raw)
+                if ident.last_report is None:
+                    rep.kept["no_report_time"] = rep.kept.get("no_report_time", 0) + 1
+                    continue
+                if ident.last_report >= before:
+                    continue
+                rep.expired += 1
+                skeys = state_keys(pid)
+                state = dict(zip(skeys, self.kv.mget(skeys), strict=True)) if skeys else {}
+                why = keep(ident, state) if keep is not None else None
+                if why:
+                    rep.kept[why] = rep.kept.get(why, 0) + 1
+                    continue
+                doomed[pid] = (raw, state)
+        if not doomed:
+            return rep
+        # Merged-into pointers: follow every chain to its end (absorbed ids lead to a survivor).
+        pointers: dict[str, str] = {}
+        mkeys = list(self.kv.scan("m:"))
+        for n in range(0, len(mkeys), batch):
+            chunk = mkeys[n:n + batch]
+            for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
+                if v is not None:
+                    pointers[k[2:]] = v
+
+        def final(p: str) -> str:
+            seen = 0
+            while p in pointers and seen < 64:
+                p, seen = pointers[p], seen + 1
+            return p
+
+        extra: dict[str, dict[str, str]] = {p: {} for p in doomed}  # pid -> {key: value}
+        members: dict[str, list[tuple[str, str]]] = {p: [] for p in doomed}
+        for absorbed, into in pointers.items():
+            end = final(absorbed)
+            if end in doomed:
+                extra[end][f"m:{absorbed}"] = into
+        lkeys = list(self.kv.scan("l:"))
+        for n in range(0, len(lkeys), batch):
+            chunk = lkeys[n:n + batch]
+            for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
+                if v is not None and (end := final(v)) in doomed:
+                    extra[end][k] = v
+        bkeys = list(self.kv.scan("b:"))
+        for n in range(0, len(bkeys), batch):
+            chunk = bkeys[n:n + batch]
+            for k, ms in zip(chunk, self.kv.smembers_many(chunk), strict=True):
+                for m in ms:
+                    if (end := final(m)) in doomed:
+                        members[end].append((k, m))
+        checked = getattr(self.kv, "apply_checked", None)
+        for pid, (raw, state) in doomed.items():
+            links = sum(1 for k in extra[pid] if k.startswith("l:"))
+            ptrs = len(extra[pid]) - links
+            cleared = [k for k, v in state.items() if v is not None]
+            if not dry_run:
+                ops: list[tuple] = [("delete", f"i:{pid}")]
+                ops += [("srem", k, m) for k, m in members[pid]]
+                ops += [("delete", k) for k in sorted(extra[pid])]
+                ops += [("delete", k) for k in cleared]
+                ops.append(("incrby", "n:identities", -1))
+                expect = {f"i:{pid}": raw, **state, **extra[pid]}
+                try:
+                    if checked is not None:
+                        checked(ops, expect, {})
+                    else:  # embedded store: one writer by construction
+                        self.kv.apply(ops)
+                except Conflict:
+                    rep.conflicts += 1
+                    continue
+                self._cache.pop(pid, None)
+            rep.person_ids.append(pid)
+            rep.index_entries += len(members[pid])
+            rep.links += links
+            rep.pointers += ptrs
+            rep.state_keys += len(cleared)
+        return rep
 
 
 def embedded_store() -> KVIdentityStore:
