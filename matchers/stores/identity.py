@@ -144,15 +144,24 @@ class KVIdentityStore:
         state). ``keep(identity, state)`` may name a reason to keep it (``state``: the
         values of its state keys). Identities without a report time are kept.
 
-        Safe beside running writers: each identity goes in one compare-and-apply unit
-        (``RedisKV.apply_checked``) that applies only if the identity and its state keys,
-        pointers and links still hold what the sweep read; a writer that touched it in the
-        meantime wins, and the identity is left for the next run (``conflicts``). A writer
-        that read the identity before the purge conflicts on its own commit and re-reads."""
+        One pass over the keyspace (SCAN on Redis) finds the identities, pointers, links and
+        index entries. Safe beside running writers: identities are deleted in compare-and-
+        apply units of 50 (``RedisKV.apply_checked``, one atomic script each) that apply only
+        if every identity, state key, pointer and link still holds what the sweep read; on a
+        conflict the 50 go one by one, and an identity a writer touched in the meantime is
+        left for the next run (``conflicts``). A writer that read an identity before the
+        purge conflicts on its own commit (a string it read is gone, a blocking set shrank)
+        and re-reads."""
         rep = PurgeReport(dry_run=dry_run)
         state_keys = state_keys or (lambda _pid: [])
         doomed: dict[str, tuple[str, dict[str, str | None]]] = {}
-        pids = sorted(k[2:] for k in self.kv.scan("i:"))
+        # One pass over the keyspace (a SCAN on Redis), sorted by kind.
+        kinds: dict[str, list[str]] = {"i:": [], "m:": [], "l:": [], "b:": []}
+        for k in self.kv.scan(""):
+            got = kinds.get(k[:2])
+            if got is not None:
+                got.append(k)
+        pids = sorted(k[2:] for k in kinds["i:"])
         for n in range(0, len(pids), batch):
             chunk = pids[n:n + batch]
             for pid, raw in zip(chunk, self.kv.mget([f"i:{p}" for p in chunk]), strict=True):
@@ -177,7 +186,7 @@ class KVIdentityStore:
             return rep
         # Merged-into pointers: follow every chain to its end (absorbed ids lead to a survivor).
         pointers: dict[str, str] = {}
-        mkeys = list(self.kv.scan("m:"))
+        mkeys = kinds["m:"]
         for n in range(0, len(mkeys), batch):
             chunk = mkeys[n:n + batch]
             for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
@@ -196,45 +205,64 @@ class KVIdentityStore:
             end = final(absorbed)
             if end in doomed:
                 extra[end][f"m:{absorbed}"] = into
-        lkeys = list(self.kv.scan("l:"))
+        lkeys = kinds["l:"]
         for n in range(0, len(lkeys), batch):
             chunk = lkeys[n:n + batch]
             for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
                 if v is not None and (end := final(v)) in doomed:
                     extra[end][k] = v
-        bkeys = list(self.kv.scan("b:"))
+        bkeys = kinds["b:"]
         for n in range(0, len(bkeys), batch):
             chunk = bkeys[n:n + batch]
             for k, ms in zip(chunk, self.kv.smembers_many(chunk), strict=True):
                 for m in ms:
                     if (end := final(m)) in doomed:
                         members[end].append((k, m))
-        checked = getattr(self.kv, "apply_checked", None)
-        for pid, (raw, state) in doomed.items():
+        def unit(pid: str) -> tuple[list[tuple], dict[str, str | None]]:
+            raw, state = doomed[pid]
+            ops: list[tuple] = [("delete", f"i:{pid}")]
+            ops += [("srem", k, m) for k, m in members[pid]]
+            ops += [("delete", k) for k in sorted(extra[pid])]
+            ops += [("delete", k) for k, v in state.items() if v is not None]
+            ops.append(("incrby", "n:identities", -1))
+            return ops, {f"i:{pid}": raw, **state, **extra[pid]}
+
+        def commit(group: list[str]) -> None:
+            ops: list[tuple] = []
+            expect: dict[str, str | None] = {}
+            for pid in group:
+                o, e = unit(pid)
+                ops += o
+                expect.update(e)
+            checked = getattr(self.kv, "apply_checked", None)
+            if checked is not None:
+                checked(ops, expect, {})
+            else:  # embedded store: one writer by construction
+                self.kv.apply(ops)
+
+        done: list[str] = []
+        order = list(doomed)
+        for n in range(0, 0 if dry_run else len(order), 50):
+            group = order[n:n + 50]  # 50 identities per atomic unit: one round trip
+            try:
+                commit(group)
+                done += group
+            except Conflict:  # someone touched one of them: each alone, the rest still go
+                for pid in group:
+                    try:
+                        commit([pid])
+                        done.append(pid)
+                    except Conflict:
+                        rep.conflicts += 1
+        for pid in (order if dry_run else done):
+            self._cache.pop(pid, None)
+            state = doomed[pid][1]
             links = sum(1 for k in extra[pid] if k.startswith("l:"))
-            ptrs = len(extra[pid]) - links
-            cleared = [k for k, v in state.items() if v is not None]
-            if not dry_run:
-                ops: list[tuple] = [("delete", f"i:{pid}")]
-                ops += [("srem", k, m) for k, m in members[pid]]
-                ops += [("delete", k) for k in sorted(extra[pid])]
-                ops += [("delete", k) for k in cleared]
-                ops.append(("incrby", "n:identities", -1))
-                expect = {f"i:{pid}": raw, **state, **extra[pid]}
-                try:
-                    if checked is not None:
-                        checked(ops, expect, {})
-                    else:  # embedded store: one writer by construction
-                        self.kv.apply(ops)
-                except Conflict:
-                    rep.conflicts += 1
-                    continue
-                self._cache.pop(pid, None)
             rep.person_ids.append(pid)
             rep.index_entries += len(members[pid])
             rep.links += links
-            rep.pointers += ptrs
-            rep.state_keys += len(cleared)
+            rep.pointers += len(extra[pid]) - links
+            rep.state_keys += sum(1 for v in state.values() if v is not None)
         return rep
 
 
