@@ -104,8 +104,9 @@ class MemoryKV:
         return value
 
     def scan(self, prefix: str) -> list[str]:
+        # like Redis, an emptied set or sorted set is no key any more
         return [k for d in (self._str, self._set, self._z) for k in list(d)
-                if k.startswith(prefix) and (d is not self._set or d[k])]
+                if k.startswith(prefix) and (d is self._str or d[k])]
 
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         return [self.smembers(k) for k in keys]

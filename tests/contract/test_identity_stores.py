@@ -97,6 +97,21 @@ def test_kv_sorted_set_and_counter(kv):
     assert kv.get("k") is None
 
 
+def test_kv_scan_by_prefix_and_incrby(kv):
+    kv.set("i:a", "1")
+    kv.set("i:b", "2")
+    kv.sadd("b:k", ["x"])
+    kv.zadd("due", "m", 1.0)
+    kv.set("wl/i:c", "3")  # another namespace: not under "i:"
+    assert sorted(kv.scan("i:")) == ["i:a", "i:b"]
+    assert set(kv.scan("")) >= {"i:a", "i:b", "b:k", "due", "wl/i:c"}
+    kv.srem("b:k", "x")  # an emptied set is no key any more (as in Redis)
+    assert list(kv.scan("b:")) == []
+    assert kv.incrby("n", 5) == 5 and kv.incrby("n", -2) == 3
+    kv.apply([("incrby", "n", -1)])
+    assert kv.get("n") == "2"
+
+
 def _rid(seq):
     body = f"34010219880315{seq:03d}"
     return body + id_check_char(body)
