@@ -226,7 +226,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
             loop.call_soon_threadsafe(q.put_nowait, aid)
 
         live = {k: v for k, v in f.items() if v}
-        audit(user, "queue_stream", {"filters": live}, "live alert queue: review work")
+        await asyncio.to_thread(audit, user, "queue_stream", {"filters": live},
+                                "live alert queue: review work")
         state.subscribe(push)
         state.metrics.sse_clients.inc()
 
@@ -371,7 +372,7 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         if isinstance(gate, Response):
             return gate
         user, why = gate
-        audit(user, "person_lookup", {"person_id": pid}, why)
+        await asyncio.to_thread(audit, user, "person_lookup", {"person_id": pid}, why)
         state.metrics.lookups.labels("person").inc()
         tl = await asyncio.to_thread(people.build_timeline, settings, pid, identities)
         return page("person.html", request, user, pid=pid, q="", tl=tl, hits=None,
@@ -389,9 +390,10 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         got = await asyncio.to_thread(people._read_all, settings, ["audit"], 800)
         entries = [e for _t, e in got["audit"]][-300:][::-1]
         # the trail names persons and justifications: reading it is audited too
-        audit(user, "audit_view", {"entries": len(entries),
-                                   "newest": entries[0].get("audit_id") if entries else None},
-              "audit trail: oversight")
+        await asyncio.to_thread(
+            audit, user, "audit_view",
+            {"entries": len(entries), "newest": entries[0].get("audit_id") if entries else None},
+            "audit trail: oversight")
         return page("audit.html", request, user, entries=entries)
 
     # ------------------------------------------------------------------ ops
