@@ -21,9 +21,10 @@ Kept on purpose: the reviewers' decisions' effects (``sup:`` suppressions, the `
 set: a cannot-link must hold if the person comes back) and the watchlist pair memory
 (``wp:``/``wa:``: which persons a watch entry already alerted on; ids only).
 
-The run is recorded in ``audit`` (who, when, the cut-off and the counts; the purged person
-ids in batches of 1,000; a dry run records its counts only). No ``identity.events`` message: the contract's identity events are
-``created``, ``merged`` and ``split`` (``reglink/schemas/identity-event.json`` enumerates
+The run is recorded in ``audit``: ``purge_start`` (who, when, the cut-off) before anything is
+deleted, then ``purge`` with the counts and the purged person ids in ``purge_ids`` batches of
+1,000; a dry run writes one ``purge_dry_run`` record with its counts. No ``identity.events``
+message: the contract's identity events are ``created``, ``merged`` and ``split`` (``reglink/schemas/identity-event.json`` enumerates
 them), and a consumer validating against it would reject a ``purged`` event.
 """
 
@@ -165,26 +166,39 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
                 return "open_stay"
             return None
 
+        why = (f"retention policy: no record since {cutoff.isoformat()}, no open stay, "
+               "no alert under review (docs/security.md)")
+
+        def record(entries: list[dict]) -> None:  # acknowledged by the broker (acks=all)
+            futures = [producer.send(settings.topic("audit"), key=principal.encode(),
+                                     value=json.dumps(e, ensure_ascii=False).encode())
+                       for e in entries]
+            for f in futures:
+                f.get(timeout=15)
+
+        start = None
+        if not dry_run:  # a deletion is on record before it starts (a run cut short shows)
+            start = audit_entry(principal, "admin", "purge_start",
+                                {"cutoff": cutoff.isoformat()}, why, "cli", now=now)
+            record([start])
         report = store.purge(limit, keep=keep,
                              state_keys=lambda p: [f"s:{p}", *alert_keys.get(p, [])],
                              dry_run=dry_run)
-        why = (f"retention policy: no record since {cutoff.isoformat()}, no open stay, "
-               "no alert under review (docs/security.md)")
         at = now or datetime.now(UTC)
         ids = [] if dry_run else report.person_ids  # a dry run records its counts only
         batches = [ids[n:n + AUDIT_BATCH] for n in range(0, len(ids), AUDIT_BATCH)]
         run = audit_entry(principal, "admin", "purge_dry_run" if dry_run else "purge",
                           {"cutoff": cutoff.isoformat(), **report.counts(),
-                           "id_batches": len(batches)}, why, "cli", now=at)
+                           "id_batches": len(batches),
+                           **({"start": start["audit_id"]} if start else {})},
+                          why, "cli", now=at)
         entries = [run] + [
             audit_entry(principal, "admin", "purge_ids",
                         {"run": run["audit_id"], "batch": n, "person_ids": b}, why, "cli", now=at)
             for n, b in enumerate(batches)]
-        futures = [producer.send(settings.topic("audit"), key=principal.encode(),
-                                 value=json.dumps(e, ensure_ascii=False).encode())
-                   for e in entries]
-        for f in futures:
-            f.get(timeout=15)
+        record(entries)
+        if start:
+            entries.insert(0, start)
     finally:
         producer.close(timeout=5)
         client.close()

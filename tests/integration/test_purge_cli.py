@@ -135,17 +135,23 @@ def test_purge_cli_applies_the_policy_and_is_audited(kafka_settings, redis_clien
     assert store.get(pids["H-E1"]).records == 32
     assert store.count() == 4
 
-    # Audited: one run record per invocation, plus the purged ids of the real run.
+    # Audited: the dry run's counts; the real run on record before it deletes, then its
+    # counts and the purged ids.
     audit = read_topic(s, "audit")
-    assert [e["action"] for e in audit] == ["purge_dry_run", "purge", "purge_ids"]
+    assert [e["action"] for e in audit] == ["purge_dry_run", "purge_start", "purge",
+                                            "purge_ids"]
     for e in audit:
         assert e["principal"] and e["role"] == "admin" and e["via"] == "cli"
         assert "retention policy" in e["justification"]
         assert t0 <= datetime.fromisoformat(e["at"]) <= t1
-    assert audit[1]["subject"]["purged"] == 2 and audit[1]["subject"]["index_entries"] == \
-        res["index_entries"]
-    assert sorted(audit[2]["subject"]["person_ids"]) == sorted([pids["R-A"], pids["R-D"]])
-    assert audit[2]["subject"]["run"] == audit[1]["audit_id"] == res["audit_ids"][0]
+    dry_rec, start, done, ids = audit
+    assert dry_rec["subject"]["purged"] == 2 and dry_rec["subject"]["dry_run"] is True
+    assert start["subject"]["cutoff"] == done["subject"]["cutoff"]
+    assert done["subject"]["start"] == start["audit_id"] and done["subject"]["purged"] == 2
+    assert done["subject"]["index_entries"] == res["index_entries"]
+    assert sorted(ids["subject"]["person_ids"]) == sorted([pids["R-A"], pids["R-D"]])
+    assert ids["subject"]["run"] == done["audit_id"]
+    assert res["audit_ids"] == [start["audit_id"], done["audit_id"], ids["audit_id"]]
 
     # A second run has nothing left to purge; bad options are one line.
     again = subprocess.run([*cli, "--before", "2025-06-01"], env=env, capture_output=True,
