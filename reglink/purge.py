@@ -24,8 +24,9 @@ set: a cannot-link must hold if the person comes back) and the watchlist pair me
 The run is recorded in ``audit``: ``purge_start`` (who, when, the cut-off) before anything is
 deleted, then ``purge`` with the counts and the purged person ids in ``purge_ids`` batches of
 1,000; a dry run writes one ``purge_dry_run`` record with its counts. No ``identity.events``
-message: the contract's identity events are ``created``, ``merged`` and ``split`` (``reglink/schemas/identity-event.json`` enumerates
-them), and a consumer validating against it would reject a ``purged`` event.
+message: the contract's identity events are ``created``, ``merged`` and ``split``
+(``reglink/schemas/identity-event.json`` enumerates them), and a consumer validating against
+it would reject a ``purged`` event.
 """
 
 from __future__ import annotations

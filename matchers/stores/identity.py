@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .. import fastjson
-
 from ..types import SET_FIELDS, Identity, PurgeReport
 from .kv import Conflict, KeyValue, MemoryKV, RedisKV
 
@@ -218,6 +217,7 @@ class KVIdentityStore:
                 for m in ms:
                     if (end := final(m)) in doomed:
                         members[end].append((k, m))
+
         def unit(pid: str) -> tuple[list[tuple], dict[str, str | None]]:
             raw, state = doomed[pid]
             ops: list[tuple] = [("delete", f"i:{pid}")]
