@@ -158,6 +158,33 @@ class Decision:
     merge: tuple[str, ...] = ()  # further identities the evidence says are the same person
 
 
+@dataclass(slots=True)
+class PurgeReport:
+    """What a retention sweep (:meth:`IdentityStore.purge`) deleted, or would delete."""
+
+    dry_run: bool = False
+    examined: int = 0  # identities read
+    expired: int = 0  # latest record before the cut-off
+    kept: dict[str, int] = field(default_factory=dict)  # reason -> identities kept anyway
+    person_ids: list[str] = field(default_factory=list)  # purged (dry run: would be)
+    index_entries: int = 0  # blocking-index memberships removed
+    links: int = 0  # record -> person links removed
+    pointers: int = 0  # merged-into pointers removed
+    state_keys: int = 0  # caller's rule-state keys removed (stays, alert states)
+    conflicts: int = 0  # a concurrent writer changed the identity: left for the next run
+
+    @property
+    def purged(self) -> int:
+        return len(self.person_ids)
+
+    def counts(self) -> dict:
+        return {"dry_run": self.dry_run, "examined": self.examined, "expired": self.expired,
+                "kept": dict(sorted(self.kept.items())), "purged": self.purged,
+                "index_entries": self.index_entries, "links": self.links,
+                "pointers": self.pointers, "state_keys": self.state_keys,
+                "conflicts": self.conflicts}
+
+
 class IdentityStore(Protocol):
     """Where identities live. Embedded (replay, tests) and Redis (workers) honour one contract,
     checked by ``tests/contract/test_identity_stores.py``."""
@@ -185,6 +212,14 @@ class IdentityStore(Protocol):
     def set_link(self, record_key: str, person_id: str) -> None: ...
 
     def count(self) -> int: ...
+
+    def purge(self, before: float, keep=None, state_keys=None,
+              dry_run: bool = False) -> PurgeReport:
+        """Retention sweep: delete identities whose latest record is older than ``before``
+        (epoch s) -- identity, index entries, pointers and links leading to it, and the
+        caller's ``state_keys(person_id)`` -- unless ``keep(identity, state)`` names a
+        reason. Safe beside running writers (see ``KVIdentityStore.purge``)."""
+        ...
 
 
 class CandidateFinder(Protocol):

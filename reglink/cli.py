@@ -148,6 +148,36 @@ def rebuild(ctx: click.Context, prefix: str | None, force: bool) -> None:
     click.echo(run_rebuild(_settings(ctx), prefix=prefix, force=force).line())
 
 
+# --- purge -------------------------------------------------------------------------------
+@main.command()
+@click.option("--before", default=None, metavar="DATE",
+              help="Cut-off: identities with no record since DATE (YYYY-MM-DD, 00:00 UTC, or "
+                   "an ISO time).")
+@click.option("--older-than", "older_than", default=None, type=click.IntRange(min=0),
+              metavar="DAYS", help="Cut-off: now minus DAYS (default: REGLINK_PURGE_AFTER_DAYS, "
+                                   "180).")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def purge(ctx: click.Context, before: str | None, older_than: int | None, dry_run: bool,
+          as_json: bool) -> None:
+    """Delete identities past their purpose: no record since the cut-off, no open stay, no
+    alert under review (keys, index entries, links, stay and alert state). Safe beside
+    running workers; the run is written to the audit topic."""
+    import json
+
+    from .purge import run_purge
+
+    if before and older_than is not None:
+        raise click.UsageError("give --before or --older-than, not both")
+    res = run_purge(_settings(ctx), before=before, older_than_days=older_than, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"cutoff": res.cutoff.isoformat(), **res.report.counts(),
+                               "audit_ids": res.audit_ids}))
+    else:
+        click.echo(res.line())
+
+
 # --- evaluate ----------------------------------------------------------------------------
 @main.command()
 @click.argument("sim_dir", type=click.Path(exists=True, file_okay=False))

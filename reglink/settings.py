@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- privacy ------------------------------------------------------------------------
     hmac_key: SecretStr = SecretStr(DEV_HMAC_KEY)
+    # `reglink purge`: identities with no record for this many days (no open stay, no alert
+    # under review) are deleted from the identity store (docs/security.md)
+    purge_after_days: int = Field(180, ge=0)
 
     # --- rules (CONTRACT section 2); durations in seconds ---------------------------------
     grace_rental_s: int = 3 * 86400

@@ -8,12 +8,11 @@ Layout (all keys pseudonymous):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .. import fastjson
-
-from ..types import SET_FIELDS, Identity
-from .kv import KeyValue, MemoryKV, RedisKV
+from ..types import SET_FIELDS, Identity, PurgeReport
+from .kv import Conflict, KeyValue, MemoryKV, RedisKV
 
 _SET_FIELDS = SET_FIELDS
 
@@ -133,6 +132,138 @@ class KVIdentityStore:
 
     def count(self) -> int:
         return int(self.kv.get("n:identities") or 0)
+
+    # ------------------------------------------------------------------ retention sweep
+    def purge(self, before: float, keep: Callable[[Identity, dict], str | None] | None = None,
+              state_keys: Callable[[str], list[str]] | None = None,
+              dry_run: bool = False, batch: int = 500) -> PurgeReport:
+        """Delete every identity whose latest record is older than ``before`` (epoch s):
+        its identity key, its blocking-index entries, the merged-into pointers and the
+        record links that lead to it, and the caller's ``state_keys(person_id)`` (rule
+        state). ``keep(identity, state)`` may name a reason to keep it (``state``: the
+        values of its state keys). Identities without a report time are kept.
+
+        One pass over the keyspace (SCAN on Redis) finds the identities, pointers, links and
+        index entries. Safe beside running writers: identities are deleted in compare-and-
+        apply units of 50 (``RedisKV.apply_checked``, one atomic script each) that apply only
+        if every identity, state key, pointer and link still holds what the sweep read; on a
+        conflict the 50 go one by one, and an identity a writer touched in the meantime is
+        left for the next run (``conflicts``). A writer that read an identity before the
+        purge conflicts on its own commit (a string it read is gone, a blocking set shrank)
+        and re-reads."""
+        rep = PurgeReport(dry_run=dry_run)
+        state_keys = state_keys or (lambda _pid: [])
+        doomed: dict[str, tuple[str, dict[str, str | None]]] = {}
+        # One pass over the keyspace (a SCAN on Redis), sorted by kind.
+        kinds: dict[str, list[str]] = {"i:": [], "m:": [], "l:": [], "b:": []}
+        for k in self.kv.scan(""):
+            got = kinds.get(k[:2])
+            if got is not None:
+                got.append(k)
+        pids = sorted(k[2:] for k in kinds["i:"])
+        for n in range(0, len(pids), batch):
+            chunk = pids[n:n + batch]
+            for pid, raw in zip(chunk, self.kv.mget([f"i:{p}" for p in chunk]), strict=True):
+                if raw is None:
+                    continue
+                rep.examined += 1
+                ident = _load(raw)
+                if ident.last_report is None:
+                    rep.kept["no_report_time"] = rep.kept.get("no_report_time", 0) + 1
+                    continue
+                if ident.last_report >= before:
+                    continue
+                rep.expired += 1
+                skeys = state_keys(pid)
+                state = dict(zip(skeys, self.kv.mget(skeys), strict=True)) if skeys else {}
+                why = keep(ident, state) if keep is not None else None
+                if why:
+                    rep.kept[why] = rep.kept.get(why, 0) + 1
+                    continue
+                doomed[pid] = (raw, state)
+        if not doomed:
+            return rep
+        # Merged-into pointers: follow every chain to its end (absorbed ids lead to a survivor).
+        pointers: dict[str, str] = {}
+        mkeys = kinds["m:"]
+        for n in range(0, len(mkeys), batch):
+            chunk = mkeys[n:n + batch]
+            for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
+                if v is not None:
+                    pointers[k[2:]] = v
+
+        def final(p: str) -> str:
+            seen = 0
+            while p in pointers and seen < 64:
+                p, seen = pointers[p], seen + 1
+            return p
+
+        extra: dict[str, dict[str, str]] = {p: {} for p in doomed}  # pid -> {key: value}
+        members: dict[str, list[tuple[str, str]]] = {p: [] for p in doomed}
+        for absorbed, into in pointers.items():
+            end = final(absorbed)
+            if end in doomed:
+                extra[end][f"m:{absorbed}"] = into
+        lkeys = kinds["l:"]
+        for n in range(0, len(lkeys), batch):
+            chunk = lkeys[n:n + batch]
+            for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
+                if v is not None and (end := final(v)) in doomed:
+                    extra[end][k] = v
+        bkeys = kinds["b:"]
+        for n in range(0, len(bkeys), batch):
+            chunk = bkeys[n:n + batch]
+            for k, ms in zip(chunk, self.kv.smembers_many(chunk), strict=True):
+                for m in ms:
+                    if (end := final(m)) in doomed:
+                        members[end].append((k, m))
+
+        def unit(pid: str) -> tuple[list[tuple], dict[str, str | None]]:
+            raw, state = doomed[pid]
+            ops: list[tuple] = [("delete", f"i:{pid}")]
+            ops += [("srem", k, m) for k, m in members[pid]]
+            ops += [("delete", k) for k in sorted(extra[pid])]
+            ops += [("delete", k) for k, v in state.items() if v is not None]
+            ops.append(("incrby", "n:identities", -1))
+            return ops, {f"i:{pid}": raw, **state, **extra[pid]}
+
+        def commit(group: list[str]) -> None:
+            ops: list[tuple] = []
+            expect: dict[str, str | None] = {}
+            for pid in group:
+                o, e = unit(pid)
+                ops += o
+                expect.update(e)
+            checked = getattr(self.kv, "apply_checked", None)
+            if checked is not None:
+                checked(ops, expect, {})
+            else:  # embedded store: one writer by construction
+                self.kv.apply(ops)
+
+        done: list[str] = []
+        order = list(doomed)
+        for n in range(0, 0 if dry_run else len(order), 50):
+            group = order[n:n + 50]  # 50 identities per atomic unit: one round trip
+            try:
+                commit(group)
+                done += group
+            except Conflict:  # someone touched one of them: each alone, the rest still go
+                for pid in group:
+                    try:
+                        commit([pid])
+                        done.append(pid)
+                    except Conflict:
+                        rep.conflicts += 1
+        for pid in (order if dry_run else done):
+            self._cache.pop(pid, None)
+            state = doomed[pid][1]
+            links = sum(1 for k in extra[pid] if k.startswith("l:"))
+            rep.person_ids.append(pid)
+            rep.index_entries += len(members[pid])
+            rep.links += links
+            rep.pointers += len(extra[pid]) - links
+            rep.state_keys += sum(1 for v in state.values() if v is not None)
+        return rep
 
 
 def embedded_store() -> KVIdentityStore:

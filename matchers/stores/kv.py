@@ -33,6 +33,10 @@ class KeyValue(Protocol):
     def apply(self, ops: list[tuple]) -> None:
         """Apply buffered writes ``(op, key, *args)`` atomically, in order."""
         ...
+    def scan(self, prefix: str) -> Iterable[str]:
+        """Every key starting with ``prefix`` (any type), in no particular order. For sweeps
+        (``reglink purge``), never on the per-record path."""
+        ...
 
 
 class MemoryKV:
@@ -94,6 +98,16 @@ class MemoryKV:
     def srem(self, key: str, member: str) -> None:
         self._set.get(key, set()).discard(member)
 
+    def incrby(self, key: str, amount: int) -> int:
+        value = int(self._str.get(key, "0")) + int(amount)
+        self._str[key] = str(value)
+        return value
+
+    def scan(self, prefix: str) -> list[str]:
+        # like Redis, an emptied set or sorted set is no key any more
+        return [k for d in (self._str, self._set, self._z) for k in list(d)
+                if k.startswith(prefix) and (d is self._str or d[k])]
+
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         return [self.smembers(k) for k in keys]
 
@@ -150,7 +164,8 @@ while a <= #ARGV do
   elseif op == 'sadd' then redis.call('SADD', key, unpack(ARGV, a, a + n - 1))
   elseif op == 'srem' then redis.call('SREM', key, ARGV[a])
   elseif op == 'zadd' then redis.call('ZADD', key, ARGV[a + 1], ARGV[a])
-  elseif op == 'zrem' then redis.call('ZREM', key, ARGV[a]) end
+  elseif op == 'zrem' then redis.call('ZREM', key, ARGV[a])
+  elseif op == 'incrby' then redis.call('INCRBY', key, ARGV[a]) end
   a = a + n
 end
 return 1
@@ -211,6 +226,16 @@ class RedisKV:
 
     def srem(self, key: str, member: str) -> None:
         self._r.srem(self._k(key), member)
+
+    def incrby(self, key: str, amount: int) -> int:
+        return int(self._r.incrby(self._k(key), int(amount)))
+
+    def scan(self, prefix: str):
+        """SCAN (cursor, not KEYS: the server keeps answering others) for ``prefix*``."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._p + prefix) + "*"
+        n = len(self._p)
+        for k in self._r.scan_iter(match=pattern, count=1000):
+            yield self._s(k)[n:]
 
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         if not keys:
@@ -279,6 +304,8 @@ class RedisKV:
                 pipe.zadd(k, {args[0]: args[1]})
             elif op == "zrem":
                 pipe.zrem(k, args[0])
+            elif op == "incrby":
+                pipe.incrby(k, int(args[0]))
             else:  # pragma: no cover - programming error
                 raise ValueError(f"unknown op {op}")
         pipe.execute()
@@ -332,6 +359,10 @@ class TxKV:
     @property
     def pending(self) -> int:
         return len(self._ops)
+
+    def scan(self, prefix: str) -> Iterable[str]:
+        """Keys of the base (a sweep reads committed state, not this unit's writes)."""
+        return self.base.scan(prefix)
 
     # -- reads ----------------------------------------------------------------------------
     def _base_get(self, key: str) -> str | None:

@@ -13,7 +13,13 @@ Routes::
     GET  /metrics, GET /healthz
 
 Every decision goes to ``decisions`` and ``audit`` (acknowledged by the broker) before the page
-says it is done; every alert view and person look-up goes to ``audit`` before data is shown.
+says it is done. Every route that shows personal data writes one ``audit`` record (who, when,
+what, why) before the data is shown: ``/`` (queue_view), ``/events`` (queue_stream when it
+opens, queue_row for each row it pushes), ``/alerts/{id}`` (alert_view), ``/persons`` POST
+(person_search) and ``/persons/{pid}`` POST (person_lookup; both need a justification, checked
+by one gate, :func:`justified`), ``/audit`` (audit_view); the decision POST (decision) and the
+login (login) too. The other routes show no personal data (forms, metrics, health); the
+classification is checked route by route in ``tests/integration/test_audit_completeness.py``.
 """
 
 from __future__ import annotations
@@ -150,6 +156,21 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         sink.send("audit", user.name, entry)
         return entry
 
+    def justified(request: Request, justification: str, pid: str | None,
+                  q: str) -> tuple[User, str] | Response:
+        """The gate of both person routes: a signed-in user and a justification of at least
+        ``people.MIN_JUSTIFICATION`` characters. Returns ``(user, justification)``, or the
+        response to send instead (the login redirect, or the form again with the error and
+        no data, 400; nothing is audited because nothing is shown)."""
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        try:
+            return user, people.check_justification(justification)
+        except people.JustificationRequired as exc:
+            return page("person.html", request, user, pid=pid, q=q, tl=None, hits=None,
+                        error=str(exc).split(":")[0] + ".", status_code=400)
+
     def filters_of(request: Request) -> dict[str, str]:
         return {k: request.query_params.get(k, "") for k in FILTERS}
 
@@ -185,6 +206,9 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
             return login_redirect(request)
         f = filters_of(request)
         rows = state.queue(f["rule"], f["priority"], f["status"], f["prefecture"], f["review"])
+        audit(user, "queue_view", {"filters": {k: v for k, v in f.items() if v},
+                                   "alert_ids": [a["alert_id"] for a, _r in rows]},
+              "alert queue: review work")
         return page("queue.html", request, user, rows=rows, filters=f, facets=state.facets(),
                     ready=state.ready.is_set(), query=urlencode({k: v for k, v in f.items()
                                                                  if v}))
@@ -201,6 +225,9 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         def push(_kind: str, aid: str) -> None:
             loop.call_soon_threadsafe(q.put_nowait, aid)
 
+        live = {k: v for k, v in f.items() if v}
+        await asyncio.to_thread(audit, user, "queue_stream", {"filters": live},
+                                "live alert queue: review work")
         state.subscribe(push)
         state.metrics.sse_clients.inc()
 
@@ -221,6 +248,11 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                     html = ""
                     if matches(alert, review, f["rule"], f["priority"], f["status"],
                                f["prefecture"], f["review"]):
+                        # a row shown live is a queue view of one alert: audited first
+                        await asyncio.to_thread(
+                            audit, user, "queue_row", {"filters": live, "alert_id": aid,
+                                                       "person_id": alert.get("person_id")},
+                            "live alert queue: review work")
                         html = row_tpl.render(a=alert, r=review)
                     yield f"event: alert\ndata: {json.dumps({'id': aid, 'html': html})}\n\n"
             finally:
@@ -315,14 +347,10 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
 
     @app.post("/persons", response_class=HTMLResponse)
     def person_search(request: Request, q: str = Form(...), justification: str = Form("")):
-        user = current(request)
-        if user is None:
-            return login_redirect(request)
-        try:
-            why = people.check_justification(justification)
-        except people.JustificationRequired as exc:
-            return page("person.html", request, user, pid=None, q=q, tl=None, hits=None,
-                        error=str(exc).split(":")[0] + ".", status_code=400)
+        gate = justified(request, justification, pid=None, q=q)
+        if isinstance(gate, Response):
+            return gate
+        user, why = gate
         hits = identities.find_by_name(q) if identities is not None else []
         audit(user, "person_search", {"query_kind": "name", "person_ids": hits}, why)
         state.metrics.lookups.labels("person").inc()
@@ -340,15 +368,11 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
 
     @app.post("/persons/{pid}", response_class=HTMLResponse)
     async def person_lookup(request: Request, pid: str, justification: str = Form("")):
-        user = current(request)
-        if user is None:
-            return login_redirect(request)
-        try:
-            why = people.check_justification(justification)
-        except people.JustificationRequired as exc:
-            return page("person.html", request, user, pid=pid, q="", tl=None, hits=None,
-                        error=str(exc).split(":")[0] + ".", status_code=400)
-        audit(user, "person_lookup", {"person_id": pid}, why)
+        gate = justified(request, justification, pid=pid, q="")
+        if isinstance(gate, Response):
+            return gate
+        user, why = gate
+        await asyncio.to_thread(audit, user, "person_lookup", {"person_id": pid}, why)
         state.metrics.lookups.labels("person").inc()
         tl = await asyncio.to_thread(people.build_timeline, settings, pid, identities)
         return page("person.html", request, user, pid=pid, q="", tl=tl, hits=None,
@@ -365,6 +389,11 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                         message="The audit trail is for auditors and supervisors.")
         got = await asyncio.to_thread(people._read_all, settings, ["audit"], 800)
         entries = [e for _t, e in got["audit"]][-300:][::-1]
+        # the trail names persons and justifications: reading it is audited too
+        await asyncio.to_thread(
+            audit, user, "audit_view",
+            {"entries": len(entries), "newest": entries[0].get("audit_id") if entries else None},
+            "audit trail: oversight")
         return page("audit.html", request, user, entries=entries)
 
     # ------------------------------------------------------------------ ops

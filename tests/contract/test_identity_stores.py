@@ -97,6 +97,21 @@ def test_kv_sorted_set_and_counter(kv):
     assert kv.get("k") is None
 
 
+def test_kv_scan_by_prefix_and_incrby(kv):
+    kv.set("i:a", "1")
+    kv.set("i:b", "2")
+    kv.sadd("b:k", ["x"])
+    kv.zadd("due", "m", 1.0)
+    kv.set("wl/i:c", "3")  # another namespace: not under "i:"
+    assert sorted(kv.scan("i:")) == ["i:a", "i:b"]
+    assert set(kv.scan("")) >= {"i:a", "i:b", "b:k", "due", "wl/i:c"}
+    kv.srem("b:k", "x")  # an emptied set is no key any more (as in Redis)
+    assert list(kv.scan("b:")) == []
+    assert kv.incrby("n", 5) == 5 and kv.incrby("n", -2) == 3
+    kv.apply([("incrby", "n", -1)])
+    assert kv.get("n") == "2"
+
+
 def _rid(seq):
     body = f"34010219880315{seq:03d}"
     return body + id_check_char(body)
@@ -185,3 +200,113 @@ def test_optimistic_commit_detects_a_concurrent_writer(kv):
         c.commit()
     c.rollback()
     assert kv.get("i:x") is None
+
+
+# ------------------------------------------------------------------ retention sweep (purge)
+def _linked_world(store):
+    """Three people through the real linker: an old one whose identity absorbed another
+    (a merge pointer), an old one with an open stay, and a recent one."""
+    pseudo = Pseudonymiser("contract")
+    linker = Linker(store, pseudo, 0.9, finder=BlockingCandidates(pseudo))
+
+    def link(src, rid, person, t):
+        return linker.link(person_record({"source": src, "record_id": rid, "person": person},
+                                         f"{src}:{rid}", pseudo), t).person_id
+
+    # Old person: two records that first found two identities, then a third that merges them.
+    a1 = link("job", "1", {"name": "王强", "phone": "13955501234", "birth_date": "1988-03-15"},
+              100.0)
+    a2 = link("hotel", "2", {"name": "王强", "id_number": _rid(3), "phone": "13800000000"},
+              110.0)
+    a3 = link("rental", "3", {"name": "王强", "id_number": _rid(3), "phone": "13955501234"},
+              120.0)
+    b = link("hotel", "4", {"name": "李娜", "id_number": _rid(4)}, 130.0)
+    c = link("hotel", "5", {"name": "赵敏", "id_number": _rid(5)}, 10_000.0)
+    return linker, a1, a2, a3, b, c
+
+
+def test_purge_deletes_old_identities_with_their_index_links_and_pointers(store, kv):
+    linker, a1, a2, a3, b, c = _linked_world(store)
+    old = store.resolve(a1)
+    assert a1 != a2 and store.resolve(a2) == old == a3  # two identities, merged by record 3
+    kv.set(f"s:{old}", "closed stays")
+    kv.set(f"s:{b}", "open stay")
+    n_before = store.count()
+    ids_before = {p for p in (old, b, c)}
+    assert len(ids_before) == 3
+
+    def keep(ident, state):
+        return "open_stay" if state.get(f"s:{ident.person_id}") == "open stay" else None
+
+    dry = store.purge(5_000.0, keep=keep, state_keys=lambda p: [f"s:{p}"], dry_run=True)
+    assert dry.dry_run and dry.person_ids == [old] and dry.kept == {"open_stay": 1}
+    assert store.get(old) is not None and kv.get(f"s:{old}") == "closed stays"  # untouched
+
+    rep = store.purge(5_000.0, keep=keep, state_keys=lambda p: [f"s:{p}"])
+    assert rep.counts() == {**dry.counts(), "dry_run": False}
+    assert rep.examined == 3 and rep.expired == 2 and rep.person_ids == [old]
+    assert rep.links == 3 and rep.pointers == 1 and rep.state_keys == 1
+    assert rep.index_entries > 0 and rep.conflicts == 0
+    # Gone: the identity, its stay state, its links, the pointer, every index entry.
+    assert store.get(old) is None and kv.get(f"s:{old}") is None
+    assert all(store.link_of(f"{s}:{r}") is None for s, r in
+               (("hotel", "1"), ("job", "2"), ("rental", "3")))
+    absorbed = ({a1, a2} - {old}).pop()
+    assert store.resolve(absorbed) == absorbed  # no pointer left
+    for k in kv.scan("b:"):
+        assert not kv.smembers(k) & {a1, a2}
+    assert store.count() == n_before - 1
+    # Kept: the open stay and the recent person, with their links and index.
+    assert store.get(b) is not None and kv.get(f"s:{b}") == "open stay"
+    assert store.get(c) is not None and store.link_of("hotel:5") == c
+    pseudo = Pseudonymiser("contract")
+    rec = person_record({"source": "hotel", "record_id": "9",
+                         "person": {"name": "李娜", "id_number": _rid(4)}}, "hotel:9", pseudo)
+    assert store.find(linker.finder.keys(rec)) == {b}
+    # A second run finds nothing more to delete.
+    again = store.purge(5_000.0, keep=keep, state_keys=lambda p: [f"s:{p}"])
+    assert again.person_ids == [] and again.examined == 2 and again.kept == {"open_stay": 1}
+
+
+def test_purge_keeps_identities_without_a_report_time_and_recent_ones(store):
+    store.save(ident("P1", last_report=None), ["k1"])
+    store.save(ident("P2", last_report=50.0), ["k2"])
+    store.save(ident("P3", last_report=100.0), ["k3"])  # exactly at the cut-off: kept
+    rep = store.purge(100.0)
+    assert rep.person_ids == ["P2"] and rep.kept == {"no_report_time": 1}
+    assert store.get("P1") and store.get("P3") and store.get("P2") is None
+    assert store.find(["k2"]) == set() and store.find(["k1"]) == {"P1"}
+
+
+def test_purge_leaves_an_identity_a_concurrent_writer_changed(kv, store):
+    """The sweep reads, a worker updates the identity, the sweep's commit must not delete
+    the fresh identity (compare-and-apply); the embedded store has one writer only."""
+    from matchers.stores.kv import TxKV
+
+    store.save(ident("P1", last_report=10.0), ["k1"])
+    store.set_link("hotel:1", "P1")
+    if not TxKV(kv).optimistic:
+        assert isinstance(kv, MemoryKV)
+        return
+
+    def worker_writes_meanwhile(identity, state):
+        # what a worker linking a new record to P1 commits while the sweep runs
+        fresh = ident("P1", last_report=99_999.0, records=2)
+        KVIdentityStore(kv).save(fresh, ["k1", "k9"])
+        return None
+
+    rep = store.purge(1_000.0, keep=worker_writes_meanwhile)
+    assert rep.conflicts == 1 and rep.person_ids == []
+    got = KVIdentityStore(kv).get("P1")
+    assert got is not None and got.last_report == 99_999.0
+    assert store.link_of("hotel:1") == "P1" and store.find(["k9"]) == {"P1"}
+    # A worker that read the identity before the purge commits after it: conflict, re-read.
+    w = TxKV(kv)
+    w2 = KVIdentityStore(w)
+    assert w2.get("P1") is not None
+    KVIdentityStore(kv).purge(10**9)  # P1 (and the junk i:P2) are old now
+    w2.save(ident("P1", last_report=5.0), ["k1"])
+    from matchers.stores.kv import Conflict
+
+    with pytest.raises(Conflict):
+        w.commit()
