@@ -1,6 +1,6 @@
 """Watchlist alerts over several simulated worlds: precision and recall, mean and spread.
 
-    .venv/bin/python benchmarks/matching/watchlist.py                 # 6 seeds, 5 % watched
+    .venv/bin/python benchmarks/matching/watchlist.py                 # 8 seeds, 5 % watched
     .venv/bin/python benchmarks/matching/watchlist.py --seeds 1,2,3
 
 One simulated corpus holds only ~20 watch entries, so one false alert moves precision by 5
@@ -38,7 +38,7 @@ from reglink.replay import run_replay  # noqa: E402
 from reglink.settings import load_settings  # noqa: E402
 from reglink.simulate import run_simulate  # noqa: E402
 
-SEEDS = (1, 2, 3, 4, 5, 6)
+SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
 PERSONS, DAYS, WATCH_SHARE = 2000, 30, 0.05
 
 
