@@ -416,19 +416,20 @@ class Pipeline:
                 report_ts >= day_end(meta["valid_until"]):
             return []
         comp = self.linker.comparator.compare(entry, ident)
-        if comp.conflict:
+        guard = self.s.watchlist_ambiguity_guard
+        below = comp.probability < self.s.watchlist_threshold
+        if comp.conflict or (below and not guard):
             return []
+        alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
+        if ident.person_id in alerted or (below and not alerted):
+            return []  # named already, or neither named nor able to doubt anyone named
         aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
         if self._cleared(aid, ident.person_id, report_ts):
             return []  # a reviewer cleared this pair, or marked the person's identity misused
-        alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
-        if ident.person_id in alerted:
-            return []
-        guard = self.s.watchlist_ambiguity_guard
         outs: list[Out] = []
         if guard and alerted:  # does this identity put a person already named in doubt?
             outs += self._withdraw_ambiguous(watch_id, entry, comp, report_ts)
-        if comp.probability < self.s.watchlist_threshold:
+        if below:
             return outs
         if guard and self._watch_rivals(watch_id, entry, ident, comp, report_ts, pool):
             return outs  # the entry cannot tell these people apart: name none of them
