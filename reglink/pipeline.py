@@ -393,6 +393,9 @@ class Pipeline:
             p = self.linker.comparator.compare(entry, ident).probability
             if p >= self.s.watchlist_threshold and p > best_p:
                 best_pid, best_p = ident.person_id, p
+        if self.s.watchlist_ambiguity_guard and best_pid is not None and \
+                best_pid not in self.kv.smembers(f"wp:{watch_id}"):
+            best_pid = None  # the entry cannot tell its best match from another: names no one
         return best_pid, outs
 
     def _watch_check(self, ident: Identity, key: str, report_ts: float | None) -> list[Out]:

@@ -250,3 +250,20 @@ def test_named_persons_do_not_depend_on_source_interleaving(ambiguous_world, see
         if not queues[s]:
             del queues[s]
     assert _watch_final(mixed, truth)[0] == reference
+
+
+@pytest.mark.parametrize("entry_first", [True, False])
+def test_replay_links_an_ambiguous_entry_to_no_one(tmp_path, entry_first):
+    import json
+
+    from reglink.replay import run_replay
+
+    recs = [hotel("H1", NAMESAKE, T1, "H0"), hotel("H2", WANTED, T2, "H1")]
+    recs = [entry(PARTIAL), *recs] if entry_first else [*recs, entry(PARTIAL)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs),
+                   encoding="utf-8")
+    run_replay(_settings(), [src], tmp_path / "out")
+    links = [json.loads(line) for line in (tmp_path / "out" / "links.jsonl").open()]
+    assert {"watch_id": "W-1", "person_id": None} in links
+    assert all(row["person_id"] for row in links if "record_id" in row)
