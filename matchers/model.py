@@ -54,6 +54,25 @@ START_U: dict[str, dict[str, float]] = {
 }
 START_LAMBDA = 0.3  # share of blocked candidate pairs that are matches
 
+# Monotone weights. A level that is a degraded form of another level of the same feature (a
+# fuzzy name of an exact one, a typo'd ID of an equal one) is weaker evidence, so it never
+# weighs more. Estimates can say otherwise only by sampling error: u of a level that random
+# pairs almost never reach rests on the smoothing prior alone (a one-token name like
+# "isabelle" vs "isabella" scores jw_high, which two-token random pairs never do, and came out
+# at 17 bits against 12 for an exact name). Each level's weight is capped at the weights of
+# the levels listed for it; listed in an order where those come first, so caps chain.
+WEAKER_THAN: dict[str, dict[str, tuple[str, ...]]] = {
+    "id": {"one_digit_off": ("exact_valid",), "transposed": ("exact_valid",),
+           "one_char_off": ("exact_other",), "different_valid": ("different",)},
+    "name": {"same_pinyin": ("exact",), "reordered": ("exact",), "romanised": ("exact",),
+             "alias": ("exact",), "lookalike": ("exact",), "jw_high": ("exact", "reordered"),
+             "jw_mid": ("jw_high",), "one_char": ("lookalike",),
+             "surname_only": ("one_char", "jw_mid")},
+    "birth_date": {"swapped_dm": ("exact",), "one_digit": ("exact",),
+                   "same_year": ("swapped_dm", "one_digit"), "different": ("same_year",)},
+    "address": {"high": ("exact",), "mid": ("high",), "different": ("mid",)},
+}
+
 
 @dataclass
 class FSModel:
@@ -69,11 +88,18 @@ class FSModel:
     tf_cap: tuple[float, float] = (-8.0, 4.0)
     calibration: tuple[float, float] = (1.0, 0.0)
     trained: dict = field(default_factory=dict)  # provenance: data, pairs, iterations, date
+    monotone: bool = True  # cap weights by WEAKER_THAN
 
     def __post_init__(self) -> None:
         self._w = {f: {lvl: math.log2(max(self.m[f].get(lvl, _FLOOR), _FLOOR)
                                       / max(self.u[f].get(lvl, _FLOOR), _FLOOR))
                        for lvl in self.m[f]} for f in self.m}
+        if self.monotone:
+            for f, caps in WEAKER_THAN.items():
+                w = self._w.get(f, {})
+                for lvl, stronger in caps.items():
+                    if lvl in w:
+                        w[lvl] = min([w[lvl], *(w[s] for s in stronger if s in w)])
         self.prior_weight = math.log2(self.lam / (1.0 - self.lam))
 
     @property
@@ -96,9 +122,13 @@ class FSModel:
         lo, hi = self.tf_cap
         return min(hi, max(lo, math.log2(self.tf_s2 / tf)))
 
-    def probability(self, total_weight: float) -> float:
+    def log_odds(self, total_weight: float) -> float:
+        """Calibrated log2 match odds of a total weight (what :meth:`probability` maps)."""
         a, b = self.calibration
-        x = a * total_weight + b
+        return a * total_weight + b
+
+    def probability(self, total_weight: float) -> float:
+        x = self.log_odds(total_weight)
         if x > 60:
             return 1.0
         if x < -60:
@@ -111,7 +141,7 @@ class FSModel:
         return {"lambda": float(f"{self.lam:.6g}"), "m": r(self.m), "u": r(self.u),
                 "tf": {k: float(f"{v:.6g}") for k, v in sorted(self.tf.items())},
                 "tf_floor": self.tf_floor, "tf_s2": self.tf_s2, "tf_cap": list(self.tf_cap),
-                "calibration": list(self.calibration)}
+                "calibration": list(self.calibration), "monotone": self.monotone}
 
     def to_json(self) -> dict:
         return {"name": self.name, "version": self.version, "trained": self.trained,
@@ -128,7 +158,7 @@ class FSModel:
                 tf=d.get("tf", {}), tf_floor=d.get("tf_floor", 0.0), tf_s2=d.get("tf_s2", 0.0),
                 tf_cap=tuple(d.get("tf_cap", (-8.0, 4.0))),
                 calibration=tuple(d.get("calibration", (1.0, 0.0))),
-                trained=d.get("trained", {}))
+                trained=d.get("trained", {}), monotone=d.get("monotone", True))
         # levels added after the file was written keep their starting values
         for f, lv in START_M.items():
             for k in lv:

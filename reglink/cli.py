@@ -106,12 +106,16 @@ def publish(ctx: click.Context, source: str, fmt: str, follow: bool, files: tupl
 @click.option("--days", default=1, show_default=True, help="Days of events.")
 @click.option("--start", default="2026-03-01", show_default=True, help="First day (YYYY-MM-DD).")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--watch-share", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of persons on the watchlist (innocent-namesake traps come on top).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def simulate(persons: int, days: int, start: str, seed: int, out_dir: str) -> None:
+def simulate(persons: int, days: int, start: str, seed: int, watch_share: float,
+             out_dir: str) -> None:
     """Write a realistic synthetic stream of registry events plus ground truth."""
     from .simulate import run_simulate
 
-    stats = run_simulate(persons=persons, days=days, start=start, seed=seed, out_dir=Path(out_dir))
+    stats = run_simulate(persons=persons, days=days, start=start, seed=seed, out_dir=Path(out_dir),
+                         watch_share=watch_share)
     click.echo(stats)
 
 

@@ -27,6 +27,7 @@ from .contract import record_key, report_time
 from .metrics import PipelineMetrics
 from .rules import decisions
 from .rules import stay as st
+from .rules import watchlist as wl
 from .rules.clock import day_end, day_start, iso, ts
 from .rules.watermark import Watermark
 from .settings import Settings
@@ -385,12 +386,16 @@ class Pipeline:
         self.watch_store.save(idx, self.linker.finder.keys(entry))
         outs: list[Out] = []
         best_pid, best_p = None, -1.0
-        for ident in self.linker.finder.candidates(entry, self.store):
+        cands = self.linker.finder.candidates(entry, self.store)
+        for ident in cands:
             outs += self._watch_pair(watch_id, meta, entry, ident, ident.last_record,
-                                     ident.last_report)
+                                     ident.last_report, pool=cands)
             p = self.linker.comparator.compare(entry, ident).probability
             if p >= self.s.watchlist_threshold and p > best_p:
                 best_pid, best_p = ident.person_id, p
+        if self.s.watchlist_ambiguity_guard and best_pid is not None and \
+                best_pid not in self.kv.smembers(f"wp:{watch_id}"):
+            best_pid = None  # the entry cannot tell its best match from another: names no one
         return best_pid, outs
 
     def _watch_check(self, ident: Identity, key: str, report_ts: float | None) -> list[Out]:
@@ -406,28 +411,103 @@ class Pipeline:
         return outs
 
     def _watch_pair(self, watch_id: str, meta: dict, entry: PersonRecord, ident: Identity,
-                    record: str | None, report_ts: float | None) -> list[Out]:
+                    record: str | None, report_ts: float | None,
+                    pool: list[Identity] | None = None) -> list[Out]:
         if not meta.get("active"):
             return []
         if meta.get("valid_until") and report_ts is not None and \
                 report_ts >= day_end(meta["valid_until"]):
             return []
         comp = self.linker.comparator.compare(entry, ident)
-        if comp.conflict or comp.probability < self.s.watchlist_threshold:
+        guard = self.s.watchlist_ambiguity_guard
+        below = comp.probability < self.s.watchlist_threshold
+        if comp.conflict or (below and not guard):
             return []
-        aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
-        if decisions.suppressed(self.kv.get, self.kv.smembers, self.store.resolve, aid,
-                                ident.person_id, report_ts):
-            return []  # a reviewer cleared this pair, or marked the person's identity misused
         alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
-        if ident.person_id in alerted:
-            return []
+        if ident.person_id in alerted or (below and not alerted):
+            return []  # named already, or neither named nor able to doubt anyone named
+        aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
+        if self._cleared(aid, ident.person_id, report_ts):
+            return []  # a reviewer cleared this pair, or marked the person's identity misused
+        outs: list[Out] = []
+        if guard and alerted:  # does this identity put a person already named in doubt?
+            outs += self._withdraw_ambiguous(watch_id, entry, comp, report_ts)
+        if below:
+            return outs
+        if guard and self._watch_rivals(watch_id, entry, ident, comp, report_ts, pool):
+            return outs  # the entry cannot tell these people apart: name none of them
         self.kv.sadd(f"wp:{watch_id}", [ident.person_id])
         self.kv.sadd(f"wa:{watch_id}", [aid])
         evidence = [f"watchlist:{watch_id}"] + ([record] if record else [])
-        return [self._alert(aid, "watchlist_match", "raised", ident, evidence, comp.probability,
-                            comp.explanation(), iso(report_ts) if report_ts else None,
-                            watch_id=watch_id, priority=meta.get("priority"))]
+        return outs + [self._alert(aid, "watchlist_match", "raised", ident, evidence,
+                                   comp.probability, comp.explanation(),
+                                   iso(report_ts) if report_ts else None,
+                                   watch_id=watch_id, priority=meta.get("priority"))]
+
+    def _cleared(self, aid: str, person_id: str, report_ts: float | None) -> bool:
+        return decisions.suppressed(self.kv.get, self.kv.smembers, self.store.resolve, aid,
+                                    person_id, report_ts) is not None
+
+    def _watch_rivals(self, watch_id: str, entry: PersonRecord, ident: Identity, comp,
+                      report_ts: float | None, pool: list[Identity] | None) -> list[str]:
+        """Other identities the entry cannot tell apart from ``ident``
+        (:mod:`reglink.rules.watchlist`): candidates of the entry with no hard conflict,
+        except those review has cleared for this entry (they are neither named nor rivals)."""
+        model = self.linker.comparator.model
+        others: dict[str, float] = {}
+        for other in (pool if pool is not None
+                      else self.linker.finder.candidates(entry, self.store)):
+            if other.person_id == ident.person_id:
+                continue
+            c = self.linker.comparator.compare(entry, other)
+            if c.conflict:
+                continue
+            others[other.person_id] = model.log_odds(c.total_weight)
+        found = wl.rivals(ident.person_id, model.log_odds(comp.total_weight), others,
+                          self.s.watchlist_threshold)
+        by_id = {o.person_id: o for o in (pool or ())}
+        kept = []
+        for pid in found:
+            other = by_id.get(pid) or self.store.get(pid)
+            if other is not None and not self._cleared(
+                    _alert_id("watchlist_match", watch_id, other.rule_anchor), pid, report_ts):
+                kept.append(pid)
+        return kept
+
+    def _withdraw_ambiguous(self, watch_id: str, entry: PersonRecord, comp,
+                            report_ts: float | None) -> list[Out]:
+        """Withdraw the entry's raised alerts on persons whose claim on the entry falls below
+        the threshold now that the identity of ``comp`` is known (:func:`wl.outclassed`);
+        alerts review has already cleared stay as they are. A person withdrawn here may be
+        named again if the ambiguity goes away (the identities merge)."""
+        model = self.linker.comparator.model
+        raised: dict[str, list[tuple[str, dict]]] = {}
+        named: dict[str, float] = {}
+        for aid in sorted(self.kv.smembers(f"wa:{watch_id}")):
+            prev = json.loads(self.kv.get(f"a:{aid}") or "null")
+            if not prev or prev["status"] != "raised":
+                continue
+            pid = self.store.resolve(prev["person_id"])
+            other = self.store.get(pid)
+            if other is None or self._cleared(aid, pid, report_ts):
+                continue
+            raised.setdefault(pid, []).append((aid, prev))
+            if pid not in named:
+                c = self.linker.comparator.compare(entry, other)
+                named[pid] = model.log_odds(c.total_weight)
+        outs: list[Out] = []
+        doubtful = wl.outclassed(model.log_odds(comp.total_weight), named,
+                                 self.s.watchlist_threshold)
+        for p in sorted(self.kv.smembers(f"wp:{watch_id}")) if doubtful else ():
+            if self.store.resolve(p) in doubtful:
+                self.kv.srem(f"wp:{watch_id}", p)
+        for pid in doubtful:
+            for aid, prev in raised[pid]:
+                value = {**prev, "status": "withdrawn", "withdrawn_reason": wl.AMBIGUOUS}
+                self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
+                self.metrics.alerts.labels("watchlist_match", "withdrawn").inc()
+                outs.append(self._keep(Out("alerts", aid, value)))
+        return outs
 
     def _withdraw(self, watch_id: str) -> list[Out]:
         raw = self.kv.get(f"w:{watch_id}")

@@ -139,6 +139,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
         for field, rid, pid in links:
             if field == "watch_id":  # the person the entry designates, once matched
                 hits = sorted({resolve(p) for p in pipe.kv.smembers(f"wp:{rid}")})
+                if not hits and pipe.kv.smembers(f"wa:{rid}"):
+                    pid = None  # every person it named was withdrawn as ambiguous
                 pid = hits[0] if hits else pid
             fh.write(json.dumps({field: rid, "person_id": resolve(pid) if pid else None}) + "\n")
     return ReplayResult(read, len(links), dead, n_alerts, pipe.store.count(),

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # --- matching -----------------------------------------------------------------------
     link_threshold: float = Field(0.90, ge=0.0, le=1.0)
     watchlist_threshold: float = Field(0.99, ge=0.0, le=1.0)
+    # A watch entry names no one it cannot tell apart from another identity at the watchlist
+    # threshold (reglink.rules.watchlist). Off only to measure what the guard changes.
+    watchlist_ambiguity_guard: bool = True
 
     @model_validator(mode="after")
     def _tls_needs_scram(self) -> Settings:

@@ -21,21 +21,23 @@ from datetime import date
 from pathlib import Path
 
 from .sim import geo, truth
-from .sim.events import ID_PREFIX, SOURCE_RANK, Rec, World, iso
+from .sim.events import ID_PREFIX, SOURCE_RANK, WATCH_SHARE, Rec, World, iso
 from .sim.population import make_population
 
 SOURCES = ("hotel", "rental", "residence", "job", "watchlist", "person")
 
 
-def generate(persons: int, days: int, start: str, seed: int) -> tuple[World, dict]:
-    """Build the world in memory; records get their ids here. Returns (world, population stats)."""
+def generate(persons: int, days: int, start: str, seed: int,
+             watch_share: float = WATCH_SHARE) -> tuple[World, dict]:
+    """Build the world in memory; records get their ids here. Returns (world, population stats).
+    ``watch_share``: share of persons on the watchlist (innocent-namesake traps come on top)."""
     if persons < 1 or days < 1:
         raise ValueError("persons and days must be at least 1")
     rng = random.Random(seed)
     d0 = date.fromisoformat(start)
     people, reg, pstats = make_population(rng, persons, d0)
     catalog = geo.Catalog(rng)
-    world = World(rng, people, reg, catalog, d0, days)
+    world = World(rng, people, reg, catalog, d0, days, watch_share)
     world.run()
     world.recs.sort(key=lambda r: (r.at is not None, r.at or world.t0, SOURCE_RANK[r.source],
                                    r.order))
@@ -86,7 +88,8 @@ def _progress(label: str, items, total: int):
     return track(items, description=label, total=total, transient=True)
 
 
-def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path) -> str:
+def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path,
+                 watch_share: float = WATCH_SHARE) -> str:
     import sys
 
     t_start = _time.perf_counter()
@@ -94,9 +97,9 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path) 
         from rich.console import Console
 
         with Console(stderr=True).status(f"simulating {persons} persons over {days} days"):
-            world, pstats = generate(persons, days, start, seed)
+            world, pstats = generate(persons, days, start, seed, watch_share)
     else:
-        world, pstats = generate(persons, days, start, seed)
+        world, pstats = generate(persons, days, start, seed, watch_share)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -17,6 +17,8 @@ frequencies on names, u by random sampling, EM sessions, clusters at 0.9.
 Metrics: pairwise precision/recall/F1 and B-cubed over all records (reglink.evaluate), plus
 the candidate step's recall on its own: of the records whose true person already had a
 record, the share for which blocking returned an identity holding one of them.
+Watchlist alerts are scored over several simulated worlds (benchmarks/matching/watchlist.py,
+with and without the ambiguity guard) unless --no-watchlist.
 Writes benchmarks/matching/results.json and results.md.
 """
 
@@ -233,6 +235,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="simulate corpus only, no Splink")
     ap.add_argument("--no-splink", action="store_true")
     ap.add_argument("--corpora", default="sim,febrl1,febrl2,febrl3,febrl4,latin")
+    ap.add_argument("--no-watchlist", action="store_true")
+    ap.add_argument("--watchlist-seeds", default="1,2,3,4,5,6,7,8")
     args = ap.parse_args()
     names = ["sim"] if args.quick else args.corpora.split(",")
     splink_on = not (args.quick or args.no_splink)
@@ -266,6 +270,13 @@ def main() -> None:
                 row["splink"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         results["corpora"][name] = row
         print(name, json.dumps({k: v for k, v in row.items()}, ensure_ascii=False), flush=True)
+    if not (args.quick or args.no_watchlist):
+        import watchlist
+
+        results["watchlist"] = watchlist.run(
+            tuple(int(x) for x in args.watchlist_seeds.split(",")), log=lambda *_: None)
+        print("watchlist", json.dumps({k: v["summary"] for k, v in results["watchlist"].items()
+                                       if isinstance(v, dict) and "summary" in v}), flush=True)
     out = HERE / ("results-quick.json" if args.quick else "results.json")
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if not args.quick:
@@ -291,6 +302,10 @@ def markdown(results: dict) -> str:
                 f"{r['recall']:.4f} | {r['f1']:.4f} | {r['bcubed_f1']:.4f} | "
                 f"{r.get('candidate_recall', '') or ''} | "
                 f"{str(r['seconds']) + ' s' if 'seconds' in r else ''} |")
+    if "watchlist" in results:
+        import watchlist
+
+        lines += ["", watchlist.markdown(results["watchlist"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -54,13 +54,14 @@ def iso(dt: datetime) -> str:
 
 class World:
     def __init__(self, rng: random.Random, people: list[Person], reg: Registry,
-                 catalog: geo.Catalog, start: date, days: int):
+                 catalog: geo.Catalog, start: date, days: int, watch_share: float = WATCH_SHARE):
         self.rng = rng
         self.people = people
         self.reg = reg
         self.catalog = catalog
         self.start = start
         self.days = days
+        self.watch_share = watch_share
         self.t0 = datetime.combine(start, time(0), TZ)
         self.t_end = self.t0 + timedelta(days=days)
         self.recs: list[Rec] = []
@@ -286,7 +287,7 @@ class World:
                 self.emit(None, "person", body, p, [])
 
     def pick_watched(self) -> dict[str, int]:
-        n = max(2, round(len(self.people) * WATCH_SHARE))
+        n = max(2, round(len(self.people) * self.watch_share))
         chosen = self.rng.sample(range(len(self.people)), min(n, len(self.people)))
         return {self.people[i].pid: i for i in sorted(chosen)}
 

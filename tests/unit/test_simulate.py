@@ -63,6 +63,16 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert (a / "events.jsonl").read_bytes() != (c / "events.jsonl").read_bytes()
 
 
+def test_watch_share_scales_the_watchlist_and_keeps_the_default_world(tmp_path):
+    default, _ = generate(persons=600, days=5, start=START, seed=3)
+    same, _ = generate(persons=600, days=5, start=START, seed=3, watch_share=0.01)
+    more, _ = generate(persons=600, days=5, start=START, seed=3, watch_share=0.1)
+    adds = lambda w: [r for r in w.watch if r.body["action"] == "add"]  # noqa: E731
+    assert [r.body for r in adds(default)] == [r.body for r in adds(same)]
+    real = lambda w: [r for r in adds(w) if "trap" not in r.tags]  # noqa: E731
+    assert len(real(default)) == 6 and len(real(more)) == 60
+
+
 def test_summary_line_and_bad_arguments(tmp_path):
     line = run_simulate(200, 5, START, 1, tmp_path)
     assert "\n" not in line
