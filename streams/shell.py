@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from matchers.stores.kv import Conflict
 from reglink.contract import parse_record, reason_code, report_time
 from reglink.rules.merge import order_key
 from reglink.pipeline import Out, Pipeline
@@ -104,17 +105,24 @@ class WorkerShell:
 
     def process_batch(self, items: list[Item], now: float | None = None) -> list[Message]:
         """Process several released records (in that order) as one unit of work: the same
-        messages as :meth:`process` on each in turn. A batch the core cannot finish (a record
-        it fails on, or repeated commit conflicts) is rolled back and processed record by
-        record, so a bad record is dead-lettered alone and the others are kept."""
+        messages as :meth:`process` on each in turn. A batch that conflicts twice with other
+        workers' commits is split in halves (down to single records, which retry on their
+        own). A batch the core cannot finish (a record it fails on) is rolled back and
+        processed record by record, so a bad record is dead-lettered alone."""
         if len(items) <= 1:
             return [m for it in items for m in self.process(it, now)]
         now = time.time() if now is None else now
         t0 = time.perf_counter()
         try:
-            results = self.pipe.process_batch([(it.record, it.channel) for it in items], now)
+            results = self.pipe.process_batch([(it.record, it.channel) for it in items], now,
+                                              max_retries=1)
         except self._infra as exc:
             raise RetryLater(type(exc).__name__) from exc
+        except Conflict:
+            # Other workers keep changing what this batch reads: halves read less, so they
+            # conflict less; in order, they give the same results as the whole batch.
+            half = len(items) // 2
+            return self.process_batch(items[:half], now) + self.process_batch(items[half:], now)
         except Exception as exc:  # noqa: BLE001 - the fallback finds the culprit
             log.warning("batch of %d records not committed (%s); processing one by one",
                         len(items), type(exc).__name__)

@@ -139,3 +139,43 @@ def test_repeated_conflicts_raise_for_the_per_record_fallback(settings, redis_cl
     assert pipe.conflicts == 3
     assert json.dumps(pipe.wm.to_json(), sort_keys=True) == wm  # rolled back
     assert redis_client.keys(f"{settings.redis_prefix}l:*") == []  # nothing applied
+
+
+def test_a_batch_that_keeps_conflicting_is_split_with_the_same_results(settings, redis_client,
+                                                                       corpus):
+    """The worker shell splits a batch that conflicts twice into halves (then quarters ...):
+    here every commit of more than 40 writes "conflicts", as if other workers kept changing
+    what large batches read. The messages equal one-record-at-a-time processing."""
+    from reglink.contract import encode_record
+    from streams.shell import WorkerShell
+
+    recs = corpus[:240]
+    a_prefix, b_prefix = settings.redis_prefix + "a:", settings.redis_prefix + "b:"
+    seq = Pipeline(settings, RedisKV(redis_client, a_prefix), outbox=True)
+    expected = _messages(_run(seq, recs, 1)[:-1])
+
+    kv = RedisKV(redis_client, b_prefix)
+    shell = WorkerShell(settings, Pipeline(settings, kv, outbox=True))
+    real = kv.apply_checked
+    sizes = []
+
+    def small_commits_only(ops, *args):
+        sizes.append(len(ops))
+        if len(ops) > 40:
+            raise Conflict("test: a large batch lost the race")
+        return real(ops, *args)
+
+    kv.apply_checked = small_commits_only
+    items = []
+    for n, r in enumerate(recs):
+        item, dead = shell.accept(encode_record(r), settings.topic(f"{r['source']}.raw"), 0, n)
+        assert item is not None and not dead
+        item = type(item)(**{**{f: getattr(item, f) for f in item.__slots__},
+                             "channel": _channel(r)})
+        items.append(item)
+    msgs = shell.process_batch(items, now=1_000_000.0)
+    got = [(t[len(settings.topic_prefix):], k.decode(), json.dumps(json.loads(v), sort_keys=True))
+           for t, k, v, _o in msgs]
+    assert got == expected
+    assert max(sizes) > 40 and shell.pipe.conflicts > 2  # it did conflict, and split
+    assert sum(1 for s in sizes if s <= 40) > 1
