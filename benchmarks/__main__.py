@@ -124,11 +124,14 @@ def table() -> None:
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** (micro-batched worker{rev}):", ""]
         rows += _stream_rows(r)
-        if (b := r.get("before")):
-            rows += [f"**Before** (per-record worker, revision `{b.get('revision', '?')}`, "
-                     "same protocol, its own same-run baseline; "
-                     f"{b.get('note', '')}):", ""]
-            rows += _stream_rows(b)
+        for name in ("before", "before_previous"):
+            if (b := r.get(name)):
+                rows += [f"**Before** (per-record worker, revision `{b.get('revision', '?')}`, "
+                         "same protocol, its own same-run baseline; "
+                         f"{b.get('note', '')}):", ""]
+                rows += _stream_rows(b)
+        if r.get("notes"):
+            rows += [r["notes"], ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "README.md").write_text("\n".join(rows) + "\n")
 
