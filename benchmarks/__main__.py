@@ -116,33 +116,53 @@ def table() -> None:
                  "alone takes ~20 min per layout on this machine."]
         rows.append("")
     if (r := _load("stream")):
-        b, w = r["bare_1p"], r["worker_1p"]
         rows += ["## Stream through the real stack (Kafka, worker, Redis)", "",
                  f"Corpus {r['records']:,} records. Throughput = records / (last - first output "
                  "timestamp); workers started and their consumer group stable first, then the "
-                 "corpus published at full speed.", "",
-                 "| run | sustained rec/s | vs bare faust | links F1 |", "|---|---|---|---|",
-                 f"| bare faust forwarder (ceiling) | {_f(b['sustained_per_s'])} | 1.00 | |",
-                 f"| worker, 1 partition | {_f(w['sustained_per_s'])} | "
-                 f"{r['worker_vs_bare']:.3f} | {w.get('links_f1')} |"]
-        one = None
-        for x in r.get("scaling", []):
-            one = one or x
-            rows.append(f"| {x['workers']} worker(s), 8 partitions | "
-                        f"{_f(x['sustained_per_s'])} | "
-                        f"{x['sustained_per_s'] / max(1, b['sustained_per_s']):.3f} | "
-                        f"{x.get('links_f1')} (Δ vs 1 worker "
-                        f"{x.get('links_f1', 0) - one.get('links_f1', 0):+.4f}) |")
-        rows += ["", "| publish rate target / achieved | publish→linked p50 / p99 / max ms | "
-                 "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
-        for x in r.get("latency", []):
-            lk, al = x["publish_to_linked_ms"], x["publish_to_watchlist_alert_ms"]
-            rows.append(f"| {x['rate_target']} / {x['rate_achieved']} | {_f(lk['p50'])} / "
-                        f"{_f(lk['p99'])} / {_f(lk['max'])} | {_f(al['p50'])} / "
-                        f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |")
-        rows.append("")
+                 "corpus published at full speed.", ""]
+        if r.get("before"):
+            rev = f", revision `{r['revision']}`" if r.get("revision") else ""
+            rows += [f"**After** (micro-batched worker{rev}):", ""]
+        rows += _stream_rows(r)
+        for name in ("before", "before_previous"):
+            if (b := r.get(name)):
+                rows += [f"**Before** (per-record worker, revision `{b.get('revision', '?')}`, "
+                         "same protocol, its own same-run baseline; "
+                         f"{b.get('note', '')}):", ""]
+                rows += _stream_rows(b)
+        if r.get("notes"):
+            rows += [r["notes"], ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "README.md").write_text("\n".join(rows) + "\n")
+
+
+def _stream_rows(r: dict) -> list[str]:
+    b, w = r["bare_1p"], r["worker_1p"]
+    rows = ["| run | sustained rec/s | vs bare faust | links F1 | records per batch |",
+            "|---|---|---|---|---|",
+            f"| bare faust forwarder (ceiling) | {_f(b['sustained_per_s'])} | 1.00 | | |",
+            f"| worker, 1 partition | {_f(w['sustained_per_s'])} | "
+            f"{r['worker_vs_bare']:.3f} | {w.get('links_f1')} | "
+            f"{w.get('mean_batch_records', 1)} |"]
+    one = None
+    for x in r.get("scaling", []):
+        one = one or x
+        rows.append(f"| {x['workers']} worker(s), 8 partitions | "
+                    f"{_f(x['sustained_per_s'])} | "
+                    f"{x['sustained_per_s'] / max(1, b['sustained_per_s']):.3f} | "
+                    f"{x.get('links_f1')} (Δ vs 1 worker "
+                    f"{x.get('links_f1', 0) - one.get('links_f1', 0):+.4f}; "
+                    f"{_f(x.get('commit_conflicts'))} conflicts) | "
+                    f"{x.get('mean_batch_records', 1)} |")
+    rows += ["", "| publish rate target / achieved | publish→linked p50 / p99 / max ms | "
+             "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
+    for x in r.get("latency", []):
+        lk, al = x["publish_to_linked_ms"], x["publish_to_watchlist_alert_ms"]
+        rows.append(f"| {x['rate_target']} / {x['rate_achieved']} | {_f(lk['p50'])} / "
+                    f"{_f(lk['p99'])} / {_f(lk['max'])} | {_f(al['p50'])} / "
+                    f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |")
+    rows.append("")
+    return rows
 
 
 if __name__ == "__main__":

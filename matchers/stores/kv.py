@@ -8,6 +8,7 @@ Keys handed in are already free of personal data (IDs and phones are HMAC-ed ups
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -91,9 +92,7 @@ class MemoryKV:
         return [(m, s) for s, m in lst[:end]]
 
     def incr(self, key: str) -> int:
-        value = int(self._str.get(key, "0")) + 1
-        self._str[key] = str(value)
-        return value
+        return self.incrby(key, 1)
 
     def srem(self, key: str, member: str) -> None:
         self._set.get(key, set()).discard(member)
@@ -134,19 +133,27 @@ def _remove_sorted(lst: list, item) -> None:
         lst.remove(item)
 
 
+_HASH_OVER = 64  # strings read longer than this are compared by SHA-1 in the commit script
+
+
 class Conflict(Exception):
     """Another writer changed a key this unit of work read: nothing was applied; retry it."""
 
 
 # Compare-and-apply: the unit of work's reads still hold (strings equal, sets the same size:
 # the sets it reads only ever grow), then its writes, all inside one atomic script.
+# A long string read is compared by its SHA-1 ('2'), so a batch's identities are not sent
+# back to Redis in full just to be compared.
 _CAS = """
 local ns, nc = tonumber(ARGV[1]), tonumber(ARGV[2])
 local a = 3
 for i = 1, ns do
   local v = redis.call('GET', KEYS[i])
-  if ARGV[a] == '1' then
+  local how = ARGV[a]
+  if how == '1' then
     if v ~= ARGV[a + 1] then return 0 end
+  elseif how == '2' then
+    if (not v) or redis.sha1hex(v) ~= ARGV[a + 1] then return 0 end
   elseif v then return 0 end
   a = a + 2
 end
@@ -169,6 +176,18 @@ while a <= #ARGV do
   a = a + n
 end
 return 1
+"""
+
+
+# A read-only script: GET the first ARGV[1] keys, SMEMBERS the rest (one atomic snapshot).
+_FETCH = """
+local ns = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  if i <= ns then out[i] = redis.call('GET', KEYS[i])
+  else out[i] = redis.call('SMEMBERS', KEYS[i]) end
+end
+return out
 """
 
 
@@ -240,24 +259,21 @@ class RedisKV:
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         if not keys:
             return []
-        pipe = self._r.pipeline(transaction=False)
-        for k in keys:
-            pipe.smembers(self._k(k))
-        return [{self._s(m) for m in members} for members in pipe.execute()]
+        return self.fetch([], keys)[1]  # one script call, not one command per key
 
     def fetch(self, strings: list[str], sets: list[str]) -> tuple[list, list]:
-        """GETs and SMEMBERS in one pipeline (one round trip)."""
+        """GETs and SMEMBERS in one round trip: one script call, so a batch's thousands of
+        keys cost one command to pack and send, not one each."""
         if not strings and not sets:
             return [], []
-        pipe = self._r.pipeline(transaction=False)
-        if strings:
-            pipe.mget([self._k(k) for k in strings])
-        for k in sets:
-            pipe.smembers(self._k(k))
-        res = pipe.execute()
-        vals = [self._s(v) for v in res[0]] if strings else []
-        rest = res[1:] if strings else res
-        return vals, [{self._s(m) for m in members} for members in rest]
+        script = getattr(self, "_fetch_script", None)
+        if script is None:
+            script = self._fetch_script = self._r.register_script(_FETCH)
+        res = script(keys=[self._k(k) for k in strings] + [self._k(k) for k in sets],
+                     args=[len(strings)])
+        n = len(strings)
+        vals = [self._s(v) for v in res[:n]]
+        return vals, [{self._s(m) for m in members} for members in res[n:]]
 
     def apply_checked(self, ops: list[tuple], strings: dict[str, str | None],
                       cards: dict[str, int]) -> None:
@@ -268,7 +284,12 @@ class RedisKV:
         argv: list = [len(strings), len(cards)]
         for k, v in strings.items():
             keys.append(self._k(k))
-            argv += ["0", ""] if v is None else ["1", v]
+            if v is None:
+                argv += ["0", ""]
+            elif len(v) > _HASH_OVER:
+                argv += ["2", hashlib.sha1(v.encode()).hexdigest()]  # noqa: S324 - not security
+            else:
+                argv += ["1", v]
         for k, n in cards.items():
             keys.append(self._k(k))
             argv.append(n)
@@ -314,6 +335,29 @@ class RedisKV:
 _DELETED = object()
 
 
+def _coalesce(ops: list[tuple]) -> list[tuple]:
+    """Drop string writes that a later write of the same key overwrites (a batch sets the
+    watermark or an identity many times; only the last value needs to reach the base)."""
+    if len(ops) < 2:
+        return ops
+    overwritten: set[str] = set()  # keys whose every later op is a set or delete
+    touched: set[str] = set()
+    keep: list[tuple] = []
+    for op in reversed(ops):
+        key = op[1]
+        if op[0] == "set" and key in overwritten:
+            continue
+        if op[0] in ("set", "delete"):
+            if key not in touched:
+                overwritten.add(key)
+        else:
+            overwritten.discard(key)
+        touched.add(key)
+        keep.append(op)
+    keep.reverse()
+    return keep
+
+
 class TxKV:
     """Read-your-writes buffer over a :class:`KeyValue`; :meth:`commit` applies every buffered
     write at once (one ``MULTI``/``EXEC`` on Redis). One record's state changes are therefore
@@ -327,11 +371,21 @@ class TxKV:
     across writers; a rolled-back unit leaves a gap) and never a cause of conflict."""
 
     def __init__(self, base: KeyValue, optimistic: bool | None = None,
-                 atomic_counters: frozenset[str] = frozenset()) -> None:
+                 atomic_counters: frozenset[str] = frozenset(),
+                 deferred_counters: frozenset[str] = frozenset(),
+                 counter_block: int = 1) -> None:
         self.base = base
         self.optimistic = (hasattr(base, "apply_checked") if optimistic is None
                            else optimistic)
         self.atomic_counters = atomic_counters if self.optimistic else frozenset()
+        # Counters incremented inside the commit (INCRBY in the script): no round trip of
+        # their own, never a cause of conflict; their value is approximate across writers.
+        self.deferred_counters = deferred_counters if self.optimistic else frozenset()
+        # Atomic counters hand out ids from blocks reserved with one INCRBY each (unique
+        # across writers; unused ids of a block are a gap, like a rolled-back unit's).
+        self.counter_block = max(1, counter_block)
+        self._blocks: dict[str, tuple[int, int]] = {}  # key -> (next, last) reserved
+        self._zhint: dict[str, float] = {}
         self.rollback()
 
     # -- transaction ----------------------------------------------------------------------
@@ -344,16 +398,19 @@ class TxKV:
         # costs one round trip. Dropped at commit/rollback, so nothing outlives the record.
         self._rs: dict[str, str | None] = {}
         self._rset: dict[str, set[str]] = {}
+        self._rz: dict[str, tuple[float, list[tuple[str, float]]]] = {}  # key -> (upto, rows)
+        self._zhint = {}
 
     def commit(self) -> None:
         if self._ops:
+            ops = _coalesce(self._ops)
             if self.optimistic:
-                skip = self.atomic_counters
+                skip = self.atomic_counters | self.deferred_counters
                 strings = {k: v for k, v in self._rs.items() if k not in skip}
                 cards = {k: len(v) for k, v in self._rset.items()}
-                self.base.apply_checked(self._ops, strings, cards)  # type: ignore[attr-defined]
+                self.base.apply_checked(ops, strings, cards)  # type: ignore[attr-defined]
             else:
-                self.base.apply(self._ops)
+                self.base.apply(ops)
         self.rollback()
 
     @property
@@ -427,9 +484,23 @@ class TxKV:
         self._rs.update(zip(strings, vals, strict=True))
         self._rset.update(zip(sets, members, strict=True))
 
+    def zhint(self, key: str, max_score: float) -> None:
+        """This unit of work will ask ``zupto(key, s)`` only for ``s <= max_score``: the first
+        such call reads the base up to ``max_score`` once, the later ones filter that read."""
+        self._zhint[key] = max(max_score, self._zhint.get(key, max_score))
+
+    def _base_zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
+        got = self._rz.get(key)
+        if got is None or got[0] < max_score:
+            if not hasattr(self.base, "fetch"):  # embedded: reading is free, read exactly
+                return self.base.zupto(key, max_score)
+            upto = max(max_score, self._zhint.get(key, max_score))
+            got = self._rz[key] = (upto, self.base.zupto(key, upto))
+        return [r for r in got[1] if r[1] <= max_score]
+
     def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
         deleted, over = self._z.get(key, (False, {}))
-        rows = {} if deleted else dict(self.base.zupto(key, max_score))
+        rows = {} if deleted else dict(self._base_zupto(key, max_score))
         for m, s in over.items():
             rows.pop(m, None)
             if s is not None and s <= max_score:
@@ -472,7 +543,18 @@ class TxKV:
 
     def incr(self, key: str) -> int:
         if key in self.atomic_counters:  # shared: atomic now, never a cause of conflict
-            return self.base.incr(key)
+            if self.counter_block == 1 or not hasattr(self.base, "incrby"):
+                return self.base.incr(key)
+            nxt, last = self._blocks.get(key, (1, 0))
+            if nxt > last:
+                last = self.base.incrby(key, self.counter_block)  # type: ignore[attr-defined]
+                nxt = last - self.counter_block + 1
+            self._blocks[key] = (nxt + 1, last)
+            return nxt
         value = int(self.get(key) or 0) + 1
+        if key in self.deferred_counters:  # applied as INCRBY by the commit
+            self._str[key] = str(value)
+            self._ops.append(("incrby", key, 1))
+            return value
         self.set(key, str(value))
         return value

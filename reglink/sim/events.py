@@ -295,7 +295,7 @@ class World:
         rng = self.rng
         horizon = self.start + timedelta(days=self.days)
         entries: list[tuple[Person, dict, list[str]]] = []
-        for pid, i in watched.items():
+        for i in watched.values():
             p = self.people[i]
             r = rng.random()
             if r < 0.35:
