@@ -28,13 +28,34 @@ from .pseudo import Pseudonymiser
 from .types import Identity, IdentityStore, PersonRecord
 
 
+# A weak key (a name alone) that holds more identities than this is not searched. With the
+# shipped model a name agreement alone, without a birth date (or with a mistyped one), ID or
+# phone, does not reach the link threshold unless the name is rare (its term-frequency
+# adjustment positive); a name held by more than ~20 identities is not rare. Measured:
+# benchmarks/recall.py (candidate recall and F1 before/after).
+WEAK_CAP = 20
+
+
+def _weak(raw_key: str) -> bool:
+    return raw_key.startswith("nk|") or (raw_key.startswith("lx|") and raw_key.count("|") == 1)
+
+
+
 class BlockingCandidates:
-    """Several blocking keys; a key shared by too many identities is skipped by the store."""
+    """Several blocking keys; a key shared by too many identities is skipped by the store.
+
+    Weak keys (name alone: ``nk|``, Latin Soundex alone: ``lx|`` without a birth date) are
+    searched only while they hold at most ``weak_cap`` identities (the store's ``max_bucket``
+    still bounds the others). A name shared by more people than that is no evidence on its
+    own (see ``weak_cap`` below); the records such a key exists for (birth date missing or
+    mistyped) still meet their person through the ID, phone and surname keys."""
 
     NAME = "blocking-v2"
 
-    def __init__(self, pseudo: Pseudonymiser) -> None:
+    def __init__(self, pseudo: Pseudonymiser, weak_cap: int | None = WEAK_CAP) -> None:
         self._pseudo = pseudo
+        self.weak_cap = weak_cap
+        self._last: tuple[PersonRecord, list[str], list[str]] | None = None
 
     @staticmethod
     def _raw(id_hash: str | None, near: tuple[str, ...] | set[str], dels, phones, name_keys,
@@ -74,8 +95,20 @@ class BlockingCandidates:
             (rec.name, *rec.alias_names) if rec.script == "latin" else rec.alias_names,
         )
 
+    def _keyed(self, rec: PersonRecord) -> tuple[list[str], list[str]]:
+        """(raw keys, pseudonymised keys) of a record; the last record's are kept, as the
+        linker asks for its keys and then for its candidates."""
+        last = self._last
+        if last is not None and last[0] is rec:
+            return last[1], last[2]
+        raw = self.raw_keys(rec)
+        pseudo = self._pseudo
+        keys = [pseudo("blk", k) for k in raw]
+        self._last = (rec, raw, keys)
+        return raw, keys
+
     def keys(self, rec: PersonRecord) -> list[str]:
-        return [self._pseudo("blk", k) for k in self.raw_keys(rec)]
+        return list(self._keyed(rec)[1])
 
     def identity_keys(self, ident: Identity) -> list[str]:
         """Keys to search *with an identity* (e.g. an identity against the watchlist), and the
@@ -91,7 +124,13 @@ class BlockingCandidates:
         return [self._pseudo("blk", k) for k in dict.fromkeys(raw)]
 
     def candidates(self, rec: PersonRecord, store: IdentityStore) -> list[Identity]:
-        ids = sorted(store.find(self.keys(rec)))
+        raw, keys = self._keyed(rec)
+        cap = self.weak_cap
+        limits = [cap if _weak(k) else None for k in raw] if cap is not None else None
+        if limits is not None and any(x is not None for x in limits):
+            ids = sorted(store.find(keys, limits))  # type: ignore[call-arg]
+        else:
+            ids = sorted(store.find(keys))
         getter = getattr(store, "get_many", None)
         if getter is not None:
             return getter(ids)

@@ -81,11 +81,19 @@ class KVIdentityStore:
             person_id, seen = nxt, seen + 1
         return person_id
 
-    def find(self, keys: Iterable[str]) -> set[str]:
+    def find(self, keys: Iterable[str], limits: list[int | None] | None = None) -> set[str]:
+        """``limits`` (optional, one per key): a smaller bucket bound for that key."""
         found: set[str] = set()
-        for members in self.kv.smembers_many([f"b:{k}" for k in keys]):
-            if len(members) <= self.max_bucket:  # a key shared by more is too common to use
-                found.update(members)
+        mx = self.max_bucket
+        sets = self.kv.smembers_many([f"b:{k}" for k in keys])
+        if limits is None:
+            for members in sets:
+                if len(members) <= mx:  # a key shared by more is too common to use
+                    found.update(members)
+        else:
+            for members, lim in zip(sets, limits, strict=True):
+                if len(members) <= (mx if lim is None else min(lim, mx)):
+                    found.update(members)
         if not found:
             return found
         ids = sorted(found)
