@@ -17,12 +17,11 @@ from .common import corpus, lines, run_timed
 
 BARE = """
 import sys, json
-from reglink.contract import parse_record
-from reglink.replay import _source_of, iter_lines
+from reglink.replay import iter_lines, parse_line
 from pathlib import Path
 p = Path(sys.argv[1]); n = 0
 for i, raw in iter_lines(p):
-    rec, dl = parse_record(raw, _source_of(raw, None), {"file": str(p), "line": i}); n += 1
+    rec, dl = parse_line(raw, None, {"file": str(p), "line": i}); n += 1
 """
 
 

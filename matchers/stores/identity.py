@@ -85,7 +85,10 @@ class KVIdentityStore:
         """``limits`` (optional, one per key): a smaller bucket bound for that key."""
         found: set[str] = set()
         mx = self.max_bucket
-        sets = self.kv.smembers_many([f"b:{k}" for k in keys])
+        read = getattr(self.kv, "smembers_many_shared", None)  # uncopied: only read here
+        if read is None:
+            read = self.kv.smembers_many
+        sets = read([f"b:{k}" for k in keys])
         if limits is None:
             for members in sets:
                 if len(members) <= mx:  # a key shared by more is too common to use

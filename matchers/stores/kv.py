@@ -380,6 +380,17 @@ class TxKV:
             self._rset.update(zip(want, self._read_sets(want), strict=True))
         return [self.smembers(k) for k in keys]
 
+    def smembers_many_shared(self, keys: list[str]) -> list[set[str] | frozenset[str]]:
+        """Like :meth:`smembers_many`, but a set this unit of work did not change is handed
+        out uncopied (the base's own set when it shares them): for readers that never mutate
+        what they get (the identity store's ``find``)."""
+        want = [k for k in dict.fromkeys(keys)
+                if not self._sets.get(k, (False,))[0] and k not in self._rset]
+        if want:
+            self._rset.update(zip(want, self._read_sets(want), strict=True))
+        sets, rset = self._sets, self._rset
+        return [rset[k] if k not in sets else self.smembers(k) for k in keys]
+
     def scard(self, key: str) -> int:
         return len(self.smembers(key))
 

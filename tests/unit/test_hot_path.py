@@ -1,0 +1,91 @@
+"""The replay hot path's shortcuts give the answers of the plain code they replace."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from matchers.compare import FSComparator, compare_levels
+from matchers.features import person_record
+from matchers.pseudo import Pseudonymiser
+from matchers.stores.kv import MemoryKV, TxKV
+from matchers.types import Identity
+from reglink.contract import parse_record
+from reglink.replay import _source_of, parse_line
+
+ORIGIN = {"file": "f", "line": 1}
+GOOD = {"source": "person", "record_id": "R1", "person": {"name": "王辉"}}
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps(GOOD, ensure_ascii=False).encode(),
+    json.dumps(GOOD).encode(),  # \\u escapes: slow path
+    b'{"source": "person", "record_id": "R1", "person": {"name": "x"}, "source": "hotel"}',
+    b'{"source": "hotel", "record_id": "R1"',  # malformed: dead letter under the default
+    b'{"source": "nope", "record_id": "R1"}',
+    b'{"source":"person","record_id":"R2","person":{"name":"LI Wei"}}',
+    b'  {"source": "person"}',
+    b"",
+])
+@pytest.mark.parametrize("default", [None, "hotel"])
+def test_parse_line_matches_parse_record_with_source_of(raw, default):
+    plain = parse_record(raw, _source_of(raw, default), ORIGIN)
+    fast = parse_line(raw, default, ORIGIN)
+    assert (fast[0], fast[1] and fast[1].to_message()) == \
+        (plain[0], plain[1] and plain[1].to_message())
+
+
+def _records():
+    pseudo = Pseudonymiser("k")
+    rows = [
+        {"name": "王辉", "id_number": "33010619891011707X", "sex": "M", "birth_date": "1989-10-11"},
+        {"name": "王辉", "birth_date": "1989-11-10", "sex": "M"},
+        {"name": "王晖", "birth_date": "1989-10-11", "phone": "13800000000"},
+        {"name": "WANG Hui", "birth_date": "1989-10-12"},
+        {"name": "李伟", "birth_date": "1990-01-01", "sex": "F"},
+        {"name": "王辉", "id_number": "330106198910117071"},
+        {"name": "王辉", "address": "1 Main St"},
+    ]
+    return [person_record({"source": "person", "person": p}, f"person:{i}", pseudo)
+            for i, p in enumerate(rows)]
+
+
+def test_weight_bound_never_below_the_full_comparison():
+    comp = FSComparator()
+    recs = _records()
+    for i, a in enumerate(recs):
+        for b in recs[:i] + recs[i + 1:]:
+            ident = Identity(person_id="P", anchor="rec:x")
+            ident.absorb(b)
+            total = comp.compare(a, ident).total_weight
+            assert comp.weight_bound(a, ident) >= total - 1e-9
+
+
+def test_memoised_score_equals_fresh_score():
+    recs = _records()
+    fresh = FSComparator()
+    for a in recs:
+        ident = Identity(person_id="P", anchor="rec:x")
+        ident.absorb(recs[0])
+        levels, conflict = compare_levels(a, ident)
+        memo = FSComparator()
+        first = memo.score(a, "P", levels, conflict)
+        again = memo.score(a, "P", levels, conflict)  # from the memo
+        assert again == first == fresh.score(a, "P", levels, conflict)
+
+
+def test_threshold_weight_inverts_the_calibration():
+    comp = FSComparator()
+    w = comp.threshold_weight(0.9)
+    assert comp.model.probability(w + 1e-6) >= 0.9 > comp.model.probability(w - 1e-3)
+
+
+def test_shared_set_reads_see_this_unit_of_work():
+    base = MemoryKV()
+    base.sadd("b:k", ["p1"])
+    tx = TxKV(base)
+    assert tx.smembers_many_shared(["b:k", "b:none"]) == [{"p1"}, set()]
+    tx.sadd("b:k", ["p2"])
+    assert tx.smembers_many_shared(["b:k"]) == [{"p1", "p2"}]
+    assert base.smembers("b:k") == {"p1"}  # nothing applied before the commit
