@@ -23,6 +23,8 @@ Keys (``raw_keys``):
 
 from __future__ import annotations
 
+import re
+
 from .normalise import soundex
 from .pseudo import Pseudonymiser
 from .types import Identity, IdentityStore, PersonRecord
@@ -137,5 +139,8 @@ class BlockingCandidates:
         return [i for i in (store.get(p) for p in ids) if i is not None]
 
 
+_HAN = re.compile("[\u3400-\u9fff]")
+
+
 def _is_han(text: str) -> bool:
-    return any("\u3400" <= c <= "\u9fff" for c in text)
+    return _HAN.search(text) is not None

@@ -71,6 +71,7 @@ class Pipeline:
         if outbox:
             self.linker.prefetch_extra = ("n:outbox",)
         self.metrics = metrics or PipelineMetrics()
+        self._children: dict[tuple[int, str], object] = {}
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = outbox
@@ -119,6 +120,15 @@ class Pipeline:
         pid, outs = self._atomic(self._process, record, now, channel)
         return pid, outs
 
+    def _counter(self, metric, label: str):
+        """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
+        tuple key per call)."""
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
+
     def _keep(self, out: Out) -> Out:
         """Put a message in the outbox (same transaction as its cause)."""
         if not self.outbox:
@@ -146,7 +156,7 @@ class Pipeline:
                  channel: str | None) -> tuple[str | None, list[Out]]:
         source = record["source"]
         key = record_key(record)
-        self.metrics.records_in.labels(source).inc()
+        self._counter(self.metrics.records_in, source).inc()
         rt = report_time(record)
         report_ts = rt.timestamp() if rt else None
         if source == "watchlist":
@@ -207,7 +217,7 @@ class Pipeline:
     def _link_outputs(self, record: dict, rec: PersonRecord, link: LinkResult, rt) -> list[Out]:
         outs = []
         if not link.repeated:
-            self.metrics.linked.labels(rec.source).inc()
+            self._counter(self.metrics.linked, rec.source).inc()
         for ev in link.events:
             if ev["event"] == "created":
                 self.metrics.created.inc()

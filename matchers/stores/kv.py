@@ -431,6 +431,10 @@ class TxKV:
         members = set(members)
         if not members:
             return
+        if key not in self._sets:
+            read = self._rset.get(key)
+            if read is not None and members <= read:
+                return  # already members of the set this unit of work read: a no-op write
         deleted, added = self._sets.setdefault(key, (False, set()))
         added |= members
         self._ops.append(("sadd", key, sorted(members)))
