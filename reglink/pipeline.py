@@ -465,9 +465,12 @@ class _Prefixed:
     def __getattr__(self, name):
         fn = getattr(self._kv, name)
 
+        p = self._p
+
         def call(key, *args):
             if isinstance(key, list):
-                return fn([self._p + k for k in key], *args)
-            return fn(self._p + key, *args)
+                return fn([p + k for k in key], *args)
+            return fn(p + key, *args)
 
+        self.__dict__[name] = call  # found directly next time: no wrapper built per call
         return call

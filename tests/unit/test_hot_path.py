@@ -89,3 +89,37 @@ def test_shared_set_reads_see_this_unit_of_work():
     tx.sadd("b:k", ["p2"])
     assert tx.smembers_many_shared(["b:k"]) == [{"p1", "p2"}]
     assert base.smembers("b:k") == {"p1"}  # nothing applied before the commit
+
+
+def test_typed_identity_decode_equals_the_plain_one():
+    from matchers.stores.identity import _dump, _load, _load_fast
+
+    recs = _records()
+    ident = Identity(person_id="P", anchor="rid:x")
+    for r in recs:
+        ident.absorb(r)
+    ident.last_report = 1_700_000_000.0
+    raw = _dump(ident)
+    assert _load_fast(raw) == _load(raw) == ident
+    bare = '{"person_id":"P","anchor":"rec:a"}'
+    assert _load_fast(bare) == _load(bare)
+
+
+def test_weak_key_cap_limits_name_only_buckets_only():
+    from matchers.candidates import BlockingCandidates
+    from matchers.stores.identity import embedded_store
+
+    pseudo = Pseudonymiser("k")
+    finder = BlockingCandidates(pseudo, weak_cap=20)
+    store = embedded_store()
+    mk = lambda i, birth: person_record(  # noqa: E731
+        {"source": "person", "person": {"name": "王辉", "birth_date": birth}}, f"p:{i}", pseudo)
+    for i in range(25):  # 25 namesakes, each with another birth date: one nk| bucket of 25
+        rec = mk(i, f"19{50 + i}-01-01")
+        ident = Identity(person_id=f"P{i:02d}", anchor=f"rec:{rec.key}")
+        ident.absorb(rec)
+        store.save(ident, finder.keys(rec))
+    probe = mk(99, "1960-01-01")  # same birth date as P10: its name+birth key still finds it
+    assert [i.person_id for i in finder.candidates(probe, store)] == ["P10"]
+    finder.weak_cap = None  # only max_bucket (200): the whole name bucket
+    assert len(finder.candidates(probe, store)) == 25
