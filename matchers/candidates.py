@@ -63,25 +63,37 @@ class BlockingCandidates:
     def _raw(id_hash: str | None, near: tuple[str, ...] | set[str], dels, phones, name_keys,
              births, surnames, areas, latin_texts) -> list[str]:
         keys: list[str] = []
+        add = keys.append
         if id_hash:
-            keys.append(f"id|{id_hash}")
-        keys += [f"id|{h}" for h in sorted(near)]
-        keys += [f"idd|{h}" for h in sorted(dels)]
-        keys += [f"ph|{h}" for h in sorted(phones)]
+            add(f"id|{id_hash}")
+        for h in sorted(near):
+            add(f"id|{h}")
+        for h in sorted(dels):
+            add(f"idd|{h}")
+        for h in sorted(phones):
+            add(f"ph|{h}")
+        births = sorted(births)
         for nk in sorted(name_keys):
-            keys += [f"nb|{nk}|{b}" for b in sorted(births)]
-            keys.append(f"nk|{nk}")
-        for s in sorted(surnames):
-            for b in sorted(births):
-                keys.append(f"sb|{s}|{b}")  # superset; the prefecture form stays usable
-                keys += [f"sb|{s}|{b}|{a}" for a in sorted(areas)]  # when this one is too big
+            for b in births:
+                add(f"nb|{nk}|{b}")
+            add(f"nk|{nk}")
+        if surnames and births:
+            areas = sorted(areas)
+            for s in sorted(surnames):
+                for b in births:
+                    add(f"sb|{s}|{b}")  # superset; the prefecture form stays usable
+                    for a in areas:  # when this one is too big
+                        add(f"sb|{s}|{b}|{a}")
         for text in sorted(latin_texts):
-            sx = " ".join(sorted(soundex(t) for t in text.split() if not _is_han(t)))
+            codes = [soundex(t) for t in text.split() if not _is_han(t)]
+            sx = " ".join(sorted(codes))
             if sx:
-                keys += [f"lx|{sx}|{b}" for b in sorted(births)]
-                keys.append(f"lx|{sx}")  # birth date missing or mistyped
-            for tok in sorted({soundex(t) for t in text.split() if not _is_han(t)} - {""}):
-                keys += [f"lt|{tok}|{b}" for b in sorted(births)]  # one name part misspelt
+                for b in births:
+                    add(f"lx|{sx}|{b}")
+                add(f"lx|{sx}")  # birth date missing or mistyped
+            for tok in sorted(set(codes) - {""}):
+                for b in births:
+                    add(f"lt|{tok}|{b}")  # one name part misspelt
         return keys
 
     def raw_keys(self, rec: PersonRecord) -> list[str]:
