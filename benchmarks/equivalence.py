@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "identical_files": same, "identical_evaluate": ev_base == ev_new,
         "identical_alert_ids": alert_ids[0] == alert_ids[1], "alerts": len(alert_ids[1]),
         "links_f1": ev_new["links"]["f1"],
+        "evaluate": {"base": ev_base, "new": ev_new},
         "seconds": {"base": round(t_base, 2), "new": round(t_new, 2)},
         "records_per_s": {"base": round(n / t_base), "new": round(n / t_new)},
         "speedup": round(t_base / t_new, 2),
