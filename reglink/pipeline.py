@@ -54,7 +54,8 @@ class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out."""
 
     def __init__(self, settings: Settings, kv: KeyValue, watch_kv: KeyValue | None = None,
-                 metrics: PipelineMetrics | None = None, outbox: bool = False) -> None:
+                 metrics: PipelineMetrics | None = None, outbox: bool = False,
+                 identity_cache: int = 50_000) -> None:
         self.s = settings
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         self.kv = kv if isinstance(kv, TxKV) else TxKV(
@@ -63,7 +64,8 @@ class Pipeline:
         self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
         # Through the buffer too: identity writes (save, merge pointers, links) land in the
         # record's MULTI/EXEC with the rule state, not one round trip each ahead of it.
-        self.store = KVIdentityStore(self.kv)
+        # identity_cache: decoded identities kept (see KVIdentityStore); replay keeps them all.
+        self.store = KVIdentityStore(self.kv, cache=identity_cache)
         # Watchlist entries are indexed like identities, in their own namespace.
         self.watch_store = KVIdentityStore(
             watch_kv if watch_kv is not None else _Prefixed(self.kv))
