@@ -74,14 +74,21 @@ def table() -> None:
             ""]
     if (r := _load("replay")):
         rows += ["## Replay (one process, embedded store, full matcher)", "",
-                 "| records | replay rec/s | peak RSS MiB | ceiling: read+parse rec/s | "
-                 "replay / ceiling | links F1 |", "|---|---|---|---|---|---|"]
+                 "| records | replay rec/s (wall) | replay rec/CPU-s | peak RSS MiB | "
+                 "ceiling: read+parse rec/s (wall) | ceiling rec/CPU-s | replay / ceiling "
+                 "(wall) | replay / ceiling (CPU) | links F1 |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for x in r["sizes"]:
-            rows.append(f"| {x['records']:,} | {_f(x['replay']['records_per_s'])} | "
-                        f"{x['replay']['peak_rss_mib']} | "
-                        f"{_f(x['baseline_read_parse']['records_per_s'])} | "
-                        f"{x['ratio_to_ceiling']:.3f} | {x['links_f1']:.4f} |")
+            rep, bare = x["replay"], x["baseline_read_parse"]
+            rows.append(f"| {x['records']:,} | {_f(rep['records_per_s'])} | "
+                        f"{_f(rep.get('records_per_cpu_s'))} | {rep['peak_rss_mib']} | "
+                        f"{_f(bare['records_per_s'])} | {_f(bare.get('records_per_cpu_s'))} | "
+                        f"{x['ratio_to_ceiling']:.3f} | "
+                        f"{_f(x.get('cpu_ratio_to_ceiling'), 3)} | {x['links_f1']:.4f} |")
         rows.append("")
+    notes = RESULTS / "replay-profile.md"  # hand-written: profile and before/after figures
+    if notes.exists():
+        rows += [notes.read_text().rstrip(), ""]
     if (r := _load("equivalence")):
         rows += ["## Profiling fixes: before/after on the same corpus, same run", "",
                  f"`python -m benchmarks.equivalence {r['corpus']}` (base `{r['base']}`): "

@@ -25,14 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_REV = "5b2600d"  # main before the performance work (issue 4)
 
 
-def _replay(src: Path, files: list[Path], out: Path) -> float:
+def _replay(src: Path, files: list[Path], out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     code = ("import sys; from reglink.cli import main; sys.argv=['reglink','replay',*sys.argv[1:]];"
             " main()")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, *map(str, files), "--out", str(out)],
-                   env=env, cwd=src, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, files), "--out", str(out)],
+                            env=env, cwd=src, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"replay at {src} failed")
+    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime
 
 
 def _digest(path: Path) -> str:
@@ -58,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
                        check=True, capture_output=True)
         try:
-            t_base = _replay(wt, files, tmp / "out-base")
-            t_new = _replay(ROOT, files, tmp / "out-new")
+            t_base, c_base = _replay(wt, files, tmp / "out-base")
+            t_new, c_new = _replay(ROOT, files, tmp / "out-new")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
                            capture_output=True)
@@ -74,9 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         "identical_files": same, "identical_evaluate": ev_base == ev_new,
         "identical_alert_ids": alert_ids[0] == alert_ids[1], "alerts": len(alert_ids[1]),
         "links_f1": ev_new["links"]["f1"],
+        "evaluate": {"base": ev_base, "new": ev_new},
         "seconds": {"base": round(t_base, 2), "new": round(t_new, 2)},
         "records_per_s": {"base": round(n / t_base), "new": round(n / t_new)},
         "speedup": round(t_base / t_new, 2),
+        "cpu_seconds": {"base": round(c_base, 2), "new": round(c_new, 2)},
+        "records_per_cpu_s": {"base": round(n / c_base), "new": round(n / c_new)},
+        "cpu_speedup": round(c_base / c_new, 2),
     }
     ok = all(same.values()) and result["identical_evaluate"] and result["identical_alert_ids"]
     result["ok"] = ok

@@ -11,6 +11,7 @@ between them) mean two people, whatever the names say.
 
 from __future__ import annotations
 
+import math
 from itertools import permutations
 
 from rapidfuzz.distance import JaroWinkler
@@ -150,31 +151,90 @@ def compare_levels(rec: PersonRecord, ident: Identity) -> tuple[dict[str, str], 
 
 
 class FSComparator:
-    """Fellegi-Sunter comparator over graded levels, with a versioned model file."""
+    """Fellegi-Sunter comparator over graded levels, with a versioned model file.
+
+    Scoring is memoised on (levels, name TF adjustment): a few thousand combinations recur for
+    every candidate, and building the feature scores is most of a comparison's cost.
+    :meth:`may_link` bounds a pair's weight from its cheap features so that a candidate that
+    cannot reach a threshold skips the full comparison (see :meth:`weight_bound`)."""
 
     def __init__(self, model: FSModel | None = None) -> None:
         self.model = model or default_model()
         self.NAME = self.model.version
+        self._memo: dict[tuple, tuple[tuple[FeatureScore, ...], float, float]] = {}
+        m = self.model
+        w = m._w
+        # Upper bounds for the features the bound does not grade (name, address).
+        self._name_tf_max = max(w["name"][lvl] for lvl in TF_LEVELS if lvl in w["name"])
+        self._name_other_max = max(v for lvl, v in w["name"].items() if lvl not in TF_LEVELS)
+        self._addr_max = max(0.0, *w["address"].values())
+        self._w_id, self._w_birth = w["id"], w["birth_date"]
+        self._w_sex, self._w_phone = w["sex"], w["phone"]
 
     def compare(self, rec: PersonRecord, ident: Identity) -> Comparison:
         levels, conflict = compare_levels(rec, ident)
         return self.score(rec, ident.person_id, levels, conflict)
 
+    def threshold_weight(self, probability: float) -> float | None:
+        """The total weight at which the calibrated probability reaches ``probability``
+        (None when the calibration is not increasing: no bound then)."""
+        a, b = self.model.calibration
+        if a <= 0 or not 0.0 < probability < 1.0:
+            return None
+        return (math.log2(probability / (1.0 - probability)) - b) / a
+
+    def weight_bound(self, rec: PersonRecord, ident: Identity) -> float:
+        """An upper bound on ``compare(rec, ident).total_weight``: ID, birth date, sex and
+        phone graded exactly (cheap: set lookups and a memoised date pair), name and address
+        at the best weight their levels can reach."""
+        m = self.model
+        total = m.prior_weight
+        idl, _ = id_level(rec, ident)
+        if idl != "missing":
+            total += self._w_id[idl]
+        if rec.birth_date and ident.birth_dates:
+            total += self._w_birth[birth_level(rec.birth_date, ident.birth_dates)]
+        if rec.sex and ident.sexes:
+            total += self._w_sex["same" if rec.sex in ident.sexes else "different"]
+        if rec.phone_hash and ident.phone_hashes:
+            total += self._w_phone["same" if rec.phone_hash in ident.phone_hashes
+                                   else "different"]
+        if rec.name_key and ident.names:  # every TF level gets the same adjustment
+            tf = m.tf_adjust(rec.name_key, "exact")
+            total += max(self._name_tf_max + tf, self._name_other_max)
+        if rec.address and ident.addresses:
+            total += self._addr_max
+        return total
+
+    def may_link(self, rec: PersonRecord, ident: Identity, min_weight: float | None) -> bool:
+        """False only when the pair's total weight is certainly below ``min_weight``."""
+        return min_weight is None or self.weight_bound(rec, ident) >= min_weight - 1e-6
+
     def score(self, rec: PersonRecord, person_id: str, levels: dict[str, str],
               conflict: str | None) -> Comparison:
         m = self.model
-        feats = []
-        for feat in FEATURES:
-            lvl = levels[feat]
-            if lvl == "missing" and feat == "address":
-                continue  # most sources have no personal address: keep explanations short
-            w = m.weight(feat, lvl)
-            if feat == "name" and lvl in TF_LEVELS:
-                w += m.tf_adjust(rec.name_key, lvl)
-            feats.append(FeatureScore(feat, lvl, w))
-        prior = m.prior_weight
-        total = prior + sum(f.weight for f in feats)
-        return Comparison(person_id, tuple(feats), prior, m.probability(total), conflict)
+        name_lvl = levels["name"]
+        tf = m.tf_adjust(rec.name_key, name_lvl) if name_lvl in TF_LEVELS else 0.0
+        key = (levels["id"], name_lvl, levels["birth_date"], levels["sex"], levels["phone"],
+               levels["address"], tf)
+        hit = self._memo.get(key)
+        if hit is None:
+            feats = []
+            for feat in FEATURES:
+                lvl = levels[feat]
+                if lvl == "missing" and feat == "address":
+                    continue  # most sources have no personal address: keep explanations short
+                w = m.weight(feat, lvl)
+                if feat == "name" and lvl in TF_LEVELS:
+                    w += tf
+                feats.append(FeatureScore(feat, lvl, w))
+            prior = m.prior_weight
+            total = prior + sum(f.weight for f in feats)
+            hit = (tuple(feats), prior, m.probability(total))
+            if len(self._memo) >= 1 << 16:
+                self._memo.clear()
+            self._memo[key] = hit
+        return Comparison(person_id, hit[0], hit[1], hit[2], conflict)
 
 
 # The hand-set comparator of release 0.1 is replaced by the trained model; the old name stays

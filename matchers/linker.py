@@ -47,6 +47,10 @@ class Linker:
         self.decider = decider or ThresholdDecider(threshold)
         self.cannot_link = cannot_link
         self.prefetch_extra: tuple[str, ...] = ()  # more raw keys the caller will read
+        bound = getattr(self.comparator, "threshold_weight", None)
+        threshold = getattr(self.decider, "threshold", None)
+        self._min_weight = (bound(threshold) if bound is not None and threshold is not None
+                            else None)
 
     @property
     def version(self) -> str:
@@ -67,7 +71,14 @@ class Linker:
             return LinkResult(known, ident, comp.probability, comp.explanation(), repeated=True)
 
         cands = self.finder.candidates(rec, self.store)
-        comps = [self.comparator.compare(rec, c) for c in cands]
+        # Only candidates at or above the threshold can be joined or merged: one whose cheap
+        # features already bound its weight below it skips the full comparison.
+        may_link = getattr(self.comparator, "may_link", None)
+        if may_link is None:
+            comps = [self.comparator.compare(rec, c) for c in cands]
+        else:
+            comps = [self.comparator.compare(rec, c) for c in cands
+                     if may_link(rec, c, self._min_weight)]
         by_id = {c.person_id: c for c in cands}
         decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands},
                                        cannot_link=self.cannot_link)

@@ -373,10 +373,14 @@ def latin_tokens(text: str, script: str, syllables: tuple[str, ...]) -> tuple[st
     return tuple(t.lower() for t in text.split())
 
 
+_SOUNDEX = {**dict.fromkeys("BFPV", "1"), **dict.fromkeys("CGJKQSXZ", "2"),
+            **dict.fromkeys("DT", "3"), "L": "4", **dict.fromkeys("MN", "5"), "R": "6"}
+
+
+@lru_cache(maxsize=65536)
 def soundex(token: str) -> str:
     """American Soundex of one Latin token (a blocking key for misspelt Latin names)."""
-    codes = {**dict.fromkeys("BFPV", "1"), **dict.fromkeys("CGJKQSXZ", "2"),
-             **dict.fromkeys("DT", "3"), "L": "4", **dict.fromkeys("MN", "5"), "R": "6"}
+    codes = _SOUNDEX
     t = "".join(c for c in token.upper() if "A" <= c <= "Z")
     if not t:
         return ""

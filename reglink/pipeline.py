@@ -55,7 +55,8 @@ class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out."""
 
     def __init__(self, settings: Settings, kv: KeyValue, watch_kv: KeyValue | None = None,
-                 metrics: PipelineMetrics | None = None, outbox: bool = False) -> None:
+                 metrics: PipelineMetrics | None = None, outbox: bool = False,
+                 identity_cache: int = 50_000) -> None:
         self.s = settings
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         # Outbox ids come from blocks reserved with one INCRBY; the approximate identity count
@@ -69,7 +70,8 @@ class Pipeline:
         self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
         # Through the buffer too: identity writes (save, merge pointers, links) land in the
         # record's MULTI/EXEC with the rule state, not one round trip each ahead of it.
-        self.store = KVIdentityStore(self.kv)
+        # identity_cache: decoded identities kept (see KVIdentityStore); replay keeps them all.
+        self.store = KVIdentityStore(self.kv, cache=identity_cache)
         # Watchlist entries are indexed like identities, in their own namespace.
         self.watch_store = KVIdentityStore(
             watch_kv if watch_kv is not None else _Prefixed(self.kv))
@@ -77,6 +79,7 @@ class Pipeline:
         if outbox:
             self.linker.prefetch_extra = ("n:outbox",)
         self.metrics = metrics or PipelineMetrics()
+        self._children: dict[tuple[int, str], object] = {}
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = outbox
@@ -201,6 +204,15 @@ class Pipeline:
             ids = sorted(members)
             self.kv.prefetch([f"{p}:{i}" for i in ids for p in ("m", "i", "s")], [])
 
+    def _counter(self, metric, label: str):
+        """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
+        tuple key per call)."""
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
+
     def _keep(self, out: Out) -> Out:
         """Put a message in the outbox (same transaction as its cause)."""
         if not self.outbox:
@@ -234,7 +246,7 @@ class Pipeline:
                  channel: str | None) -> tuple[str | None, list[Out]]:
         source = record["source"]
         key = record_key(record)
-        self.metrics.records_in.labels(source).inc()
+        self._counter(self.metrics.records_in, source).inc()
         rt = report_time(record)
         report_ts = rt.timestamp() if rt else None
         if source == "watchlist":
@@ -295,7 +307,7 @@ class Pipeline:
     def _link_outputs(self, record: dict, rec: PersonRecord, link: LinkResult, rt) -> list[Out]:
         outs = []
         if not link.repeated:
-            self.metrics.linked.labels(rec.source).inc()
+            self._counter(self.metrics.linked, rec.source).inc()
         for ev in link.events:
             if ev["event"] == "created":
                 self.metrics.created.inc()
@@ -623,9 +635,12 @@ class _Prefixed:
     def __getattr__(self, name):
         fn = getattr(self._kv, name)
 
+        p = self._p
+
         def call(key, *args):
             if isinstance(key, list):
-                return fn([self._p + k for k in key], *args)
-            return fn(self._p + key, *args)
+                return fn([p + k for k in key], *args)
+            return fn(p + key, *args)
 
+        self.__dict__[name] = call  # found directly next time: no wrapper built per call
         return call

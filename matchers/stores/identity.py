@@ -33,6 +33,17 @@ def _load(raw: str) -> Identity:
     return Identity(**d)
 
 
+try:  # msgspec decodes straight into the dataclass (lists -> sets): ~4x faster than _load
+    import msgspec
+
+    _typed = msgspec.json.Decoder(Identity)
+
+    def _load_fast(raw: str) -> Identity:
+        return _typed.decode(raw)
+except ImportError:  # pragma: no cover
+    _load_fast = _load
+
+
 class KVIdentityStore:
     """Implements :class:`matchers.types.IdentityStore`."""
 
@@ -53,7 +64,7 @@ class KVIdentityStore:
         hit = self._cache.get(person_id)
         if hit is not None and hit[0] == raw:
             return hit[1]
-        ident = _load(raw)
+        ident = _load_fast(raw)
         self._remember(person_id, raw, ident)
         return ident
 
@@ -80,11 +91,22 @@ class KVIdentityStore:
             person_id, seen = nxt, seen + 1
         return person_id
 
-    def find(self, keys: Iterable[str]) -> set[str]:
+    def find(self, keys: Iterable[str], limits: list[int | None] | None = None) -> set[str]:
+        """``limits`` (optional, one per key): a smaller bucket bound for that key."""
         found: set[str] = set()
-        for members in self.kv.smembers_many([f"b:{k}" for k in keys]):
-            if len(members) <= self.max_bucket:  # a key shared by more is too common to use
-                found.update(members)
+        mx = self.max_bucket
+        read = getattr(self.kv, "smembers_many_shared", None)  # uncopied: only read here
+        if read is None:
+            read = self.kv.smembers_many
+        sets = read([f"b:{k}" for k in keys])
+        if limits is None:
+            for members in sets:
+                if len(members) <= mx:  # a key shared by more is too common to use
+                    found.update(members)
+        else:
+            for members, lim in zip(sets, limits, strict=True):
+                if len(members) <= (mx if lim is None else min(lim, mx)):
+                    found.update(members)
         if not found:
             return found
         ids = sorted(found)

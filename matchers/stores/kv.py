@@ -468,6 +468,17 @@ class TxKV:
             self._rset.update(zip(want, self._read_sets(want), strict=True))
         return [self.smembers(k) for k in keys]
 
+    def smembers_many_shared(self, keys: list[str]) -> list[set[str] | frozenset[str]]:
+        """Like :meth:`smembers_many`, but a set this unit of work did not change is handed
+        out uncopied (the base's own set when it shares them): for readers that never mutate
+        what they get (the identity store's ``find``)."""
+        want = [k for k in dict.fromkeys(keys)
+                if not self._sets.get(k, (False,))[0] and k not in self._rset]
+        if want:
+            self._rset.update(zip(want, self._read_sets(want), strict=True))
+        sets, rset = self._sets, self._rset
+        return [rset[k] if k not in sets else self.smembers(k) for k in keys]
+
     def scard(self, key: str) -> int:
         return len(self.smembers(key))
 
@@ -522,6 +533,10 @@ class TxKV:
         members = set(members)
         if not members:
             return
+        if key not in self._sets:
+            read = self._rset.get(key)
+            if read is not None and members <= read:
+                return  # already members of the set this unit of work read: a no-op write
         deleted, added = self._sets.setdefault(key, (False, set()))
         added |= members
         self._ops.append(("sadd", key, sorted(members)))

@@ -1,0 +1,125 @@
+"""The replay hot path's shortcuts give the answers of the plain code they replace."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from matchers.compare import FSComparator, compare_levels
+from matchers.features import person_record
+from matchers.pseudo import Pseudonymiser
+from matchers.stores.kv import MemoryKV, TxKV
+from matchers.types import Identity
+from reglink.contract import parse_record
+from reglink.replay import _source_of, parse_line
+
+ORIGIN = {"file": "f", "line": 1}
+GOOD = {"source": "person", "record_id": "R1", "person": {"name": "王辉"}}
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps(GOOD, ensure_ascii=False).encode(),
+    json.dumps(GOOD).encode(),  # \\u escapes: slow path
+    b'{"source": "person", "record_id": "R1", "person": {"name": "x"}, "source": "hotel"}',
+    b'{"source": "hotel", "record_id": "R1"',  # malformed: dead letter under the default
+    b'{"source": "nope", "record_id": "R1"}',
+    b'{"source":"person","record_id":"R2","person":{"name":"LI Wei"}}',
+    b'  {"source": "person"}',
+    b"",
+])
+@pytest.mark.parametrize("default", [None, "hotel"])
+def test_parse_line_matches_parse_record_with_source_of(raw, default):
+    plain = parse_record(raw, _source_of(raw, default), ORIGIN)
+    fast = parse_line(raw, default, ORIGIN)
+    assert (fast[0], fast[1] and fast[1].to_message()) == \
+        (plain[0], plain[1] and plain[1].to_message())
+
+
+def _records():
+    pseudo = Pseudonymiser("k")
+    rows = [
+        {"name": "王辉", "id_number": "33010619891011707X", "sex": "M", "birth_date": "1989-10-11"},
+        {"name": "王辉", "birth_date": "1989-11-10", "sex": "M"},
+        {"name": "王晖", "birth_date": "1989-10-11", "phone": "13800000000"},
+        {"name": "WANG Hui", "birth_date": "1989-10-12"},
+        {"name": "李伟", "birth_date": "1990-01-01", "sex": "F"},
+        {"name": "王辉", "id_number": "330106198910117071"},
+        {"name": "王辉", "address": "1 Main St"},
+    ]
+    return [person_record({"source": "person", "person": p}, f"person:{i}", pseudo)
+            for i, p in enumerate(rows)]
+
+
+def test_weight_bound_never_below_the_full_comparison():
+    comp = FSComparator()
+    recs = _records()
+    for i, a in enumerate(recs):
+        for b in recs[:i] + recs[i + 1:]:
+            ident = Identity(person_id="P", anchor="rec:x")
+            ident.absorb(b)
+            total = comp.compare(a, ident).total_weight
+            assert comp.weight_bound(a, ident) >= total - 1e-9
+
+
+def test_memoised_score_equals_fresh_score():
+    recs = _records()
+    fresh = FSComparator()
+    for a in recs:
+        ident = Identity(person_id="P", anchor="rec:x")
+        ident.absorb(recs[0])
+        levels, conflict = compare_levels(a, ident)
+        memo = FSComparator()
+        first = memo.score(a, "P", levels, conflict)
+        again = memo.score(a, "P", levels, conflict)  # from the memo
+        assert again == first == fresh.score(a, "P", levels, conflict)
+
+
+def test_threshold_weight_inverts_the_calibration():
+    comp = FSComparator()
+    w = comp.threshold_weight(0.9)
+    assert comp.model.probability(w + 1e-6) >= 0.9 > comp.model.probability(w - 1e-3)
+
+
+def test_shared_set_reads_see_this_unit_of_work():
+    base = MemoryKV()
+    base.sadd("b:k", ["p1"])
+    tx = TxKV(base)
+    assert tx.smembers_many_shared(["b:k", "b:none"]) == [{"p1"}, set()]
+    tx.sadd("b:k", ["p2"])
+    assert tx.smembers_many_shared(["b:k"]) == [{"p1", "p2"}]
+    assert base.smembers("b:k") == {"p1"}  # nothing applied before the commit
+
+
+def test_typed_identity_decode_equals_the_plain_one():
+    from matchers.stores.identity import _dump, _load, _load_fast
+
+    recs = _records()
+    ident = Identity(person_id="P", anchor="rid:x")
+    for r in recs:
+        ident.absorb(r)
+    ident.last_report = 1_700_000_000.0
+    raw = _dump(ident)
+    assert _load_fast(raw) == _load(raw) == ident
+    bare = '{"person_id":"P","anchor":"rec:a"}'
+    assert _load_fast(bare) == _load(bare)
+
+
+def test_weak_key_cap_limits_name_only_buckets_only():
+    from matchers.candidates import BlockingCandidates
+    from matchers.stores.identity import embedded_store
+
+    pseudo = Pseudonymiser("k")
+    finder = BlockingCandidates(pseudo, weak_cap=20)
+    store = embedded_store()
+    mk = lambda i, birth: person_record(  # noqa: E731
+        {"source": "person", "person": {"name": "王辉", "birth_date": birth}}, f"p:{i}", pseudo)
+    for i in range(25):  # 25 namesakes, each with another birth date: one nk| bucket of 25
+        rec = mk(i, f"19{50 + i}-01-01")
+        ident = Identity(person_id=f"P{i:02d}", anchor=f"rec:{rec.key}")
+        ident.absorb(rec)
+        store.save(ident, finder.keys(rec))
+    probe = mk(99, "1960-01-01")  # same birth date as P10: its name+birth key still finds it
+    assert [i.person_id for i in finder.candidates(probe, store)] == ["P10"]
+    finder.weak_cap = None  # only max_bucket (200): the whole name bucket
+    assert len(finder.candidates(probe, store)) == 25
