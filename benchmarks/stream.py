@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 from .common import CACHE, ROOT, pct
@@ -87,6 +86,7 @@ def read_all(s, name: str, idle_ms: int = 2500):
 
 def _raw_times(s) -> dict[str, int]:
     from kafka import KafkaConsumer
+
     from reglink.topics import SOURCES
     c = KafkaConsumer(*[s.topic(f"{x}.raw") for x in SOURCES],
                       bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
@@ -175,6 +175,7 @@ def _group_stable(s, members: int, timeout: float = 120) -> float:
 
 def _cleanup(s) -> None:
     import redis
+
     from reglink.stack import admin_client
     try:
         client = admin_client(s, 5.0)

@@ -75,7 +75,7 @@ def _febrl_rows(df, prefix: str) -> Corpus:
 
     out = []
     for rid, row in df.iterrows():
-        g = lambda c: "" if pd.isna(row.get(c)) else str(row.get(c)).strip()  # noqa: E731
+        g = lambda c, row=row: "" if pd.isna(row.get(c)) else str(row.get(c)).strip()  # noqa: E731
         block: dict = {"name": f"{g('given_name')} {g('surname')}".strip()}
         if g("date_of_birth"):
             block["birth_date"] = g("date_of_birth")
