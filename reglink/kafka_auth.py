@@ -2,10 +2,11 @@
 
 ``settings.kafka_security`` selects the mode:
 
-* ``plaintext`` (default, dev): no authentication; every helper here returns what the code
-  did before (no extra kwargs, ``broker_credentials=None``, ``settings.redis_url``).
-* ``scram``: Kafka SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, one principal per role;
-  Redis ACL users with the ``default`` user off. docs/security.md has the tables.
+* ``scram`` (default): Kafka SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, one principal per
+  role; Redis ACL users with the ``default`` user off. docs/security.md has the tables.
+* ``plaintext`` (explicit opt-in, ``REGLINK_KAFKA_SECURITY=plaintext``): no authentication;
+  every helper here adds nothing (no extra kwargs, ``broker_credentials=None``,
+  ``settings.redis_url``).
 
 Roles: ``admin`` (stack set-up, super user), ``connector-<source>``, ``worker``, ``console``
 (review console and ``reglink person``), ``reader`` (``reglink alerts``, downstream).
@@ -219,8 +220,7 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def apply_acls(settings: Settings, admin: Any) -> int:
-    """Create the ACLs of :func:`acl_table` with an admin client (idempotent). Returns count."""
+def _acl_objects(settings: Settings) -> list[Any]:
     from kafka.admin import (
         ACL,
         ACLOperation,
@@ -230,13 +230,30 @@ def apply_acls(settings: Settings, admin: Any) -> int:
         ResourceType,
     )
 
-    acls = [ACL(principal=f"User:{p}", host="*", operation=ACLOperation[op],
+    return [ACL(principal=f"User:{p}", host="*", operation=ACLOperation[op],
                 permission_type=ACLPermissionType.ALLOW,
                 resource_pattern=ResourcePattern(ResourceType[rt], name,
                                                  ACLResourcePatternType[pat]))
             for p, rt, name, pat, op in acl_table(settings)]
+
+
+def apply_acls(settings: Settings, admin: Any) -> int:
+    """Create the ACLs of :func:`acl_table` with an admin client (idempotent). Returns count."""
+    acls = _acl_objects(settings)
     result = admin.create_acls(acls)
     failed = result.get("failed") if isinstance(result, dict) else None
     if failed:
         raise ConfigError(f"creating {len(failed)} Kafka ACL(s) failed: {failed[0]}")
     return len(acls)
+
+
+def remove_acls(settings: Settings, admin: Any) -> int:
+    """Delete the ACLs :func:`apply_acls` created for ``settings``'s own topics (its topic
+    prefix) and consumer group (its app id), e.g. when a test or demo run drops its topics:
+    Kafka keeps an ACL after its topic is deleted. Rows shared by every prefix (the
+    ``reader.`` group) stay. Returns how many ACL bindings were deleted."""
+    own = [a for a in _acl_objects(settings)
+           if a.resource_pattern.resource_name.startswith(settings.topic_prefix)
+           or a.resource_pattern.resource_name == settings.app_id]
+    # an ACL is also an exact-match filter (kafka-python's ACL subclasses ACLFilter)
+    return sum(len(matches) for _f, matches, _err in admin.delete_acls(own))

@@ -516,17 +516,26 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> None:
     log.info("topics ready: %d (%d created)", len(specs), len(missing))
 
 
+def create_topics_and_acls(settings: Settings) -> int:
+    """:func:`create_topics`, then (scram mode) the ACLs of ``settings``'s topic prefix and
+    app id, as ``admin``: what a run under its own prefix (tests, demo) needs. Returns the
+    number of ACLs (0 in plaintext mode)."""
+    create_topics(settings)
+    if not kafka_auth.secure(settings):
+        return 0
+    client = admin_client(settings, 10.0)
+    try:
+        return kafka_auth.apply_acls(settings, client)
+    finally:
+        client.close()
+
+
 def _ensure_topics(settings: Settings) -> None:
     t0 = time.monotonic()
-    create_topics(settings)
+    n = create_topics_and_acls(settings)
     _say(f"topics: {len(topic_specs(settings))} ready with prefix {settings.topic_prefix!r} "
          f"({time.monotonic() - t0:.1f} s)")
     if kafka_auth.secure(settings):
-        client = admin_client(settings, 10.0)
-        try:
-            n = kafka_auth.apply_acls(settings, client)
-        finally:
-            client.close()
         _say(f"acls: {n} Kafka ACLs for {len(kafka_auth.kafka_principals()) - 1} principals; "
              f"credentials in {kafka_auth.credentials_path(settings)}")
 
@@ -544,6 +553,26 @@ def _cluster_id(kdir: Path) -> str:
     cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     f.write_text(cid + "\n")
     return cid
+
+
+def _check_formatted_mode(settings: Settings, p: _Paths) -> None:
+    """A state dir is formatted for one kafka_security mode (SCRAM users are written into the
+    metadata log at format time): refuse another, saying how to get going again."""
+    data = p.kafka / "data"
+    if not (data / "meta.properties").is_file():
+        return
+    mode_file = p.kafka / "security.mode"
+    formatted = mode_file.read_text().strip() if mode_file.is_file() else "plaintext"
+    if formatted == settings.kafka_security:
+        return
+    raise StackError(
+        f"the Kafka storage in {data} was formatted for kafka_security={formatted}, but "
+        f"settings say kafka_security={settings.kafka_security} (scram is the default; SCRAM "
+        "users are written into the storage when it is formatted, so a state dir cannot "
+        "switch modes). To start afresh: `make clean-state` (or `reglink stack down && rm -rf "
+        f"{p.state}`; this deletes the local topics and Redis data), then `reglink stack up`. "
+        f"To keep this state dir: REGLINK_KAFKA_SECURITY={formatted}, or use another "
+        "REGLINK_STATE_DIR")
 
 
 def _start_kafka(settings: Settings, p: _Paths) -> int | None:
@@ -582,13 +611,7 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
     else:
         _render(deploy / "server.properties", p.kafka / "server.properties", values)
     mode_file = p.kafka / "security.mode"
-    if (data / "meta.properties").is_file():
-        formatted = mode_file.read_text().strip() if mode_file.is_file() else "plaintext"
-        if formatted != settings.kafka_security:
-            raise StackError(
-                f"Kafka storage in {data} was formatted for kafka_security={formatted}, "
-                f"settings say {settings.kafka_security}: use another state dir (or delete "
-                "this one) to switch modes; SCRAM users are created at format time")
+    _check_formatted_mode(settings, p)
     shutil.copyfile(deploy / "log4j.properties", p.kafka / "log4j.properties")
     base = [java, f"-Dlog4j.configuration=file:{p.kafka / 'log4j.properties'}",
             "-cp", f"{libs}/*"]
@@ -679,6 +702,7 @@ def up(settings: Settings) -> None:
 
 def _up(settings: Settings, p: _Paths) -> None:
     t0 = time.monotonic()
+    _check_formatted_mode(settings, p)  # before anything starts
     redis_pid = _start_redis(settings, p)
     if redis_pid is not None:
         try:

@@ -19,7 +19,7 @@ from matchers.types import Identity
 def kv(request, settings):
     if request.param == "embedded":
         return MemoryKV()
-    client = request.getfixturevalue("redis_client")
+    client = request.getfixturevalue("redis_worker")
     return RedisKV(client, settings.redis_prefix)
 
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.settings import Settings
 from reglink.stack import admin_client, create_topics
 from reglink.topics import topic_specs
@@ -81,8 +82,11 @@ def test_broker_does_not_auto_create_topics(kafka_settings: Settings) -> None:
         assert (entry["value"] if isinstance(entry, dict) else entry) == "false"
 
         unknown = kafka_settings.topic("no-such-topic")
+        # as admin (super user in scram mode): a role would be refused by the ACLs before
+        # the broker's auto-create setting matters
         producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap,
-                                 max_block_ms=3000)
+                                 max_block_ms=3000,
+                                 **kafka_python_kwargs(kafka_settings, "admin"))
         try:
             with pytest.raises(KafkaError):
                 producer.send(unknown, b"x").get(timeout=5)
