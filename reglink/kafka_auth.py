@@ -184,7 +184,7 @@ def redis_acl_lines(settings: Settings, creds: dict[str, dict[str, str]]) -> lis
 
     keys = f"~{settings.redis_prefix}*"
     return [
-        "user default off resetkeys -@all",
+        "user default off resetpass resetkeys -@all",  # resetpass: no nopass flag either
         f"user admin on {pw('admin')} ~* &* +@all",
         f"user worker on {pw('worker')} resetkeys {keys} resetchannels -@all "
         + " ".join(f"+{c}" for c in REDIS_WORKER_COMMANDS),
