@@ -30,7 +30,7 @@ import pytest
 from reglink.errors import ServiceUnavailable
 from reglink.settings import Settings, load_settings
 
-_INTEGRATION_FIXTURES = {"kafka_settings", "redis_client", "redis_worker"}
+_INTEGRATION_FIXTURES = {"kafka_settings", "redis_client", "redis_worker", "provision"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,11 +97,51 @@ def kafka_settings(settings: Settings, _kafka_reachable: _Reachability) -> Itera
         _delete_test_topics(settings)
 
 
+@pytest.fixture
+def provision(kafka_settings: Settings):
+    """``provision(s)``: topics and (scram) ACLs for settings derived from ``kafka_settings``
+    with a sub-prefix (``<test prefix>p3.``), as admin; their ACLs are removed at teardown
+    (their topics go with the test's own)."""
+    from reglink.stack import create_topics_and_acls
+
+    made: list[Settings] = []
+
+    def make(s: Settings) -> Settings:
+        assert s.topic_prefix.startswith(kafka_settings.topic_prefix)
+        create_topics_and_acls(s)
+        made.append(s)
+        return s
+
+    yield make
+    if os.environ.get("REGLINK_TEST_KEEP_TOPICS") != "1":
+        for s in made:
+            _remove_test_acls(s)
+
+
+def _remove_test_acls(settings: Settings) -> None:
+    from reglink import kafka_auth
+    from reglink.stack import admin_client
+
+    if not kafka_auth.secure(settings):
+        return
+    try:
+        client = admin_client(settings, 5.0)
+    except Exception:  # noqa: BLE001 - cleanup must never fail a test
+        return
+    try:
+        kafka_auth.remove_acls(settings, client)
+    except Exception:  # noqa: BLE001, S110
+        pass
+    finally:
+        client.close()
+
+
 def _delete_test_topics(settings: Settings) -> None:
     """Best effort: drop the test's topics and faust's internal ones (``<app_id>-...``), and
     the test's ACLs (Kafka keeps ACLs of deleted topics)."""
-    from reglink import kafka_auth
     from reglink.stack import admin_client
+
+    _remove_test_acls(settings)
 
     try:
         client = admin_client(settings, 5.0)
@@ -114,8 +154,6 @@ def _delete_test_topics(settings: Settings) -> None:
         ]
         if mine:
             client.delete_topics(mine, timeout_ms=10_000)
-        if kafka_auth.secure(settings):
-            kafka_auth.remove_acls(settings, client)
     except Exception:  # noqa: BLE001, S110
         pass
     finally:
