@@ -15,7 +15,7 @@ from matchers.stores.kv import MemoryKV, RedisKV
 from matchers.types import Identity
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.integration)])
 def kv(request, settings):
     if request.param == "embedded":
         return MemoryKV()
