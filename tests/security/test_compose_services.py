@@ -89,7 +89,6 @@ def test_compose_redis_enforces_the_acl_users(compose_redis) -> None:
         wrong.ping()
 
     worker = kafka_auth.connect_redis(_as(r, "worker"), "worker")  # URL used as is
-    assert worker.acl_whoami() == "worker"
     worker.set("reglink:compose-probe", "1")
     assert worker.get("reglink:compose-probe") == b"1"
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -103,7 +102,9 @@ def test_compose_redis_enforces_the_acl_users(compose_redis) -> None:
         console.set("reglink:compose-probe", "2")
 
     admin = kafka_auth.connect_redis(_as(r, "admin"), "admin")
+    assert admin.acl_whoami() == "admin"
     assert admin.config_get("appendonly") == {"appendonly": "yes"}
+    assert sorted(admin.acl_users()) == sorted(["default", *kafka_auth.REDIS_USERS])
     assert admin.delete("reglink:compose-probe") == 1
 
 

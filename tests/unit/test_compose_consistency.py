@@ -137,11 +137,15 @@ def test_compose_kafka_renders_the_local_scram_config_plus_listeners(kafka_entry
                                 "ADMIN_PASSWORD": ADMIN_PW})
     compose = run["props"]
     overlay = set(_props((ROOT / "deploy/kafka/server-compose.properties").read_text()))
-    # the compose overlay touches the listeners only
-    assert overlay == {"listeners", "advertised.listeners", "listener.security.protocol.map"}
-    assert set(compose) == set(local)
+    # the compose overlay touches the listeners only (and gives the extra one its JAAS entry)
+    internal_jaas = "listener.name.internal.scram-sha-512.sasl.jaas.config"
+    assert overlay == {"listeners", "advertised.listeners", "listener.security.protocol.map",
+                       internal_jaas}
+    assert compose[internal_jaas] == \
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"  # no credentials
+    assert set(compose) == set(local) | {internal_jaas}
     differ = {k for k in local if compose[k] != local[k]}
-    assert differ == overlay
+    assert differ == overlay - {internal_jaas}
     # security: exactly the local scram settings
     for key in ("sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol",
                 "inter.broker.listener.name", "authorizer.class.name",
