@@ -11,8 +11,9 @@ This module is the one implementation; ``deploy/stack.sh`` and ``reglink stack``
 
 A service counts as up only when it *answers*: Kafka an admin ``list_topics`` call, Redis a PING.
 
-``python -m reglink.stack topics`` waits for Kafka and creates the topics (used by the Docker
-Compose ``topics`` service, where nothing else of this module runs).
+``python -m reglink.stack topics`` waits for Kafka and creates the topics and (scram mode, the
+default) their ACLs (used by the Docker Compose ``topics`` service, as ``admin``, where nothing
+else of this module runs).
 """
 
 from __future__ import annotations
