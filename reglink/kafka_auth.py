@@ -237,14 +237,43 @@ def _acl_objects(settings: Settings) -> list[Any]:
             for p, rt, name, pat, op in acl_table(settings)]
 
 
-def apply_acls(settings: Settings, admin: Any) -> int:
-    """Create the ACLs of :func:`acl_table` with an admin client (idempotent). Returns count."""
+def apply_acls(settings: Settings, admin: Any, wait_s: float = 30.0) -> int:
+    """Create the ACLs of :func:`acl_table` with an admin client (idempotent), and wait until
+    the broker's authorizer has them (KRaft applies them from the metadata log a moment after
+    CreateAcls returns; a client of the role connecting in between would be refused).
+    Returns the count."""
+    import time
+
     acls = _acl_objects(settings)
     result = admin.create_acls(acls)
     failed = result.get("failed") if isinstance(result, dict) else None
     if failed:
         raise ConfigError(f"creating {len(failed)} Kafka ACL(s) failed: {failed[0]}")
+    deadline = time.monotonic() + wait_s
+    while not set(acls) <= _described_acls(admin):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"Kafka ACLs created but not in effect after {wait_s:g} s")
+        time.sleep(0.1)
     return len(acls)
+
+
+def _described_acls(admin: Any) -> set[Any]:
+    """Every ACL binding the broker's authorizer holds (DescribeAcls, any filter)."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    any_acl = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                        permission_type=ACLPermissionType.ANY,
+                        resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                               ACLResourcePatternType.ANY))
+    described, _error = admin.describe_acls(any_acl)
+    return set(described or ())
 
 
 def remove_acls(settings: Settings, admin: Any) -> int:
