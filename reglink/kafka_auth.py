@@ -184,7 +184,12 @@ def redis_acl_lines(settings: Settings, creds: dict[str, dict[str, str]]) -> lis
 
     keys = f"~{settings.redis_prefix}*"
     return [
-        "user default off resetpass resetkeys -@all",  # resetpass: no nopass flag either
+        # The default user is off and has no password (resetpass), so no client can act as
+        # it: every connection must AUTH as one of the users below. It keeps all rights
+        # because Redis replays the AOF as the default user, and Redis < 8 re-checks EXEC's
+        # ACL while loading (redis/redis#14541, fixed by #14545): without them a restart
+        # silently drops every MULTI/EXEC of the AOF -- found by the fault suite.
+        "user default off resetpass ~* &* +@all",
         f"user admin on {pw('admin')} ~* &* +@all",
         f"user worker on {pw('worker')} resetkeys {keys} resetchannels -@all "
         + " ".join(f"+{c}" for c in REDIS_WORKER_COMMANDS),

@@ -199,3 +199,50 @@ def test_compose_kafka_runs_scram_with_the_acls_of_the_topics_init(compose_kafka
                           kafka_username="reader", kafka_password="wrong")
     with pytest.raises(ServiceUnavailable):
         stack.wait_kafka(wrong, 5)
+
+
+def test_redis_with_acl_users_keeps_transactions_across_a_restart(tmp_path) -> None:
+    """Redis replays its AOF as the default user, and Redis < 8 re-checks EXEC's ACL while
+    loading: with a default user without rights every MULTI/EXEC was dropped on restart
+    (the fault suite found it). The same ACL rules as the local and compose stacks."""
+    from matchers.stores.kv import RedisKV
+
+    secrets = _compose_env(tmp_path)
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "REGLINK_DEPLOY_DIR": str(ROOT / "deploy/redis"),
+           "REGLINK_REDIS_CONF": str(tmp_path / "conf" / "redis.conf"), "REDIS_EXEC": "env",
+           "REDIS_CONTAINER_PORT": str(port), "REDIS_DATA_DIR": str(tmp_path),
+           **{k: v for k, v in secrets.items() if k.startswith("REDIS_PASSWORD_")}}
+    r = {"port": port, "secrets": secrets}
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(["sh", str(ROOT / "deploy/redis/compose-entrypoint.sh")],
+                                env=env, stdout=(tmp_path / "redis.log").open("ab"),
+                                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                kafka_auth.connect_redis(_as(r, "admin"), "admin").ping()
+                return proc
+            except Exception:  # noqa: BLE001 - not up yet
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "redis.log").read_text()
+                time.sleep(0.2)
+
+    proc = start()
+    try:
+        kv = RedisKV(kafka_auth.connect_redis(_as(r, "worker"), "worker"), "reglink:t:")
+        kv.apply([("set", "i:P1", "one"), ("sadd", "b:k", ["P1", "P2"]), ("zadd", "d", "P1", 5.0)])
+        kv.set("plain", "x")  # a write outside a transaction, for comparison
+    finally:
+        _stop(proc)  # SIGTERM: Redis fsyncs its AOF
+    proc = start()
+    try:
+        kv = RedisKV(kafka_auth.connect_redis(_as(r, "worker"), "worker"), "reglink:t:")
+        assert kv.get("plain") == "x"
+        assert kv.get("i:P1") == "one"  # the transaction survived the restart
+        assert kv.smembers("b:k") == {"P1", "P2"}
+        log = (tmp_path / "redis.log").read_text()
+        assert "NOPERM" not in log, log[-2000:]
+    finally:
+        _stop(proc)
