@@ -551,7 +551,9 @@ def _cluster_id(kdir: Path) -> str:
     f = kdir / "cluster.id"
     if f.is_file():
         return f.read_text().strip()
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cid = "-"
+    while cid.startswith("-"):  # like Kafka's Uuid.randomUuid: "-..." reads as an option
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     f.write_text(cid + "\n")
     return cid
 
