@@ -48,5 +48,5 @@ bench: setup stack-up ## Performance suite (replay, identity store, stream): ben
 demo: setup stack-up ## Live demo: simulate, publish, run a worker, print alerts
 	$(REGLINK) demo
 
-clean-state: stack-down ## Stop the stack and delete its data (.reglink/)
-	rm -rf .reglink
+clean-state: stack-down ## Stop the stack and delete its data (REGLINK_STATE_DIR, default .reglink/)
+	rm -rf "$${REGLINK_STATE_DIR:-.reglink}"

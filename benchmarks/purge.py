@@ -49,12 +49,12 @@ def load(client, prefix: str, n: int, seed: int) -> int:
 
 
 def run(sizes: list[int], url: str) -> list[dict]:
-    import redis
-
     from matchers.stores.identity import KVIdentityStore
     from matchers.stores.kv import RedisKV
+    from reglink.kafka_auth import connect_redis
+    from reglink.settings import load_settings
 
-    client = redis.Redis.from_url(url)
+    client = connect_redis(load_settings(redis_url=url), "admin")  # SCAN: like the sweep
     rows = []
     for n in sizes:
         prefix = f"bench-purge-{uuid.uuid4().hex[:8]}:"

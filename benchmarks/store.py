@@ -106,6 +106,15 @@ def _used(client) -> int:
     return int(client.info("memory")["used_memory"])
 
 
+def _client():
+    """The stack's Redis (REGLINK_* settings) as its ``admin`` user in scram mode: the benchmark
+    bulk-loads, reads INFO memory and UNLINKs its prefix, which no application role may."""
+    from reglink.kafka_auth import connect_redis
+    from reglink.settings import load_settings
+
+    return connect_redis(load_settings(), "admin")
+
+
 def cleanup(client, prefix: str) -> None:
     pipe = client.pipeline(transaction=False)
     n = 0
@@ -117,10 +126,8 @@ def cleanup(client, prefix: str) -> None:
     pipe.execute()
 
 
-def run(sizes: list[int], url: str = "redis://127.0.0.1:6379/0") -> dict:
-    import redis
-
-    client = redis.Redis.from_url(url)
+def run(sizes: list[int]) -> dict:
+    client = _client()
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     out, loaded, sample = [], 0, []
     used0 = _used(client)
@@ -216,10 +223,8 @@ def lookups_compact(client, prefix: str, sample: list, bits: int, n: int = 2000)
             "mean_candidates": found / n}
 
 
-def run_compact(sizes: list[int], url: str = "redis://127.0.0.1:6379/0") -> dict:
-    import redis
-
-    client = redis.Redis.from_url(url)
+def run_compact(sizes: list[int]) -> dict:
+    client = _client()
     prefix = f"benchc-{uuid.uuid4().hex[:8]}:"
     bits = _bucket_bits(max(sizes))
     out, loaded, sample = [], 0, []

@@ -32,8 +32,9 @@ def _settings(tag: str, partitions: int):
     from tests.streamkit import free_port
 
     rid = f"{tag}-{uuid.uuid4().hex[:6]}"
+    base = Settings()  # the stack's: in scram mode Redis users are confined to its prefix
     return Settings(topic_prefix=f"bench.{rid}.", app_id=f"bench-{rid}",
-                    redis_prefix=f"bench:{rid}:", source_partitions=partitions,
+                    redis_prefix=f"{base.redis_prefix}bench:{rid}:", source_partitions=partitions,
                     derived_partitions=partitions, idle_timeout_s=3.0,
                     worker_metrics_port=free_port())
 
@@ -51,23 +52,49 @@ def _records(sim: Path):
     return out
 
 
-def _producer(s):
+def _producer(s, source: str):
+    """A producer as the source's connector principal (scram mode), like `reglink publish`."""
     from kafka import KafkaProducer
+
+    from reglink.kafka_auth import kafka_python_kwargs
     return KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=2,
-                         max_in_flight_requests_per_connection=5)
+                         max_in_flight_requests_per_connection=5,
+                         **kafka_python_kwargs(s, f"connector-{source}"))
+
+
+class _Producers(dict):
+    def __init__(self, s) -> None:
+        super().__init__()
+        self.s = s
+
+    def __missing__(self, source: str):
+        self[source] = _producer(self.s, source)
+        return self[source]
+
+    def send(self, topic: str, key: bytes, value: bytes, source: str) -> None:
+        self[source].send(topic, key=key, value=value)
+
+    def flush(self) -> None:
+        for p in self.values():
+            p.flush()
+
+    def close(self) -> None:
+        for p in self.values():
+            p.close()
 
 
 def publish(s, recs, rate: float | None = None) -> float:
-    prod = _producer(s)
+    from reglink.topics import SOURCES
+    prod = _Producers(s)
+    for source in SOURCES:  # connect before the clock starts
+        prod[source]
     t0 = time.perf_counter()
     for i, (source, key, value) in enumerate(recs):
         if rate:
             wait = t0 + i / rate - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-        prod.send(s.topic(f"{source}.raw"), key=key, value=value)
-        if rate:
-            prod.flush(0) if False else None
+        prod.send(s.topic(f"{source}.raw"), key, value, source)
     prod.flush()
     prod.close()
     return time.perf_counter() - t0
@@ -75,9 +102,11 @@ def publish(s, recs, rate: float | None = None) -> float:
 
 def read_all(s, name: str, idle_ms: int = 2500):
     from kafka import KafkaConsumer
+
+    from reglink.kafka_auth import kafka_python_kwargs
     c = KafkaConsumer(s.topic(name), bootstrap_servers=s.kafka_bootstrap,
                       auto_offset_reset="earliest", enable_auto_commit=False,
-                      consumer_timeout_ms=idle_ms)
+                      consumer_timeout_ms=idle_ms, **kafka_python_kwargs(s, "console"))
     try:
         return [m for m in c]
     finally:
@@ -87,10 +116,12 @@ def read_all(s, name: str, idle_ms: int = 2500):
 def _raw_times(s) -> dict[str, int]:
     from kafka import KafkaConsumer
 
+    from reglink.kafka_auth import kafka_python_kwargs
     from reglink.topics import SOURCES
     c = KafkaConsumer(*[s.topic(f"{x}.raw") for x in SOURCES],
                       bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
-                      enable_auto_commit=False, consumer_timeout_ms=2500)
+                      enable_auto_commit=False, consumer_timeout_ms=2500,
+                      **kafka_python_kwargs(s, "console"))
     try:
         return {m.key.decode(): m.timestamp for m in c}
     finally:
@@ -125,9 +156,11 @@ def _stop(procs) -> None:
 
 def _wait_linked(s, want: int, timeout: float, procs) -> list:
     from kafka import KafkaConsumer
+
+    from reglink.kafka_auth import kafka_python_kwargs
     c = KafkaConsumer(s.topic("linked"), bootstrap_servers=s.kafka_bootstrap,
                       auto_offset_reset="earliest", enable_auto_commit=False,
-                      consumer_timeout_ms=1000)
+                      consumer_timeout_ms=1000, **kafka_python_kwargs(s, "console"))
     got, seen = [], set()
     deadline = time.monotonic() + timeout
     try:
@@ -156,8 +189,8 @@ def _metric(port: int, name: str) -> float | None:
 
 def _group_stable(s, members: int, timeout: float = 120) -> float:
     """Wait until the consumer group has ``members`` members, Stable, all holding partitions."""
-    from kafka.admin import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    from reglink.stack import admin_client
+    admin = admin_client(s)
     t0 = time.monotonic()
     try:
         while time.monotonic() - t0 < timeout:
@@ -174,8 +207,7 @@ def _group_stable(s, members: int, timeout: float = 120) -> float:
 
 
 def _cleanup(s) -> None:
-    import redis
-
+    from reglink import kafka_auth
     from reglink.stack import admin_client
     try:
         client = admin_client(s, 5.0)
@@ -183,10 +215,12 @@ def _cleanup(s) -> None:
                 if t.startswith(s.topic_prefix) or t.startswith(f"{s.app_id}-")]
         if mine:
             client.delete_topics(mine, timeout_ms=10_000)
+        if kafka_auth.secure(s):
+            kafka_auth.remove_acls(s, client)
         client.close()
     except Exception:  # noqa: BLE001
         pass
-    r = redis.Redis.from_url(s.redis_url)
+    r = kafka_auth.connect_redis(s, "admin")
     pipe = r.pipeline(transaction=False)
     for k in r.scan_iter(match=f"{s.redis_prefix}*", count=5000):
         pipe.unlink(k)
@@ -200,12 +234,11 @@ def _rate(msgs) -> float:
 
 
 def _f1(s, sim: Path, linked) -> float:
-    import redis
-
     from matchers.stores.identity import KVIdentityStore
     from matchers.stores.kv import RedisKV
     from reglink.evaluate import pairwise
-    store = KVIdentityStore(RedisKV(redis.Redis.from_url(s.redis_url), s.redis_prefix))
+    from reglink.kafka_auth import connect_redis
+    store = KVIdentityStore(RedisKV(connect_redis(s, "worker"), s.redis_prefix))
     pred = {}
     for m in linked:
         v = json.loads(m.value)
@@ -225,7 +258,7 @@ def _f1(s, sim: Path, linked) -> float:
 
 def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: bool = False,
                timeout: float = 600) -> dict:
-    from reglink.stack import create_topics
+    from reglink.stack import create_topics_and_acls as create_topics
     s = _settings(f"{'bare' if bare else 'w'}{workers}p{partitions}", partitions)
     workdir = CACHE / "stream"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +295,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
 
 
 def latency(sim: Path, recs, rate: float, settle: float = 12.0) -> dict:
-    from reglink.stack import create_topics
+    from reglink.stack import create_topics_and_acls as create_topics
     s = _settings(f"lat{int(rate)}", 1)
     workdir = CACHE / "stream"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -328,6 +328,21 @@ def person(ctx: click.Context, query: str, justification: str | None, as_json: b
     run_person(_settings(ctx), query, justification, as_json=as_json)
 
 
+# --- docker compose ----------------------------------------------------------------------
+@main.command("compose-env")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Env file to write (default: .env next to docker-compose.yml).")
+def compose_env(out: str | None) -> None:
+    """Write the secrets docker-compose.yml needs (.env, mode 0600; keeps existing values)."""
+    from .compose import ENV_FILE, write_env
+    from .stack import repo_root
+
+    path, added = write_env(Path(out) if out else repo_root() / ENV_FILE)
+    click.echo(f"{path}: {len(added)} secret(s) generated"
+               + (f" ({', '.join(added)})" if added else ", all present") + "; mode 0600, "
+               "never commit it. Then: docker compose up -d --build")
+
+
 # --- demo --------------------------------------------------------------------------------
 @main.command()
 @click.option("--persons", default=1500, show_default=True)

@@ -37,10 +37,12 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
 
     stack.up(settings)
     run_id = datetime.now().astimezone().strftime("%H%M%S")
+    # The Redis prefix nests under the stack's: in scram mode the worker's Redis user may only
+    # touch keys under the prefix the stack was started with.
     s = settings.model_copy(update={
-        "topic_prefix": f"demo{run_id}.", "redis_prefix": f"demo{run_id}:",
+        "topic_prefix": f"demo{run_id}.", "redis_prefix": f"{settings.redis_prefix}demo{run_id}:",
         "app_id": f"reglink-demo-{run_id}", "idle_timeout_s": 5.0})
-    stack.create_topics(s)
+    stack.create_topics_and_acls(s)  # scram: ACLs for the run's topics and worker group
     base = Path(s.state_dir) / "demo" / run_id
     print(run_simulate(persons=persons, days=days, start="2026-03-01", seed=seed,
                        out_dir=base / "sim"))

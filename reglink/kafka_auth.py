@@ -2,10 +2,11 @@
 
 ``settings.kafka_security`` selects the mode:
 
-* ``plaintext`` (default, dev): no authentication; every helper here returns what the code
-  did before (no extra kwargs, ``broker_credentials=None``, ``settings.redis_url``).
-* ``scram``: Kafka SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, one principal per role;
-  Redis ACL users with the ``default`` user off. docs/security.md has the tables.
+* ``scram`` (default): Kafka SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs, one principal per
+  role; Redis ACL users with the ``default`` user off. docs/security.md has the tables.
+* ``plaintext`` (explicit opt-in, ``REGLINK_KAFKA_SECURITY=plaintext``): no authentication;
+  every helper here adds nothing (no extra kwargs, ``broker_credentials=None``,
+  ``settings.redis_url``).
 * ``scram`` + ``settings.kafka_tls``: the same over TLS (SASL_SSL); clients trust
   ``settings.kafka_ssl_cafile`` (default ``<state_dir>/tls/ca.pem``, made by ``stack up``)
   and check that the broker's certificate names the host they connect to.
@@ -240,7 +241,12 @@ def redis_acl_lines(settings: Settings, creds: dict[str, dict[str, str]]) -> lis
 
     keys = f"~{settings.redis_prefix}*"
     return [
-        "user default off resetkeys -@all",
+        # The default user is off and has no password (resetpass), so no client can act as
+        # it: every connection must AUTH as one of the users below. It keeps all rights
+        # because Redis replays the AOF as the default user, and Redis < 8 re-checks EXEC's
+        # ACL while loading (redis/redis#14541, fixed by #14545): without them a restart
+        # silently drops every MULTI/EXEC of the AOF -- found by the fault suite.
+        "user default off resetpass ~* &* +@all",
         f"user admin on {pw('admin')} ~* &* +@all",
         f"user worker on {pw('worker')} resetkeys {keys} resetchannels -@all "
         + " ".join(f"+{c}" for c in REDIS_WORKER_COMMANDS),
@@ -276,8 +282,7 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def apply_acls(settings: Settings, admin: Any) -> int:
-    """Create the ACLs of :func:`acl_table` with an admin client (idempotent). Returns count."""
+def _acl_objects(settings: Settings) -> list[Any]:
     from kafka.admin import (
         ACL,
         ACLOperation,
@@ -287,13 +292,59 @@ def apply_acls(settings: Settings, admin: Any) -> int:
         ResourceType,
     )
 
-    acls = [ACL(principal=f"User:{p}", host="*", operation=ACLOperation[op],
+    return [ACL(principal=f"User:{p}", host="*", operation=ACLOperation[op],
                 permission_type=ACLPermissionType.ALLOW,
                 resource_pattern=ResourcePattern(ResourceType[rt], name,
                                                  ACLResourcePatternType[pat]))
             for p, rt, name, pat, op in acl_table(settings)]
+
+
+def apply_acls(settings: Settings, admin: Any, wait_s: float = 30.0) -> int:
+    """Create the ACLs of :func:`acl_table` with an admin client (idempotent), and wait until
+    the broker's authorizer has them (KRaft applies them from the metadata log a moment after
+    CreateAcls returns; a client of the role connecting in between would be refused).
+    Returns the count."""
+    import time
+
+    acls = _acl_objects(settings)
     result = admin.create_acls(acls)
     failed = result.get("failed") if isinstance(result, dict) else None
     if failed:
         raise ConfigError(f"creating {len(failed)} Kafka ACL(s) failed: {failed[0]}")
+    deadline = time.monotonic() + wait_s
+    while not set(acls) <= _described_acls(admin):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"Kafka ACLs created but not in effect after {wait_s:g} s")
+        time.sleep(0.1)
     return len(acls)
+
+
+def _described_acls(admin: Any) -> set[Any]:
+    """Every ACL binding the broker's authorizer holds (DescribeAcls, any filter)."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    any_acl = ACLFilter(principal=None, host=None, operation=ACLOperation.ANY,
+                        permission_type=ACLPermissionType.ANY,
+                        resource_pattern=ResourcePatternFilter(ResourceType.ANY, None,
+                                                               ACLResourcePatternType.ANY))
+    described, _error = admin.describe_acls(any_acl)
+    return set(described or ())
+
+
+def remove_acls(settings: Settings, admin: Any) -> int:
+    """Delete the ACLs :func:`apply_acls` created for ``settings``'s own topics (its topic
+    prefix) and consumer group (its app id), e.g. when a test or demo run drops its topics:
+    Kafka keeps an ACL after its topic is deleted. Rows shared by every prefix (the
+    ``reader.`` group) stay. Returns how many ACL bindings were deleted."""
+    own = [a for a in _acl_objects(settings)
+           if a.resource_pattern.resource_name.startswith(settings.topic_prefix)
+           or a.resource_pattern.resource_name == settings.app_id]
+    # an ACL is also an exact-match filter (kafka-python's ACL subclasses ACLFilter)
+    return sum(len(matches) for _f, matches, _err in admin.delete_acls(own))

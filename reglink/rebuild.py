@@ -83,12 +83,14 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
 def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = False,
                 progress: bool | None = None) -> RebuildResult:
     from matchers.stores.kv import RedisKV
-    from streams.worker import connect_redis
 
+    from .kafka_auth import connect_redis
     from .pipeline import Pipeline
 
     prefix = prefix or settings.redis_prefix
-    client = connect_redis(settings)
+    # admin: a rebuild SCANs the prefix (and may write into another one, --prefix), which the
+    # worker's Redis user may not (docs/security.md)
+    client = connect_redis(settings, "admin", retry_on_timeout=True)
     if not force and next(client.scan_iter(match=f"{prefix}*", count=100), None) is not None:
         raise ReglinkError(f"Redis prefix {prefix!r} is not empty: stop the workers and delete "
                            f"it, rebuild into another prefix (--prefix), or pass --force")

@@ -40,9 +40,10 @@ class Settings(BaseSettings):
     connector_metrics: bool = False  # serve connector metrics on connector_metrics_port
 
     # --- security (docs/security.md) ---------------------------------------------------------
-    # plaintext: no authentication (dev default). scram: Kafka SASL/SCRAM-SHA-512 + ACLs, one
-    # principal per role, and Redis ACL users (default user off). See reglink/kafka_auth.py.
-    kafka_security: Literal["plaintext", "scram"] = "plaintext"
+    # scram (default): Kafka SASL/SCRAM-SHA-512 + ACLs, one principal per role, and Redis ACL
+    # users (default user off). plaintext: no authentication, only as an explicit opt-in
+    # (REGLINK_KAFKA_SECURITY=plaintext). See reglink/kafka_auth.py.
+    kafka_security: Literal["plaintext", "scram"] = "scram"
     # {"kafka": {principal: password}, "redis": {user: password}}; default
     # <state_dir>/credentials.json, written (mode 0600) by the first `stack up` in scram mode.
     kafka_credentials_file: Path | None = None

@@ -11,8 +11,9 @@ This module is the one implementation; ``deploy/stack.sh`` and ``reglink stack``
 
 A service counts as up only when it *answers*: Kafka an admin ``list_topics`` call, Redis a PING.
 
-``python -m reglink.stack topics`` waits for Kafka and creates the topics (used by the Docker
-Compose ``topics`` service, where nothing else of this module runs).
+``python -m reglink.stack topics`` waits for Kafka and creates the topics and (scram mode, the
+default) their ACLs (used by the Docker Compose ``topics`` service, as ``admin``, where nothing
+else of this module runs).
 """
 
 from __future__ import annotations
@@ -518,17 +519,26 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> None:
     log.info("topics ready: %d (%d created)", len(specs), len(missing))
 
 
+def create_topics_and_acls(settings: Settings) -> int:
+    """:func:`create_topics`, then (scram mode) the ACLs of ``settings``'s topic prefix and
+    app id, as ``admin``: what a run under its own prefix (tests, demo) needs. Returns the
+    number of ACLs (0 in plaintext mode)."""
+    create_topics(settings)
+    if not kafka_auth.secure(settings):
+        return 0
+    client = admin_client(settings, 10.0)
+    try:
+        return kafka_auth.apply_acls(settings, client)
+    finally:
+        client.close()
+
+
 def _ensure_topics(settings: Settings) -> None:
     t0 = time.monotonic()
-    create_topics(settings)
+    n = create_topics_and_acls(settings)
     _say(f"topics: {len(topic_specs(settings))} ready with prefix {settings.topic_prefix!r} "
          f"({time.monotonic() - t0:.1f} s)")
     if kafka_auth.secure(settings):
-        client = admin_client(settings, 10.0)
-        try:
-            n = kafka_auth.apply_acls(settings, client)
-        finally:
-            client.close()
         _say(f"acls: {n} Kafka ACLs for {len(kafka_auth.kafka_principals()) - 1} principals; "
              f"credentials in {kafka_auth.credentials_path(settings)}")
 
@@ -543,7 +553,9 @@ def _cluster_id(kdir: Path) -> str:
     f = kdir / "cluster.id"
     if f.is_file():
         return f.read_text().strip()
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cid = "-"
+    while cid.startswith("-"):  # like Kafka's Uuid.randomUuid: "-..." reads as an option
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     f.write_text(cid + "\n")
     return cid
 
@@ -579,6 +591,27 @@ def _ensure_tls(settings: Settings) -> Path:
     what = f"made {' and '.join(made)}" if made else "reused CA and broker certificate"
     _say(f"tls: {what} in {files.dir}; clients trust {files.ca_cert}")
     return files.dir
+
+
+def _check_formatted_mode(settings: Settings, p: _Paths) -> None:
+    """A state dir is formatted for one kafka_security mode (SCRAM users are written into the
+    metadata log at format time): refuse another, saying how to get going again."""
+    data = p.kafka / "data"
+    if not (data / "meta.properties").is_file():
+        return
+    mode_file = p.kafka / "security.mode"
+    formatted = mode_file.read_text().strip() if mode_file.is_file() else "plaintext"
+    formatted = formatted.split("+", 1)[0]  # "+tls": the listener only, not format time
+    if formatted == settings.kafka_security:
+        return
+    raise StackError(
+        f"the Kafka storage in {data} was formatted for kafka_security={formatted}, but "
+        f"settings say kafka_security={settings.kafka_security} (scram is the default; SCRAM "
+        "users are written into the storage when it is formatted, so a state dir cannot "
+        "switch modes). To start afresh: `make clean-state` (or `reglink stack down && rm -rf "
+        f"{p.state}`; this deletes the local topics and Redis data), then `reglink stack up`. "
+        f"To keep this state dir: REGLINK_KAFKA_SECURITY={formatted}, or use another "
+        "REGLINK_STATE_DIR")
 
 
 def _start_kafka(settings: Settings, p: _Paths) -> int | None:
@@ -624,13 +657,7 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
         _render(deploy / "server.properties", p.kafka / "server.properties", values)
     mode_file = p.kafka / "security.mode"
     if (data / "meta.properties").is_file():
-        formatted = mode_file.read_text().strip() if mode_file.is_file() else "plaintext"
-        formatted = formatted.split("+", 1)[0]  # "+tls": listener only, not format time
-        if formatted != settings.kafka_security:
-            raise StackError(
-                f"Kafka storage in {data} was formatted for kafka_security={formatted}, "
-                f"settings say {settings.kafka_security}: use another state dir (or delete "
-                "this one) to switch modes; SCRAM users are created at format time")
+        _check_formatted_mode(settings, p)
         mode_file.write_text(_security_mode(settings) + "\n")  # TLS on/off: just a restart
     shutil.copyfile(deploy / "log4j.properties", p.kafka / "log4j.properties")
     base = [java, f"-Dlog4j.configuration=file:{p.kafka / 'log4j.properties'}",
@@ -751,6 +778,7 @@ def up(settings: Settings) -> None:
 
 def _up(settings: Settings, p: _Paths) -> None:
     t0 = time.monotonic()
+    _check_formatted_mode(settings, p)  # before anything starts
     redis_pid = _start_redis(settings, p)
     if redis_pid is not None:
         try:

@@ -56,12 +56,26 @@ class WorkerProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
-def read_topic(s: Settings, name: str, idle_ms: int = 2000) -> list[dict]:
+# Who reads a topic in a test, in scram mode: the principal the ACL table lets read it
+# (docs/security.md), so that reading the results also exercises the ACLs. Nobody but admin
+# reads the dead-letter topic (it holds raw input; an operator fixes and re-feeds it).
+READER_OF = {"alerts": "reader", "linked": "console", "identity.events": "console",
+             "decisions": "console", "audit": "console"}
+
+
+def reader_role(name: str) -> str:
+    return READER_OF.get(name, "console" if name.endswith(".raw") else "admin")
+
+
+def read_topic(s: Settings, name: str, idle_ms: int = 2000, role: str | None = None) -> list[dict]:
     from kafka import KafkaConsumer
+
+    from reglink.kafka_auth import kafka_python_kwargs
 
     consumer = KafkaConsumer(s.topic(name), bootstrap_servers=s.kafka_bootstrap,
                              auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=idle_ms)
+                             consumer_timeout_ms=idle_ms,
+                             **kafka_python_kwargs(s, role or reader_role(name)))
     try:
         return [json.loads(m.value) for m in consumer]
     finally:

@@ -54,8 +54,8 @@ def _run(kv):
     return trace, {key: store.resolve(store.link_of(key)) for _, key in _records()}
 
 
-def test_embedded_and_redis_give_the_same_candidates_and_links(redis_client, settings):
+def test_embedded_and_redis_give_the_same_candidates_and_links(redis_worker, settings):
     embedded = _run(MemoryKV())
-    redis = _run(RedisKV(redis_client, settings.redis_prefix))
+    redis = _run(RedisKV(redis_worker, settings.redis_prefix))
     assert embedded == redis
     assert len(set(embedded[1].values())) < len(embedded[1])  # something did link

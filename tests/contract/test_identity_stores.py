@@ -15,11 +15,11 @@ from matchers.stores.kv import MemoryKV, RedisKV
 from matchers.types import Identity
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.integration)])
 def kv(request, settings):
     if request.param == "embedded":
         return MemoryKV()
-    client = request.getfixturevalue("redis_client")
+    client = request.getfixturevalue("redis_worker")
     return RedisKV(client, settings.redis_prefix)
 
 

@@ -17,7 +17,8 @@ from streamkit import WorkerProcess, free_port, read_topic
 from connectors.publish import run_publish
 from reglink.evaluate import pairwise
 from reglink.settings import Settings
-from reglink.stack import create_topics
+from reglink.kafka_auth import kafka_python_kwargs
+from reglink.stack import create_topics_and_acls
 from reglink.topics import SOURCES
 
 RESULTS = Path(os.environ.get("REGLINK_FAULT_RESULTS", "fault-results.jsonl"))
@@ -49,11 +50,13 @@ class Supervisor:
 
 
 def progress(s: Settings) -> float:
-    """Share of the source records whose offsets the worker group has committed."""
+    """Share of the source records whose offsets the worker group has committed (read as
+    admin: an observer of the worker's group, not a member)."""
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id,
-                      enable_auto_commit=False, request_timeout_ms=10000)
+                      enable_auto_commit=False, request_timeout_ms=10000,
+                      **kafka_python_kwargs(s, "admin"))
     try:
         tps = [TopicPartition(s.topic(f"{src}.raw"), p) for src in SOURCES
                for p in sorted(c.partitions_for_topic(s.topic(f"{src}.raw")) or ())]
@@ -88,9 +91,12 @@ class Outcome:
 def run_scenario(name: str, base: Settings, corpus, tmp: Path, faults: dict[float, callable],
                  redis_client, timeout: float = 900.0) -> Outcome:
     u = uuid.uuid4().hex[:6]
-    s = base.model_copy(update={"topic_prefix": f"f{u}.", "redis_prefix": f"f{u}:",
+    # Redis prefix under the stack's (scram: the Redis users are confined to it); topics and,
+    # in scram mode, their ACLs created as admin; the worker and connectors run as their roles
+    s = base.model_copy(update={"topic_prefix": f"f{u}.",
+                                "redis_prefix": f"{base.redis_prefix}f{u}:",
                                 "app_id": f"fault-{u}", "worker_metrics_port": free_port()})
-    create_topics(s)
+    create_topics_and_acls(s)
     for source in SOURCES:
         summary = run_publish(s, source, [str(corpus.sim / f"{source}.jsonl")])
         assert summary.reconciles(), summary.line()

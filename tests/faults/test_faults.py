@@ -7,15 +7,13 @@ import random
 import time
 
 import pytest
-import redis
 
-from reglink import stack
+from reglink import kafka_auth, stack
 
 
 @pytest.fixture
 def fault_redis(fault_stack):
-    client = redis.Redis.from_url(fault_stack.redis_url)
-    client.ping()
+    client = kafka_auth.connect_redis(fault_stack, "admin")  # inspection: SCAN, EXISTS
     yield client
     client.close()
 

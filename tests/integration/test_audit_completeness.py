@@ -32,6 +32,7 @@ from reglink.console.app import create_app
 from reglink.console.auth import Users, add_user
 from reglink.console.state import ConsoleState
 from reglink.contract import record_key
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.pipeline import Pipeline
 from reglink.settings import load_settings
 
@@ -142,7 +143,9 @@ def world(kafka_settings, redis_client, tmp_path):
     s = kafka_settings.model_copy(update={"console_port": free_port(),
                                           "console_users_file": users})
     pipe = Pipeline(s, RedisKV(redis_client, s.redis_prefix))
-    prod = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    # set-up data for the look-ups, written as admin (the connectors' ACLs are tested elsewhere)
+    prod = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",
+                         **kafka_python_kwargs(s, "admin"))
     alerts: dict[str, dict] = {}
     pids: dict[str, str] = {}
     futures = []

@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 from streamkit import WorkerProcess, free_port, read_topic, wait_for_count
 
 from connectors.publish import run_publish
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.simulate import run_simulate
 
 N = 10_000
@@ -59,15 +60,19 @@ def test_worker_survives_fuzzed_records_on_its_topics(kafka_settings, redis_clie
     s = kafka_settings.model_copy(update={"worker_metrics_port": free_port()})
     good = corpus(tmp_path)
     lines = bad_lines(good, seed=2)
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20)
+    # one producer per source, as that source's connector principal (what the ACLs allow)
+    producers = {src: KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",
+                                    linger_ms=20, **kafka_python_kwargs(s, f"connector-{src}"))
+                 for src in SOURCES}
     for source, raw, _code in lines:
-        producer.send(s.topic(f"{source}.raw"), key=b"fuzz", value=raw)
+        producers[source].send(s.topic(f"{source}.raw"), key=b"fuzz", value=raw)
     # then one good record per source: the worker must still be alive and linking
     for source in SOURCES:
-        producer.send(s.topic(f"{source}.raw"), key=b"good",
-                      value=json.dumps(good[source][0], ensure_ascii=False).encode())
-    producer.flush()
-    producer.close()
+        producers[source].send(s.topic(f"{source}.raw"), key=b"good",
+                               value=json.dumps(good[source][0], ensure_ascii=False).encode())
+    for producer in producers.values():
+        producer.flush()
+        producer.close()
     worker = WorkerProcess(s, tmp_path).start()
     try:
         linked = wait_for_count(s, "linked", len(SOURCES), timeout=300, worker=worker)

@@ -58,9 +58,14 @@ def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 30
     """Every message of ``settings.topic(topic)`` from the start, waiting for ``expected``."""
     from kafka import KafkaConsumer
 
+    from streamkit import reader_role
+
+    from reglink.kafka_auth import kafka_python_kwargs
+
     consumer = KafkaConsumer(
         settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000)
+        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000,
+        **kafka_python_kwargs(settings, reader_role(topic)))
     out: list = []
     deadline = time.monotonic() + timeout_s
     try:

@@ -26,6 +26,7 @@ from streamkit import read_topic, settings_env
 from matchers.normalise import id_check_char
 from matchers.stores.identity import KVIdentityStore
 from matchers.stores.kv import RedisKV
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.pipeline import Pipeline
 from reglink.rules import decisions as dec
 
@@ -79,7 +80,8 @@ def test_purge_cli_applies_the_policy_and_is_audited(kafka_settings, redis_clien
     a_c, a_d = by_pid[pids["R-C"]], by_pid[pids["R-D"]]
     assert {a["person_id"] for a in alerts} == {pids["R-C"], pids["R-D"]}
     decision = dec.make_decision(a_d, "dismiss", "registered_elsewhere", "ana", "operator")
-    prod = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    prod = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",
+                         **kafka_python_kwargs(s, "console"))  # the console writes decisions
     prod.send(s.topic("decisions"), key=a_d["alert_id"].encode(),
               value=json.dumps(decision).encode()).get(timeout=15)
     prod.close()

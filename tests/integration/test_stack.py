@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from reglink.kafka_auth import kafka_python_kwargs
 from reglink.settings import Settings
 from reglink.stack import admin_client, create_topics
 from reglink.topics import topic_specs
@@ -81,8 +82,11 @@ def test_broker_does_not_auto_create_topics(kafka_settings: Settings) -> None:
         assert (entry["value"] if isinstance(entry, dict) else entry) == "false"
 
         unknown = kafka_settings.topic("no-such-topic")
+        # as admin (super user in scram mode): a role would be refused by the ACLs before
+        # the broker's auto-create setting matters
         producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap,
-                                 max_block_ms=3000)
+                                 max_block_ms=3000,
+                                 **kafka_python_kwargs(kafka_settings, "admin"))
         try:
             with pytest.raises(KafkaError):
                 producer.send(unknown, b"x").get(timeout=5)
@@ -109,3 +113,44 @@ def test_stack_status_exits_zero(kafka_settings: Settings, redis_client) -> None
     lines = proc.stdout.splitlines()
     assert any(line.startswith("kafka") and "answers yes" in line for line in lines)
     assert any(line.startswith("redis") and "answers yes" in line for line in lines)
+
+
+def test_a_test_prefix_gets_real_acls_and_loses_them(kafka_settings: Settings) -> None:
+    """The per-test ACLs (kafka_settings -> create_topics_and_acls) are the only thing that
+    lets a role principal touch the test's topics: another prefix's topics stay closed, and
+    after remove_acls the test's own are closed too."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError, TopicAuthorizationFailedError
+
+    from reglink import kafka_auth
+    from reglink.stack import create_topics
+
+    if not kafka_auth.secure(kafka_settings):
+        pytest.skip("the shared stack runs kafka_security=plaintext (explicit opt-in)")
+
+    def send(s: Settings) -> type[Exception] | None:
+        producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, max_block_ms=8000,
+                                 **kafka_python_kwargs(s, "connector-hotel"))
+        try:
+            producer.send(s.topic("hotel.raw"), b"{}").get(timeout=10)
+            return None
+        except KafkaError as exc:
+            return type(exc)
+        finally:
+            producer.close(timeout=2)
+
+    other = kafka_settings.model_copy(update={"topic_prefix": f"{kafka_settings.topic_prefix}x.",
+                                              "app_id": f"{kafka_settings.app_id}-x"})
+    create_topics(other)  # topics, no ACLs
+    assert send(kafka_settings) is None
+    assert send(other) is TopicAuthorizationFailedError
+
+    client = admin_client(kafka_settings)
+    try:
+        removed = kafka_auth.remove_acls(kafka_settings, client)
+        # every row of the table but the shared `reader.` group
+        assert removed == len(kafka_auth.acl_table(kafka_settings)) - 1
+        assert send(kafka_settings) is TopicAuthorizationFailedError
+        kafka_auth.apply_acls(kafka_settings, client)  # the fixture's teardown removes them
+    finally:
+        client.close()

@@ -18,19 +18,18 @@ from connectors.publish import run_publish
 from matchers.normalise import normalise_id
 from reglink.replay import run_replay
 from reglink.simulate import run_simulate
-from reglink.stack import create_topics
 from reglink.topics import SOURCES
 
 
 @pytest.mark.parametrize("partitions", [1, 3])
-def test_stream_emits_the_same_alerts_as_replay(kafka_settings, redis_client, tmp_path,
-                                                partitions):
+def test_stream_emits_the_same_alerts_as_replay(kafka_settings, redis_client, provision,
+                                                tmp_path, partitions):
     s = kafka_settings.model_copy(update={
         "topic_prefix": f"{kafka_settings.topic_prefix}p{partitions}.",
         "app_id": f"{kafka_settings.app_id}-p{partitions}",
         "source_partitions": partitions, "derived_partitions": partitions,
         "idle_timeout_s": 3.0, "worker_metrics_port": free_port()})
-    create_topics(s)
+    provision(s)  # topics and (scram) ACLs of the sub-prefix, as admin
     sim = tmp_path / "sim"
     # 30 % watched: enough watch entries that some cannot tell namesakes apart, so the
     # ambiguity guard withdraws alerts, in the stream as in replay

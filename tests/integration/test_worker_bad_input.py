@@ -7,6 +7,8 @@ import json
 from kafka import KafkaProducer
 from streamkit import WorkerProcess, free_port, wait_for_count
 
+from reglink.kafka_auth import kafka_python_kwargs
+
 GOOD = {"source": "hotel", "record_id": "H-1", "event": "check_in", "hotel_id": "H",
         "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",
         "person": {"name": "陈丽", "id_number": "340102198803150023"}}  # bad checksum: kept
@@ -25,7 +27,9 @@ BAD = {
 def test_worker_dead_letters_bad_records_and_keeps_linking(kafka_settings, redis_client,
                                                            tmp_path):
     s = kafka_settings.model_copy(update={"worker_metrics_port": free_port()})
-    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    # as the hotel connector's principal: the only one (besides admin) that may write here
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",
+                             **kafka_python_kwargs(s, "connector-hotel"))
     topic = s.topic("hotel.raw")
     for raw in BAD:
         producer.send(topic, key=b"k", value=raw)

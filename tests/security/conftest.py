@@ -1,5 +1,7 @@
-"""Security fixtures: a dedicated kafka_security=scram stack (own ports, own state dir) that
-the shared plaintext stack never sees; started once per session and stopped at the end."""
+"""Security fixtures: a dedicated kafka_security=scram stack (own ports, own state dir, own
+credentials) apart from the shared stack -- the deny matrix creates and probes freely there;
+started once per session and stopped at the end. (The shared stack runs scram too, by default;
+tests/security/test_plaintext_mode.py starts a plaintext one.)"""
 
 from __future__ import annotations
 

@@ -5,15 +5,21 @@ Needs no services and no Docker: it parses the files.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from reglink import compose as compose_mod
+from reglink import kafka_auth
 from reglink.settings import Settings
+from reglink.topics import SOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +70,135 @@ def test_kafka_image_matches_pom_version(compose) -> None:
     assert image == f"apache/kafka:{version}"
 
 
-def test_kafka_ports_match_settings(compose, server_properties) -> None:
+def _props(text: str) -> dict[str, str]:
+    """Java properties semantics: the last value of a key wins."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+# Values both renderings get (the compose ones: docker-compose.yml's kafka environment).
+ADMIN_PW = "a" * 48
+
+
+def _compose_kafka_env(compose) -> dict[str, str]:
+    env = _env(compose["services"]["kafka"])
+    principals = env["KAFKA_PRINCIPALS"].split()
+    for p in principals:  # stand-ins for the ${...:?} secrets
+        env[compose_mod.kafka_var(p)] = ADMIN_PW if p == "admin" else f"{p}-pw".replace("-", "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def kafka_entrypoint_run(compose, tmp_path_factory) -> dict[str, Any]:
+    """Run deploy/kafka/compose-entrypoint.sh outside a container: the image's launcher
+    scripts are replaced by two that record their arguments (this proves what the container
+    renders and formats; the real broker on this config: tests/security/test_compose_services)."""
+    tmp = tmp_path_factory.mktemp("compose-kafka")
+    home = tmp / "kafka"
+    (home / "bin").mkdir(parents=True)
+    for name in ("kafka-storage.sh", "kafka-server-start.sh"):
+        script = home / "bin" / name
+        script.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > {tmp}/{name}.args\n')
+        script.chmod(0o755)
+    env = {**_compose_kafka_env(compose), "PATH": os.environ["PATH"], "KAFKA_HOME": str(home),
+           "REGLINK_DEPLOY_DIR": str(ROOT / "deploy/kafka"),
+           "REGLINK_KAFKA_CONF": str(tmp / "conf"),
+           "KAFKA_LOG_DIRS": str(tmp / "data")}  # the container's path is checked below
+    proc = subprocess.run(["sh", str(ROOT / "deploy/kafka/compose-entrypoint.sh")], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    conf = tmp / "conf" / "server.properties"
+    return {"env": env, "conf": conf, "props": _props(conf.read_text()),
+            "format": (tmp / "kafka-storage.sh.args").read_text().splitlines(),
+            "start": (tmp / "kafka-server-start.sh.args").read_text().splitlines(),
+            "admin": _props((tmp / "conf" / "admin-client.properties").read_text())}
+
+
+def _local_scram_props(values: dict[str, Any]) -> dict[str, str]:
+    """What `reglink stack up` renders in scram mode (reglink/stack.py, same functions)."""
+    from reglink.stack import _overlay_properties, _render_text
+
+    deploy = ROOT / "deploy/kafka"
+    return _props(_overlay_properties(_render_text(deploy / "server.properties", values),
+                                      _render_text(deploy / "server-scram.properties", values)))
+
+
+def test_compose_kafka_renders_the_local_scram_config_plus_listeners(kafka_entrypoint_run):
+    run = kafka_entrypoint_run
+    env = run["env"]
+    local = _local_scram_props({"KAFKA_PORT": env["KAFKA_PORT"],
+                                "KAFKA_CONTROLLER_PORT": env["KAFKA_CONTROLLER_PORT"],
+                                "KAFKA_LOG_DIRS": env["KAFKA_LOG_DIRS"],
+                                "ADMIN_PASSWORD": ADMIN_PW})
+    compose = run["props"]
+    overlay = set(_props((ROOT / "deploy/kafka/server-compose.properties").read_text()))
+    # the compose overlay touches the listeners only (and gives the extra one its JAAS entry)
+    internal_jaas = "listener.name.internal.scram-sha-512.sasl.jaas.config"
+    assert overlay == {"listeners", "advertised.listeners", "listener.security.protocol.map",
+                       internal_jaas}
+    assert compose[internal_jaas] == \
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"  # no credentials
+    assert set(compose) == set(local) | {internal_jaas}
+    differ = {k for k in local if compose[k] != local[k]}
+    assert differ == overlay - {internal_jaas}
+    # security: exactly the local scram settings
+    for key in ("sasl.enabled.mechanisms", "sasl.mechanism.inter.broker.protocol",
+                "inter.broker.listener.name", "authorizer.class.name",
+                "allow.everyone.if.no.acl.found", "super.users",
+                "sasl.mechanism.controller.protocol",
+                "listener.name.controller.sasl.enabled.mechanisms",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config",
+                "listener.name.controller.plain.sasl.jaas.config",
+                "auto.create.topics.enable", "process.roles"):
+        assert compose[key] == local[key], key
+    assert compose["allow.everyone.if.no.acl.found"] == "false"
+    assert compose["super.users"] == f"User:{kafka_auth.ADMIN}"
+    assert f'password="{ADMIN_PW}"' in compose["listener.name.controller.plain.sasl.jaas.config"]
+    # every listener speaks SASL; nothing is PLAINTEXT
+    protocols = dict(x.split(":") for x in compose["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}
+    assert set(_listener_ports(compose["listeners"])) == set(protocols)
+    assert oct(run["conf"].stat().st_mode & 0o777) == "0o600"  # holds the admin password
+
+
+def test_compose_kafka_formats_with_the_same_scram_users(compose, kafka_entrypoint_run):
+    run = kafka_entrypoint_run
+    env = run["env"]
+    args = run["format"]
+    assert args[:2] == ["format", "--ignore-formatted"]
+    assert args[args.index("-t") + 1] == env["CLUSTER_ID"]
+    scram = [args[i + 1] for i, a in enumerate(args) if a == "--add-scram"]
+    want = [f"{kafka_auth.MECHANISM}=[name={p},password={env[compose_mod.kafka_var(p)]}]"
+            for p in kafka_auth.kafka_principals()]
+    assert scram == want  # same principals, same order, same mechanism as reglink/stack.py
+    assert env["KAFKA_PRINCIPALS"].split() == kafka_auth.kafka_principals()
+    assert run["start"] == [str(run["conf"])]
+    # the healthcheck's client config: admin over SCRAM
+    admin = run["admin"]
+    assert admin["security.protocol"] == "SASL_PLAINTEXT"
+    assert admin["sasl.mechanism"] == kafka_auth.MECHANISM
+    assert f'username="admin" password="{ADMIN_PW}"' in admin["sasl.jaas.config"]
+    health = " ".join(compose["services"]["kafka"]["healthcheck"]["test"])
+    assert "--command-config /tmp/reglink-kafka/admin-client.properties" in health
+
+
+def test_compose_kafka_entrypoint_refuses_a_missing_password(compose, tmp_path) -> None:
+    env = {**_compose_kafka_env(compose), "PATH": os.environ["PATH"],
+           "KAFKA_HOME": str(tmp_path / "none"), "REGLINK_DEPLOY_DIR": str(ROOT / "deploy/kafka"),
+           "REGLINK_KAFKA_CONF": str(tmp_path / "conf"), "KAFKA_LOG_DIRS": str(tmp_path / "d")}
+    env[compose_mod.kafka_var("worker")] = ""
+    proc = subprocess.run(["sh", str(ROOT / "deploy/kafka/compose-entrypoint.sh")], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "KAFKA_PASSWORD_WORKER is empty" in proc.stderr and "reglink compose-env" in proc.stderr
+
+
+def test_kafka_ports_match_settings(compose, server_properties, kafka_entrypoint_run) -> None:
     fields = Settings.model_fields
     kafka_port = fields["kafka_port"].default
     controller_port = fields["kafka_controller_port"].default
@@ -73,33 +207,101 @@ def test_kafka_ports_match_settings(compose, server_properties) -> None:
     kafka = compose["services"]["kafka"]
     env = _env(kafka)
     assert _host_ports(kafka) == {kafka_port}
-    listeners = _listener_ports(env["KAFKA_LISTENERS"])
-    assert listeners["PLAINTEXT"] == kafka_port
+    assert int(env["KAFKA_PORT"]) == kafka_port
+    assert int(env["KAFKA_CONTROLLER_PORT"]) == controller_port
+    rendered = kafka_entrypoint_run["props"]
+    listeners = _listener_ports(rendered["listeners"])
+    assert listeners["SASL_PLAINTEXT"] == kafka_port
     assert listeners["CONTROLLER"] == controller_port
-    assert env["KAFKA_ADVERTISED_LISTENERS"].startswith(f"PLAINTEXT://127.0.0.1:{kafka_port}")
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith(f":{controller_port}")
-    assert env["KAFKA_PROCESS_ROLES"] == server_properties["process.roles"] == "broker,controller"
+    assert rendered["advertised.listeners"].startswith(f"SASL_PLAINTEXT://127.0.0.1:{kafka_port}")
+    assert rendered["controller.quorum.voters"].endswith(f":{controller_port}")
+    assert rendered["process.roles"] == server_properties["process.roles"] == "broker,controller"
+    assert env["KAFKA_LOG_DIRS"] in " ".join(kafka["volumes"])
 
-    # the local template takes its ports from the same Settings fields
+    # the local templates take their ports from the same Settings fields
     assert server_properties["listeners"] == (
         "PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}"
     )
+    scram = _props((ROOT / "deploy/kafka/server-scram.properties").read_text())
+    assert scram["listeners"] == (
+        "SASL_PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}"
+    )
 
 
-def test_auto_create_disabled_in_both(compose, server_properties) -> None:
+def test_kafka_service_mounts_the_deploy_files_it_renders(compose) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["entrypoint"] == ["/bin/sh", "/deploy/kafka/compose-entrypoint.sh"]
+    assert "./deploy/kafka:/deploy/kafka:ro" in kafka["volumes"]
+    redis = compose["services"]["redis"]
+    assert redis["entrypoint"] == ["/bin/sh", "/deploy/redis/compose-entrypoint.sh"]
+    assert "./deploy/redis:/deploy/redis:ro" in redis["volumes"]
+
+
+def test_auto_create_disabled_in_both(server_properties, kafka_entrypoint_run) -> None:
     assert server_properties["auto.create.topics.enable"] == "false"
-    assert _env(compose["services"]["kafka"])["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert kafka_entrypoint_run["props"]["auto.create.topics.enable"] == "false"
 
 
-def test_single_node_replication_and_rebalance_delay_in_both(compose, server_properties) -> None:
-    env = _env(compose["services"]["kafka"])
+def test_single_node_replication_and_rebalance_delay_in_both(server_properties,
+                                                             kafka_entrypoint_run) -> None:
     for prop in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
                  "group.initial.rebalance.delay.ms"):
-        env_name = "KAFKA_" + prop.upper().replace(".", "_")
-        assert env[env_name] == server_properties[prop], prop
+        assert kafka_entrypoint_run["props"][prop] == server_properties[prop], prop
 
 
-def test_redis_port_and_appendonly_in_both(compose) -> None:
+# --- Redis ----------------------------------------------------------------------------------
+REDIS_PWS = {u: f"{u}-redis-pw" for u in kafka_auth.REDIS_USERS}
+
+
+@pytest.fixture(scope="module")
+def redis_entrypoint_run(tmp_path_factory) -> dict[str, Any]:
+    """Run deploy/redis/compose-entrypoint.sh outside a container; `echo` stands in for the
+    image's entrypoint (the real redis-server on this file: tests/security/test_compose_services)."""
+    tmp = tmp_path_factory.mktemp("compose-redis")
+    env = {"PATH": os.environ["PATH"], "REGLINK_DEPLOY_DIR": str(ROOT / "deploy/redis"),
+           "REGLINK_REDIS_CONF": str(tmp / "redis.conf"), "REDIS_EXEC": "echo",
+           **{compose_mod.redis_var(u): pw for u, pw in REDIS_PWS.items()}}
+    proc = subprocess.run(["sh", str(ROOT / "deploy/redis/compose-entrypoint.sh")], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    conf = tmp / "redis.conf"
+    return {"conf": conf, "text": conf.read_text(), "exec": proc.stdout.split()}
+
+
+def _directives(text: str) -> list[tuple[str, str]]:
+    return [tuple(line.strip().split(None, 1)) for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_compose_redis_has_the_local_acl_users(redis_entrypoint_run) -> None:
+    run = redis_entrypoint_run
+    users = [f"user {rest}" for name, rest in _directives(run["text"]) if name == "user"]
+    creds = {"redis": REDIS_PWS}
+    settings = Settings(redis_prefix="reglink:")  # the compose services' REGLINK_REDIS_PREFIX
+    assert users == kafka_auth.redis_acl_lines(settings, creds)  # same rules, same hashes
+    for pw in REDIS_PWS.values():
+        assert pw not in run["text"]  # only SHA-256 hashes
+    assert oct(run["conf"].stat().st_mode & 0o777) == "0o600"
+    assert run["exec"] == ["redis-server", str(run["conf"])]
+
+
+def test_compose_users_acl_file_is_redis_acl_lines(compose) -> None:
+    """deploy/redis/compose-users.acl is kafka_auth.redis_acl_lines with hash placeholders,
+    for the prefix the compose services use."""
+    env = _env(compose["services"]["worker"])
+    settings = Settings(redis_prefix=env["REGLINK_REDIS_PREFIX"])
+    fake = {"redis": {u: f"<{u}>" for u in kafka_auth.REDIS_USERS}}
+    want = []
+    for line in kafka_auth.redis_acl_lines(settings, fake):
+        for u in kafka_auth.REDIS_USERS:
+            digest = hashlib.sha256(fake["redis"][u].encode()).hexdigest()
+            line = line.replace("#" + digest, "#" + compose_mod.redis_hash_placeholder(u))
+        want.append(line)
+    text = (ROOT / "deploy/redis/compose-users.acl").read_text()
+    assert [f"{a} {b}" for a, b in _directives(text)] == want
+
+
+def test_redis_port_and_appendonly_in_both(compose, redis_entrypoint_run) -> None:
     fields = Settings.model_fields
     redis_port = fields["redis_port"].default
     assert fields["redis_url"].default.startswith(f"redis://127.0.0.1:{redis_port}/")
@@ -107,18 +309,116 @@ def test_redis_port_and_appendonly_in_both(compose) -> None:
     redis = compose["services"]["redis"]
     assert redis["image"].split(":")[0] == "redis"
     assert _host_ports(redis) == {redis_port}
-    cmd = redis["command"]
-    cmd = cmd if isinstance(cmd, list) else cmd.split()
-    assert cmd[cmd.index("--appendonly") + 1] == "yes"
 
-    conf = (ROOT / "deploy/redis/redis.conf").read_text()
-    directives = dict(
-        line.split(None, 1) for line in conf.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    )
-    assert directives["appendonly"].strip() == "yes"
-    assert directives["port"].strip() == "${REDIS_PORT}"
-    assert directives["bind"].strip() == "127.0.0.1"
+    local = dict(_directives((ROOT / "deploy/redis/redis.conf").read_text()))
+    assert local["appendonly"] == "yes"
+    assert local["port"] == "${REDIS_PORT}"
+    assert local["bind"] == "127.0.0.1"
+    rendered = _directives(redis_entrypoint_run["text"])
+    last = dict(rendered)  # redis.conf: a later directive overrides an earlier one
+    assert last["port"] == str(redis_port)
+    assert last["appendonly"] == "yes" and last["appendfsync"] == local["appendfsync"]
+    assert last["dir"] == "/data" and "redis-data:/data" in redis["volumes"]
+    assert last["bind"] == "* -::*"  # the compose network; every user needs a password
+    health = " ".join(redis["healthcheck"]["test"])
+    assert "--user admin" in health and "REDIS_PASSWORD_ADMIN" in health
+
+
+# --- principals and secrets -----------------------------------------------------------------
+SERVICE_ROLE = {"topics": "admin", "worker": "worker", "console": "console"}
+REDIS_USER = {"worker": "worker", "console": "console"}
+
+
+def _interpolated(value: str) -> list[tuple[str, str, str]]:
+    """``${NAME:?msg}`` / ``${NAME:-x}`` / ``${NAME}`` references in a compose value."""
+    return re.findall(r"\$\{(\w+)(?:(:[?-])([^}]*))?\}", value.replace("$$", ""))
+
+
+def test_app_services_run_as_their_own_principals(compose) -> None:
+    for svc, role in SERVICE_ROLE.items():
+        env = _env(compose["services"][svc])
+        assert env["REGLINK_KAFKA_SECURITY"] == "scram", svc
+        assert env["REGLINK_KAFKA_USERNAME"] == role, svc
+        assert _interpolated(env["REGLINK_KAFKA_PASSWORD"])[0][0] == compose_mod.kafka_var(role)
+        # a service gets only its own Kafka secret (plus the HMAC key and, for the console,
+        # its first supervisor's password)
+        secrets = {name for v in env.values() for name, *_ in _interpolated(v)}
+        allowed = {compose_mod.kafka_var(role), "REGLINK_HMAC_KEY"}
+        if svc in REDIS_USER:
+            allowed.add(compose_mod.redis_var(REDIS_USER[svc]))
+        if svc == "console":
+            allowed.add("CONSOLE_ADMIN_PASSWORD")
+        assert secrets == allowed, svc
+    for svc, user in REDIS_USER.items():
+        url = _env(compose["services"][svc])["REGLINK_REDIS_URL"]
+        assert url.startswith(f"redis://{user}:${{{compose_mod.redis_var(user)}:?"), svc
+        assert url.endswith("@redis:6379/0"), svc
+    # the demo publisher publishes each source as that source's connector principal
+    demo = compose["services"]["demo-publisher"]
+    env = _env(demo)
+    secrets = {name for v in env.values() for name, *_ in _interpolated(v)}
+    connectors = [p for p in kafka_auth.kafka_principals() if p.startswith("connector-")]
+    assert secrets == {compose_mod.kafka_var(p) for p in connectors} | {"REGLINK_HMAC_KEY"}
+    script = demo["command"][0]
+    assert 'REGLINK_KAFKA_USERNAME="connector-$$s"' in script
+    assert "KAFKA_PASSWORD_CONNECTOR_$$(echo" in script
+    assert {f"connector-{s}" for s in SOURCES} == set(connectors)
+    for s in SOURCES:
+        assert s in script
+
+
+def test_topics_init_creates_topics_and_acls_as_admin(compose) -> None:
+    topics = compose["services"]["topics"]
+    assert topics["command"] == ["python", "-m", "reglink.stack", "topics", "--wait", "120"]
+    assert _env(topics)["REGLINK_KAFKA_USERNAME"] == kafka_auth.ADMIN
+    # `python -m reglink.stack topics` runs _ensure_topics -> create_topics_and_acls, the same
+    # code as `reglink stack up`: the same acl_table for the same prefix and app id
+    import inspect
+
+    from reglink import stack
+
+    assert "create_topics_and_acls(settings)" in inspect.getsource(stack._ensure_topics)
+    assert "_ensure_topics(settings)" in inspect.getsource(stack._main)
+    assert "kafka_auth.apply_acls(settings" in inspect.getsource(stack.create_topics_and_acls)
+    for svc in ("topics", "worker", "console", "demo-publisher"):
+        env = _env(compose["services"][svc])
+        assert env["REGLINK_TOPIC_PREFIX"] == Settings.model_fields["topic_prefix"].default
+        assert env.get("REGLINK_APP_ID", Settings.model_fields["app_id"].default) == \
+            Settings.model_fields["app_id"].default  # the worker group the ACLs name
+
+
+def test_every_secret_comes_from_the_env_file_and_fails_clearly(compose) -> None:
+    """Every secret is ``${NAME:?...reglink compose-env...}``: without .env, compose stops and
+    names the command. The names are exactly what `reglink compose-env` writes."""
+    used = {}
+    for svc, service in compose["services"].items():
+        for key, value in _env(service).items():
+            for name, op, msg in _interpolated(value):
+                used.setdefault(name, set()).add((op, msg))
+                assert op == ":?" and "reglink compose-env" in msg, (svc, key, name)
+    assert set(used) == set(compose_mod.secret_vars())
+    kafka_env = _env(compose["services"]["kafka"])
+    for p in kafka_auth.kafka_principals():
+        assert compose_mod.kafka_var(p) in kafka_env
+    redis_env = _env(compose["services"]["redis"])
+    assert {compose_mod.redis_var(u) for u in kafka_auth.REDIS_USERS} == set(redis_env)
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert not re.search(r"[0-9a-f]{32,}", text)  # no password committed
+    for ignore in (".gitignore", ".dockerignore"):
+        assert ".env" in (ROOT / ignore).read_text().split(), ignore
+
+
+def test_compose_env_writes_every_secret_once_and_keeps_them(tmp_path) -> None:
+    path = tmp_path / ".env"
+    _, added = compose_mod.write_env(path)
+    assert added == compose_mod.secret_vars()
+    values = compose_mod._read_env(path)
+    assert set(values) == set(compose_mod.secret_vars())
+    assert all(re.fullmatch(r"[0-9a-f]{48}", v) for v in values.values())
+    assert len(set(values.values())) == len(values)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    _, added_again = compose_mod.write_env(path)  # idempotent: the volumes keep working
+    assert added_again == [] and compose_mod._read_env(path) == values
 
 
 def test_every_reglink_env_var_is_a_settings_field(compose) -> None:
@@ -132,14 +432,17 @@ def test_every_reglink_env_var_is_a_settings_field(compose) -> None:
     assert {"REGLINK_KAFKA_BOOTSTRAP", "REGLINK_REDIS_URL"} <= seen
 
 
-def test_app_services_use_the_internal_listener_and_redis_service(compose) -> None:
-    kafka_env = _env(compose["services"]["kafka"])
-    internal = _listener_ports(kafka_env["KAFKA_LISTENERS"])["INTERNAL"]
-    assert f"INTERNAL://kafka:{internal}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
-    for name in ("topics", "worker", "demo-publisher"):
+def test_app_services_use_the_internal_listener_and_redis_service(
+        compose, kafka_entrypoint_run) -> None:
+    rendered = kafka_entrypoint_run["props"]
+    internal = _listener_ports(rendered["listeners"])["INTERNAL"]
+    assert f"INTERNAL://kafka:{internal}" in rendered["advertised.listeners"]
+    assert int(_env(compose["services"]["kafka"])["KAFKA_INTERNAL_PORT"]) == internal
+    for name in ("topics", "worker", "console", "demo-publisher"):
         env = _env(compose["services"][name])
         assert env["REGLINK_KAFKA_BOOTSTRAP"] == f"kafka:{internal}", name
-        assert env["REGLINK_REDIS_URL"].startswith("redis://redis:6379/"), name
+        assert "@redis:6379/" in env["REGLINK_REDIS_URL"] or \
+            env["REGLINK_REDIS_URL"].startswith("redis://redis:6379/"), name
 
 
 def test_prometheus_scrapes_the_metrics_ports(compose) -> None:
