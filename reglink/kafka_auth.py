@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, ServiceUnavailable
 from .settings import Settings
 from .topics import SOURCES
 
@@ -157,6 +157,20 @@ def kafka_python_kwargs(settings: Settings, role: str) -> dict[str, Any]:
         kwargs.update(security_protocol="SASL_SSL", ssl_cafile=str(ssl_cafile(settings)),
                       ssl_check_hostname=True)
     return kwargs
+
+
+def kafka_client(factory: Any, settings: Settings, role: str, *topics: str, **kwargs: Any):
+    """A kafka-python client (``KafkaConsumer``/``KafkaProducer``/...) as ``role``; a broker
+    that does not answer becomes one clear :class:`ServiceUnavailable` line."""
+    from kafka.errors import KafkaError
+
+    try:
+        return factory(*topics, bootstrap_servers=settings.kafka_bootstrap, **kwargs,
+                       **kafka_python_kwargs(settings, role))
+    except KafkaError:
+        raise ServiceUnavailable(
+            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
+        ) from None
 
 
 def faust_broker_credentials(settings: Settings, role: str = "worker") -> Any:

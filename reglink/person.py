@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .errors import ReglinkError, ServiceUnavailable
-from .kafka_auth import kafka_python_kwargs
+from .errors import ReglinkError
+from .kafka_auth import kafka_client
 from .settings import Settings
 
 PERSON_ID = re.compile(r"^P[0-9a-f]{16}$")
@@ -112,18 +112,11 @@ class Timeline:
 
 def _read_all(settings: Settings, names: list[str], idle_ms: int = 1500) -> dict[str, list]:
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
 
-    try:
-        consumer = KafkaConsumer(*[settings.topic(n) for n in names],
-                                 bootstrap_servers=settings.kafka_bootstrap,
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                 consumer_timeout_ms=idle_ms, request_timeout_ms=15000,
-                                 **kafka_python_kwargs(settings, "console"))
-    except KafkaError:
-        raise ServiceUnavailable(
-            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
-        ) from None
+    consumer = kafka_client(KafkaConsumer, settings, "console",
+                            *[settings.topic(n) for n in names], auto_offset_reset="earliest",
+                            enable_auto_commit=False, consumer_timeout_ms=idle_ms,
+                            request_timeout_ms=15000)
     out: dict[str, list] = {n: [] for n in names}
     by_topic = {settings.topic(n): n for n in names}
     try:
@@ -210,20 +203,13 @@ def run_person(settings: Settings, query: str, justification: str | None,
     import sys
 
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
 
     why = check_justification(justification)
     principal = principal or getpass.getuser()
     view = IdentityView(settings)
     pids = [query] if PERSON_ID.match(query) else view.find_by_name(query)
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                 request_timeout_ms=15000,
-                                 **kafka_python_kwargs(settings, "console"))
-    except KafkaError:
-        raise ServiceUnavailable(
-            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
-        ) from None
+    producer = kafka_client(KafkaProducer, settings, "console", acks="all",
+                            request_timeout_ms=15000)
     entry = audit_entry(principal, "cli", "person_lookup",
                         {"query_kind": "person_id" if PERSON_ID.match(query) else "name",
                          "person_ids": pids}, why, "cli")

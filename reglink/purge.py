@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from matchers.types import PurgeReport
 
-from .errors import ReglinkError, ServiceUnavailable
+from .errors import ReglinkError
 from .rules import decisions as dec
 from .settings import Settings
 
@@ -135,26 +135,19 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
               dry_run: bool = False, principal: str | None = None,
               now: datetime | None = None) -> PurgeResult:
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
 
     from matchers.stores.identity import KVIdentityStore
     from matchers.stores.kv import RedisKV
 
-    from .kafka_auth import connect_redis, kafka_python_kwargs
+    from .kafka_auth import connect_redis, kafka_client
     from .person import audit_entry
 
     cutoff = cutoff_of(before, older_than_days, settings, now)
     limit = cutoff.timestamp()
     principal = principal or getpass.getuser()
     client = connect_redis(settings, "admin")  # SCAN: the sweep, like the stack checks
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                 request_timeout_ms=15000,
-                                 **kafka_python_kwargs(settings, "admin"))
-    except KafkaError:
-        raise ServiceUnavailable(
-            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
-        ) from None
+    producer = kafka_client(KafkaProducer, settings, "admin", acks="all",
+                            request_timeout_ms=15000)
     try:
         kv = RedisKV(client, settings.redis_prefix)
         store = KVIdentityStore(kv)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from .contract import parse_record, report_time
-from .errors import ReglinkError, ServiceUnavailable
+from .errors import ReglinkError
 from .rules.merge import order_key
 from .settings import Settings
 from .topics import SOURCES
@@ -42,18 +42,11 @@ class RebuildResult:
 def _read_all(settings: Settings, topics: list[str], progress=None):
     """Every message of ``topics`` up to their current end: (topic, partition, offset, value)."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
 
-    from .kafka_auth import kafka_python_kwargs
+    from .kafka_auth import kafka_client
 
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                 enable_auto_commit=False, consumer_timeout_ms=5000,
-                                 max_poll_records=5000, **kafka_python_kwargs(settings, "admin"))
-    except KafkaError:
-        raise ServiceUnavailable(
-            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
-        ) from None
+    consumer = kafka_client(KafkaConsumer, settings, "admin", enable_auto_commit=False,
+                            consumer_timeout_ms=5000, max_poll_records=5000)
     try:
         tps = [TopicPartition(t, p) for t in topics
                for p in sorted(consumer.partitions_for_topic(t) or ())]

@@ -20,7 +20,6 @@ from .pipeline import Pipeline
 from .settings import Settings
 from .topics import SOURCES
 
-
 REPLAY_IDENTITY_CACHE = 5_000_000
 
 

@@ -12,8 +12,7 @@ import sys
 import time
 from collections import OrderedDict
 
-from .errors import ServiceUnavailable
-from .kafka_auth import kafka_python_kwargs
+from .kafka_auth import kafka_client
 from .settings import Settings
 
 _STYLE = {"raised": "bold red", "resolved": "green", "withdrawn": "yellow"}
@@ -71,19 +70,11 @@ def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = No
     """Show alerts until interrupted, ``idle_timeout`` seconds pass without one, or
     ``until()`` turns true. Returns how many messages were shown."""
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
 
     out = out or sys.stdout
-    try:
-        consumer = KafkaConsumer(
-            settings.topic("alerts"), bootstrap_servers=settings.kafka_bootstrap,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            enable_auto_commit=False, consumer_timeout_ms=500,
-            **kafka_python_kwargs(settings, "reader"))
-    except KafkaError:
-        raise ServiceUnavailable(
-            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
-        ) from None
+    consumer = kafka_client(KafkaConsumer, settings, "reader", settings.topic("alerts"),
+                            auto_offset_reset="earliest" if from_beginning else "latest",
+                            enable_auto_commit=False, consumer_timeout_ms=500)
     if live is None:
         live = not as_json and out is sys.stdout and sys.stdout.isatty()
     filters = dict(rule=rule, status=status, priority=priority, prefecture=prefecture)

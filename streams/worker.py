@@ -6,9 +6,8 @@ import logging
 from pathlib import Path
 
 from matchers.stores.kv import RedisKV
-from reglink.errors import ServiceUnavailable
 from reglink.kafka_auth import connect_redis as _connect_redis
-from reglink.kafka_auth import kafka_python_kwargs
+from reglink.kafka_auth import kafka_client
 from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline
 from reglink.settings import Settings
@@ -27,17 +26,9 @@ def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
     """Where this consumer group will start reading each source partition (committed offset,
     else the beginning). Lets the worker tell unread records from an idle source."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
 
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                 group_id=settings.app_id, enable_auto_commit=False,
-                                 request_timeout_ms=15000,
-                                 **kafka_python_kwargs(settings, "worker"))
-    except KafkaError:
-        raise ServiceUnavailable(
-            f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
-        ) from None
+    consumer = kafka_client(KafkaConsumer, settings, "worker", group_id=settings.app_id,
+                            enable_auto_commit=False, request_timeout_ms=15000)
     try:
         out: dict[tuple[str, int], int] = {}
         for source in SOURCES:

@@ -5,11 +5,11 @@ import random
 from pathlib import Path
 
 import pytest
+from corekit import core_settings, run_core
 
 from matchers.normalise import id_check_char
 from matchers.stores.kv import MemoryKV
 from reglink.pipeline import Pipeline
-from reglink.settings import load_settings
 
 # ../shared/ lies beside the repository (also in CI, which lays a copy beside the clone).
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
@@ -20,19 +20,10 @@ def rid(area: str, birth: str, seq: int) -> str:
     return body + id_check_char(body)
 
 
-def settings(**kw):
-    return load_settings(hmac_key="unit-test-key", **kw)
+settings = core_settings
 
 
-def run(records, **kw):
-    pipe = Pipeline(settings(**kw), MemoryKV())
-    alerts, links = [], {}
-    for r in records:
-        pid, outs = pipe.process(r)
-        links[r.get("record_id") or r.get("watch_id")] = pid
-        alerts += [o.value for o in outs if o.topic == "alerts"]
-    alerts += [o.value for o in pipe.finish() if o.topic == "alerts"]
-    return pipe, alerts, links
+run = run_core
 
 
 def final_status(alerts):

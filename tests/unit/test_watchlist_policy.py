@@ -5,13 +5,13 @@ A watch entry names one person; an entry that cannot tell two identities apart n
 import math
 
 import pytest
+from corekit import core_settings, run_core
 
 from matchers.normalise import id_check_char
 from matchers.stores.kv import MemoryKV
 from reglink.pipeline import Pipeline
 from reglink.rules import decisions
 from reglink.rules.watchlist import exclusive_probability, rivals
-from reglink.settings import load_settings
 
 
 def rid(area: str, birth: str, seq: int) -> str:
@@ -19,8 +19,7 @@ def rid(area: str, birth: str, seq: int) -> str:
     return body + id_check_char(body)
 
 
-def _settings(**kw):
-    return load_settings(hmac_key="unit-test-key", **kw)
+_settings = core_settings
 
 
 def hotel(rec_id, person, time, hotel_id="H1"):
@@ -33,16 +32,7 @@ def entry(person, watch_id="W-1", action="add"):
             "priority": "high", "person": person}
 
 
-def run(records, **kw):
-    """Feed records in order; return (pipeline, alert messages, record -> person id)."""
-    pipe = Pipeline(_settings(**kw), MemoryKV())
-    alerts, links = [], {}
-    for r in records:
-        pid, outs = pipe.process(r)
-        links[r.get("record_id") or r.get("watch_id")] = pid
-        alerts += [o.value for o in outs if o.topic == "alerts"]
-    alerts += [o.value for o in pipe.finish() if o.topic == "alerts"]
-    return pipe, alerts, links
+run = run_core
 
 
 def raised_for(alerts, links) -> set[str]:
