@@ -259,7 +259,18 @@ class RedisKV:
     def smembers_many(self, keys: list[str]) -> list[set[str]]:
         if not keys:
             return []
-        return self.fetch([], keys)[1]  # one script call, not one command per key
+        from redis.exceptions import NoPermissionError
+
+        if not getattr(self, "_no_scripts", False):
+            try:
+                return self.fetch([], keys)[1]  # one script call, not one command per key
+            except NoPermissionError:
+                # A read-only user (the console's) may not run scripts: pipelined SMEMBERS.
+                self._no_scripts = True
+        pipe = self._r.pipeline(transaction=False)
+        for k in keys:
+            pipe.smembers(self._k(k))
+        return [{self._s(m) for m in members} for members in pipe.execute()]
 
     def fetch(self, strings: list[str], sets: list[str]) -> tuple[list, list]:
         """GETs and SMEMBERS in one round trip: one script call, so a batch's thousands of

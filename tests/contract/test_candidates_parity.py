@@ -1,6 +1,6 @@
 """Every blocking key and every link decision is the same against the embedded store and the
-real Redis store (the local server, not an in-process fake): the same records give the same candidates, person ids and
-explanations."""
+real Redis store (the local server, not an in-process fake): the same records give the same
+candidates, person ids and explanations."""
 
 import random
 

@@ -1,6 +1,7 @@
 """One contract, two stores: the embedded store (replay) and the Redis store (workers).
 
-Every test runs against both. The Redis variant uses the real local Redis server, not an in-process fake.
+Every test runs against both. The Redis variant uses the real local Redis server, not an
+in-process fake.
 """
 
 import pytest
@@ -14,18 +15,36 @@ from matchers.stores.identity import KVIdentityStore
 from matchers.stores.kv import MemoryKV, RedisKV
 from matchers.types import Identity
 
+BACKENDS = ["embedded", pytest.param("redis", marks=pytest.mark.integration)]
 
-@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.integration)])
-def kv(request, settings):
+
+def _kv(request, settings, redis_fixture: str):
     if request.param == "embedded":
         return MemoryKV()
-    client = request.getfixturevalue("redis_worker")
-    return RedisKV(client, settings.redis_prefix)
+    return RedisKV(request.getfixturevalue(redis_fixture), settings.redis_prefix)
+
+
+@pytest.fixture(params=BACKENDS)
+def kv(request, settings):
+    """The worker's view: on Redis, the ``worker`` ACL user."""
+    return _kv(request, settings, "redis_worker")
+
+
+@pytest.fixture(params=BACKENDS)
+def sweep_kv(request, settings):
+    """The retention sweep's view: it SCANs the keyspace, which the ``worker`` user may not,
+    so on Redis it is the ``admin`` user (as ``reglink purge`` runs)."""
+    return _kv(request, settings, "redis_client")
 
 
 @pytest.fixture
 def store(kv):
     return KVIdentityStore(kv, max_bucket=3)
+
+
+@pytest.fixture
+def sweep_store(sweep_kv):
+    return KVIdentityStore(sweep_kv, max_bucket=3)
 
 
 def ident(pid, **kw):
@@ -97,7 +116,8 @@ def test_kv_sorted_set_and_counter(kv):
     assert kv.get("k") is None
 
 
-def test_kv_scan_by_prefix_and_incrby(kv):
+def test_kv_scan_by_prefix_and_incrby(sweep_kv):
+    kv = sweep_kv
     kv.set("i:a", "1")
     kv.set("i:b", "2")
     kv.sadd("b:k", ["x"])
@@ -225,7 +245,8 @@ def _linked_world(store):
     return linker, a1, a2, a3, b, c
 
 
-def test_purge_deletes_old_identities_with_their_index_links_and_pointers(store, kv):
+def test_purge_deletes_old_identities_with_their_index_links_and_pointers(sweep_store, sweep_kv):
+    store, kv = sweep_store, sweep_kv
     linker, a1, a2, a3, b, c = _linked_world(store)
     old = store.resolve(a1)
     assert a1 != a2 and store.resolve(a2) == old == a3  # two identities, merged by record 3
@@ -268,7 +289,8 @@ def test_purge_deletes_old_identities_with_their_index_links_and_pointers(store,
     assert again.person_ids == [] and again.examined == 2 and again.kept == {"open_stay": 1}
 
 
-def test_purge_keeps_identities_without_a_report_time_and_recent_ones(store):
+def test_purge_keeps_identities_without_a_report_time_and_recent_ones(sweep_store):
+    store = sweep_store
     store.save(ident("P1", last_report=None), ["k1"])
     store.save(ident("P2", last_report=50.0), ["k2"])
     store.save(ident("P3", last_report=100.0), ["k3"])  # exactly at the cut-off: kept
@@ -278,9 +300,10 @@ def test_purge_keeps_identities_without_a_report_time_and_recent_ones(store):
     assert store.find(["k2"]) == set() and store.find(["k1"]) == {"P1"}
 
 
-def test_purge_leaves_an_identity_a_concurrent_writer_changed(kv, store):
+def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_store):
     """The sweep reads, a worker updates the identity, the sweep's commit must not delete
     the fresh identity (compare-and-apply); the embedded store has one writer only."""
+    kv, store = sweep_kv, sweep_store
     from matchers.stores.kv import TxKV
 
     store.save(ident("P1", last_report=10.0), ["k1"])
