@@ -27,9 +27,9 @@ pytestmark = pytest.mark.integration
 
 # REGLINK_TEST_PORT_OFFSET shifts these ports, so that two checkouts can run the suite at once.
 _OFF = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
-PLAIN_PORTS = {"kafka_port": 49092 + _OFF, "kafka_controller_port": 49093 + _OFF,
-               "kafka_bootstrap": f"127.0.0.1:{49092 + _OFF}", "redis_port": 46379 + _OFF,
-               "redis_url": f"redis://127.0.0.1:{46379 + _OFF}/0"}
+PLAIN_PORTS = {"kafka_port": 59092 + _OFF, "kafka_controller_port": 59093 + _OFF,
+               "kafka_bootstrap": f"127.0.0.1:{59092 + _OFF}", "redis_port": 56379 + _OFF,
+               "redis_url": f"redis://127.0.0.1:{56379 + _OFF}/0"}
 
 
 @pytest.fixture(scope="module")
