@@ -19,6 +19,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stack_ports(kafka: int, redis: int) -> dict:
+    """Settings for a test's own stack: Kafka on ``kafka`` (controller ``kafka + 1``), Redis on
+    ``redis``, both shifted by ``REGLINK_TEST_PORT_OFFSET`` so that two checkouts can run the
+    suite at once."""
+    off = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
+    k, r = kafka + off, redis + off
+    if max(k + 1, r) > 65535:
+        raise ValueError(f"REGLINK_TEST_PORT_OFFSET={off} puts ports past 65535 (use <= 6000)")
+    return {"kafka_port": k, "kafka_controller_port": k + 1,
+            "kafka_bootstrap": f"127.0.0.1:{k}", "redis_port": r,
+            "redis_url": f"redis://127.0.0.1:{r}/0"}
+
+
+def stop_process(proc: subprocess.Popen | None, grace_s: float = 15) -> None:
+    """Terminate a child process, then kill it if it has not exited within ``grace_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def settings_env(s: Settings) -> dict[str, str]:
     return {**os.environ, **s.to_env()}
 
@@ -41,13 +66,7 @@ class WorkerProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 20)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

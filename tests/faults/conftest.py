@@ -4,10 +4,10 @@ kill and restart without disturbing the shared stack, and one corpus replayed on
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from streamkit import stack_ports
 
 from reglink import stack
 from reglink.evaluate import pairwise
@@ -15,11 +15,7 @@ from reglink.replay import run_replay
 from reglink.settings import Settings, load_settings
 from reglink.simulate import run_simulate
 
-# REGLINK_TEST_PORT_OFFSET shifts these ports, so that two checkouts can run the suite at once.
-_OFF = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
-FAULT_PORTS = {"kafka_port": 29092 + _OFF, "kafka_controller_port": 29093 + _OFF,
-    "kafka_bootstrap": f"127.0.0.1:{29092 + _OFF}", "redis_port": 26379 + _OFF,
-    "redis_url": f"redis://127.0.0.1:{26379 + _OFF}/0"}
+FAULT_PORTS = stack_ports(29092, 26379)  # + REGLINK_TEST_PORT_OFFSET
 PERSONS = 11_000  # about 20k records over 30 days
 
 

@@ -16,8 +16,8 @@ from streamkit import WorkerProcess, free_port, read_topic
 
 from connectors.publish import run_publish
 from reglink.evaluate import pairwise
-from reglink.settings import Settings
 from reglink.kafka_auth import kafka_python_kwargs
+from reglink.settings import Settings
 from reglink.stack import create_topics_and_acls
 from reglink.topics import SOURCES
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 from kafka import KafkaProducer
-from streamkit import free_port, read_topic, settings_env
+from streamkit import free_port, read_topic, settings_env, stop_process
 
 from matchers.normalise import id_check_char
 from matchers.stores.kv import RedisKV
@@ -124,13 +124,7 @@ class Console:
         return c
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture

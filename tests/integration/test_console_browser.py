@@ -24,7 +24,14 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from streamkit import WorkerProcess, free_port, read_topic, settings_env, wait_for_count
+from streamkit import (
+    WorkerProcess,
+    free_port,
+    read_topic,
+    settings_env,
+    stop_process,
+    wait_for_count,
+)
 
 from connectors.publish import run_publish
 from reglink.console.auth import add_user
@@ -67,13 +74,7 @@ class ConsoleProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def chromium() -> webdriver.Chrome:

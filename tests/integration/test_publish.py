@@ -57,7 +57,6 @@ def hotel(**changes) -> dict:
 def consume(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
     """Every message of ``settings.topic(topic)`` from the start, waiting for ``expected``."""
     from kafka import KafkaConsumer
-
     from streamkit import reader_role
 
     from reglink.kafka_auth import kafka_python_kwargs

@@ -5,18 +5,13 @@ tests/security/test_plaintext_mode.py starts a plaintext one.)"""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from streamkit import stack_ports
 
 from reglink import stack
 from reglink.settings import Settings, load_settings
 
-# REGLINK_TEST_PORT_OFFSET shifts these ports, so that two checkouts can run the suite at once.
-_OFF = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
-SECURE_PORTS = {"kafka_port": 39092 + _OFF, "kafka_controller_port": 39093 + _OFF,
-    "kafka_bootstrap": f"127.0.0.1:{39092 + _OFF}", "redis_port": 36379 + _OFF,
-    "redis_url": f"redis://127.0.0.1:{36379 + _OFF}/0"}
+SECURE_PORTS = stack_ports(39092, 36379)  # + REGLINK_TEST_PORT_OFFSET
 
 
 @pytest.fixture(scope="session")

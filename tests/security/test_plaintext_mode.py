@@ -9,11 +9,10 @@ message that tells the developer what to do.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import redis
-from streamkit import WorkerProcess, free_port, read_topic, wait_for_count
+from streamkit import WorkerProcess, free_port, read_topic, stack_ports, wait_for_count
 
 from connectors.publish import run_publish
 from reglink import kafka_auth, stack
@@ -25,11 +24,7 @@ from reglink.topics import SOURCES
 
 pytestmark = pytest.mark.integration
 
-# REGLINK_TEST_PORT_OFFSET shifts these ports, so that two checkouts can run the suite at once.
-_OFF = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
-PLAIN_PORTS = {"kafka_port": 59092 + _OFF, "kafka_controller_port": 59093 + _OFF,
-               "kafka_bootstrap": f"127.0.0.1:{59092 + _OFF}", "redis_port": 56379 + _OFF,
-               "redis_url": f"redis://127.0.0.1:{56379 + _OFF}/0"}
+PLAIN_PORTS = stack_ports(59092, 56379)  # + REGLINK_TEST_PORT_OFFSET
 
 
 @pytest.fixture(scope="module")

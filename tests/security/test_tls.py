@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import socket
 import ssl
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from streamkit import WorkerProcess, free_port
+from streamkit import WorkerProcess, free_port, stack_ports
 
 from connectors.publish import run_publish
 from reglink import kafka_auth, stack, tls
@@ -35,10 +34,7 @@ from reglink.simulate import run_simulate
 from reglink.tail import tail_alerts
 from reglink.topics import SOURCES
 
-_OFF = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
-TLS_PORTS = {"kafka_port": 49092 + _OFF, "kafka_controller_port": 49093 + _OFF,
-             "kafka_bootstrap": f"127.0.0.1:{49092 + _OFF}", "redis_port": 46379 + _OFF,
-             "redis_url": f"redis://127.0.0.1:{46379 + _OFF}/0"}
+TLS_PORTS = stack_ports(49092, 46379)  # + REGLINK_TEST_PORT_OFFSET
 
 
 @pytest.fixture(scope="module")
