@@ -76,6 +76,10 @@ class Pipeline:
         self.watch_store = KVIdentityStore(
             watch_kv if watch_kv is not None else _Prefixed(self.kv))
         self.linker = Linker(self.store, self.pseudo, settings.link_threshold)
+        # In-process copy of "wk" (every blocking key some watchlist entry is indexed under)
+        # and the "wv" token it reflects; see _watch_keys().
+        self._wkeys: set[str] = set()
+        self._wkeys_v: str | None = None
         if outbox:
             self.linker.prefetch_extra = ("n:outbox",)
         self.metrics = metrics or PipelineMetrics()
@@ -171,7 +175,7 @@ class Pipeline:
         found and its stays; then the pointers, identities and stays of every candidate."""
         if not hasattr(self.kv.base, "fetch"):
             return  # embedded store: reads are free
-        strings: list[str] = ["n:identities", "n:outbox"]
+        strings: list[str] = ["n:identities", "n:outbox", "wv", "wl/n:identities"]
         sets: list[str] = []
         top = max(self.wm.max_seen.values(), default=float("-inf"))
         finder = self.linker.finder
@@ -184,7 +188,7 @@ class Pipeline:
             self._pre[id(record)] = rec
             keys = finder.keys(rec)
             sets += [f"b:{k}" for k in keys]
-            sets += [f"wl/b:{k}" for k in keys]
+            sets += [f"wl/b:{k}" for k in keys if k in self._wkeys]
             if record["source"] == "watchlist":
                 strings.append(f"w:{record['watch_id']}")
                 continue
@@ -483,7 +487,9 @@ class Pipeline:
         idx.absorb(entry)
         for alias in entry.aliases:
             idx.name_keys.add(alias)
-        self.watch_store.save(idx, self.linker.finder.keys(entry))
+        wkeys = self.linker.finder.keys(entry)
+        self._watch_keys_add(wkeys)  # before the save: it tells a store that predates "wk"
+        self.watch_store.save(idx, wkeys)
         outs: list[Out] = []
         best_pid, best_p = None, -1.0
         cands = self.linker.finder.candidates(entry, self.store)
@@ -498,9 +504,57 @@ class Pipeline:
             best_pid = None  # the entry cannot tell its best match from another: names no one
         return best_pid, outs
 
+    def _watch_keys(self) -> set[str] | None:
+        """Every blocking key under which some watchlist entry is indexed (``wk``), as an
+        in-process set, or None when the store predates that set (then every key is probed).
+
+        ``wv`` holds a token that changes with every watchlist entry added (a hash chain of
+        the entries' keys, see _watch_keys_add). Reading it is part of the unit of
+        work, so an entry another worker adds meanwhile is a conflict, exactly as the grown
+        ``wl/b:`` set was before: the unit re-runs and reloads. While the token is the one
+        this copy reflects, an identity key outside the set cannot meet any entry and costs
+        no read of the watchlist index."""
+        v = self.kv.get("wv")
+        if v is None:
+            if int(self.kv.get("wl/n:identities") or 0):
+                return None
+            self._wkeys, self._wkeys_v = set(), None
+            return self._wkeys
+        if v != self._wkeys_v:
+            self._wkeys, self._wkeys_v = set(self.kv.smembers("wk")), v
+        return self._wkeys
+
+    def _watch_keys_add(self, keys: list[str]) -> None:
+        """Record a new entry's blocking keys in ``wk`` and change the token. The in-process
+        copy is updated now; if this unit of work is rolled back, the token in the store is
+        not this one (unless it made exactly these additions), so the next read reloads."""
+        cur = self._watch_keys()
+        if cur is None:
+            # A store written before "wk" existed (watch entries, no token): it keeps the full
+            # probe rather than a partial set; `reglink rebuild` gives it the set. (Building
+            # it here would need a SCAN, which the worker's Redis user may not run.)
+            return
+        new = [k for k in keys if k not in cur]
+        if new:
+            self.kv.sadd("wk", new)
+        # The token chains the previous one with this entry's keys: deterministic (replay and
+        # worker leave the same state), and equal tokens mean the same additions in the same
+        # order, hence the same key set (a rolled-back copy can only match a store that made
+        # exactly its additions).
+        token = hashlib.sha1("|".join([self._wkeys_v or "", *sorted(keys)]).encode()
+                             ).hexdigest()[:16]
+        self.kv.set("wv", token)
+        self._wkeys, self._wkeys_v = cur | set(new), token
+
     def _watch_check(self, ident: Identity, key: str, report_ts: float | None) -> list[Out]:
         outs: list[Out] = []
-        for watch_id in sorted(self.watch_store.find(self.linker.finder.identity_keys(ident))):
+        keys = self.linker.finder.identity_keys(ident)
+        wkeys = self._watch_keys()
+        if wkeys is not None:
+            keys = [k for k in keys if k in wkeys]
+            if not keys:
+                return outs
+        for watch_id in sorted(self.watch_store.find(keys)):
             raw = self.kv.get(f"w:{watch_id}")
             if not raw:
                 continue

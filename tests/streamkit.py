@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from reglink import stack
 from reglink.settings import Settings
 
 
@@ -30,6 +32,18 @@ def stack_ports(kafka: int, redis: int) -> dict:
     return {"kafka_port": k, "kafka_controller_port": k + 1,
             "kafka_bootstrap": f"127.0.0.1:{k}", "redis_port": r,
             "redis_url": f"redis://127.0.0.1:{r}/0"}
+
+
+@contextlib.contextmanager
+def own_stack(s: Settings):
+    """A test's own stack (ports, state dir of its own) for the ``with`` block. Stopped at the
+    end, and also when starting it fails halfway (a Redis that came up before Kafka timed out
+    would otherwise hold its port against the next run)."""
+    try:
+        stack.up(s)
+        yield s
+    finally:
+        stack.down(s)
 
 
 def stop_process(proc: subprocess.Popen | None, grace_s: float = 15) -> None:

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from streamkit import stack_ports
+from streamkit import own_stack, stack_ports
 
-from reglink import stack
 from reglink.evaluate import pairwise
 from reglink.replay import run_replay
 from reglink.settings import Settings, load_settings
@@ -23,9 +22,8 @@ PERSONS = 11_000  # about 20k records over 30 days
 def fault_stack(tmp_path_factory) -> Settings:
     s = load_settings(state_dir=str(tmp_path_factory.mktemp("faultstack")),
                       hmac_key="fault-test-key", idle_timeout_s=3.0, **FAULT_PORTS)
-    stack.up(s)  # a stack that cannot start fails the tests (never skips)
-    yield s
-    stack.down(s)
+    with own_stack(s):  # a stack that cannot start fails the tests (never skips)
+        yield s
 
 
 class Corpus:

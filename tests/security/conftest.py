@@ -6,9 +6,8 @@ tests/security/test_plaintext_mode.py starts a plaintext one.)"""
 from __future__ import annotations
 
 import pytest
-from streamkit import stack_ports
+from streamkit import own_stack, stack_ports
 
-from reglink import stack
 from reglink.settings import Settings, load_settings
 
 SECURE_PORTS = stack_ports(39092, 36379)  # + REGLINK_TEST_PORT_OFFSET
@@ -19,6 +18,5 @@ def secure_stack(tmp_path_factory) -> Settings:
     s = load_settings(state_dir=str(tmp_path_factory.mktemp("securestack")),
                       kafka_security="scram", hmac_key="secure-test-key", idle_timeout_s=3.0,
                       **SECURE_PORTS)
-    stack.up(s)  # a stack that cannot start fails the tests (never skips)
-    yield s
-    stack.down(s)
+    with own_stack(s):  # a stack that cannot start fails the tests (never skips)
+        yield s

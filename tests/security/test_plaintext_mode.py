@@ -12,7 +12,7 @@ import json
 
 import pytest
 import redis
-from streamkit import WorkerProcess, free_port, read_topic, stack_ports, wait_for_count
+from streamkit import WorkerProcess, free_port, own_stack, read_topic, stack_ports, wait_for_count
 
 from connectors.publish import run_publish
 from reglink import kafka_auth, stack
@@ -32,9 +32,8 @@ def plain_stack(tmp_path_factory):
     s = load_settings(state_dir=str(tmp_path_factory.mktemp("plainstack")),
                       kafka_security="plaintext", hmac_key="plain-test-key",
                       idle_timeout_s=3.0, **PLAIN_PORTS)
-    stack.up(s)  # a stack that cannot start fails the tests (never skips)
-    yield s
-    stack.down(s)
+    with own_stack(s):  # a stack that cannot start fails the tests (never skips)
+        yield s
 
 
 def test_plaintext_stack_runs_the_pipeline_without_credentials(plain_stack, tmp_path):

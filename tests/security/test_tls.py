@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from streamkit import WorkerProcess, free_port, stack_ports
+from streamkit import WorkerProcess, free_port, own_stack, stack_ports
 
 from connectors.publish import run_publish
 from reglink import kafka_auth, stack, tls
@@ -43,9 +43,8 @@ def tls_stack(tmp_path_factory) -> Settings:
                       kafka_security="scram", kafka_tls=True, redis_tls=True,
                       hmac_key="tls-test-key",
                       idle_timeout_s=3.0, **TLS_PORTS)
-    stack.up(s)  # a stack that cannot start fails the tests (never skips)
-    yield s
-    stack.down(s)
+    with own_stack(s):  # a stack that cannot start fails the tests (never skips)
+        yield s
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -234,3 +234,42 @@ def test_check_out_read_before_its_check_in_still_closes_the_stay():
     assert in_order == [] and swapped == []  # a 2-night stay owes nothing
     open_stay = run([stay[0], stay[2]])[1]  # never checked out: 30-day deadline passes
     assert [a["rule"] for a in open_stay] == ["unregistered_stay"]
+
+
+# --- the watchlist pre-filter: an in-process copy of the watch-index keys ("wk", token "wv")
+
+OTHER_WATCH = {"source": "watchlist", "watch_id": "W-OTHER", "action": "add",
+               "person": {"name": "欧阳娜", "id_number": rid("110101", "1970-01-01", 7),
+                          "sex": "F"}}
+
+
+def test_an_entry_added_by_another_pipeline_is_seen_through_the_token():
+    """Two pipelines on one store, as two workers on one Redis: A has cached the watch keys,
+    then B adds an entry for CHEN. A's next record of CHEN must still raise the alert: the
+    changed token makes A reload the keys instead of trusting its copy."""
+    kv = MemoryKV()
+    a, b = Pipeline(settings(), kv), Pipeline(settings(), kv)
+    a.process(OTHER_WATCH)
+    stranger = {"name": "赵强", "id_number": rid("440305", "1990-05-05", 3), "sex": "M"}
+    a.process(hotel_in("H0", stranger, "2026-02-28T10:00:00+08:00"))  # A's copy: OTHER's keys
+    assert a._wkeys_v is not None and a._wkeys
+    b.process(WATCH)
+    _pid, outs = a.process(hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00"))
+    assert [(o.value["rule"], o.value["status"]) for o in outs if o.topic == "alerts"] == [
+        ("watchlist_match", "raised")]
+
+
+def test_a_store_without_the_key_set_keeps_the_full_probe():
+    """A store written before "wk" existed (watch entries, no token): every key is probed,
+    also after more entries are added, so no entry is missed; `reglink rebuild` gives it the
+    pre-filter."""
+    kv = MemoryKV()
+    p = Pipeline(settings(), kv)
+    p.process(OTHER_WATCH)
+    kv.delete("wk")
+    kv.delete("wv")
+    fresh = Pipeline(settings(), kv)
+    fresh.process(WATCH)
+    assert kv.get("wv") is None and not kv.smembers("wk")
+    _pid, outs = fresh.process(hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00"))
+    assert [o.value["rule"] for o in outs if o.topic == "alerts"] == ["watchlist_match"]
