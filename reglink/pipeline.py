@@ -141,8 +141,10 @@ class Pipeline:
         first read each key, so a conflict names the first record that read a changed key.
         The records before it read nothing that changed: they are committed on their own
         (with the watermark as it was after them), and only the rest runs again, on fresh
-        state. When the very first record conflicts, the whole rest rolls back (state,
-        decoded identities, in-memory watermark) and runs again; after ``max_retries`` such
+        state, in attempts of half as many records (each conflict halves them again: what
+        other writers keep changing is less likely to hit a smaller attempt). When the very
+        first record conflicts, nothing is kept: the attempt rolls back (state, decoded
+        identities, in-memory watermark) and runs again; after ``max_retries`` such
         conflicts in a row it raises :class:`Conflict` with ``done`` = the results of the
         records already committed, and the caller handles the others (one at a time). Any
         other error rolls the uncommitted records back too and is raised, likewise with
@@ -150,8 +152,9 @@ class Pipeline:
         done: list[tuple[str | None, list[Out]]] = []
         misses = 0
         track = self.kv.optimistic
+        limit = len(items)  # records per attempt: halved after each conflict
         while True:
-            pending = items[len(done):]
+            pending = items[len(done):len(done) + limit]
             wm = _wm_copy(self.wm.to_json())
             snaps: list[dict] = []  # the watermark after each record (to commit a prefix)
             results: list[tuple[str | None, list[Out]]] = []
@@ -167,7 +170,10 @@ class Pipeline:
                 self.kv.begin(len(pending))
                 self.kv.set("wm", fastjson.dumps(self.wm.to_json()))
                 self.kv.commit()
-                return done + results
+                done += results
+                if len(done) == len(items):
+                    return done
+                continue
             except Conflict as exc:
                 conflict = exc
             except BaseException as exc:
@@ -191,6 +197,8 @@ class Pipeline:
             self.wm.load_json(snaps[kept - 1] if kept else wm)
             done += results[:kept]
             self.metrics.reruns.inc(len(pending) - kept)
+            # the rest read what other writers are changing: smaller attempts lose less
+            limit = max(1, (len(pending) - kept) // 2)
             misses = 0 if kept else misses + 1
             if misses > max_retries:
                 conflict.done = done  # type: ignore[attr-defined]
