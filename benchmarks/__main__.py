@@ -129,13 +129,13 @@ def table() -> None:
                  "corpus published at full speed.", ""]
         if r.get("before"):
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
-            rows += [f"**After** (micro-batched worker{rev}):", ""]
+            rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("before", "before_previous"):
+        for name in ("before", "before_previous", "before_older"):
             if (b := r.get(name)):
-                rows += [f"**Before** (per-record worker, revision `{b.get('revision', '?')}`, "
-                         "same protocol, its own same-run baseline; "
-                         f"{b.get('note', '')}):", ""]
+                rows += [f"**Before** ({b.get('label', 'per-record worker')}, revision "
+                         f"`{b.get('revision', '?')}`, same protocol, its own same-run "
+                         f"baseline; {b.get('note', '')}):", ""]
                 rows += _stream_rows(b)
         if r.get("notes"):
             rows += [r["notes"], ""]
@@ -145,22 +145,33 @@ def table() -> None:
 
 def _stream_rows(r: dict) -> list[str]:
     b, w = r["bare_1p"], r["worker_1p"]
-    rows = ["| run | sustained rec/s | vs bare faust | links F1 | records per batch |",
-            "|---|---|---|---|---|",
-            f"| bare faust forwarder (ceiling) | {_f(b['sustained_per_s'])} | 1.00 | | |",
+    cpu = any("cpu_ms_per_record" in x for x in [b, w, *r.get("scaling", [])])
+
+    def extra(x: dict) -> str:
+        if not cpu:
+            return ""
+        return f" {x.get('cpu_ms_per_record', '–')} | {x.get('load_avg', ['–'])[0]} |"
+
+    rows = ["| run | sustained rec/s | vs bare faust | links F1 | records per batch |"
+            + (" worker CPU ms / record | load (1 min) |" if cpu else ""),
+            "|---|---|---|---|---|" + ("---|---|" if cpu else ""),
+            f"| bare faust forwarder (ceiling) | {_f(b['sustained_per_s'])} | 1.00 | | |"
+            + extra(b),
             f"| worker, 1 partition | {_f(w['sustained_per_s'])} | "
             f"{r['worker_vs_bare']:.3f} | {w.get('links_f1')} | "
-            f"{w.get('mean_batch_records', 1)} |"]
+            f"{w.get('mean_batch_records', 1)} |" + extra(w)]
     one = None
     for x in r.get("scaling", []):
         one = one or x
+        reruns = (f", {_f(x['conflict_reruns'])} records re-run" if "conflict_reruns" in x
+                  else "")
         rows.append(f"| {x['workers']} worker(s), 8 partitions | "
                     f"{_f(x['sustained_per_s'])} | "
                     f"{x['sustained_per_s'] / max(1, b['sustained_per_s']):.3f} | "
                     f"{x.get('links_f1')} (Δ vs 1 worker "
                     f"{x.get('links_f1', 0) - one.get('links_f1', 0):+.4f}; "
-                    f"{_f(x.get('commit_conflicts'))} conflicts) | "
-                    f"{x.get('mean_batch_records', 1)} |")
+                    f"{_f(x.get('commit_conflicts'))} conflicts{reruns}) | "
+                    f"{x.get('mean_batch_records', 1)} |" + extra(x))
     rows += ["", "| publish rate target / achieved | publish→linked p50 / p99 / max ms | "
              "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
     for x in r.get("latency", []):

@@ -187,6 +187,15 @@ def _metric(port: int, name: str) -> float | None:
                if line.startswith(name))
 
 
+def _cpu_s(proc: subprocess.Popen) -> float:
+    """CPU seconds (user + system) a child has used so far (Linux /proc), 0 if unknown."""
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _group_stable(s, members: int, timeout: float = 120) -> float:
     """Wait until the consumer group has ``members`` members, Stable, all holding partitions."""
     from reglink.stack import admin_client
@@ -271,6 +280,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
         ports = [free_port() for _ in range(workers)]
         procs = [_start(s, workdir, bare, port) for port in ports]
         settle = _group_stable(s, workers)
+        cpu0 = sum(_cpu_s(p) for p in procs)
         pub_s = publish(s, recs)
         n_link = sum(1 for r in recs if r[0] != "watchlist") if not bare else len(recs)
         linked = _wait_linked(s, n_link, timeout, procs)
@@ -278,10 +288,17 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
                "records": len(recs), "linked": len(linked),
                "publish_records_per_s": round(len(recs) / pub_s),
                "sustained_per_s": round(_rate(linked)),
-               "group_settle_s": round(settle, 1)}
+               "group_settle_s": round(settle, 1),
+               # CPU of the worker processes while they worked through the corpus, per
+               # record: less noisy than wall rates on a shared machine
+               "cpu_ms_per_record": round(1000 * (sum(_cpu_s(p) for p in procs) - cpu0)
+                                          / max(1, len(linked)), 3),
+               "load_avg": [round(x, 2) for x in os.getloadavg()]}
         if not bare:
             row["commit_conflicts"] = sum(_metric(p, "reglink_commit_conflicts_total") or 0
                                           for p in ports)
+            row["conflict_reruns"] = sum(_metric(p, "reglink_conflict_reruns_total") or 0
+                                         for p in ports)
             n = sum(_metric(p, "reglink_worker_batch_records_count") or 0 for p in ports)
             if n:  # records per unit of work (micro-batch), over all workers
                 row["mean_batch_records"] = round(

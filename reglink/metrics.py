@@ -42,5 +42,10 @@ class PipelineMetrics:
             "reglink_commit_conflicts",
             "Per-record commits refused because another worker changed what the record read "
             "(the record is rerun on fresh state)", registry=r)
+        self.reruns = Counter(
+            "reglink_conflict_reruns",
+            "Records processed again after a commit conflict (a batch commits the records "
+            "before the first one that read a changed key, and runs only the rest again)",
+            registry=r)
         self.lag = Gauge("reglink_consumer_lag", "Records not yet consumed",
                          ["topic", "partition"], registry=r)

@@ -139,35 +139,88 @@ class Pipeline:
         Same results as calling :meth:`process` on each in turn: every record runs through
         the core on a batch-wide read-your-writes overlay (record i+1 sees record i's
         writes), and the whole batch commits at once (one compare-and-apply on Redis). What
-        the batch will read is fetched ahead in two pipelined round trips. On a conflict the
-        batch rolls back (state, decoded identities and the in-memory watermark) and runs
-        again; after ``max_retries`` conflicts it raises :class:`Conflict` and the caller
-        falls back to one record at a time. Any other error rolls the batch back too and is
-        raised (the caller retries or processes record by record)."""
-        wm = json.dumps(self.wm.to_json())
-        for attempt in range(max_retries + 1):
+        the batch will read is fetched ahead in two pipelined round trips.
+
+        Conflicts are resolved per record: the commit's checks are ordered by the record that
+        first read each key, so a conflict names the first record that read a changed key.
+        The records before it read nothing that changed: they are committed on their own
+        (with the watermark as it was after them), and only the rest runs again, on fresh
+        state, in attempts of half as many records (each conflict halves them again: what
+        other writers keep changing is less likely to hit a smaller attempt). When the very
+        first record conflicts, nothing is kept: the attempt rolls back (state, decoded
+        identities, in-memory watermark) and runs again; after ``max_retries`` such
+        conflicts in a row it raises :class:`Conflict` with ``done`` = the results of the
+        records already committed, and the caller handles the others (one at a time). Any
+        other error rolls the uncommitted records back too and is raised, likewise with
+        ``done``."""
+        done: list[tuple[str | None, list[Out]]] = []
+        misses = 0
+        track = self.kv.optimistic
+        limit = len(items)  # records per attempt: halved after each conflict
+        while True:
+            pending = items[len(done):len(done) + limit]
+            wm = _wm_copy(self.wm.to_json())
+            snaps: list[dict] = []  # the watermark after each record (to commit a prefix)
+            results: list[tuple[str | None, list[Out]]] = []
             self._batch = True
             try:
-                self._prefetch_batch([r for r, _c in items])
-                results = [self._process(r, now, c) for r, c in items]
+                self.kv.begin(0)
+                self._prefetch_batch([r for r, _c in pending])
+                for i, (r, c) in enumerate(pending):
+                    self.kv.begin(i)
+                    results.append(self._process(r, now, c))
+                    if track:
+                        snaps.append(_wm_copy(self.wm.to_json()))
+                self.kv.begin(len(pending))
                 self.kv.set("wm", fastjson.dumps(self.wm.to_json()))
                 self.kv.commit()
-                return results
-            except Conflict:
+                done += results
+                if len(done) == len(items):
+                    return done
+                continue
+            except Conflict as exc:
+                conflict = exc
+            except BaseException as exc:
                 self._undo()
-                self.wm.load_json(json.loads(wm))
-                self.conflicts += 1
-                self.metrics.conflicts.inc()
-                if attempt == max_retries:
-                    raise
-            except BaseException:
-                self._undo()
-                self.wm.load_json(json.loads(wm))
+                self.wm.load_json(wm)
+                exc.done = done  # type: ignore[attr-defined]
                 raise
             finally:
                 self._batch = False
                 self._pre.clear()
-        raise AssertionError("unreachable")  # pragma: no cover
+            self.conflicts += 1
+            self.metrics.conflicts.inc()
+            try:
+                kept = self._commit_leading(conflict.segment, snaps)
+            except BaseException as exc:  # e.g. Redis went away: the leading records may
+                self._undo()              # or may not be in (re-running them is idempotent)
+                self.wm.load_json(wm)
+                exc.done = done  # type: ignore[attr-defined]
+                raise
+            self._undo()
+            self.wm.load_json(snaps[kept - 1] if kept else wm)
+            done += results[:kept]
+            self.metrics.reruns.inc(len(pending) - kept)
+            # the rest read what other writers are changing: smaller attempts lose less
+            limit = max(1, (len(pending) - kept) // 2)
+            misses = 0 if kept else misses + 1
+            if misses > max_retries:
+                conflict.done = done  # type: ignore[attr-defined]
+                raise conflict
+
+    def _commit_leading(self, segment: int, snaps: list[dict]) -> int:
+        """After a conflict first seen at record ``segment``: commit the records before it
+        (their own reads are checked again; a conflict there moves the cut further up).
+        Returns how many leading records were committed."""
+        while segment > 0:
+            try:
+                self.kv.commit_prefix(segment, [("set", "wm", fastjson.dumps(snaps[segment - 1]))])
+                return segment
+            except Conflict as exc:
+                self.conflicts += 1
+                self.metrics.conflicts.inc()
+                segment = min(exc.segment, segment - 1)
+        return 0
 
     def _prefetch_batch(self, records: list[dict]) -> None:
         """Warm the overlay's read cache with what the batch will read, in two round trips:
@@ -678,6 +731,11 @@ class Pipeline:
                 self.metrics.alerts.labels("watchlist_match", "withdrawn").inc()
                 outs.append(self._keep(Out("alerts", aid, value)))
         return outs
+
+
+def _wm_copy(d: dict) -> dict:
+    """A watermark state (``Watermark.to_json``) that later changes to it do not alter."""
+    return {**d, "max_seen": dict(d["max_seen"]), "last_active": dict(d["last_active"])}
 
 
 class _Prefixed:

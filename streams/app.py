@@ -33,6 +33,12 @@ app = faust.App("reglink-worker", autodiscover=False)
 RESEND_EVERY_S = 30.0
 BATCH_MAX = 500  # records per unit of work (one prefetch, one commit, one ack round)
 BATCH_WAIT_S = 0.02  # at most this long letting the agent take what the consumer has ready
+# With several workers a unit of work may conflict with another worker's commit; the records
+# after the first conflicted one then run again. Units shrink (halve, down to BATCH_MIN) after
+# a conflict and grow back (+BATCH_GROW) after each unit without one: the records exposed to
+# a re-run stay few where workers collide, and one worker keeps full-size units.
+BATCH_MIN = 16
+BATCH_GROW = 16
 
 
 def _batch_histogram(registry):
@@ -108,6 +114,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
 
     merger = EventTimeMerger()
     drain_lock = asyncio.Lock()
+    unit = {"max": 4 * BATCH_MIN}  # records per unit of work now (see BATCH_MIN)
     tp_of: dict[str, TP] = {}
 
     def channels() -> list[str]:
@@ -138,11 +145,18 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
         async with drain_lock:
             state["pushed"] = 0
             released = merger.release(channels(), lambda c: lag(c) > 0)
-            for i in range(0, len(released), BATCH_MAX):
-                batch = released[i:i + BATCH_MAX]
+            i = 0
+            while i < len(released):
+                batch = released[i:i + unit["max"]]
+                i += len(batch)
                 metrics_batch(len(batch))
+                conflicts = shell.pipe.conflicts
                 msgs = await with_retry("a batch", shell.process_batch,
                                         [item for item, _ev in batch])
+                if shell.pipe.conflicts != conflicts:
+                    unit["max"] = max(BATCH_MIN, min(unit["max"], len(batch)) // 2)
+                else:
+                    unit["max"] = min(BATCH_MAX, unit["max"] + BATCH_GROW)
                 await send_all(msgs)
                 for _item, event in batch:
                     event.ack()

@@ -105,10 +105,12 @@ class WorkerShell:
 
     def process_batch(self, items: list[Item], now: float | None = None) -> list[Message]:
         """Process several released records (in that order) as one unit of work: the same
-        messages as :meth:`process` on each in turn. A batch that conflicts twice with other
-        workers' commits is split in halves (down to single records, which retry on their
-        own). A batch the core cannot finish (a record it fails on) is rolled back and
-        processed record by record, so a bad record is dead-lettered alone."""
+        messages as :meth:`process` on each in turn. A conflict with another worker's commit
+        re-runs only the records from the first one that read a changed key (the pipeline
+        commits those before it); if the first record conflicts twice in a row, what is
+        left is split in halves (down to single records, which retry on their own). A batch
+        the core cannot finish (a record it fails on) is rolled back and its uncommitted
+        records are processed one by one, so a bad record is dead-lettered alone."""
         if len(items) <= 1:
             return [m for it in items for m in self.process(it, now)]
         now = time.time() if now is None else now
@@ -118,15 +120,27 @@ class WorkerShell:
                                               max_retries=1)
         except self._infra as exc:
             raise RetryLater(type(exc).__name__) from exc
-        except Conflict:
-            # Other workers keep changing what this batch reads: halves read less, so they
-            # conflict less; in order, they give the same results as the whole batch.
-            half = len(items) // 2
-            return self.process_batch(items[:half], now) + self.process_batch(items[half:], now)
+        except Conflict as exc:
+            # Other workers keep changing what the rest of this batch reads: halves read
+            # less, so they conflict less; in order, they give the same results.
+            done = getattr(exc, "done", [])
+            out = self._emit(items[:len(done)], done, now, t0)
+            rest = items[len(done):]
+            half = max(1, len(rest) // 2)
+            return out + self.process_batch(rest[:half], now) + \
+                self.process_batch(rest[half:], now)
         except Exception as exc:  # noqa: BLE001 - the fallback finds the culprit
+            done = getattr(exc, "done", [])
             log.warning("batch of %d records not committed (%s); processing one by one",
-                        len(items), type(exc).__name__)
-            return [m for it in items for m in self.process(it, now)]
+                        len(items) - len(done), type(exc).__name__)
+            return self._emit(items[:len(done)], done, now, t0) + \
+                [m for it in items[len(done):] for m in self.process(it, now)]
+        return self._emit(items, results, now, t0)
+
+    def _emit(self, items: list[Item], results, now: float, t0: float) -> list[Message]:
+        """Metrics and messages of processed records."""
+        if not items:
+            return []
         per = (time.perf_counter() - t0) / len(items)
         out: list[Message] = []
         metrics = self.pipe.metrics

@@ -137,13 +137,24 @@ _HASH_OVER = 64  # strings read longer than this are compared by SHA-1 in the co
 
 
 class Conflict(Exception):
-    """Another writer changed a key this unit of work read: nothing was applied; retry it."""
+    """Another writer changed a key this unit of work read: nothing was applied; retry it.
+
+    ``key``: the first checked key found changed, when the store says which (its checks are
+    ordered by the record that first read each key, so a batch can keep the records before
+    that one: :meth:`TxKV.commit_prefix`). ``segment``: that record's index (set by
+    :class:`TxKV`; 0 when unknown, i.e. the whole unit must run again)."""
+
+    def __init__(self, msg: str = "", key: str | None = None) -> None:
+        super().__init__(msg)
+        self.key = key
+        self.segment = 0
 
 
 # Compare-and-apply: the unit of work's reads still hold (strings equal, sets the same size:
 # the sets it reads only ever grow), then its writes, all inside one atomic script.
 # A long string read is compared by its SHA-1 ('2'), so a batch's identities are not sent
-# back to Redis in full just to be compared.
+# back to Redis in full just to be compared. Returns 1 when applied, else -i for the first
+# check found failing (KEYS[i]): nothing is applied.
 _CAS = """
 local ns, nc = tonumber(ARGV[1]), tonumber(ARGV[2])
 local a = 3
@@ -151,14 +162,14 @@ for i = 1, ns do
   local v = redis.call('GET', KEYS[i])
   local how = ARGV[a]
   if how == '1' then
-    if v ~= ARGV[a + 1] then return 0 end
+    if v ~= ARGV[a + 1] then return -i end
   elseif how == '2' then
-    if (not v) or redis.sha1hex(v) ~= ARGV[a + 1] then return 0 end
-  elseif v then return 0 end
+    if (not v) or redis.sha1hex(v) ~= ARGV[a + 1] then return -i end
+  elseif v then return -i end
   a = a + 2
 end
 for i = ns + 1, ns + nc do
-  if redis.call('SCARD', KEYS[i]) ~= tonumber(ARGV[a]) then return 0 end
+  if redis.call('SCARD', KEYS[i]) ~= tonumber(ARGV[a]) then return -i end
   a = a + 1
 end
 local k = ns + nc + 1
@@ -290,7 +301,8 @@ class RedisKV:
                       cards: dict[str, int]) -> None:
         """Apply ``ops`` atomically only if every string in ``strings`` still has the value
         read and every set in ``cards`` still has that many members (one EVALSHA);
-        raise :class:`Conflict` otherwise (nothing applied)."""
+        raise :class:`Conflict` otherwise (nothing applied), naming the first key found
+        changed (strings are checked first, each group in the order given)."""
         keys: list[str] = []
         argv: list = [len(strings), len(cards)]
         for k, v in strings.items():
@@ -316,8 +328,15 @@ class RedisKV:
         script = getattr(self, "_cas", None)
         if script is None:
             script = self._cas = self._r.register_script(_CAS)
-        if not int(script(keys=keys, args=argv)):
-            raise Conflict("a key read by this unit of work changed")
+        res = int(script(keys=keys, args=argv))
+        if res != 1:
+            # -i: KEYS[i] is the first check that failed (strings first, then sets)
+            i, key = -res - 1, None
+            if 0 <= i < len(strings):
+                key = list(strings)[i]
+            elif len(strings) <= i < len(strings) + len(cards):
+                key = list(cards)[i - len(strings)]
+            raise Conflict("a key read by this unit of work changed", key)
 
     def apply(self, ops: list[tuple]) -> None:
         """One MULTI/EXEC: all of a record's writes land together or not at all."""
@@ -379,7 +398,14 @@ class TxKV:
     same size, else raises :class:`Conflict` (the caller rolls back and retries). Several
     workers may then update one identity concurrently without losing an update. Counters
     named in ``atomic_counters`` are real atomic increments outside the unit of work (unique
-    across writers; a rolled-back unit leaves a gap) and never a cause of conflict."""
+    across writers; a rolled-back unit leaves a gap) and never a cause of conflict.
+
+    A unit of work of several records (a batch) calls :meth:`begin` before each record: every
+    base key is then attributed to the record that first *used* it (a key fetched ahead but
+    never used by any record is not checked: nothing depended on it), the commit's checks go
+    in that order, and a :class:`Conflict` says which record first read a changed key
+    (``segment``). The records before it depend only on keys first read before it, so
+    :meth:`commit_prefix` can commit them alone, and only the rest runs again."""
 
     def __init__(self, base: KeyValue, optimistic: bool | None = None,
                  atomic_counters: frozenset[str] = frozenset(),
@@ -397,6 +423,9 @@ class TxKV:
         self.counter_block = max(1, counter_block)
         self._blocks: dict[str, tuple[int, int]] = {}  # key -> (next, last) reserved
         self._zhint: dict[str, float] = {}
+        self._used: dict[str, int] | None = None  # key -> first record using it (batches)
+        self._seg = 0
+        self._marks: list[int] = []  # len(self._ops) when record i began
         self.rollback()
 
     # -- transaction ----------------------------------------------------------------------
@@ -411,15 +440,71 @@ class TxKV:
         self._rset: dict[str, set[str]] = {}
         self._rz: dict[str, tuple[float, list[tuple[str, float]]]] = {}  # key -> (upto, rows)
         self._zhint = {}
+        self._used = None
+        self._seg = 0
+        self._marks = []
+
+    def begin(self, segment: int) -> None:
+        """Record ``segment`` of this unit of work starts (0, 1, ... in order): from now on
+        base keys first used are attributed to it (see the class docstring)."""
+        if self._used is None:
+            self._used = {}
+        while len(self._marks) <= segment:
+            self._marks.append(len(self._ops))
+        self._seg = segment
+
+    def _checks(self, before: int | None = None
+                ) -> tuple[dict[str, str | None], dict[str, int]]:
+        """What the commit compares: every base read (one record), or in a batch the keys
+        some record used, in the order they were first used; ``before``: only those first
+        used by records before that one."""
+        skip = self.atomic_counters | self.deferred_counters
+        rs, rset, used = self._rs, self._rset, self._used
+        if used is None:
+            return ({k: v for k, v in rs.items() if k not in skip},
+                    {k: len(v) for k, v in rset.items()})
+        strings: dict[str, str | None] = {}
+        cards: dict[str, int] = {}
+        for k, seg in used.items():
+            if before is not None and seg >= before:
+                break  # first uses are recorded in record order
+            if k in rs:
+                if k not in skip:
+                    strings[k] = rs[k]
+            elif k in rset:
+                cards[k] = len(rset[k])
+        return strings, cards
+
+    def _apply_checked(self, ops: list[tuple], before: int | None = None) -> None:
+        strings, cards = self._checks(before)
+        try:
+            self.base.apply_checked(ops, strings, cards)  # type: ignore[attr-defined]
+        except Conflict as exc:
+            if self._used is not None and exc.key is not None:
+                exc.segment = self._used.get(exc.key, 0)
+            raise
 
     def commit(self) -> None:
         if self._ops:
             ops = _coalesce(self._ops)
             if self.optimistic:
-                skip = self.atomic_counters | self.deferred_counters
-                strings = {k: v for k, v in self._rs.items() if k not in skip}
-                cards = {k: len(v) for k, v in self._rset.items()}
-                self.base.apply_checked(ops, strings, cards)  # type: ignore[attr-defined]
+                self._apply_checked(ops)
+            else:
+                self.base.apply(ops)
+        self.rollback()
+
+    def commit_prefix(self, segment: int, extra: list[tuple] = ()) -> None:
+        """Commit only what records ``0 .. segment-1`` of this unit of work wrote (plus
+        ``extra`` writes), checked against only what they read; then roll back the rest.
+        Raises :class:`Conflict` (nothing applied, its ``segment`` < ``segment``) if one of
+        their reads changed too."""
+        if segment >= len(self._marks):
+            raise ValueError(f"no record {segment} began in this unit of work")
+        ops = self._ops[:self._marks[segment]] + list(extra)
+        if ops:
+            ops = _coalesce(ops)
+            if self.optimistic:
+                self._apply_checked(ops, segment)
             else:
                 self.base.apply(ops)
         self.rollback()
@@ -434,6 +519,9 @@ class TxKV:
 
     # -- reads ----------------------------------------------------------------------------
     def _base_get(self, key: str) -> str | None:
+        used = self._used
+        if used is not None and key not in used:
+            used[key] = self._seg
         rs = self._rs
         if key in rs:
             return rs[key]
@@ -441,6 +529,9 @@ class TxKV:
         return v
 
     def _base_smembers(self, key: str) -> set[str]:
+        used = self._used
+        if used is not None and key not in used:
+            used[key] = self._seg
         got = self._rset.get(key)
         if got is None:
             got = self._rset[key] = self._read_sets([key])[0]
@@ -487,7 +578,12 @@ class TxKV:
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
         if want:
             self._rset.update(zip(want, self._read_sets(want), strict=True))
-        sets, rset = self._sets, self._rset
+        sets, rset, used = self._sets, self._rset, self._used
+        if used is not None:
+            seg = self._seg
+            for k in keys:
+                if k not in used and k not in sets:
+                    used[k] = seg
         return [rset[k] if k not in sets else self.smembers(k) for k in keys]
 
     def scard(self, key: str) -> int:

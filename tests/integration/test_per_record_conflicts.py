@@ -1,0 +1,159 @@
+"""Conflicts are resolved per record, not per batch: a batch whose commit finds a key changed
+by another worker keeps the records before the first one that read that key (committed once)
+and runs only the rest again. Real Redis (the compare-and-apply script), no broker."""
+
+import pytest
+
+from matchers.stores.kv import Conflict, RedisKV, TxKV
+from reglink.contract import parse_record, record_key, report_time
+from reglink.pipeline import Pipeline
+from reglink.replay import _source_of
+from reglink.rules.merge import order_key
+from reglink.simulate import run_simulate
+
+
+def test_the_conflict_names_the_record_that_first_read_the_changed_key(settings, redis_client):
+    base = RedisKV(redis_client, settings.redis_prefix)
+    base.apply([("set", "a", "1"), ("set", "b", "1"), ("sadd", "bucket", ["p1"])])
+    tx = TxKV(base)
+    assert tx.optimistic
+    tx.begin(0)
+    assert tx.get("a") == "1"
+    tx.set("w0", "written by record 0")
+    tx.begin(1)
+    assert tx.get("a") == "1"  # read again: still record 0's key
+    assert tx.smembers("bucket") == {"p1"}
+    assert tx.get("b") == "1"
+    tx.set("w1", "written by record 1")
+    tx.begin(2)
+    tx.set("w2", "written by record 2")
+    redis_client.set(settings.redis_prefix + "b", "2")  # another worker, meanwhile
+    with pytest.raises(Conflict) as info:
+        tx.commit()
+    assert info.value.key == "b" and info.value.segment == 1
+    assert base.get("w0") is None  # nothing applied
+    tx.commit_prefix(1)  # record 0 read only "a": it commits alone
+    assert base.get("w0") == "written by record 0"
+    assert base.get("w1") is None and base.get("w2") is None
+    assert tx.pending == 0  # the rest was rolled back
+
+
+def test_a_grown_set_is_a_conflict_of_the_record_that_read_it(settings, redis_client):
+    base = RedisKV(redis_client, settings.redis_prefix)
+    base.apply([("set", "a", "1"), ("sadd", "bucket", ["p1"])])
+    tx = TxKV(base)
+    tx.begin(0)
+    tx.prefetch(["a"], ["bucket"])  # fetched ahead: attributed to whoever uses it first
+    tx.get("a")
+    tx.set("w0", "x")
+    tx.begin(1)
+    tx.begin(2)
+    tx.smembers("bucket")
+    tx.set("w2", "y")
+    redis_client.sadd(settings.redis_prefix + "bucket", "p2")
+    with pytest.raises(Conflict) as info:
+        tx.commit()
+    assert info.value.key == "bucket" and info.value.segment == 2
+
+
+def test_a_prefix_whose_own_read_changed_is_refused(settings, redis_client):
+    base = RedisKV(redis_client, settings.redis_prefix)
+    base.apply([("set", "a", "1"), ("set", "b", "1")])
+    tx = TxKV(base)
+    tx.begin(0)
+    tx.get("a")
+    tx.set("w0", "x")
+    tx.begin(1)
+    tx.get("b")
+    tx.set("w1", "y")
+    redis_client.set(settings.redis_prefix + "b", "2")
+    with pytest.raises(Conflict) as info:
+        tx.commit()
+    assert info.value.segment == 1
+    redis_client.set(settings.redis_prefix + "a", "2")  # and record 0's read changes too
+    with pytest.raises(Conflict) as info:
+        tx.commit_prefix(1)
+    assert info.value.segment == 0
+    assert base.get("w0") is None
+
+
+def test_keys_fetched_ahead_but_never_used_are_not_checked(settings, redis_client):
+    base = RedisKV(redis_client, settings.redis_prefix)
+    base.apply([("set", "a", "1"), ("set", "unused", "1"), ("sadd", "bucket", ["p1"])])
+    tx = TxKV(base)
+    tx.begin(0)
+    tx.prefetch(["a", "unused"], ["bucket"])
+    tx.get("a")
+    tx.set("w0", "x")
+    redis_client.set(settings.redis_prefix + "unused", "2")
+    redis_client.sadd(settings.redis_prefix + "bucket", "p2")
+    tx.commit()  # no record depended on them
+    assert base.get("w0") == "x"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    sim = tmp_path_factory.mktemp("sim")
+    run_simulate(persons=300, days=20, start="2026-03-01", seed=11, out_dir=sim)
+    recs = []
+    with (sim / "events.jsonl").open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            raw = raw.rstrip(b"\n")
+            rec, dl = parse_record(raw, _source_of(raw, None), {"line": n})
+            if dl is None:
+                rt = report_time(rec)
+                recs.append((order_key(rec["source"], rt.timestamp() if rt else None), n, rec))
+    recs.sort(key=lambda r: (r[0], r[1]))
+    return [r for _k, _n, r in recs]
+
+
+def _ch(rec):
+    return f"{rec['source']}#0"
+
+
+def test_a_batch_keeps_the_records_before_the_conflicted_one(settings, redis_client, corpus):
+    """Another worker links the batch's last record between the batch's reads and its
+    commit. The records before the first one that read what it changed are committed once,
+    in the first commit after the conflict; only the rest runs again. Results equal a run
+    in which the other worker's commit came first."""
+    prefix = settings.redis_prefix
+    kv = RedisKV(redis_client, prefix)
+    mine = Pipeline(settings, kv, outbox=True)
+    other = Pipeline(settings, RedisKV(redis_client, prefix), outbox=True)
+    first = corpus[:200]
+    rest = [r for r in corpus[200:] if r["source"] != "watchlist"][:120]
+    mine.process_batch([(r, _ch(r)) for r in first], 1.0)
+    real = kv.apply_checked
+    commits: list[tuple[int, list[str]]] = []  # (ops, links written) per successful commit
+    seen: list[Conflict] = []
+
+    def commit_after_the_other_worker(ops, *args):
+        if not commits and not seen:  # the other worker links the batch's last record first
+            other.process(rest[-1], 1.0, channel=_ch(rest[-1]))
+        try:
+            real(ops, *args)
+        except Conflict as exc:
+            seen.append(exc)
+            raise
+        commits.append((len(ops), [op[1] for op in ops if op[0] == "set"
+                                   and op[1].startswith("l:")]))
+
+    kv.apply_checked = commit_after_the_other_worker
+    before = mine.metrics.reruns._value.get()
+    results = mine.process_batch([(r, _ch(r)) for r in rest], 1.0)
+    assert len(seen) == 1 and mine.conflicts == 1
+    cut = seen[0].segment
+    assert 0 < cut < len(rest)  # a record after the first read what the other changed
+    # the leading records were committed once, by the first commit after the conflict ...
+    assert commits[0][1] == [f"l:{record_key(r)}" for r in rest[:cut]]
+    # ... and only the others ran again (in attempts of half their number) and were committed after it
+    assert mine.metrics.reruns._value.get() - before == len(rest) - cut
+    n = len(rest) - cut
+    assert len(commits) == 1 + -(-n // max(1, n // 2))
+    assert [k for _n, links in commits[1:] for k in links] == \
+        [f"l:{record_key(r)}" for r in rest[cut:-1]]
+    # the record the other worker linked keeps its person, and the batch saw that link
+    assert results[-1][0] == other.store.link_of(record_key(rest[-1])) is not None
+    assert len(results) == len(rest)
+    for r in rest:
+        assert mine.store.link_of(record_key(r)) is not None
