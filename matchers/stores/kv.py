@@ -145,6 +145,10 @@ class Conflict(Exception):
     """Another writer changed a key this unit of work read: nothing was applied; retry it."""
 
 
+class OldLayout(Exception):
+    """Redis holds blocking-index sets in the layout before issue 4 (one Redis set per key)."""
+
+
 class Oversized(frozenset):
     """A set read with a cap it exceeds (``smembers_many(keys, caps)``): its size, no members.
     ``len()`` is the set's size, so a caller's "too common" test and the optimistic commit's
@@ -545,6 +549,12 @@ class RedisKV:
             name = self._s(k)[n:]
             kind = _is_bucket(name)
             if kind is None:
+                if self._loc(name)[1] is not None:
+                    raise OldLayout(
+                        f"Redis key {self._p + name!r} is a blocking-index set in the layout "
+                        "before issue 4 (one Redis set per key); this version reads the "
+                        "packed index only. Rebuild the state from Kafka into an empty prefix "
+                        "(`reglink rebuild`, see docs/capacity.md, 'Migrating')")
                 if name.startswith(prefix):
                     yield name
             elif kind:

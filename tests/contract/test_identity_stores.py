@@ -441,3 +441,17 @@ def test_purge_removes_members_of_a_large_bucket(sweep_store, sweep_kv):
     assert len(rep.person_ids) == 20
     (key,) = [k for k in kv.scan("b:")]
     assert kv.smembers(key) == {_pid(n) for n in range(0, 40, 2)}
+
+
+@pytest.mark.integration
+def test_a_sweep_refuses_the_index_layout_before_issue_4(redis_client, settings):
+    """A plain Redis set at ``b:<key>`` (the old layout) is never read as an empty index:
+    the sweep stops with a clear message instead of purging around it."""
+    from matchers.stores.kv import OldLayout
+
+    kv = RedisKV(redis_client, settings.redis_prefix)
+    redis_client.sadd(settings.redis_prefix + "b:" + "ab" * 12, "P0000000000000001")
+    with pytest.raises(OldLayout, match="reglink rebuild"):
+        list(kv.scan(""))
+    with pytest.raises(OldLayout):
+        KVIdentityStore(kv).purge(10**9)
