@@ -184,8 +184,8 @@ class Oversized(frozenset):
 #   ~70 B) and one short field rewrite per add, not a rewrite of one long value.
 #
 # Truncating keys to 64 bits may put two blocking keys into one logical set. That only adds
-# candidates (every candidate is compared with the record), and is rare: ~10^-5 expected
-# collisions among 4.5 * 10^7 keys (10^7 identities).
+# candidates (every candidate is compared with the record), and is rare: ~6 * 10^-5 expected
+# colliding pairs among 4.5 * 10^7 keys (10^7 identities).
 # The scripts below implement the set operations on this layout; ``RedisKV`` maps keys.
 BUCKET_HEX = 5  # 2^20 buckets: ~45 fields each at 10^7 identities, ~450 at 10^8
 _KEY_HEX = 16  # bucket + field: the key's first 64 bits
