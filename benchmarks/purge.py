@@ -1,6 +1,6 @@
 """Retention sweep (``KVIdentityStore.purge`` on ``RedisKV``, what ``reglink purge`` runs):
-N synthetic identities (same JSON and pseudonymised blocking keys as the linker writes, one
-record link each), half of them older than the cut-off; the sweep's time and rate. Baseline
+N synthetic identities (same encoding and pseudonymised blocking keys as the linker writes,
+one record link each), half of them older than the cut-off; the sweep's time and rate. Baseline
 in the same run: a bare SCAN of every key under the prefix (the floor of any sweep).
 
     .venv/bin/python -m benchmarks.purge [--sizes 20000,100000] [--redis URL]
@@ -22,29 +22,31 @@ from .store import BATCH, _people, cleanup
 
 
 def load(client, prefix: str, n: int, seed: int) -> int:
+    """n identities with one record link each, written as the worker writes them (identity
+    encoding, packed blocking index): ``RedisKV.apply_checked`` without checks, 1,000
+    identities per script call."""
     from matchers.candidates import BlockingCandidates
     from matchers.pseudo import Pseudonymiser
     from matchers.stores.identity import _dump
+    from matchers.stores.kv import RedisKV
     from matchers.types import Identity
 
+    kv = RedisKV(client, prefix)
     finder = BlockingCandidates(Pseudonymiser("bench"))
     rnd = random.Random(seed)
-    pipe = client.pipeline(transaction=False)
-    queued = 0
+    ops: list[tuple] = []
     for i, rec in enumerate(_people(0, n, rnd)):
         ident = Identity(person_id=f"P{rec.id_hash[-16:]}", anchor=f"rid:{rec.id_hash}")
         ident.absorb(rec)
         ident.last_report = 1_000.0 if i % 2 else 10**9  # every other one is old
-        pipe.set(f"{prefix}i:{ident.person_id}", _dump(ident))
-        pipe.set(f"{prefix}l:{rec.key}", ident.person_id)
-        for k in finder.keys(rec):
-            pipe.sadd(f"{prefix}b:{k}", ident.person_id)
-        queued += 8
-        if queued >= BATCH:
-            pipe.execute()
-            queued = 0
-    pipe.set(f"{prefix}n:identities", n)
-    pipe.execute()
+        ops.append(("set", f"i:{ident.person_id}", _dump(ident)))
+        ops.append(("set", f"l:{rec.key}", ident.person_id))
+        ops += [("sadd", f"b:{k}", [ident.person_id]) for k in finder.keys(rec)]
+        if len(ops) >= BATCH:
+            kv.apply_checked(ops, {}, {})
+            ops = []
+    ops.append(("set", "n:identities", str(n)))
+    kv.apply_checked(ops, {}, {})
     return n
 
 

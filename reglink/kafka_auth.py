@@ -244,8 +244,11 @@ REDIS_WORKER_COMMANDS = ("ping", "get", "mget", "set", "del", "sadd", "srem", "s
                          "exec", "discard",  # redis-py sends INCR as INCRBY
                          # RedisKV's compare-and-apply Lua script (several workers on one
                          # Redis); Redis 7 checks the script's own calls against this ACL too
-                         "evalsha", "eval", "script|load")
-REDIS_CONSOLE_COMMANDS = ("ping", "get", "mget", "smembers", "scard", "zrangebyscore")
+                         "evalsha", "eval", "script|load",
+                         # the blocking index's bucket hashes (RedisKV.index_location)
+                         "hget", "hset", "hdel", "hgetall", "hincrby")
+REDIS_CONSOLE_COMMANDS = ("ping", "get", "mget", "smembers", "scard", "zrangebyscore", "hget",
+                          "hgetall")
 
 
 def redis_acl_lines(settings: Settings, creds: dict[str, dict[str, str]]) -> list[str]:

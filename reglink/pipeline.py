@@ -251,7 +251,7 @@ class Pipeline:
         # The watermark cannot pass the highest report time of the batch - lateness: one
         # read of the due set up to there serves every record's advance.
         self.kv.zhint("due", max(self.wm.value, top - self.s.lateness_s))
-        self.kv.prefetch(strings, sets)
+        self.kv.prefetch(strings, sets, self.store.max_bucket)  # larger buckets: a size
         members: set[str] = set()
         for k in dict.fromkeys(sets):
             got = self.kv._rset.get(k)

@@ -7,8 +7,10 @@ Keys handed in are already free of personal data (IDs and phones are HMAC-ed ups
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
+import re
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -28,8 +30,10 @@ class KeyValue(Protocol):
         ...
     def incr(self, key: str) -> int: ...
     def srem(self, key: str, member: str) -> None: ...
-    def smembers_many(self, keys: list[str]) -> list[set[str]]:
-        """Several sets in one round trip."""
+    def smembers_many(self, keys: list[str], caps=None) -> list[set[str]]:
+        """Several sets in one round trip. ``caps`` (an int, or one int or None per key): a
+        set with more members than its cap may come back as :class:`Oversized` (its size,
+        no members) instead of being transferred."""
         ...
     def apply(self, ops: list[tuple]) -> None:
         """Apply buffered writes ``(op, key, *args)`` atomically, in order."""
@@ -107,10 +111,11 @@ class MemoryKV:
         return [k for d in (self._str, self._set, self._z) for k in list(d)
                 if k.startswith(prefix) and (d is self._str or d[k])]
 
-    def smembers_many(self, keys: list[str]) -> list[set[str]]:
-        return [self.smembers(k) for k in keys]
+    def smembers_many(self, keys: list[str], caps=None) -> list[set[str]]:
+        return [self.smembers(k) for k in keys]  # embedded: reading is free, caps unused
 
-    def smembers_many_shared(self, keys: list[str]) -> list[set[str] | frozenset[str]]:
+    def smembers_many_shared(self, keys: list[str],
+                             caps=None) -> list[set[str] | frozenset[str]]:
         """The stored sets themselves, not copies: for readers that never mutate them
         (:class:`TxKV`), so a large blocking bucket is not copied on every lookup."""
         got = self._set.get
@@ -150,12 +155,184 @@ class Conflict(Exception):
         self.segment = 0
 
 
+class OldLayout(Exception):
+    """Redis holds blocking-index sets in the layout before issue 4 (one Redis set per key)."""
+
+
+class Oversized(frozenset):
+    """A set read with a cap it exceeds (``smembers_many(keys, caps)``): its size, no members.
+    ``len()`` is the set's size, so a caller's "too common" test and the optimistic commit's
+    size check both work on it; iterating it yields nothing."""
+
+    def __new__(cls, size: int):
+        self = super().__new__(cls)
+        self.size = int(size)
+        return self
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"Oversized({self.size})"
+
+
+# --- The compact blocking index (issue 4) ------------------------------------------------------
+# A logical set ``b:<key>`` (and ``<ns>/b:<key>``, e.g. the watchlist index ``wl/b:<key>``) is no
+# Redis set of its own: a top-level key costs ~100 B before its members, and a Redis 7.0 set
+# of strings is hashtable-encoded (~50 B per member). Instead:
+#
+# * bucket: the hash ``<prefix><ns>b#<first BUCKET_HEX hex digits of the key>``; field: the next
+#   hex digits up to the key's first 64 bits; small hashes are listpack-encoded (a field and
+#   its value cost their bytes plus ~4 B). A key that is not hex (tests) gets the bucket of
+#   its SHA-1 and the field ``~<key>``.
+# * value: the members packed, ``m1,m2,...``; a person id ``P`` + 16 hex digits is packed as
+#   its 8 bytes in base64url (11 chars), any other id as ``~<id>``.
+# * a set that grows past PACK_MAX members moves to a hash of its own, ``<bucket key>@<field>``
+#   (the field then holds ``@``): its size in field ``n``, its members packed the same way
+#   over 2^k fields by a hash of the member (k doubles when a field would pass PACK_MAX). A
+#   name shared by thousands of people then costs ~12 B per member (a Redis set of strings:
+#   ~70 B) and one short field rewrite per add, not a rewrite of one long value.
+#
+# Truncating keys to 64 bits may put two blocking keys into one logical set. That only adds
+# candidates (every candidate is compared with the record), and is rare: ~6 * 10^-5 expected
+# colliding pairs among 4.5 * 10^7 keys (10^7 identities).
+# The scripts below implement the set operations on this layout; ``RedisKV`` maps keys.
+BUCKET_HEX = 5  # 2^20 buckets: ~45 fields each at 10^7 identities, ~450 at 10^8
+_KEY_HEX = 16  # bucket + field: the key's first 64 bits
+PACK_MAX = 24  # members packed in a field; a larger set moves to its own Redis set
+_HEX = re.compile(r"[0-9a-f]{16}")
+_PID = re.compile(r"P[0-9a-f]{16}")
+
+# Lua helpers shared by the scripts. ``f`` is the field of a mapped key, '' for a plain key.
+_LUA_SETS = """
+local function packed_n(v)
+  local _, n = string.gsub(v, ',', ',')
+  return n + 1
+end
+local function split(v)
+  local ms, i, s = {}, 1, v .. ','
+  while i <= #s do
+    local j = string.find(s, ',', i, true)
+    ms[#ms + 1] = string.sub(s, i, j - 1)
+    i = j + 1
+  end
+  return ms
+end
+-- A large set: the hash <bucket key>@<field>, n = size, k = bits, members packed over the
+-- fields s0 .. s(2^k-1) by a hash of the member, at most PACK_MAX each (doubled when over).
+local function slot(m, k)
+  return 's' .. (tonumber(string.sub(redis.sha1hex(m), 1, 7), 16) % (2 ^ k))
+end
+local function spread(o, ms, k)
+  while true do
+    local by, cnt, over = {}, {}, false
+    for _, m in ipairs(ms) do
+      local sl = slot(m, k)
+      by[sl] = by[sl] and (by[sl] .. ',' .. m) or m
+      cnt[sl] = (cnt[sl] or 0) + 1
+      if cnt[sl] > PACK_MAX then over = true end
+    end
+    if not over then
+      local args = {'k', k, 'n', #ms}
+      for sl, v in pairs(by) do args[#args + 1] = sl; args[#args + 1] = v end
+      redis.call('DEL', o)
+      redis.call('HSET', o, unpack(args))
+      return
+    end
+    k = k + 1
+  end
+end
+local function omembers(o)
+  local all, ms = redis.call('HGETALL', o), {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 1) == 's' then
+      for _, m in ipairs(split(all[i + 1])) do ms[#ms + 1] = m end
+    end
+  end
+  return ms
+end
+local function oadd(o, m)
+  local k = tonumber(redis.call('HGET', o, 'k'))
+  local sl = slot(m, k)
+  local v = redis.call('HGET', o, sl)
+  if v and string.find(',' .. v .. ',', ',' .. m .. ',', 1, true) then return end
+  v = v and (v .. ',' .. m) or m
+  if packed_n(v) > PACK_MAX then
+    local ms = omembers(o)
+    ms[#ms + 1] = m
+    spread(o, ms, k + 1)
+  else
+    redis.call('HSET', o, sl, v)
+    redis.call('HINCRBY', o, 'n', 1)
+  end
+end
+local function card(key, f)
+  if f == '' then return redis.call('SCARD', key) end
+  local v = redis.call('HGET', key, f)
+  if not v then return 0 end
+  if v == '@' then return tonumber(redis.call('HGET', key .. '@' .. f, 'n')) end
+  return packed_n(v)
+end
+local function hsadd(key, f, a, n)
+  local v = redis.call('HGET', key, f)
+  if v == '@' then
+    for j = a, a + n - 1 do oadd(key .. '@' .. f, ARGV[j]) end
+    return
+  end
+  local s = v and (',' .. v .. ',') or ','
+  local c = v and packed_n(v) or 0
+  for j = a, a + n - 1 do
+    if not string.find(s, ',' .. ARGV[j] .. ',', 1, true) then
+      s, c = s .. ARGV[j] .. ',', c + 1
+    end
+  end
+  if c > PACK_MAX then
+    spread(key .. '@' .. f, split(string.sub(s, 2, -2)), 1)
+    redis.call('HSET', key, f, '@')
+  elseif c > 0 then
+    redis.call('HSET', key, f, string.sub(s, 2, -2))
+  end
+end
+local function unpacked(v, m)
+  local s = ',' .. v .. ','
+  local i, j = string.find(s, ',' .. m .. ',', 1, true)
+  if not i then return nil end
+  s = string.sub(s, 1, i) .. string.sub(s, j + 1)
+  return string.sub(s, 2, -2)
+end
+local function hsrem(key, f, m)
+  local v = redis.call('HGET', key, f)
+  if not v then return end
+  if v == '@' then
+    local o = key .. '@' .. f
+    local sl = slot(m, tonumber(redis.call('HGET', o, 'k')))
+    local w = redis.call('HGET', o, sl)
+    local rest = w and unpacked(w, m)
+    if not rest then return end
+    if rest == '' then redis.call('HDEL', o, sl) else redis.call('HSET', o, sl, rest) end
+    if redis.call('HINCRBY', o, 'n', -1) <= 0 then
+      redis.call('DEL', o)
+      redis.call('HDEL', key, f)
+    end
+    return
+  end
+  local rest = unpacked(v, m)
+  if not rest then return end
+  if rest == '' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, rest) end
+end
+local function hdel(key, f)
+  if redis.call('HGET', key, f) == '@' then redis.call('DEL', key .. '@' .. f) end
+  redis.call('HDEL', key, f)
+end
+""".replace("PACK_MAX", str(PACK_MAX))
+
 # Compare-and-apply: the unit of work's reads still hold (strings equal, sets the same size:
 # the sets it reads only ever grow), then its writes, all inside one atomic script.
 # A long string read is compared by its SHA-1 ('2'), so a batch's identities are not sent
-# back to Redis in full just to be compared. Returns 1 when applied, else -i for the first
-# check found failing (KEYS[i]): nothing is applied.
-_CAS = """
+# back to Redis in full just to be compared. A set is checked by (key, field): see card().
+# Returns 1 when applied, else -i for the first check found failing (KEYS[i]): nothing is
+# applied.
+_CAS = _LUA_SETS + """
 local ns, nc = tonumber(ARGV[1]), tonumber(ARGV[2])
 local a = 3
 for i = 1, ns do
@@ -169,8 +346,8 @@ for i = 1, ns do
   a = a + 2
 end
 for i = ns + 1, ns + nc do
-  if redis.call('SCARD', KEYS[i]) ~= tonumber(ARGV[a]) then return -i end
-  a = a + 1
+  if card(KEYS[i], ARGV[a]) ~= tonumber(ARGV[a + 1]) then return -i end
+  a = a + 2
 end
 local k = ns + nc + 1
 while a <= #ARGV do
@@ -181,6 +358,9 @@ while a <= #ARGV do
   elseif op == 'delete' then redis.call('DEL', key)
   elseif op == 'sadd' then redis.call('SADD', key, unpack(ARGV, a, a + n - 1))
   elseif op == 'srem' then redis.call('SREM', key, ARGV[a])
+  elseif op == 'hsadd' then hsadd(key, ARGV[a], a + 1, n - 1)
+  elseif op == 'hsrem' then hsrem(key, ARGV[a], ARGV[a + 1])
+  elseif op == 'hdel' then hdel(key, ARGV[a])
   elseif op == 'zadd' then redis.call('ZADD', key, ARGV[a + 1], ARGV[a])
   elseif op == 'zrem' then redis.call('ZREM', key, ARGV[a])
   elseif op == 'incrby' then redis.call('INCRBY', key, ARGV[a]) end
@@ -190,31 +370,119 @@ return 1
 """
 
 
-# A read-only script: GET the first ARGV[1] keys, SMEMBERS the rest (one atomic snapshot).
-_FETCH = """
+# A read-only script: GET the first ARGV[1] keys, then the sets (one atomic snapshot). Per set
+# two ARGV: its field ('' for a plain set) and its cap ('' for none). A set over its cap comes
+# back as its size only (an integer), so a lookup's cost does not grow with a common key's
+# population; a packed field comes back as its packed string, a Redis set as its members.
+_FETCH = _LUA_SETS + """
 local ns = tonumber(ARGV[1])
 local out = {}
 for i = 1, #KEYS do
   if i <= ns then out[i] = redis.call('GET', KEYS[i])
-  else out[i] = redis.call('SMEMBERS', KEYS[i]) end
+  else
+    local a = 2 + 2 * (i - ns - 1)
+    local key, f, cap = KEYS[i], ARGV[a], tonumber(ARGV[a + 1])
+    local v = nil
+    if f ~= '' then
+      v = redis.call('HGET', key, f)
+      end
+    if v == '@' then
+      local o = key .. '@' .. f
+      local n = tonumber(redis.call('HGET', o, 'n'))
+      if cap and n > cap then out[i] = n else out[i] = omembers(o) end
+    elseif f == '' then
+      if cap then
+        local n = redis.call('SCARD', key)
+        if n > cap then out[i] = n else out[i] = redis.call('SMEMBERS', key) end
+      else out[i] = redis.call('SMEMBERS', key) end
+    elseif not v then out[i] = ''
+    elseif cap and packed_n(v) > cap then out[i] = packed_n(v)
+    else out[i] = v end
+  end
 end
 return out
 """
 
 
-class RedisKV:
-    """Redis backend. ``prefix`` isolates deployments and tests (e.g. ``reglink:``)."""
+CAS_SCRIPT = _CAS
 
-    def __init__(self, client, prefix: str) -> None:
+
+def _enc_member(m: str) -> str:
+    """A member of a mapped set as packed: ``P`` + 16 hex -> its 8 bytes in base64url."""
+    if len(m) == 17 and _PID.fullmatch(m):
+        return base64.urlsafe_b64encode(bytes.fromhex(m[1:]))[:11].decode()
+    if "," in m:
+        raise ValueError(f"an index member may not contain ',': {m!r}")
+    return "~" + m
+
+
+def _dec_member(m: str) -> str:
+    if m[:1] == "~":
+        return m[1:]
+    return "P" + base64.urlsafe_b64decode(m + "=").hex()
+
+
+def index_location(key: str, prefix: str = "", buckets_hex: int = BUCKET_HEX
+                   ) -> tuple[str, str | None]:
+    """Where a logical key lives in Redis: ``(redis key, hash field)`` for a blocking-index
+    set (``b:<key>``, ``<ns>/b:<key>``), ``(redis key, None)`` for any other key."""
+    ns, sep, rest = key.partition("b:")
+    if not sep or (ns and (not ns.endswith("/") or ":" in ns)):
+        return prefix + key, None
+    if _HEX.match(rest):
+        return f"{prefix}{ns}b#{rest[:buckets_hex]}", rest[buckets_hex:_KEY_HEX]
+    digest = hashlib.sha1(rest.encode()).hexdigest()  # noqa: S324 - a bucket, not security
+    return f"{prefix}{ns}b#{digest[:buckets_hex]}", "~" + rest
+
+
+def _logical(name: str, field: str) -> str:
+    """The logical key of a bucket's field (``name``: the bucket key without the prefix);
+    hex keys come back as their first 64 bits, which map to the same field."""
+    ns, _, bucket = name.partition("b#")
+    return f"{ns}b:{field[1:]}" if field[:1] == "~" else f"{ns}b:{bucket}{field}"
+
+
+def _is_bucket(name: str) -> bool | None:
+    """True for a bucket hash, False for an overflow set, None for any other key."""
+    ns, sep, rest = name.partition("b#")
+    if not sep or (ns and (not ns.endswith("/") or ":" in ns)):
+        return None
+    return "@" not in rest
+
+
+class RedisKV:
+    """Redis backend. ``prefix`` isolates deployments and tests (e.g. ``reglink:``).
+
+    Blocking-index sets (``b:...``, ``<ns>/b:...``) are stored compactly as fields of
+    bucket hashes (see ``index_location``); every method maps them, so callers see the same
+    logical sets as with :class:`MemoryKV`. Writes to them go through a Lua script."""
+
+    def __init__(self, client, prefix: str, buckets_hex: int = BUCKET_HEX) -> None:
         self._r = client
         self._p = prefix
+        self._bh = buckets_hex
 
     def _k(self, key: str) -> str:
         return self._p + key
 
+    def _loc(self, key: str) -> tuple[str, str | None]:
+        return index_location(key, self._p, self._bh)
+
     @staticmethod
     def _s(v) -> str | None:
         return v.decode() if isinstance(v, bytes) else v
+
+    def _unpack(self, raw, mapped: bool) -> set[str] | Oversized:
+        """A set as the fetch script returns it: an integer (over its cap), a packed string
+        (a field), or the members of a Redis set (mapped: packed members)."""
+        if isinstance(raw, int):
+            return Oversized(raw)
+        if isinstance(raw, bytes | str):
+            raw = self._s(raw)
+            return {_dec_member(m) for m in raw.split(",")} if raw else set()
+        if mapped:
+            return {_dec_member(self._s(m)) for m in raw}
+        return {self._s(m) for m in raw}
 
     def get(self, key: str) -> str | None:
         return self._s(self._r.get(self._k(key)))
@@ -228,18 +496,33 @@ class RedisKV:
         self._r.set(self._k(key), value)
 
     def delete(self, key: str) -> None:
-        self._r.delete(self._k(key))
+        if self._loc(key)[1] is not None:
+            self.apply([("delete", key)])
+        else:
+            self._r.delete(self._k(key))
 
     def sadd(self, key: str, members: Iterable[str]) -> None:
         members = list(members)
-        if members:
+        if not members:
+            return
+        if self._loc(key)[1] is not None:
+            self.apply([("sadd", key, members)])
+        else:
             self._r.sadd(self._k(key), *members)
 
     def smembers(self, key: str) -> set[str]:
+        if self._loc(key)[1] is not None:
+            return self._read_plain([key])[0]
         return {self._s(m) for m in self._r.smembers(self._k(key))}
 
     def scard(self, key: str) -> int:
-        return int(self._r.scard(self._k(key)))
+        rk, f = self._loc(key)
+        if f is None:
+            return int(self._r.scard(rk))
+        v = self._s(self._r.hget(rk, f))
+        if not v:
+            return 0
+        return int(self._r.hget(f"{rk}@{f}", "n")) if v == "@" else v.count(",") + 1
 
     def zadd(self, key: str, member: str, score: float) -> None:
         self._r.zadd(self._k(key), {member: score})
@@ -255,47 +538,115 @@ class RedisKV:
         return int(self._r.incr(self._k(key)))
 
     def srem(self, key: str, member: str) -> None:
-        self._r.srem(self._k(key), member)
+        if self._loc(key)[1] is not None:
+            self.apply([("srem", key, member)])
+        else:
+            self._r.srem(self._k(key), member)
 
     def incrby(self, key: str, amount: int) -> int:
         return int(self._r.incrby(self._k(key), int(amount)))
 
     def scan(self, prefix: str):
-        """SCAN (cursor, not KEYS: the server keeps answering others) for ``prefix*``."""
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._p + prefix) + "*"
+        """SCAN (cursor, not KEYS: the server keeps answering others) for ``prefix*``; the
+        fields of the index's bucket hashes come out as logical keys (``b:<64 bits>``)."""
         n = len(self._p)
+        ns, sep, _ = prefix.partition("b:")
+        if sep and not (ns and (not ns.endswith("/") or ":" in ns)):
+            physical = ns + "b#"  # a prefix inside the index: only its buckets can match
+        else:
+            physical = prefix
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._p + physical) + "*"
+        buckets: list[str] = []
         for k in self._r.scan_iter(match=pattern, count=1000):
-            yield self._s(k)[n:]
+            name = self._s(k)[n:]
+            kind = _is_bucket(name)
+            if kind is None:
+                if self._loc(name)[1] is not None:
+                    raise OldLayout(
+                        f"Redis key {self._p + name!r} is a blocking-index set in the layout "
+                        "before issue 4 (one Redis set per key); this version reads the "
+                        "packed index only. Rebuild the state from Kafka into an empty prefix "
+                        "(`reglink rebuild`, see docs/capacity.md, 'Migrating')")
+                if name.startswith(prefix):
+                    yield name
+            elif kind:
+                buckets.append(name)
+                if len(buckets) >= 500:
+                    yield from self._scan_fields(buckets, prefix)
+                    buckets = []
+        yield from self._scan_fields(buckets, prefix)
 
-    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+    def _scan_fields(self, buckets: list[str], prefix: str):
+        if not buckets:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for name in buckets:
+            pipe.hkeys(self._p + name)
+        for name, fields in zip(buckets, pipe.execute(), strict=True):
+            for f in fields:
+                key = _logical(name, self._s(f))
+                if key.startswith(prefix):
+                    yield key
+
+    def _read_plain(self, keys: list[str]) -> list[set[str]]:
+        """Sets without a script (a read-only user may not run one): pipelined SMEMBERS and
+        HGET, then HGETALL of the large sets that moved to a hash of their own."""
+        pipe = self._r.pipeline(transaction=False)
+        locs = [self._loc(k) for k in keys]
+        for rk, f in locs:
+            if f is None:
+                pipe.smembers(rk)
+            else:
+                pipe.hget(rk, f)
+        raw = pipe.execute()
+        over = [i for i, (v, (_rk, f)) in enumerate(zip(raw, locs, strict=True))
+                if f is not None and self._s(v) == "@"]
+        if over:
+            for i in over:
+                rk, f = locs[i]
+                pipe.hgetall(f"{rk}@{f}")
+            for i, fields in zip(over, pipe.execute(), strict=True):
+                raw[i] = [m for sl, v in fields.items() if self._s(sl)[:1] == "s"
+                          for m in self._s(v).split(",")]
+        return [self._unpack(v if v is not None else "", f is not None)
+                for v, (_rk, f) in zip(raw, locs, strict=True)]
+
+    def smembers_many(self, keys: list[str], caps=None) -> list[set[str]]:
         if not keys:
             return []
         from redis.exceptions import NoPermissionError
 
         if not getattr(self, "_no_scripts", False):
             try:
-                return self.fetch([], keys)[1]  # one script call, not one command per key
+                return self.fetch([], keys, caps)[1]  # one script call, not one command per key
             except NoPermissionError:
-                # A read-only user (the console's) may not run scripts: pipelined SMEMBERS.
+                # A read-only user (the console's) may not run scripts: pipelined reads.
                 self._no_scripts = True
-        pipe = self._r.pipeline(transaction=False)
-        for k in keys:
-            pipe.smembers(self._k(k))
-        return [{self._s(m) for m in members} for members in pipe.execute()]
+        return self._read_plain(keys)
 
-    def fetch(self, strings: list[str], sets: list[str]) -> tuple[list, list]:
-        """GETs and SMEMBERS in one round trip: one script call, so a batch's thousands of
-        keys cost one command to pack and send, not one each."""
+    def fetch(self, strings: list[str], sets: list[str], caps=None) -> tuple[list, list]:
+        """GETs and set reads in one round trip: one script call, so a batch's thousands of
+        keys cost one command to pack and send, not one each. ``caps``: see
+        :meth:`KeyValue.smembers_many`."""
         if not strings and not sets:
             return [], []
         script = getattr(self, "_fetch_script", None)
         if script is None:
             script = self._fetch_script = self._r.register_script(_FETCH)
-        res = script(keys=[self._k(k) for k in strings] + [self._k(k) for k in sets],
-                     args=[len(strings)])
+        if caps is None or isinstance(caps, int):
+            caps = [caps] * len(sets)
+        keys = [self._k(k) for k in strings]
+        argv: list = [len(strings)]
+        mapped = []
+        for k, cap in zip(sets, caps, strict=True):
+            rk, f = self._loc(k)
+            keys.append(rk)
+            argv += ["" if f is None else f, "" if cap is None else int(cap)]
+            mapped.append(f is not None)
+        res = script(keys=keys, args=argv)
         n = len(strings)
         vals = [self._s(v) for v in res[:n]]
-        return vals, [{self._s(m) for m in members} for members in res[n:]]
+        return vals, [self._unpack(v, m) for v, m in zip(res[n:], mapped, strict=True)]
 
     def apply_checked(self, ops: list[tuple], strings: dict[str, str | None],
                       cards: dict[str, int]) -> None:
@@ -303,28 +654,7 @@ class RedisKV:
         read and every set in ``cards`` still has that many members (one EVALSHA);
         raise :class:`Conflict` otherwise (nothing applied), naming the first key found
         changed (strings are checked first, each group in the order given)."""
-        keys: list[str] = []
-        argv: list = [len(strings), len(cards)]
-        for k, v in strings.items():
-            keys.append(self._k(k))
-            if v is None:
-                argv += ["0", ""]
-            elif len(v) > _HASH_OVER:
-                argv += ["2", hashlib.sha1(v.encode()).hexdigest()]  # noqa: S324 - not security
-            else:
-                argv += ["1", v]
-        for k, n in cards.items():
-            keys.append(self._k(k))
-            argv.append(n)
-        for op, key, *args in ops:
-            keys.append(self._k(key))
-            if op == "sadd":
-                vals = list(args[0])
-            elif op == "zadd":
-                vals = [args[0], repr(float(args[1]))]
-            else:
-                vals = list(args)
-            argv += [op, len(vals), *vals]
+        keys, argv = self.cas_args(ops, strings, cards)
         script = getattr(self, "_cas", None)
         if script is None:
             script = self._cas = self._r.register_script(_CAS)
@@ -338,8 +668,45 @@ class RedisKV:
                 key = list(cards)[i - len(strings)]
             raise Conflict("a key read by this unit of work changed", key)
 
+    def cas_args(self, ops: list[tuple], strings: dict[str, str | None],
+                 cards: dict[str, int]) -> tuple[list[str], list]:
+        """KEYS and ARGV of the compare-and-apply script (:data:`CAS_SCRIPT`) for
+        :meth:`apply_checked`; a bulk loader sends them itself (benchmarks/store.py)."""
+        keys: list[str] = []
+        argv: list = [len(strings), len(cards)]
+        for k, v in strings.items():
+            keys.append(self._k(k))
+            if v is None:
+                argv += ["0", ""]
+            elif len(v) > _HASH_OVER:
+                argv += ["2", hashlib.sha1(v.encode()).hexdigest()]  # noqa: S324 - not security
+            else:
+                argv += ["1", v]
+        for k, n in cards.items():
+            rk, f = self._loc(k)
+            keys.append(rk)
+            argv += ["" if f is None else f, n]
+        for op, key, *args in ops:
+            rk, f = self._loc(key)
+            keys.append(rk)
+            if f is not None and op in ("sadd", "srem", "delete"):
+                op = "h" + op if op != "delete" else "hdel"
+                vals = [f, *(_enc_member(m) for m in (args[0] if op == "hsadd" else args))]
+            elif op == "sadd":
+                vals = list(args[0])
+            elif op == "zadd":
+                vals = [args[0], repr(float(args[1]))]
+            else:
+                vals = list(args)
+            argv += [op, len(vals), *vals]
+        return keys, argv
+
     def apply(self, ops: list[tuple]) -> None:
-        """One MULTI/EXEC: all of a record's writes land together or not at all."""
+        """All of a record's writes land together or not at all: one MULTI/EXEC, or the
+        compare-and-apply script without checks when a blocking-index set is written."""
+        if any(self._loc(key)[1] is not None for _op, key, *_ in ops):
+            self.apply_checked(ops, {}, {})
+            return
         pipe = self._r.pipeline(transaction=True)
         for op, key, *args in ops:
             k = self._k(key)
@@ -533,15 +900,18 @@ class TxKV:
         if used is not None and key not in used:
             used[key] = self._seg
         got = self._rset.get(key)
-        if got is None:
+        if got is None or isinstance(got, Oversized):  # a capped read has no members
             got = self._rset[key] = self._read_sets([key])[0]
         return got
 
-    def _read_sets(self, keys: list[str]) -> list:
+    def _read_sets(self, keys: list[str], caps=None) -> list:
         """Base sets, shared (uncopied) when the base offers it: never mutated here, every
-        set handed out is a fresh union."""
+        set handed out is a fresh union. ``caps``: see :meth:`KeyValue.smembers_many`."""
         shared = getattr(self.base, "smembers_many_shared", None)
-        return shared(keys) if shared is not None else self.base.smembers_many(keys)
+        if shared is not None:
+            return shared(keys)
+        return self.base.smembers_many(keys, caps) if caps is not None else \
+            self.base.smembers_many(keys)
 
     def get(self, key: str) -> str | None:
         if key in self._str:
@@ -570,35 +940,57 @@ class TxKV:
             self._rset.update(zip(want, self._read_sets(want), strict=True))
         return [self.smembers(k) for k in keys]
 
-    def smembers_many_shared(self, keys: list[str]) -> list[set[str] | frozenset[str]]:
+    def smembers_many_shared(self, keys: list[str], caps=None
+                             ) -> list[set[str] | frozenset[str]]:
         """Like :meth:`smembers_many`, but a set this unit of work did not change is handed
         out uncopied (the base's own set when it shares them): for readers that never mutate
-        what they get (the identity store's ``find``)."""
-        want = [k for k in dict.fromkeys(keys)
-                if not self._sets.get(k, (False,))[0] and k not in self._rset]
+        what they get (the identity store's ``find``). With ``caps``, a set over its cap may
+        come back as :class:`Oversized` (a size, no members)."""
+        if caps is None or isinstance(caps, int):
+            caps = [caps] * len(keys)
+        want: dict[str, int | None] = {}
+        rset = self._rset
+        for k, cap in zip(keys, caps, strict=True):
+            if self._sets.get(k, (False,))[0]:
+                continue
+            got = rset.get(k)
+            # not read yet, or read with a smaller cap than this reader's and over it
+            if got is None or (isinstance(got, Oversized) and (cap is None or len(got) <= cap)):
+                want[k] = cap
         if want:
-            self._rset.update(zip(want, self._read_sets(want), strict=True))
-        sets, rset, used = self._sets, self._rset, self._used
+            rset.update(zip(want, self._read_sets(list(want), list(want.values())),
+                            strict=True))
+        sets, used = self._sets, self._used
         if used is not None:
             seg = self._seg
             for k in keys:
                 if k not in used and k not in sets:
                     used[k] = seg
-        return [rset[k] if k not in sets else self.smembers(k) for k in keys]
+        return [rset[k] if k not in sets else self._shared_union(k) for k in keys]
+
+    def _shared_union(self, key: str) -> set[str] | frozenset[str]:
+        """A set this unit of work changed: base + added, or, when the base was read over
+        its cap, still only a size (the base's plus what was added: over the cap too)."""
+        deleted, added = self._sets[key]
+        got = self._rset.get(key)
+        if not deleted and isinstance(got, Oversized):
+            return Oversized(len(got) + len(added))
+        return self.smembers(key)
 
     def scard(self, key: str) -> int:
         return len(self.smembers(key))
 
-    def prefetch(self, strings: list[str], sets: list[str]) -> None:
+    def prefetch(self, strings: list[str], sets: list[str], cap: int | None = None) -> None:
         """Read strings and sets this unit of work is about to need, in one round trip when
-        the base can (``RedisKV.fetch``); later reads of them hit the read cache."""
+        the base can (``RedisKV.fetch``); later reads of them hit the read cache. ``cap``:
+        a set with more members comes back as :class:`Oversized` (see ``smembers_many``)."""
         fetch = getattr(self.base, "fetch", None)
         if fetch is None:  # an embedded base: reads cost nothing, fetching ahead would
             return
         strings = [k for k in dict.fromkeys(strings) if k not in self._str and k not in self._rs]
         sets = [k for k in dict.fromkeys(sets)
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
-        vals, members = fetch(strings, sets)
+        vals, members = fetch(strings, sets, cap) if cap is not None else fetch(strings, sets)
         self._rs.update(zip(strings, vals, strict=True))
         self._rset.update(zip(sets, members, strict=True))
 

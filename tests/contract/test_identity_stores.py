@@ -333,3 +333,125 @@ def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_st
 
     with pytest.raises(Conflict):
         w.commit()
+
+
+# ------------------------------------------------------------------ the compact index (issue 4)
+# On Redis a blocking-index set is a field of a bucket hash, packed; past PACK_MAX members it
+# moves to a hash of its own (matchers/stores/kv.py). Same logical sets on both stores.
+def _pid(n: int) -> str:
+    return f"P{n:016x}"
+
+
+HEXKEY = "b:" + "3f2a" * 6  # a real blocking key: 24 hex digits
+
+
+def test_large_set_grows_shrinks_and_reads_the_same(sweep_kv):
+    kv = sweep_kv
+    members = [_pid(n) for n in range(700)] + ["W-watch-1", "P1"]  # also non-canonical ids
+    kv.sadd(HEXKEY, members[:10])
+    for m in members[10:40]:  # one by one past PACK_MAX: moves to its own hash
+        kv.sadd(HEXKEY, [m])
+    kv.sadd(HEXKEY, members[40:])  # in bulk: the large set's fields split (doubling)
+    kv.sadd(HEXKEY, members[:50])  # already members: no-ops
+    assert kv.smembers(HEXKEY) == set(members)
+    assert kv.scard(HEXKEY) == len(members)
+    assert kv.smembers_many([HEXKEY, "b:none"]) == [set(members), set()]
+    for m in members[:690]:
+        kv.srem(HEXKEY, m)
+    kv.srem(HEXKEY, "P-not-a-member")
+    assert kv.smembers(HEXKEY) == set(members[690:]) and kv.scard(HEXKEY) == 12
+    for m in members[690:]:
+        kv.srem(HEXKEY, m)
+    assert kv.smembers(HEXKEY) == set() and kv.scard(HEXKEY) == 0
+    assert list(kv.scan("b:")) == []  # an emptied set is no key any more, large or small
+
+
+def test_capped_reads_give_the_size_of_a_set_over_its_cap(kv):
+    """``caps``: a set over its cap may come back without members (Redis does not send it),
+    but always with its size; a set within its cap comes back whole."""
+    small, big = "b:" + "a1" * 12, "b:" + "b2" * 12
+    kv.sadd(small, [_pid(1), _pid(2)])
+    kv.sadd(big, [_pid(n) for n in range(40)])
+    got = kv.smembers_many([small, big, "b:none"], [5, 5, None])
+    assert got[0] == {_pid(1), _pid(2)} and got[2] == set()
+    assert len(got[1]) == 40 and set(got[1]) in (set(), {_pid(n) for n in range(40)})
+    assert [len(x) for x in kv.smembers_many([small, big], 100)] == [2, 40]
+
+
+def test_find_skips_a_bucket_over_the_cap_without_reading_it(store, kv):
+    for n in range(30):
+        store.save(ident(_pid(n)), ["k-common", f"k-own-{n}"])
+    assert store.find(["k-common"]) == set()  # max_bucket=3
+    assert store.find(["k-common", "k-own-7"]) == {_pid(7)}
+    assert store.find(["k-own-7", "k-own-8"], [1, None]) == {_pid(7), _pid(8)}
+
+
+def test_index_namespaces_and_scan_of_mapped_keys(sweep_kv):
+    kv = sweep_kv
+    kv.sadd(HEXKEY, [_pid(1)])
+    kv.sadd("wl/" + HEXKEY, ["W1"])  # the watchlist index: a namespace of its own
+    kv.sadd("b:plain-key", [_pid(2)])
+    kv.sadd("wp:W1", [_pid(3)])  # not an index set
+    assert kv.smembers("wl/" + HEXKEY) == {"W1"} and kv.smembers(HEXKEY) == {_pid(1)}
+    found = {k: frozenset(kv.smembers(k)) for k in kv.scan("b:")}
+    assert sorted(found.values(), key=sorted) == [{_pid(1)}, {_pid(2)}]
+    # keys may come back truncated to their first 64 bits: the same logical set
+    assert all(HEXKEY.startswith(k) or k == "b:plain-key" for k in found)
+    assert [frozenset(kv.smembers(k)) for k in kv.scan("wl/b:")] == [{"W1"}]
+    assert set(kv.scan("wl/")) <= {"wl/" + HEXKEY, "wl/" + HEXKEY[:18]}
+    assert {k for k in kv.scan("") if "b:" in k} == set(found) | set(kv.scan("wl/b:"))
+    kv.delete(HEXKEY)
+    assert kv.smembers(HEXKEY) == set() and kv.smembers("wl/" + HEXKEY) == {"W1"}
+
+
+def test_a_grown_bucket_over_the_cap_is_still_a_conflict(kv):
+    """A writer that read a bucket (over its cap: only its size) and another that grew it
+    meanwhile: the first must not commit (the grown set may hold an identity it missed)."""
+    from matchers.stores.kv import Conflict, TxKV
+
+    big = "b:" + "c3" * 12
+    kv.sadd(big, [_pid(n) for n in range(30)])
+    a = TxKV(kv)
+    if not a.optimistic:
+        assert isinstance(kv, MemoryKV)
+        return
+    got = a.smembers_many_shared([big], [5])[0]
+    assert len(got) == 30
+    kv.sadd(big, [_pid(99)])
+    a.sadd(big, [_pid(100)])
+    with pytest.raises(Conflict):
+        a.commit()
+    a.rollback()
+    assert kv.scard(big) == 31
+    # a capped read then a full read in one unit of work: the full read has the members
+    b = TxKV(kv)
+    assert len(b.smembers_many_shared([big], [5])[0]) == 31
+    assert b.smembers(big) == {_pid(n) for n in range(30)} | {_pid(99)}
+    b.sadd(big, [_pid(100)])
+    assert len(b.smembers_many_shared([big], [5])[0]) == 32
+    b.commit()
+    assert kv.scard(big) == 32
+
+
+def test_purge_removes_members_of_a_large_bucket(sweep_store, sweep_kv):
+    store, kv = sweep_store, sweep_kv
+    for n in range(40):
+        store.save(ident(_pid(n), last_report=10.0 if n % 2 else 10**9), ["k-common"])
+    rep = store.purge(1_000.0)
+    assert len(rep.person_ids) == 20
+    (key,) = [k for k in kv.scan("b:")]
+    assert kv.smembers(key) == {_pid(n) for n in range(0, 40, 2)}
+
+
+@pytest.mark.integration
+def test_a_sweep_refuses_the_index_layout_before_issue_4(redis_client, settings):
+    """A plain Redis set at ``b:<key>`` (the old layout) is never read as an empty index:
+    the sweep stops with a clear message instead of purging around it."""
+    from matchers.stores.kv import OldLayout
+
+    kv = RedisKV(redis_client, settings.redis_prefix)
+    redis_client.sadd(settings.redis_prefix + "b:" + "ab" * 12, "P0000000000000001")
+    with pytest.raises(OldLayout, match="reglink rebuild"):
+        list(kv.scan(""))
+    with pytest.raises(OldLayout):
+        KVIdentityStore(kv).purge(10**9)

@@ -55,6 +55,8 @@ def _state(client, prefix):
             out[name] = sorted(client.smembers(k))
         elif kind == "zset":
             out[name] = client.zrange(k, 0, -1, withscores=True)
+        elif kind == "hash":  # the blocking index's buckets: packed members, in add order
+            out[name] = sorted((f, sorted(v.split(b","))) for f, v in client.hgetall(k).items())
     return out
 
 

@@ -141,6 +141,8 @@ def test_no_id_number_in_logs_metrics_or_redis(secure_run) -> None:
                 dump += [m.decode() for m in client.smembers(key)]
             elif client.type(key) == b"zset":
                 dump += [m.decode() for m in client.zrange(key, 0, -1)]
+            elif client.type(key) == b"hash":  # the blocking index (fields, packed members)
+                dump += [x.decode() for fv in client.hgetall(key).items() for x in fv]
     finally:
         client.close()
     places = {"worker log": r.worker_log, "connector log": r.connector_log,

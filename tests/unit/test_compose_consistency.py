@@ -499,3 +499,24 @@ def test_dashboard_provider_points_at_the_mounted_dashboards(compose) -> None:
     path = provider["providers"][0]["options"]["path"]
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./deploy/grafana/dashboards:{path}:ro" in mounts
+
+
+def test_redis_keeps_the_index_buckets_listpack_encoded_in_both(redis_entrypoint_run) -> None:
+    """The compact blocking index (matchers/stores/kv.py) needs hashes with values up to a
+    full packed field to stay listpack-encoded; the local stack and the compose Redis render
+    the same deploy/redis/redis.conf, so both get these limits."""
+    from matchers.stores.kv import BUCKET_HEX, PACK_MAX
+
+    local = dict(_directives((ROOT / "deploy/redis/redis.conf").read_text()))
+    rendered = dict(_directives(redis_entrypoint_run["text"]))
+    for conf in (local, rendered):
+        packed = PACK_MAX * 11 + (PACK_MAX - 1)  # person ids of 11 chars, comma-separated
+        assert int(conf["hash-max-listpack-value"]) >= packed
+        # ~4.5 index keys per identity over 16^BUCKET_HEX buckets: up to 10^8 identities
+        assert int(conf["hash-max-listpack-entries"]) >= 4.5 * 10**8 / 16**BUCKET_HEX * 2
+    assert local["hash-max-listpack-value"] == rendered["hash-max-listpack-value"]
+    assert local["hash-max-listpack-entries"] == rendered["hash-max-listpack-entries"]
+    import inspect
+
+    from reglink import stack
+    assert 'deploy" / "redis" / "redis.conf"' in inspect.getsource(stack._start_redis)

@@ -100,9 +100,16 @@ def test_typed_identity_decode_equals_the_plain_one():
         ident.absorb(r)
     ident.last_report = 1_700_000_000.0
     raw = _dump(ident)
-    assert _load_fast(raw) == _load(raw) == ident
-    bare = '{"person_id":"P","anchor":"rec:a"}'
-    assert _load_fast(bare) == _load(bare)
+    assert _load_fast(raw, "P") == _load(raw, "P") == ident
+    assert raw.startswith('["rid:x",')  # positional: no field names, no person id
+    ident.anchor = f"rid:{ident.rid_hash}"  # the usual anchor is elided
+    assert _dump(ident).startswith('["=",') and _load(_dump(ident), "P") == ident
+    assert f'["=",' in _dump(ident) and ident.rid_hash in ident.id_hashes  # the ID once
+    assert ident.rid_hash not in json.loads(_dump(ident))[6]  # not repeated in id_hashes
+    bare = '{"person_id":"P","anchor":"rec:a"}'  # written before issue 4: still readable
+    assert _load_fast(bare) == _load(bare) == Identity(person_id="P", anchor="rec:a")
+    plain = Identity(person_id="Q", anchor="rec:x:1", records=0)
+    assert _load_fast(_dump(plain), "Q") == _load(_dump(plain), "Q") == plain
 
 
 def test_weak_key_cap_limits_name_only_buckets_only():
