@@ -392,7 +392,9 @@ REDIS_OPS = {  # name -> (command args with {k} = a key, read-only?)
     "incr": (("INCR", "{k}n"), False),
     "keys": (("KEYS", "*"), True),
     "scan": (("SCAN", "0"), True),
-    "hset": (("HSET", "{k}h", "f", "v"), False),
+    "hset": (("HSET", "{k}h", "f", "v"), False),  # the blocking index's bucket hashes
+    "hget": (("HGET", "{k}h", "f"), True),
+    "lpush": (("LPUSH", "{k}l", "v"), False),  # a data command no application user has
     # a script may touch only what its user may: the worker's Lua script on its own keys
     "eval": (("EVAL", "return redis.call('GET', KEYS[1])", "1", "{k}s"), False),
     "config_get": (("CONFIG", "GET", "dir"), True),
@@ -407,7 +409,7 @@ CONSOLE_CMDS = set(kafka_auth.REDIS_CONSOLE_COMMANDS)
 def redis_allowed(user: str, op: str, own_key: bool) -> bool:
     if user == "admin":
         return True
-    if op in ("keys", "scan", "config_get", "acl_list", "flushall", "shutdown", "hset"):
+    if op in ("keys", "scan", "config_get", "acl_list", "flushall", "shutdown", "lpush"):
         return False
     if user == "worker":
         return own_key
