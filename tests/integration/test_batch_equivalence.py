@@ -5,30 +5,18 @@ Real Redis (the batch path prefetches and commits through ``RedisKV``), no broke
 import json
 
 import pytest
+from corekit import ordered_corpus
 
 from matchers.stores.kv import Conflict, MemoryKV, RedisKV
-from reglink.contract import parse_record, record_key, report_time
+from reglink.contract import record_key
 from reglink.pipeline import Pipeline
-from reglink.replay import _source_of
-from reglink.rules.merge import order_key
-from reglink.simulate import run_simulate
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    sim = tmp_path_factory.mktemp("sim")
-    run_simulate(persons=700, days=25, start="2026-03-01", seed=5, out_dir=sim)
-    recs = []
-    with (sim / "events.jsonl").open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            raw = raw.rstrip(b"\n")
-            rec, dl = parse_record(raw, _source_of(raw, None), {"line": n})
-            if dl is None:
-                rt = report_time(rec)
-                recs.append((order_key(rec["source"], rt.timestamp() if rt else None), n, rec))
-    recs.sort(key=lambda r: (r[0], r[1]))
+    recs = ordered_corpus(tmp_path_factory.mktemp("sim"), persons=700, days=25, seed=5)
     assert len(recs) > 1000
-    return [r for _k, _n, r in recs]
+    return recs
 
 
 def _channel(rec):

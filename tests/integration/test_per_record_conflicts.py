@@ -3,13 +3,11 @@ by another worker keeps the records before the first one that read that key (com
 and runs only the rest again. Real Redis (the compare-and-apply script), no broker."""
 
 import pytest
+from corekit import ordered_corpus
 
 from matchers.stores.kv import Conflict, RedisKV, TxKV
-from reglink.contract import parse_record, record_key, report_time
+from reglink.contract import record_key
 from reglink.pipeline import Pipeline
-from reglink.replay import _source_of
-from reglink.rules.merge import order_key
-from reglink.simulate import run_simulate
 
 
 def test_the_conflict_names_the_record_that_first_read_the_changed_key(settings, redis_client):
@@ -93,18 +91,7 @@ def test_keys_fetched_ahead_but_never_used_are_not_checked(settings, redis_clien
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    sim = tmp_path_factory.mktemp("sim")
-    run_simulate(persons=300, days=20, start="2026-03-01", seed=11, out_dir=sim)
-    recs = []
-    with (sim / "events.jsonl").open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            raw = raw.rstrip(b"\n")
-            rec, dl = parse_record(raw, _source_of(raw, None), {"line": n})
-            if dl is None:
-                rt = report_time(rec)
-                recs.append((order_key(rec["source"], rt.timestamp() if rt else None), n, rec))
-    recs.sort(key=lambda r: (r[0], r[1]))
-    return [r for _k, _n, r in recs]
+    return ordered_corpus(tmp_path_factory.mktemp("sim"), persons=300, days=20, seed=11)
 
 
 def _ch(rec):
@@ -146,7 +133,7 @@ def test_a_batch_keeps_the_records_before_the_conflicted_one(settings, redis_cli
     assert 0 < cut < len(rest)  # a record after the first read what the other changed
     # the leading records were committed once, by the first commit after the conflict ...
     assert commits[0][1] == [f"l:{record_key(r)}" for r in rest[:cut]]
-    # ... and only the others ran again (in attempts of half their number) and were committed after it
+    # ... and only the others ran again (in attempts of half their number), committed after it
     assert mine.metrics.reruns._value.get() - before == len(rest) - cut
     n = len(rest) - cut
     assert len(commits) == 1 + -(-n // max(1, n // 2))
