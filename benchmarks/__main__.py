@@ -146,9 +146,10 @@ def table() -> None:
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("before", "before_previous", "before_older"):
+        for name in ("repeat", "loaded", "before", "before_previous", "before_older"):
             if (b := r.get(name)):
-                rows += [f"**Before** ({b.get('label', 'per-record worker')}, revision "
+                kind = "Other run" if name in ("repeat", "loaded") else "Before"
+                rows += [f"**{kind}** ({b.get('label', 'per-record worker')}, revision "
                          f"`{b.get('revision', '?')}`, same protocol, its own same-run "
                          f"baseline; {b.get('note', '')}):", ""]
                 rows += _stream_rows(b)
