@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from matchers.stores.kv import OldLayout
+
 from .errors import ReglinkError
 from .settings import Settings, load_settings
 
@@ -19,7 +21,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # one clear line for our own errors
         try:
             return super().invoke(ctx)
-        except ReglinkError as exc:
+        except (ReglinkError, OldLayout) as exc:
             click.secho(f"reglink: {exc}", fg="red", err=True)
             sys.exit(2)
 

@@ -75,7 +75,7 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
 
 def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = False,
                 progress: bool | None = None) -> RebuildResult:
-    from matchers.stores.kv import RedisKV
+    from matchers.stores.kv import RedisKV, ensure_layout
 
     from .kafka_auth import connect_redis
     from .pipeline import Pipeline
@@ -114,7 +114,9 @@ def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = Fal
                    offset)
             items.append((key, record))
         items.sort(key=lambda kv: kv[0])
-        pipe = Pipeline(settings, RedisKV(client, prefix))
+        kv = RedisKV(client, prefix)
+        ensure_layout(kv, force=force)
+        pipe = Pipeline(settings, kv)
         if bar is not None:
             bar.update(task, description="linking", total=len(items), completed=0)
         for (_k, channel, _o), record in items:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from matchers.stores.kv import RedisKV
+from matchers.stores.kv import RedisKV, ensure_layout
 from reglink.kafka_auth import connect_redis as _connect_redis
 from reglink.kafka_auth import kafka_client
 from reglink.metrics import PipelineMetrics
@@ -48,8 +48,9 @@ def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
 
 def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> WorkerShell:
     client = connect_redis(settings)
-    pipe = Pipeline(settings, RedisKV(client, settings.redis_prefix), metrics=metrics,
-                    outbox=True)
+    kv = RedisKV(client, settings.redis_prefix)
+    ensure_layout(kv)  # refuses a store in an older layout (it would link nothing)
+    pipe = Pipeline(settings, kv, metrics=metrics, outbox=True)
     shell = WorkerShell(settings, pipe)
     for (topic, partition), start in start_positions(settings).items():
         shell.positions[(topic, partition)] = start - 1  # last offset consumed

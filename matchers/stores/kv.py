@@ -159,6 +159,31 @@ class OldLayout(Exception):
     """Redis holds blocking-index sets in the layout before issue 4 (one Redis set per key)."""
 
 
+# The layout RedisKV writes (packed index buckets, positional identities): stored as the
+# string key "layout" under the prefix by the first worker or rebuild on an empty prefix.
+LAYOUT = "2"
+
+
+def ensure_layout(kv: KeyValue, force: bool = False) -> None:
+    """Mark an empty store with :data:`LAYOUT`, or check the mark of a used one.
+
+    A store written before the mark existed (identities or a watermark, no ``layout`` key)
+    is in the older layout: a worker on it would find no candidates in the old index and
+    found duplicate identities silently, so it is refused with :class:`OldLayout`.
+    ``force``: mark it anyway (a ``reglink rebuild --force`` writing over it)."""
+    got = kv.get("layout")
+    if got == LAYOUT:
+        return
+    if got is None and (force or (kv.get("n:identities") is None and kv.get("wm") is None)):
+        kv.set("layout", LAYOUT)
+        return
+    raise OldLayout(
+        f"the state under this Redis prefix was written in layout "
+        f"{got or '1 (one Redis set per blocking key, JSON identities)'}; this version reads "
+        f"and writes layout {LAYOUT} only. Rebuild it from Kafka into an empty prefix "
+        "(`reglink rebuild`, see docs/capacity.md, 'Migrating'), then point the workers at it")
+
+
 class Oversized(frozenset):
     """A set read with a cap it exceeds (``smembers_many(keys, caps)``): its size, no members.
     ``len()`` is the set's size, so a caller's "too common" test and the optimistic commit's

@@ -455,3 +455,35 @@ def test_a_sweep_refuses_the_index_layout_before_issue_4(redis_client, settings)
         list(kv.scan(""))
     with pytest.raises(OldLayout):
         KVIdentityStore(kv).purge(10**9)
+
+
+# --- the layout mark: a store in another layout is refused, never read as empty ------------
+
+def test_an_empty_store_is_marked_with_the_layout_and_then_accepted(kv):
+    from matchers.stores.kv import LAYOUT, ensure_layout
+
+    ensure_layout(kv)
+    assert kv.get("layout") == LAYOUT
+    KVIdentityStore(kv).save(ident("P1", names={"王伟"}), ["k1"])
+    ensure_layout(kv)  # marked: a used store of this layout is fine (a worker restart)
+
+
+def test_a_used_store_without_the_mark_is_refused_unless_forced(kv):
+    """State written before the mark existed (identities, no ``layout``): an older layout.
+    A worker would find no candidates in its index and found duplicates silently."""
+    from matchers.stores.kv import LAYOUT, OldLayout, ensure_layout
+
+    kv.set("n:identities", "5")
+    with pytest.raises(OldLayout, match="reglink rebuild"):
+        ensure_layout(kv)
+    assert kv.get("layout") is None
+    ensure_layout(kv, force=True)  # reglink rebuild --force writes over it
+    assert kv.get("layout") == LAYOUT
+
+
+def test_a_store_marked_with_another_layout_is_refused(kv):
+    from matchers.stores.kv import OldLayout, ensure_layout
+
+    kv.set("layout", "3")
+    with pytest.raises(OldLayout, match="layout 3"):
+        ensure_layout(kv)

@@ -245,3 +245,15 @@ def test_purge_beside_a_linking_worker_leaves_no_dangling_state(kafka_settings, 
           f"returning persons among them, founded anew), {res['conflicts']} sweep conflicts, "
           f"{retries[0]} worker retries, {len(linked)} records linked meanwhile, counter "
           f"{store.count()} for {len(live)} identities")
+
+
+def test_a_worker_refuses_state_in_an_older_layout_in_one_line(kafka_settings, redis_client):
+    """`reglink worker` on a prefix whose state predates the layout mark stops before it
+    consumes anything, with one line that says to rebuild (exit 2, no traceback)."""
+    s = kafka_settings
+    redis_client.set(s.redis_prefix + "n:identities", "3")
+    run = subprocess.run([sys.executable, "-m", "reglink.cli", "worker"], env=settings_env(s),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "reglink rebuild" in run.stderr and "Traceback" not in run.stderr
+    assert redis_client.get(s.redis_prefix + "layout") is None
