@@ -173,7 +173,10 @@ def test_csv_file(kafka_settings: Settings, tmp_path: Path):
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGLINK_")}
     env.update(REGLINK_TOPIC_PREFIX=settings.topic_prefix,
-               REGLINK_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, **extra)
+               REGLINK_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+               # where the stack's credentials are (scram): not always ./.reglink
+               REGLINK_STATE_DIR=str(settings.state_dir),
+               REGLINK_KAFKA_SECURITY=settings.kafka_security, **extra)
     return env
 
 
