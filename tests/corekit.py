@@ -29,19 +29,17 @@ def ordered_corpus(out_dir: Path, persons: int, days: int, seed: int,
                    start: str = "2026-03-01") -> list[dict]:
     """A simulated corpus's valid records in the event-time merge order of the worker (by
     ``order_key``, then file line): what a batch or a replay of it sees."""
-    from reglink.contract import parse_record, report_time
-    from reglink.replay import _source_of
+    from reglink.contract import report_time
+    from reglink.replay import iter_lines, parse_line
     from reglink.rules.merge import order_key
     from reglink.simulate import run_simulate
 
     run_simulate(persons=persons, days=days, start=start, seed=seed, out_dir=out_dir)
     recs = []
-    with (out_dir / "events.jsonl").open("rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            raw = raw.rstrip(b"\n")
-            rec, dl = parse_record(raw, _source_of(raw, None), {"line": n})
-            if dl is None:
-                rt = report_time(rec)
-                recs.append((order_key(rec["source"], rt.timestamp() if rt else None), n, rec))
+    for n, raw in iter_lines(out_dir / "events.jsonl"):  # the replay's own reader
+        rec, dl = parse_line(raw, None, {"line": n})
+        if dl is None:
+            rt = report_time(rec)
+            recs.append((order_key(rec["source"], rt.timestamp() if rt else None), n, rec))
     recs.sort(key=lambda r: (r[0], r[1]))
     return [r for _k, _n, r in recs]
