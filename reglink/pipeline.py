@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import random
+import time
 from dataclasses import dataclass
 
 from matchers import fastjson
@@ -45,6 +47,16 @@ class Out:
 
 
 MAX_CONFLICT_RETRIES = 20
+# Pause before conflict retry n: min(cap, base * 2**n), jittered x0.5-1.5. Retrying at once
+# meets the same writer again (a purge sweep commits a unit every few ms); 20 retries wait
+# about 0.7 s in all, long enough for a busy writer to move on.
+BACKOFF_BASE_S = 0.0005
+BACKOFF_CAP_S = 0.05
+
+
+def conflict_backoff(attempt: int, rand=random.random) -> float:
+    """Seconds to wait before re-running a unit of work after its ``attempt``-th conflict."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(attempt, 16))) * (0.5 + rand())
 
 
 def _alert_id(*parts: str) -> str:
@@ -58,6 +70,7 @@ class Pipeline:
                  metrics: PipelineMetrics | None = None, outbox: bool = False,
                  identity_cache: int = 50_000) -> None:
         self.s = settings
+        self.sleep = time.sleep  # conflict backoff (tests count the pauses)
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         # Outbox ids come from blocks reserved with one INCRBY; the approximate identity count
         # is incremented inside the commit: neither costs a round trip of its own.
@@ -99,7 +112,9 @@ class Pipeline:
 
         On a shared Redis the commit is optimistic (see :class:`TxKV`): if another worker
         changed something this unit read, nothing is applied and the unit runs again on
-        fresh state (its in-memory effects, the watermark, are idempotent)."""
+        fresh state (its in-memory effects, the watermark, are idempotent), after a short
+        growing pause (:func:`conflict_backoff`). After ``MAX_CONFLICT_RETRIES`` it raises
+        :class:`Conflict`; the worker then backs off longer and keeps the record."""
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 result = fn(*args)
@@ -111,6 +126,7 @@ class Pipeline:
                 self.metrics.conflicts.inc()
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
+                self.sleep(conflict_backoff(attempt))
             except BaseException:
                 self._undo()
                 raise

@@ -104,8 +104,8 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
                 result = fn(*args)
             except RetryLater as exc:
                 metrics.stalled.set(1)
-                log.warning("state store unavailable (%s) during %s; retrying in %.1fs",
-                            exc, what, delay)
+                log.warning("%s (%s) during %s; retrying in %.1fs",
+                            exc.what, exc, what, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -268,6 +268,6 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
                 await send_all(shell.undelivered())
         except RetryLater as exc:
             metrics.stalled.set(1)
-            log.warning("state store unavailable (%s) during tick", exc)
+            log.warning("%s (%s) during tick", exc.what, exc)
 
     return app

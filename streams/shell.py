@@ -24,6 +24,15 @@ Message = tuple[str, bytes, bytes, str | None]  # topic, key, value, outbox id
 class RetryLater(Exception):
     """The state store is unreachable: keep the record, back off, try it again."""
 
+    what = "state store unavailable"
+
+
+class Contended(RetryLater):
+    """Other writers (a purge sweep, other workers) kept changing what the record reads for
+    all of its conflict retries: keep it, back off, try it again. Never dead-lettered."""
+
+    what = "state store contended"
+
 
 def _infrastructure_errors() -> tuple[type[BaseException], ...]:
     import redis
@@ -88,6 +97,8 @@ class WorkerShell:
             _pid, outs = self.pipe.process(item.record, now, channel=item.channel)
         except self._infra as exc:  # Redis down or loading: not the record's fault
             raise RetryLater(type(exc).__name__) from exc
+        except Conflict as exc:  # contention (e.g. a purge sweep): not the record's fault
+            raise Contended("Conflict") from exc
         except Exception as exc:  # a record the core cannot handle must not stop the worker
             o = item.origin
             log.exception("record %s[%d]@%d failed in the core", o["topic"], o["partition"],
@@ -158,6 +169,8 @@ class WorkerShell:
             outs = self.pipe.tick(now)
         except self._infra as exc:
             raise RetryLater(type(exc).__name__) from exc
+        except Conflict as exc:  # the next tick tries again
+            raise Contended("Conflict") from exc
         self._observe_alerts(outs, now)
         return self.encode(outs)
 

@@ -9,6 +9,7 @@ Layout (all keys pseudonymous):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from .. import fastjson
@@ -196,7 +197,8 @@ class KVIdentityStore:
     # ------------------------------------------------------------------ retention sweep
     def purge(self, before: float, keep: Callable[[Identity, dict], str | None] | None = None,
               state_keys: Callable[[str], list[str]] | None = None,
-              dry_run: bool = False, batch: int = 500) -> PurgeReport:
+              dry_run: bool = False, batch: int = 500,
+              yield_ratio: float = 1.0) -> PurgeReport:
         """Delete every identity whose latest record is older than ``before`` (epoch s):
         its identity key, its blocking-index entries, the merged-into pointers and the
         record links that lead to it, and the caller's ``state_keys(person_id)`` (rule
@@ -210,7 +212,10 @@ class KVIdentityStore:
         conflict the 50 go one by one, and an identity a writer touched in the meantime is
         left for the next run (``conflicts``). A writer that read an identity before the
         purge conflicts on its own commit (a string it read is gone, a blocking set shrank)
-        and re-reads."""
+        and re-reads. On a shared store the sweep pauses after each unit for ``yield_ratio``
+        times as long as the unit took, so writers re-reading a shared blocking set get a
+        window to commit in (a sweep that commits back to back can keep one writer
+        conflicting through all of its retries)."""
         rep = PurgeReport(dry_run=dry_run)
         state_keys = state_keys or (lambda _pid: [])
         doomed: dict[str, tuple[str, dict[str, str | None]]] = {}
@@ -302,8 +307,10 @@ class KVIdentityStore:
 
         done: list[str] = []
         order = list(doomed)
+        shared = getattr(self.kv, "apply_checked", None) is not None
         for n in range(0, 0 if dry_run else len(order), 50):
             group = order[n:n + 50]  # 50 identities per atomic unit: one round trip
+            t0 = time.perf_counter()
             try:
                 commit(group)
                 done += group
@@ -314,6 +321,8 @@ class KVIdentityStore:
                         done.append(pid)
                     except Conflict:
                         rep.conflicts += 1
+            if shared and yield_ratio > 0:
+                time.sleep((time.perf_counter() - t0) * yield_ratio)
         for pid in (order if dry_run else done):
             self._cache.pop(pid, None)
             state = doomed[pid][1]
