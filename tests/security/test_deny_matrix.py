@@ -423,7 +423,14 @@ def test_redis_deny_matrix(secure_stack) -> None:
 
     s = secure_stack
     creds = kafka_auth.load_credentials(s)
-    base = dict(host="127.0.0.1", port=s.redis_port, socket_timeout=5)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No client-side retries: a refused AUTH is an answer to record, not an outage to ride
+    # out (redis-py retries connection errors, AuthenticationError among them, with backoff:
+    # ~4 s per command for the wrong password, minutes for the whole matrix).
+    base = dict(host="127.0.0.1", port=s.redis_port, socket_timeout=5,
+                retry=Retry(NoBackoff(), 0))
     users = {"admin": creds["redis"]["admin"], "worker": creds["redis"]["worker"],
              "console": creds["redis"]["console"], "default (no AUTH)": None,
              "wrong-password": "nope"}
