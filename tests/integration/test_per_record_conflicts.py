@@ -144,3 +144,86 @@ def test_a_batch_keeps_the_records_before_the_conflicted_one(settings, redis_cli
     assert len(results) == len(rest)
     for r in rest:
         assert mine.store.link_of(record_key(r)) is not None
+
+
+def _state(kv: RedisKV) -> dict[str, str]:
+    """Identities and record links as stored (what a rerun must not change)."""
+    keys = sorted(k for k in kv.scan("") if k[:2] in ("i:", "l:", "m:"))
+    return dict(zip(keys, kv.mget(keys), strict=True))
+
+
+def test_a_lost_reply_after_a_partial_commit_repeats_links_and_loses_nothing(
+        settings, redis_client, corpus):
+    """The records before the conflicted one are committed (``commit_prefix``), but Redis
+    goes away before its reply arrives. The worker shell keeps the batch (RetryLater, never a
+    dead letter) and, with Redis back, runs all of it again: the committed records take the
+    re-delivery path and repeat their ``linked`` message with the same person; nothing is
+    linked, founded or queued twice, and the end state equals that of a run without the
+    fault. (docs/topics.md: a repeat carries the same record_id and person_id.)"""
+    import json
+
+    import redis
+
+    from streams.shell import Contended, RetryLater, WorkerShell
+
+    first = corpus[:200]
+    rest = [r for r in corpus[200:] if r["source"] != "watchlist"][:120]
+
+    def run(prefix: str, fault: bool):
+        kv = RedisKV(redis_client, prefix)
+        mine = Pipeline(settings, kv, outbox=True)
+        other = Pipeline(settings, RedisKV(redis_client, prefix), outbox=True)
+        mine.process_batch([(r, _ch(r)) for r in first], 1.0)
+        shell = WorkerShell(settings, mine)
+        items = []
+        for n, r in enumerate(rest):
+            item, dl = shell.accept(json.dumps(r, ensure_ascii=False).encode(),
+                                    settings.topic(f"{r['source']}.raw"), 0, 1000 + n, 1.0)
+            assert item is not None and not dl
+            items.append(item)
+        if not fault:  # the other worker's commit simply comes first
+            other.process(rest[-1], 1.0, channel=_ch(rest[-1]))
+            return kv, mine, shell.process_batch(items, 1.0), None
+        real = kv.apply_checked
+        calls: list[int] = []
+
+        def commit_then_lose_the_reply(ops, *args):
+            calls.append(len(ops))
+            if len(calls) == 1:  # between the batch's reads and its commit
+                other.process(rest[-1], 1.0, channel=_ch(rest[-1]))
+            real(ops, *args)  # raises Conflict on the first call
+            if len(calls) == 2:  # the leading records' commit: applied, reply lost
+                raise redis.exceptions.ConnectionError("Connection reset by peer")
+
+        kv.apply_checked = commit_then_lose_the_reply
+        with pytest.raises(RetryLater) as info:
+            shell.process_batch(items, 1.0)
+        assert not isinstance(info.value, Contended)  # an outage, reported as one
+        kv.apply_checked = real
+        committed = [r for r in rest[:-1]  # the last one: linked by the other worker
+                     if mine.store.link_of(record_key(r)) is not None]
+        return kv, mine, shell.process_batch(items, 1.0), committed
+
+    ref_kv, ref, ref_out, _ = run(settings.redis_prefix + "ref/", fault=False)
+    kv, mine, out, committed = run(settings.redis_prefix + "fault/", fault=True)
+    # the fault happened where intended: some leading records in, the rest not yet
+    assert 0 < len(committed) < len(rest)
+    assert committed == rest[:len(committed)]
+
+    def linked(messages):
+        return [json.loads(v) for t, _k, v, _o in messages if t == settings.topic("linked")]
+
+    ref_links, links = linked(ref_out), linked(out)
+    assert len(links) == len(rest) == len(ref_links)  # every record once in this delivery
+    assert [(m["record_id"], m["person_id"]) for m in links] == \
+        [(m["record_id"], m["person_id"]) for m in ref_links]
+    assert not any(t == settings.topic("deadletter") for t, *_ in out)
+    # nothing founded, linked or queued twice: the stored state and the outbox equal the
+    # run without the fault
+    assert _state(kv) == _state(ref_kv)
+    assert mine.store.count() == ref.store.count()
+
+    def queued(p):
+        return sorted(json.dumps(o.value, sort_keys=True) for o in p.undelivered())
+
+    assert queued(mine) == queued(ref)
