@@ -1,7 +1,9 @@
 """Retention sweep (``KVIdentityStore.purge`` on ``RedisKV``, what ``reglink purge`` runs):
 N synthetic identities (same encoding and pseudonymised blocking keys as the linker writes,
 one record link each), half of them older than the cut-off; the sweep's time and rate. Baseline
-in the same run: a bare SCAN of every key under the prefix (the floor of any sweep).
+in the same run: a bare SCAN of every key under the prefix (the floor of any sweep), and the
+same sweep without its pause after each unit (``yield_ratio=0``: the cost of leaving live
+writers a window).
 
     .venv/bin/python -m benchmarks.purge [--sizes 20000,100000] [--redis URL]
 
@@ -12,12 +14,11 @@ Redis and is deleted afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 import uuid
 
-from .common import RESULTS
+from .common import save
 from .store import BATCH, _people, cleanup
 
 
@@ -74,11 +75,21 @@ def run(sizes: list[int], url: str) -> list[dict]:
             rep = store.purge(1e6)
             secs = time.perf_counter() - t0
             left = sum(1 for _ in client.scan_iter(match=f"{prefix}i:*", count=1000))
+            # The same store again, swept back to back (no pause after each unit): what
+            # leaving live writers a window costs the sweep.
+            cleanup(client, prefix)
+            load(client, prefix, n, seed=n)
+            t0 = time.perf_counter()
+            greedy = KVIdentityStore(RedisKV(client, prefix)).purge(1e6, yield_ratio=0)
+            greedy_s = time.perf_counter() - t0
+            assert greedy.purged == rep.purged
             row = {"identities": n, "keys": keys, "purged": rep.purged,
                    "index_entries": rep.index_entries, "links": rep.links,
                    "identities_left": left, "dry_run_seconds": round(dry_s, 2),
                    "purge_seconds": round(secs, 2),
                    "purged_per_s": round(rep.purged / secs),
+                   "no_pause_purge_seconds": round(greedy_s, 2),
+                   "pause_cost": round(secs / greedy_s, 2),
                    "bare_scan_seconds": round(scan_s, 2),
                    "purge_vs_bare_scan": round(secs / scan_s, 1),
                    "dry_run_purged": dry.purged}
@@ -98,7 +109,7 @@ def main() -> None:
                                                       "redis://127.0.0.1:6379/0"))
     a = ap.parse_args()
     rows = run([int(x) for x in a.sizes.split(",") if x], a.redis)
-    (RESULTS / "purge.json").write_text(json.dumps({"sizes": rows}, indent=2) + "\n")
+    save("purge", {"sizes": rows})
 
 
 if __name__ == "__main__":
