@@ -129,6 +129,16 @@ class NameInfo:
     surname: str  # surname in pinyin ('' when unknown)
 
 
+def load_tables() -> None:
+    """Load the name tables now (pinyin and its phrase segmenter, traditional -> simplified,
+    four-corner codes: ~190k Python objects) instead of on the first name that needs them,
+    so that a process can freeze them out of garbage collection (``reglink.runtime``)."""
+    _t2s()
+    _pinyin_engine()
+    _pinyin_syllables()
+    _four_corner()
+
+
 @lru_cache(maxsize=1)
 def _pinyin_engine():
     """What ``pypinyin.lazy_pinyin(text, style=Style.NORMAL)`` builds on every call (its
