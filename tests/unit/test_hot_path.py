@@ -162,3 +162,16 @@ def test_id_check_char_matches_the_standard():
         assert id_check_char(body) == plain
     with pytest.raises(ValueError):
         id_check_char("1234")
+
+
+def test_redis_index_locations_are_remembered_bounded_and_equal():
+    from matchers.stores.kv import RedisKV, index_location
+    kv = RedisKV(client=None, prefix="p:")  # _loc needs no connection
+    kv.LOC_MEMO = 8
+    keys = [f"b:{i:032x}" for i in range(20)] + ["wl/b:nk|x", "b:sb|wang|1990-01-01",
+                                                 "i:P0123456789abcdef", "l:hotel:H-1"]
+    for _ in range(2):
+        for k in keys:
+            assert kv._loc(k) == index_location(k, "p:")
+            assert len(kv._locs) <= 8
+    assert "i:P0123456789abcdef" not in kv._locs  # only index keys take a slot
