@@ -20,7 +20,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import ROOT, corpus, machine, save
+from .common import ROOT, corpus, save
+
+
+# Optional accelerators this tree declares that an older revision may not: the base worker
+# runs without them (both sides share this interpreter and its site-packages).
+ACCELERATORS = ("hiredis",)
+
+
+def _hide_undeclared(checkout: Path) -> list[str]:
+    """Hide from the base's worker the accelerators its pyproject.toml does not declare: a
+    stub module in its checkout (first on its path) fails to import, as if not installed."""
+    declared = (checkout / "pyproject.toml").read_text()
+    hidden = [m for m in ACCELERATORS if f'"{m}' not in declared]
+    for m in hidden:
+        (checkout / f"{m}.py").write_text(
+            f"raise ImportError('{m} hidden: not a dependency of this revision')\n")
+    return hidden
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     sim = corpus(a.records)
     recs = stream._records(sim)
     out: dict = {"corpus": str(sim), "records": len(recs), "base": a.base,
-                 "machine": machine(), "bare": [], "base_runs": [], "new_runs": []}
+                 "bare": [], "base_runs": [], "new_runs": []}
     with tempfile.TemporaryDirectory(prefix="reglink-ab-") as tmp:
         wt = Path(tmp) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
                        check=True, capture_output=True)
+        out["base_hides"] = _hide_undeclared(wt)
         try:
             out["bare"].append(stream.throughput(sim, recs, bare=True))
             print("bare", out["bare"][-1], flush=True)
