@@ -631,9 +631,14 @@ class Pipeline:
             if not keys:
                 return outs
         found = sorted(self.watch_store.find(keys))
-        if found:  # each entry and its named persons and alerts: one round trip (Redis)
-            self.kv.prefetch([f"w:{w}" for w in found],
-                             [f"{p}:{w}" for w in found for p in ("wp", "wa")])
+        if found:  # what _watch_pair reads for each entry (the entry, the persons it named,
+            # its alerts, a reviewer's suppression of this pair, misused identities): one
+            # round trip on Redis instead of up to five per entry
+            anchor = ident.rule_anchor
+            self.kv.prefetch(
+                [k for w in found for k in (
+                    f"w:{w}", f"sup:{_alert_id('watchlist_match', w, anchor)}")],
+                [f"{p}:{w}" for w in found for p in ("wp", "wa")] + ["misused"])
         for watch_id in found:
             raw = self.kv.get(f"w:{watch_id}")
             if not raw:
