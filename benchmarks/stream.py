@@ -128,8 +128,11 @@ def _raw_times(s) -> dict[str, int]:
         c.close()
 
 
-def _start(s, workdir: Path, bare: bool = False, port: int = 0) -> subprocess.Popen:
-    env = {**os.environ, **s.to_env(), "PYTHONPATH": str(ROOT)}
+def _start(s, workdir: Path, bare: bool = False, port: int = 0,
+           src: Path = ROOT) -> subprocess.Popen:
+    """A worker (or the bare forwarder) of the code at ``src`` (default: this tree; a base
+    revision's checkout for a same-run before/after, see ``benchmarks.stream_ab``)."""
+    env = {**os.environ, **s.to_env(), "PYTHONPATH": str(src)}
     log = (workdir / f"{s.app_id}-{time.time_ns()}.log").open("wb")
     argv = [sys.executable, "-m", "benchmarks.bare_forwarder"] if bare else \
         [sys.executable, "-m", "reglink.cli", "worker", "--workdir",
@@ -139,7 +142,7 @@ def _start(s, workdir: Path, bare: bool = False, port: int = 0) -> subprocess.Po
         if os.environ.get("BENCH_PYSPY"):  # profile the worker: raw stacks next to its log
             argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100", "-f",
                     "raw", "-o", os.environ["BENCH_PYSPY"], "--", *argv]
-    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(argv, env=env, cwd=src, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(procs) -> None:
@@ -266,7 +269,7 @@ def _f1(s, sim: Path, linked) -> float:
 
 
 def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: bool = False,
-               timeout: float = 600) -> dict:
+               timeout: float = 600, src: Path = ROOT) -> dict:
     from reglink.stack import create_topics_and_acls as create_topics
     s = _settings(f"{'bare' if bare else 'w'}{workers}p{partitions}", partitions)
     workdir = CACHE / "stream"
@@ -278,7 +281,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
         # then the whole corpus at full speed: they work through it as a backlog.
         from tests.streamkit import free_port
         ports = [free_port() for _ in range(workers)]
-        procs = [_start(s, workdir, bare, port) for port in ports]
+        procs = [_start(s, workdir, bare, port, src) for port in ports]
         settle = _group_stable(s, workers)
         cpu0 = sum(_cpu_s(p) for p in procs)
         pub_s = publish(s, recs)

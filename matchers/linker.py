@@ -47,6 +47,9 @@ class Linker:
         self.decider = decider or ThresholdDecider(threshold)
         self.cannot_link = cannot_link
         self.prefetch_extra: tuple[str, ...] = ()  # more raw keys the caller will read
+        # True while the caller has already fetched what link() reads first for the records
+        # it passes (a batch's prefetch): link() then builds no prefetch of its own.
+        self.fetched_ahead = False
         bound = getattr(self.comparator, "threshold_weight", None)
         threshold = getattr(self.decider, "threshold", None)
         self._min_weight = (bound(threshold) if bound is not None and threshold is not None
@@ -61,7 +64,7 @@ class Linker:
 
     def link(self, rec: PersonRecord, report_ts: float | None = None) -> LinkResult:
         keys = self.finder.keys(rec)
-        prefetch = getattr(self.store, "prefetch", None)
+        prefetch = None if self.fetched_ahead else getattr(self.store, "prefetch", None)
         if prefetch is not None:  # the identity this record would found, and its link
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
             prefetch(rec.key, keys, (self.person_id_for(anchor),), self.prefetch_extra)

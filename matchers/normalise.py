@@ -10,6 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from operator import mul
 
 # --- resident ID (GB 11643-1999) ---------------------------------------------------------
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -20,7 +21,9 @@ MUNICIPALITIES = frozenset({"11", "12", "31", "50"})
 
 def id_check_char(first17: str) -> str:
     """ISO 7064 MOD 11-2 check character of the first 17 digits."""
-    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+    if len(first17) != 17:
+        raise ValueError(f"17 digits expected, got {len(first17)}")
+    return _CHECK[sum(map(mul, map(int, first17), _WEIGHTS)) % 11]  # ~3x the generator
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +129,59 @@ class NameInfo:
     surname: str  # surname in pinyin ('' when unknown)
 
 
-def _han_pinyin(text: str) -> tuple[str, ...]:
-    from pypinyin import Style, lazy_pinyin
+def load_tables() -> None:
+    """Load the name tables now (pinyin and its phrase segmenter, traditional -> simplified,
+    four-corner codes: ~190k Python objects) instead of on the first name that needs them,
+    so that a process can freeze them out of garbage collection (``reglink.runtime``)."""
+    _t2s()
+    _pinyin_engine()
+    _pinyin_syllables()
+    _four_corner()
 
+
+@lru_cache(maxsize=1)
+def _pinyin_engine():
+    """What ``pypinyin.lazy_pinyin(text, style=Style.NORMAL)`` builds on every call (its
+    defaults: no v->u, no neutral-tone 5, no tone sandhi), built once: (segmenter, converter
+    of one segment)."""
+    from pypinyin import Style
+    from pypinyin.converter import UltimateConverter
+    from pypinyin.core import Pinyin
+
+    engine = Pinyin(UltimateConverter(v_to_u=False, neutral_tone_with_five=False,
+                                      tone_sandhi=False))
+    convert = engine._converter.convert
+    normal = Style.NORMAL
+
+    def segment(words: str) -> list[list[str]]:
+        return convert(words, normal, False, "default", strict=True)
+
+    return engine.seg, segment
+
+
+@lru_cache(maxsize=1 << 15)
+def _segment_pinyin(words: str) -> tuple[str, ...]:
+    """Tone-less pinyin of one segment of a name, as ``lazy_pinyin`` gives it. A segment's
+    reading depends on the segment alone (pypinyin converts each segment on its own), and
+    the segments of new names are mostly single given-name characters met again and again:
+    memoised (bounded), a new name costs its segmentation and a few dict lookups."""
+    return tuple(py for readings in _pinyin_engine()[1](words) for py in readings)
+
+
+def lazy_pinyin_normal(text: str) -> list[str]:
+    """``pypinyin.lazy_pinyin(text, style=Style.NORMAL)``, the same list, cheaper on names
+    whose segments were seen before (:func:`_segment_pinyin`)."""
+    seg = _pinyin_engine()[0]
+    return [py for words in seg(text) for py in _segment_pinyin(words)]
+
+
+def _han_pinyin(text: str) -> tuple[str, ...]:
     surname = text[:2] if text[:2] in COMPOUND_SURNAMES else text[:1]
     head: list[str] = []
     rest = text
     if surname in SURNAME_READINGS:
         head, rest = [SURNAME_READINGS[surname]], text[len(surname):]
-    return tuple(head + [s.lower() for s in lazy_pinyin(rest, style=Style.NORMAL)])
+    return tuple(head + [s.lower() for s in lazy_pinyin_normal(rest)])
 
 
 _SYLLABLE_RE = None

@@ -134,7 +134,9 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
            decisions_file: str | None) -> None:
     """Run the worker's linking and rules in one process (no Kafka, no Redis)."""
     from .replay import load_decisions, run_replay
+    from .runtime import tune_gc
 
+    tune_gc()
     decisions = load_decisions(Path(decisions_file)) if decisions_file else None
     result = run_replay(_settings(ctx), [Path(f) for f in files], Path(out_dir),
                         progress=sys.stderr.isatty(), decisions=decisions)
@@ -150,7 +152,9 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
 def rebuild(ctx: click.Context, prefix: str | None, force: bool) -> None:
     """Rebuild the Redis state (identities, stays, alert statuses) from the Kafka topics."""
     from .rebuild import run_rebuild
+    from .runtime import tune_gc
 
+    tune_gc()
     click.echo(run_rebuild(_settings(ctx), prefix=prefix, force=force).line())
 
 

@@ -64,7 +64,10 @@ def run_worker(settings: Settings, workdir: str | None = None,
 
     from reglink.logs import configure_json_logging
 
+    from reglink.runtime import tune_gc
+
     configure_json_logging()
+    tune_gc()
     if settings.uses_dev_key:
         log.warning("using the development HMAC key; set REGLINK_HMAC_KEY in production")
     metrics = PipelineMetrics()

@@ -482,16 +482,29 @@ class RedisKV:
     bucket hashes (see ``index_location``); every method maps them, so callers see the same
     logical sets as with :class:`MemoryKV`. Writes to them go through a Lua script."""
 
+    LOC_MEMO = 1 << 16  # blocking-index locations remembered (see _loc)
+
     def __init__(self, client, prefix: str, buckets_hex: int = BUCKET_HEX) -> None:
         self._r = client
         self._p = prefix
         self._bh = buckets_hex
+        self._locs: dict[str, tuple[str, str | None]] = {}
 
     def _k(self, key: str) -> str:
         return self._p + key
 
     def _loc(self, key: str) -> tuple[str, str | None]:
-        return index_location(key, self._p, self._bh)
+        """``index_location`` of a key. A blocking-index key's location (a regex match or a
+        SHA-1) is remembered, bounded: a unit of work places each of its sets twice (read,
+        then checked at commit) and the same keys recur for every record of a person."""
+        got = self._locs.get(key)
+        if got is None:
+            got = index_location(key, self._p, self._bh)
+            if got[1] is not None:  # other keys cost a partition: not worth a slot
+                if len(self._locs) >= self.LOC_MEMO:
+                    self._locs.clear()
+                self._locs[key] = got
+        return got
 
     @staticmethod
     def _s(v) -> str | None:

@@ -130,3 +130,48 @@ def test_weak_key_cap_limits_name_only_buckets_only():
     assert [i.person_id for i in finder.candidates(probe, store)] == ["P10"]
     finder.weak_cap = None  # only max_bucket (200): the whole name bucket
     assert len(finder.candidates(probe, store)) == 25
+
+
+# Names whose pinyin depends on phrases (segments of several characters), polyphones,
+# surnames with their own reading, mixed scripts and characters without pinyin.
+PINYIN_CASES = ["王辉", "重庆人", "长城", "银行行长", "单于", "朝阳", "覃朝阳", "音乐会", "乐乐",
+                "曾经", "重重", "欧阳长春", "衣裳", "你好吗", "abc中文x", "", "  ", "李·娜",
+                "𠮷野", "张 伟", "解放军", "了解", "行为", "尉迟恭"]
+
+
+@pytest.mark.parametrize("text", PINYIN_CASES)
+def test_memoised_pinyin_equals_lazy_pinyin(text):
+    from pypinyin import Style, lazy_pinyin
+
+    from matchers.normalise import lazy_pinyin_normal
+    assert lazy_pinyin_normal(text) == lazy_pinyin(text, style=Style.NORMAL)
+    assert lazy_pinyin_normal(text) == lazy_pinyin(text, style=Style.NORMAL)  # memo hit
+
+
+def test_pinyin_segment_memo_is_bounded():
+    from matchers.normalise import _segment_pinyin
+    assert _segment_pinyin.cache_info().maxsize is not None
+
+
+def test_id_check_char_matches_the_standard():
+    from matchers.normalise import id_check_char
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    for body in ("11010519491231002", "33010619891011707", "00000000000000000",
+                 "99999999999999999", "44030519811031135"):
+        plain = "10X98765432"[sum(int(c) * w for c, w in zip(body, weights)) % 11]
+        assert id_check_char(body) == plain
+    with pytest.raises(ValueError):
+        id_check_char("1234")
+
+
+def test_redis_index_locations_are_remembered_bounded_and_equal():
+    from matchers.stores.kv import RedisKV, index_location
+    kv = RedisKV(client=None, prefix="p:")  # _loc needs no connection
+    kv.LOC_MEMO = 8
+    keys = [f"b:{i:032x}" for i in range(20)] + ["wl/b:nk|x", "b:sb|wang|1990-01-01",
+                                                 "i:P0123456789abcdef", "l:hotel:H-1"]
+    for _ in range(2):
+        for k in keys:
+            assert kv._loc(k) == index_location(k, "p:")
+            assert len(kv._locs) <= 8
+    assert "i:P0123456789abcdef" not in kv._locs  # only index keys take a slot

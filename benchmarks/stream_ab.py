@@ -1,0 +1,87 @@
+"""Same-run before/after of the stream worker: one worker on one partition working through
+the corpus as a backlog (``benchmarks.stream.throughput``), at a base revision and at the
+working tree, alternated ``--rounds`` times, with the bare faust forwarder as the ceiling.
+
+    .venv/bin/python -m benchmarks.stream_ab --base REV [--records 20000] [--rounds 2]
+
+Needs the stack up (``reglink stack up``). The base revision is checked out into a temporary
+``git worktree`` and its worker runs with this interpreter (``PYTHONPATH`` points at it), so
+both see the same dependencies and the same broker and Redis. Figures to compare: worker CPU
+ms per record (user + system of the worker process while it works through the corpus: less
+noisy than wall rates on a shared machine) and sustained linked records/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .common import ROOT, corpus, save
+
+
+# Optional accelerators this tree declares that an older revision may not: the base worker
+# runs without them (both sides share this interpreter and its site-packages).
+ACCELERATORS = ("hiredis",)
+
+
+def _hide_undeclared(checkout: Path) -> list[str]:
+    """Hide from the base's worker the accelerators its pyproject.toml does not declare: a
+    stub module in its checkout (first on its path) fails to import, as if not installed."""
+    declared = (checkout / "pyproject.toml").read_text()
+    hidden = [m for m in ACCELERATORS if f'"{m}' not in declared]
+    for m in hidden:
+        (checkout / f"{m}.py").write_text(
+            f"raise ImportError('{m} hidden: not a dependency of this revision')\n")
+    return hidden
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import stream
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", required=True, help="git revision to compare against")
+    ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--name", default="stream_ab", help="results file name (no .json)")
+    a = ap.parse_args(argv)
+    sim = corpus(a.records)
+    recs = stream._records(sim)
+    out: dict = {"corpus": str(sim), "records": len(recs), "base": a.base,
+                 "bare": [], "base_runs": [], "new_runs": []}
+    with tempfile.TemporaryDirectory(prefix="reglink-ab-") as tmp:
+        wt = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
+                       check=True, capture_output=True)
+        out["base_hides"] = _hide_undeclared(wt)
+        try:
+            out["bare"].append(stream.throughput(sim, recs, bare=True))
+            print("bare", out["bare"][-1], flush=True)
+            for _ in range(a.rounds):
+                for key, src in (("base_runs", wt), ("new_runs", ROOT)):
+                    row = stream.throughput(sim, recs, src=src)
+                    out[key].append(row)
+                    print(key, row, flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
+                           capture_output=True)
+
+    def mean(rows, k):
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        return round(sum(vals) / len(vals), 3) if vals else None
+
+    out["summary"] = {
+        side: {"cpu_ms_per_record": mean(out[side], "cpu_ms_per_record"),
+               "sustained_per_s": mean(out[side], "sustained_per_s"),
+               "links_f1": mean(out[side], "links_f1")}
+        for side in ("bare", "base_runs", "new_runs")}
+    print(json.dumps(out["summary"], indent=2))
+    save(a.name, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
