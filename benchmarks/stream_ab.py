@@ -22,7 +22,6 @@ from pathlib import Path
 
 from .common import ROOT, corpus, save
 
-
 # Optional accelerators this tree declares that an older revision may not: the base worker
 # runs without them (both sides share this interpreter and its site-packages).
 ACCELERATORS = ("hiredis",)

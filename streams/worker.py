@@ -63,7 +63,6 @@ def run_worker(settings: Settings, workdir: str | None = None,
     from prometheus_client import start_http_server
 
     from reglink.logs import configure_json_logging
-
     from reglink.runtime import tune_gc
 
     configure_json_logging()

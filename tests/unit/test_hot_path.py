@@ -158,7 +158,7 @@ def test_id_check_char_matches_the_standard():
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     for body in ("11010519491231002", "33010619891011707", "00000000000000000",
                  "99999999999999999", "44030519811031135"):
-        plain = "10X98765432"[sum(int(c) * w for c, w in zip(body, weights)) % 11]
+        plain = "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
         assert id_check_char(body) == plain
     with pytest.raises(ValueError):
         id_check_char("1234")
