@@ -142,19 +142,34 @@ def _start(s, workdir: Path, bare: bool = False, port: int = 0,
         if os.environ.get("BENCH_PYSPY"):  # profile the worker: raw stacks next to its log
             argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100", "-f",
                     "raw", "-o", os.environ["BENCH_PYSPY"], "--", *argv]
-    return subprocess.Popen(argv, env=env, cwd=src, stdout=log, stderr=subprocess.STDOUT)
+    # Own process group: stopping it reaches the worker under py-spy too (py-spy alone would
+    # exit and leave its child running).
+    return subprocess.Popen(argv, env=env, cwd=src, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _signal(p: subprocess.Popen, sig) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _stop(procs) -> None:
+    import signal
+
+    # SIGINT: py-spy writes its profile and stops; the worker stops cleanly on either signal
+    sig = signal.SIGINT if os.environ.get("BENCH_PYSPY") else signal.SIGTERM
     for p in procs:
         if p.poll() is None:
-            p.terminate()
+            _signal(p, sig)
     for p in procs:
         try:
             p.wait(20)
         except subprocess.TimeoutExpired:
-            p.kill()
+            _signal(p, signal.SIGKILL)
             p.wait(5)
+        _signal(p, signal.SIGKILL)  # anything left in its group (the worker under py-spy)
 
 
 def _wait_linked(s, want: int, timeout: float, procs) -> list:
