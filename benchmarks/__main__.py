@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-records", type=int, default=5000)
     ap.add_argument("--rates", default="100,1000,3000", help="publish rates for latency")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--latency-workers", type=int, default=0,
+                    help="also measure each rate with this many workers on 8 partitions")
     a = ap.parse_args(argv)
     parts = ["replay", "store", "stream"] if a.part == "all" else [a.part]
     for part in parts:
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             from . import stream
             print("stream:", save("stream", stream.run(a.stream_records, a.latency_records,
                                                        rates=_ints(a.rates),
-                                                       workers=_ints(a.workers))), flush=True)
+                                                       workers=_ints(a.workers),
+                                                       latency_workers=a.latency_workers)),
+                  flush=True)
     table()
     return 0
 
@@ -192,7 +196,9 @@ def _stream_rows(r: dict) -> list[str]:
              "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
     for x in r.get("latency", []):
         lk, al = x["publish_to_linked_ms"], x["publish_to_watchlist_alert_ms"]
-        rows.append(f"| {x['rate_target']} / {x['rate_achieved']} | {_f(lk['p50'])} / "
+        who = (f" ({x['workers']} workers, {x['partitions']} partitions)"
+               if x.get("workers", 1) > 1 else "")
+        rows.append(f"| {x['rate_target']} / {x['rate_achieved']}{who} | {_f(lk['p50'])} / "
                     f"{_f(lk['p99'])} / {_f(lk['max'])} | {_f(al['p50'])} / "
                     f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |")
     rows.append("")

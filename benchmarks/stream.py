@@ -329,15 +329,20 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
         _cleanup(s)
 
 
-def latency(sim: Path, recs, rate: float, settle: float = 12.0) -> dict:
+def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1,
+            partitions: int = 1) -> dict:
+    """Publish at ``rate`` records/s to ``workers`` workers (``partitions`` per source topic)
+    that run first; publish -> linked and -> watchlist alert latencies."""
     from reglink.stack import create_topics_and_acls as create_topics
-    s = _settings(f"lat{int(rate)}", 1)
+    s = _settings(f"lat{int(rate)}w{workers}p{partitions}", partitions)
     workdir = CACHE / "stream"
     workdir.mkdir(parents=True, exist_ok=True)
     create_topics(s)
     procs = []
     try:
-        procs = [_start(s, workdir, port=0)]
+        procs = [_start(s, workdir, port=0) for _ in range(workers)]
+        if workers > 1:
+            _group_stable(s, workers)
         # warm-up: one record, wait until the worker links it (group joined, caches warm)
         warm, rest = recs[:1], recs[1:]
         publish(s, warm)
@@ -367,6 +372,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0) -> dict:
                     alat.append(m.timestamp - max(ts))
         lat = lat[1:]
         return {"rate_target": rate, "rate_achieved": round(len(rest) / pub_s),
+                "workers": workers, "partitions": partitions,
                 "records": len(recs),
                 "publish_to_linked_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99),
                                          "max": max(lat) if lat else None, "n": len(lat)},
@@ -384,7 +390,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0) -> dict:
 
 
 def run(records: int = 20000, latency_records: int = 15000, rates=(1000, 3000),
-        workers=(1, 2)) -> dict:
+        workers=(1, 2), latency_workers: int = 0) -> dict:
     from .common import corpus
     sim = corpus(records)
     recs = _records(sim)
@@ -402,6 +408,10 @@ def run(records: int = 20000, latency_records: int = 15000, rates=(1000, 3000),
         row = latency(lat_sim, lat_recs, r)
         print(row, flush=True)
         out["latency"].append(row)
+        if latency_workers > 1:  # the same rate, several workers on 8 partitions
+            row = latency(lat_sim, lat_recs, r, workers=latency_workers, partitions=8)
+            print(row, flush=True)
+            out["latency"].append(row)
     out["scaling"] = []
     for w in workers:
         row = throughput(sim, recs, workers=w, partitions=8)
