@@ -157,6 +157,11 @@ def table() -> None:
                          f"`{b.get('revision', '?')}`, same protocol, its own same-run "
                          f"baseline; {b.get('note', '')}):", ""]
                 rows += _stream_rows(b)
+        if (q := r.get("latency_quiet")):
+            rows += [f"**Latency on an idle machine** (revision `{q['revision']}`; {q['note']}):",
+                     "", "| publish rate target / achieved | publish→linked p50 / p99 / max ms | "
+                     "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
+            rows += _latency_rows(q["rows"]) + [""]
         if r.get("notes"):
             rows += [r["notes"], ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -194,14 +199,20 @@ def _stream_rows(r: dict) -> list[str]:
                     f"{x.get('mean_batch_records', 1)} |" + extra(x))
     rows += ["", "| publish rate target / achieved | publish→linked p50 / p99 / max ms | "
              "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
-    for x in r.get("latency", []):
+    rows += _latency_rows(r.get("latency", []))
+    rows.append("")
+    return rows
+
+
+def _latency_rows(latency: list[dict]) -> list[str]:
+    rows = []
+    for x in latency:
         lk, al = x["publish_to_linked_ms"], x["publish_to_watchlist_alert_ms"]
         who = (f" ({x['workers']} workers, {x['partitions']} partitions)"
                if x.get("workers", 1) > 1 else "")
         rows.append(f"| {x['rate_target']} / {x['rate_achieved']}{who} | {_f(lk['p50'])} / "
                     f"{_f(lk['p99'])} / {_f(lk['max'])} | {_f(al['p50'])} / "
                     f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |")
-    rows.append("")
     return rows
 
 
