@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -115,24 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--base is required")
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import corpus, save
-    from benchmarks.stream_ab import _hide_undeclared
+    from benchmarks.stream_ab import base_checkout
 
     events = corpus(a.records) / "events.jsonl"
     out: dict = {"corpus": str(events), "base": a.base, "batch": a.batch,
                  "base_runs": [], "new_runs": []}
-    with tempfile.TemporaryDirectory(prefix="reglink-shellab-") as tmp:
-        wt = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
-                       check=True, capture_output=True)
-        out["base_hides"] = _hide_undeclared(wt)
-        try:
-            for _ in range(a.rounds):
-                for key, src in (("base_runs", wt), ("new_runs", ROOT)):
-                    out[key].append(_run(src, events, a.batch))
-                    print(key, out[key][-1], flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
-                           capture_output=True)
+    with base_checkout(a.base) as (wt, hides):
+        out["base_hides"] = hides
+        for _ in range(a.rounds):
+            for key, src in (("base_runs", wt), ("new_runs", ROOT)):
+                out[key].append(_run(src, events, a.batch))
+                print(key, out[key][-1], flush=True)
 
     def med(rows, k):
         vals = sorted(r[k] for r in rows)

@@ -14,6 +14,7 @@ noisy than wall rates on a shared machine) and sustained linked records/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -38,6 +39,21 @@ def _hide_undeclared(checkout: Path) -> list[str]:
     return hidden
 
 
+@contextlib.contextmanager
+def base_checkout(rev: str):
+    """A temporary git worktree of ``rev`` with its undeclared accelerators hidden; yields
+    (path, what was hidden) and removes the worktree afterwards."""
+    with tempfile.TemporaryDirectory(prefix="reglink-ab-") as tmp:
+        wt = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(wt), rev], cwd=ROOT,
+                       check=True, capture_output=True)
+        try:
+            yield wt, _hide_undeclared(wt)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
+                           capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import stream
 
@@ -51,22 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     recs = stream._records(sim)
     out: dict = {"corpus": str(sim), "records": len(recs), "base": a.base,
                  "bare": [], "base_runs": [], "new_runs": []}
-    with tempfile.TemporaryDirectory(prefix="reglink-ab-") as tmp:
-        wt = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
-                       check=True, capture_output=True)
-        out["base_hides"] = _hide_undeclared(wt)
-        try:
-            out["bare"].append(stream.throughput(sim, recs, bare=True))
-            print("bare", out["bare"][-1], flush=True)
-            for _ in range(a.rounds):
-                for key, src in (("base_runs", wt), ("new_runs", ROOT)):
-                    row = stream.throughput(sim, recs, src=src)
-                    out[key].append(row)
-                    print(key, row, flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
-                           capture_output=True)
+    with base_checkout(a.base) as (wt, hides):
+        out["base_hides"] = hides
+        out["bare"].append(stream.throughput(sim, recs, bare=True))
+        print("bare", out["bare"][-1], flush=True)
+        for _ in range(a.rounds):
+            for key, src in (("base_runs", wt), ("new_runs", ROOT)):
+                row = stream.throughput(sim, recs, src=src)
+                out[key].append(row)
+                print(key, row, flush=True)
 
     def mean(rows, k):
         vals = [r[k] for r in rows if r.get(k) is not None]
