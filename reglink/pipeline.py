@@ -63,6 +63,11 @@ def _alert_id(*parts: str) -> str:
     return "A" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
+def _watch_alert_id(watch_id: str, anchor: str) -> str:
+    """The watchlist alert of one (watch entry, person anchor) pair."""
+    return _alert_id("watchlist_match", watch_id, anchor)
+
+
 class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out."""
 
@@ -276,9 +281,12 @@ class Pipeline:
             if got and len(got) <= self.store.max_bucket and not k.startswith("wl/"):
                 members |= got
         if members:
-            ids = sorted(members)
-            self.kv.prefetch([f"{p}:{i}" for i in ids for p in ("m", "i", "s")], [])
+            self._prefetch_persons(sorted(members))
         return True
+
+    def _prefetch_persons(self, pids) -> None:
+        """Each person's merged-into pointer, identity and stays, in one round trip."""
+        self.kv.prefetch([f"{p}:{pid}" for pid in pids for p in ("m", "i", "s")], [])
 
     def _counter(self, metric, label: str):
         """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
@@ -524,8 +532,7 @@ class Pipeline:
         outs: list[Out] = []
         due = self.kv.zupto("due", value)
         if due:  # what _evaluate reads first for each, in one round trip (Redis) not three
-            pids = dict.fromkeys(member.rsplit("|", 1)[0] for member, _score in due)
-            self.kv.prefetch([f"{p}:{pid}" for pid in pids for p in ("m", "i", "s")], [])
+            self._prefetch_persons(dict.fromkeys(m.rsplit("|", 1)[0] for m, _score in due))
         for member, _score in due:
             pid, pref = member.rsplit("|", 1)
             self.kv.zrem("due", member)
@@ -637,8 +644,8 @@ class Pipeline:
             anchor = ident.rule_anchor
             self.kv.prefetch(
                 [k for w in found for k in (
-                    f"w:{w}", f"sup:{_alert_id('watchlist_match', w, anchor)}")],
-                [f"{p}:{w}" for w in found for p in ("wp", "wa")] + ["misused"])
+                    f"w:{w}", decisions.suppression_key(_watch_alert_id(w, anchor)))],
+                [f"{p}:{w}" for w in found for p in ("wp", "wa")] + [decisions.MISUSED_SET])
         for watch_id in found:
             raw = self.kv.get(f"w:{watch_id}")
             if not raw:
@@ -665,7 +672,7 @@ class Pipeline:
         alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
         if ident.person_id in alerted or (below and not alerted):
             return []  # named already, or neither named nor able to doubt anyone named
-        aid = _alert_id("watchlist_match", watch_id, ident.rule_anchor)
+        aid = _watch_alert_id(watch_id, ident.rule_anchor)
         if self._cleared(aid, ident.person_id, report_ts):
             return []  # a reviewer cleared this pair, or marked the person's identity misused
         outs: list[Out] = []
@@ -709,7 +716,7 @@ class Pipeline:
         for pid in found:
             other = by_id.get(pid) or self.store.get(pid)
             if other is not None and not self._cleared(
-                    _alert_id("watchlist_match", watch_id, other.rule_anchor), pid, report_ts):
+                    _watch_alert_id(watch_id, other.rule_anchor), pid, report_ts):
                 kept.append(pid)
         return kept
 

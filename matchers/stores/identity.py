@@ -292,6 +292,8 @@ class KVIdentityStore:
             ops.append(("incrby", "n:identities", -1))
             return ops, {f"i:{pid}": raw, **state, **extra[pid]}
 
+        checked = getattr(self.kv, "apply_checked", None)  # None: embedded store
+
         def commit(group: list[str]) -> None:
             ops: list[tuple] = []
             expect: dict[str, str | None] = {}
@@ -299,7 +301,6 @@ class KVIdentityStore:
                 o, e = unit(pid)
                 ops += o
                 expect.update(e)
-            checked = getattr(self.kv, "apply_checked", None)
             if checked is not None:
                 checked(ops, expect, {})
             else:  # embedded store: one writer by construction
@@ -307,7 +308,6 @@ class KVIdentityStore:
 
         done: list[str] = []
         order = list(doomed)
-        shared = getattr(self.kv, "apply_checked", None) is not None
         for n in range(0, 0 if dry_run else len(order), 50):
             group = order[n:n + 50]  # 50 identities per atomic unit: one round trip
             t0 = time.perf_counter()
@@ -321,7 +321,7 @@ class KVIdentityStore:
                         done.append(pid)
                     except Conflict:
                         rep.conflicts += 1
-            if shared and yield_ratio > 0:
+            if checked is not None and yield_ratio > 0:  # shared: leave writers a window
                 time.sleep((time.perf_counter() - t0) * yield_ratio)
         for pid in (order if dry_run else done):
             self._cache.pop(pid, None)

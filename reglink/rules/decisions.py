@@ -179,6 +179,14 @@ def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: st
 
 
 # ---------------------------------------------------------------- feedback into matching
+MISUSED_SET = "misused"  # person ids whose identity a reviewer marked misused
+
+
+def suppression_key(alert_id: str) -> str:
+    """Where a reviewer's dismissal of the pair behind ``alert_id`` is kept."""
+    return f"sup:{alert_id}"
+
+
 def effects(decision: dict) -> list[tuple[str, str, str]]:
     """What a decision changes in the pipeline's state: ``(op, key, value)`` with op
     ``set`` or ``sadd``. Only dismissals and misused-identity marks feed back."""
@@ -187,9 +195,9 @@ def effects(decision: dict) -> list[tuple[str, str, str]]:
         until = None if decision.get("cannot_link") else decision.get("suppress_until")
         value = {"until": until, "reason": decision.get("reason"),
                  "decision_id": decision.get("decision_id")}
-        return [("set", f"sup:{decision['alert_id']}", json.dumps(value))]
+        return [("set", suppression_key(decision["alert_id"]), json.dumps(value))]
     if action == "misused_identity" and decision.get("person_id"):
-        return [("sadd", "misused", decision["person_id"])]
+        return [("sadd", MISUSED_SET, decision["person_id"])]
     return []
 
 
@@ -202,14 +210,14 @@ def suppressed(get: Callable[[str], str | None], members: Callable[[str], set[st
                at: float | None) -> str | None:
     """Why the (person, watch entry) pair behind ``alert_id`` must not alert at event time
     ``at`` (``None``: unknown, treated as inside any period), or ``None`` if it may."""
-    raw = get(f"sup:{alert_id}")
+    raw = get(suppression_key(alert_id))
     if raw:
         sup = json.loads(raw)
         if sup.get("until") is None:
             return "cannot_link"
         if at is None or at < _ts(sup["until"]):
             return "dismissed"
-    for marked in members("misused"):
+    for marked in members(MISUSED_SET):
         if marked == person_id or resolve(marked) == person_id:
             return "misused_identity"
     return None
