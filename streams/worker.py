@@ -57,9 +57,35 @@ def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> W
     return shell
 
 
+# faust, mode and aiokafka log their routine at debug/info; the worker's log keeps warnings
+QUIET_LOGGERS = ("faust", "mode", "aiokafka")
+
+
+def worker_class():
+    from faust.worker import Worker
+
+    class JsonLogWorker(Worker):
+        """faust's Worker, with reglink's logging kept.
+
+        faust's own set-up replaces the root handler and, for its terminal spinner, puts the
+        root logger at DEBUG: every debug call in faust, mode and aiokafka (one per message
+        the producer sends) then builds a log record only for the handlers to drop it, and
+        the log turns from JSON lines into faust's text. Here the root logger is put back as
+        ``reglink logs`` sets it (JSON, INFO) and the libraries' loggers at WARNING."""
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            from reglink.logs import configure_json_logging
+
+            self.spinner = None
+            configure_json_logging()
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+    return JsonLogWorker
+
+
 def run_worker(settings: Settings, workdir: str | None = None,
                metrics_port: int | None = None) -> None:
-    from faust.worker import Worker
     from prometheus_client import start_http_server
 
     from reglink.logs import configure_json_logging
@@ -80,4 +106,4 @@ def run_worker(settings: Settings, workdir: str | None = None,
     from .app import configure
 
     app = configure(settings, shell, str(datadir))
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    worker_class()(app, loglevel="warning", quiet=True).execute_from_commandline()

@@ -54,3 +54,10 @@ def test_worker_dead_letters_bad_records_and_keeps_linking(kafka_settings, redis
         assert d["reason"].split(":")[0] == code, (raw, d["reason"])
         assert d["origin"]["topic"] == topic and isinstance(d["origin"]["offset"], int)
         assert d["source"] == "hotel"
+    # The worker's log stays JSON lines once faust has started (faust's own set-up replaces
+    # the root handler with its text format): the dead-letter warnings come after it.
+    lines = [ln for ln in worker.log.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    logged = [json.loads(ln) for ln in lines]  # every line: a JSON object
+    assert all({"t", "level", "logger", "msg"} <= set(e) for e in logged), lines
+    dead_logged = [e for e in logged if e["msg"].startswith("dead-lettered record")]
+    assert len(dead_logged) == len(BAD) and all(e["level"] == "warning" for e in dead_logged)
