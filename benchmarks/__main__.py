@@ -210,6 +210,11 @@ def _latency_rows(latency: list[dict]) -> list[str]:
         lk, al = x["publish_to_linked_ms"], x["publish_to_watchlist_alert_ms"]
         who = (f" ({x['workers']} workers, {x['partitions']} partitions)"
                if x.get("workers", 1) > 1 else "")
+        if x.get("bare"):  # the ceiling: publish -> forwarded by the bare faust agent
+            rows.append(f"| {x['rate_target']} / {x['rate_achieved']}{who}, **bare faust "
+                        f"forwarder** | {_f(lk['p50'])} / {_f(lk['p99'])} / {_f(lk['max'])} "
+                        "(publish→forwarded) | – |")
+            continue
         rows.append(f"| {x['rate_target']} / {x['rate_achieved']}{who} | {_f(lk['p50'])} / "
                     f"{_f(lk['p99'])} / {_f(lk['max'])} | {_f(al['p50'])} / "
                     f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |")

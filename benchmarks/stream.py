@@ -132,7 +132,9 @@ def _start(s, workdir: Path, bare: bool = False, port: int = 0,
            src: Path = ROOT) -> subprocess.Popen:
     """A worker (or the bare forwarder) of the code at ``src`` (default: this tree; a base
     revision's checkout for a same-run before/after, see ``benchmarks.stream_ab``)."""
-    env = {**os.environ, **s.to_env(), "PYTHONPATH": str(src)}
+    env = {**os.environ, **s.to_env(), "PYTHONPATH": str(src),
+           # the stack's state (credentials, CA) even when the worker runs in another checkout
+           "REGLINK_STATE_DIR": str(Path(s.state_dir).resolve())}
     log = (workdir / f"{s.app_id}-{time.time_ns()}.log").open("wb")
     argv = [sys.executable, "-m", "benchmarks.bare_forwarder"] if bare else \
         [sys.executable, "-m", "reglink.cli", "worker", "--workdir",
@@ -330,17 +332,18 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
 
 
 def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1,
-            partitions: int = 1) -> dict:
+            partitions: int = 1, bare: bool = False) -> dict:
     """Publish at ``rate`` records/s to ``workers`` workers (``partitions`` per source topic)
-    that run first; publish -> linked and -> watchlist alert latencies."""
+    that run first; publish -> linked and -> watchlist alert latencies. ``bare``: the bare
+    forwarder instead (the ceiling: publish -> forwarded, through faust alone)."""
     from reglink.stack import create_topics_and_acls as create_topics
-    s = _settings(f"lat{int(rate)}w{workers}p{partitions}", partitions)
+    s = _settings(f"{'blat' if bare else 'lat'}{int(rate)}w{workers}p{partitions}", partitions)
     workdir = CACHE / "stream"
     workdir.mkdir(parents=True, exist_ok=True)
     create_topics(s)
     procs = []
     try:
-        procs = [_start(s, workdir, port=0) for _ in range(workers)]
+        procs = [_start(s, workdir, bare, port=0) for _ in range(workers)]
         if workers > 1:
             _group_stable(s, workers)
         # warm-up: one record, wait until the worker links it (group joined, caches warm)
@@ -348,15 +351,16 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
         publish(s, warm)
         _wait_linked(s, 1, 120, procs)
         pub_s = publish(s, rest, rate)
-        n_link = sum(1 for r in recs if r[0] != "watchlist")
+        n_link = len(recs) if bare else sum(1 for r in recs if r[0] != "watchlist")
         linked = _wait_linked(s, n_link, 300, procs)
-        time.sleep(settle)
+        if not bare:
+            time.sleep(settle)
         alerts = read_all(s, "alerts")
         raw = _raw_times(s)
         lat, by_time = [], []
         for m in linked:
             v = json.loads(m.value)
-            t = raw.get(f"{v['source']}:{v['record_id']}")
+            t = raw.get(f"{v['source']}:{v.get('record_id') or v.get('watch_id')}")
             if t is not None and m.key is not None:
                 lat.append(m.timestamp - t)
                 by_time.append((t, m.timestamp - t))
@@ -372,7 +376,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
                     alat.append(m.timestamp - max(ts))
         lat = lat[1:]
         return {"rate_target": rate, "rate_achieved": round(len(rest) / pub_s),
-                "workers": workers, "partitions": partitions,
+                "workers": workers, "partitions": partitions, "bare": bare,
                 "records": len(recs),
                 "publish_to_linked_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99),
                                          "max": max(lat) if lat else None, "n": len(lat)},
@@ -405,6 +409,10 @@ def run(records: int = 20000, latency_records: int = 15000, rates=(1000, 3000),
     lat_recs = _records(lat_sim)
     out["latency"] = []
     for r in rates:
+        # the ceiling at this rate first: the bare forwarder on the same stack
+        row = latency(lat_sim, lat_recs, r, bare=True)
+        print(row, flush=True)
+        out["latency"].append(row)
         row = latency(lat_sim, lat_recs, r)
         print(row, flush=True)
         out["latency"].append(row)

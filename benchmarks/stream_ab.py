@@ -62,20 +62,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--name", default="stream_ab", help="results file name (no .json)")
+    ap.add_argument("--bare-both", action="store_true",
+                    help="also run the bare forwarder of each side every round (when the "
+                         "change touches it too)")
     a = ap.parse_args(argv)
     sim = corpus(a.records)
     recs = stream._records(sim)
     out: dict = {"corpus": str(sim), "records": len(recs), "base": a.base,
-                 "bare": [], "base_runs": [], "new_runs": []}
+                 "bare": [], "base_runs": [], "new_runs": [], "base_bare": [], "new_bare": []}
     with base_checkout(a.base) as (wt, hides):
         out["base_hides"] = hides
-        out["bare"].append(stream.throughput(sim, recs, bare=True))
-        print("bare", out["bare"][-1], flush=True)
+        if not a.bare_both:
+            out["bare"].append(stream.throughput(sim, recs, bare=True))
+            print("bare", out["bare"][-1], flush=True)
         for _ in range(a.rounds):
             for key, src in (("base_runs", wt), ("new_runs", ROOT)):
                 row = stream.throughput(sim, recs, src=src)
                 out[key].append(row)
                 print(key, row, flush=True)
+                if a.bare_both:
+                    bkey = key.replace("_runs", "_bare")
+                    out[bkey].append(stream.throughput(sim, recs, bare=True, src=src))
+                    print(bkey, out[bkey][-1], flush=True)
 
     def mean(rows, k):
         vals = [r[k] for r in rows if r.get(k) is not None]
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         side: {"cpu_ms_per_record": mean(out[side], "cpu_ms_per_record"),
                "sustained_per_s": mean(out[side], "sustained_per_s"),
                "links_f1": mean(out[side], "links_f1")}
-        for side in ("bare", "base_runs", "new_runs")}
+        for side in ("bare", "base_runs", "new_runs", "base_bare", "new_bare") if out[side]}
     print(json.dumps(out["summary"], indent=2))
     save(a.name, out)
     return 0
