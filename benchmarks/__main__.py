@@ -150,7 +150,8 @@ def table() -> None:
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("repeat", "loaded", "before", "before_previous", "before_older"):
+        for name in ("fourth_session", "repeat", "loaded", "before", "before_previous",
+                     "before_older"):
             if (b := r.get(name)):
                 kind = "Other run" if name in ("repeat", "loaded") else "Before"
                 rows += [f"**{kind}** ({b.get('label', 'per-record worker')}, revision "

@@ -91,7 +91,10 @@ def child(corpus: Path, batch: int) -> dict:
 
 
 def _run(src: Path, corpus: Path, batch: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    from reglink.settings import Settings
+    env = {**os.environ, "PYTHONPATH": str(src),
+           # the stack's state (credentials) even when the child runs in another checkout
+           "REGLINK_STATE_DIR": str(Path(Settings().state_dir).resolve())}
     out = subprocess.run([sys.executable, str(HERE), "--child", str(corpus), "--batch",
                           str(batch)], env=env, cwd=src, check=True, capture_output=True,
                          text=True).stdout
