@@ -29,7 +29,6 @@ from .normalise import soundex
 from .pseudo import Pseudonymiser
 from .types import Identity, IdentityStore, PersonRecord
 
-
 # A weak key (a name alone) that holds more identities than this is not searched. With the
 # shipped model a name agreement plus the same sex, without a birth date (or with a
 # mistyped one), ID or phone, reaches the link threshold only with a TF adjustment >= +0.6,

@@ -124,7 +124,8 @@ def em(vec: np.ndarray, u: dict, m0: dict, lam0: float, iterations: int = 40,
     m, lam = m0, lam0
     it = 0
     g = np.zeros(len(vec))
-    for it in range(1, iterations + 1):
+    while it < iterations:
+        it += 1
         g = _posterior(vec, m, u, lam)
         new_lam = float(np.clip(g.mean(), 1e-4, 1 - 1e-4))
         m = _freq(vec, g)

@@ -90,9 +90,10 @@ def city_label(c: County) -> str:
     return f"{c.city}市{c.district}"
 
 
-_ROADS = ["人民路", "解放路", "建设路", "中山路", "胜利路", "和平路", "新华路", "文化路", "朝阳路",
-          "长江路", "黄河路", "青年路", "学府路", "科技路", "工业大道", "桃园路", "滨河路", "光明路",
-          "幸福路", "东风路", "南京路", "北京路", "翠竹路", "花园路", "湖滨路", "创业路"]
+_ROADS = ["人民路", "解放路", "建设路", "中山路", "胜利路", "和平路", "新华路", "文化路",
+          "朝阳路", "长江路", "黄河路", "青年路", "学府路", "科技路", "工业大道", "桃园路",
+          "滨河路", "光明路", "幸福路", "东风路", "南京路", "北京路", "翠竹路", "花园路",
+          "湖滨路", "创业路"]
 _ESTATES = ["花园", "小区", "新村", "公寓", "家园", "城", "苑", "雅居", "名都", "华府"]
 _ESTATE_PRE = ["阳光", "锦绣", "金色", "碧桂", "万科", "翠湖", "幸福", "富力", "保利", "世纪",
                "东方", "龙湖", "绿地", "恒大", "城市", "滨江"]
@@ -112,7 +113,8 @@ def address(rng: random.Random, c: County) -> str:
         est = rng.choice(_ESTATE_PRE) + rng.choice(_ESTATES)
         return (f"{city_label(c)}{road}{rng.randint(1, 399)}号{est}{rng.randint(1, 30)}栋"
                 f"{rng.randint(1, 4)}单元{rng.randint(1, 33)}{rng.randint(1, 8):02d}")
-    return f"{city_label(c)}{road}{rng.randint(1, 999)}号{rng.randint(1, 12)}{rng.randint(1, 6):02d}"
+    return (f"{city_label(c)}{road}{rng.randint(1, 999)}号"
+            f"{rng.randint(1, 12)}{rng.randint(1, 6):02d}")
 
 
 class Catalog:

@@ -11,7 +11,6 @@ from . import geo, ids
 GRACE = {"rental": timedelta(days=3), "job": timedelta(days=3), "hotel": timedelta(days=30)}
 GAP = timedelta(hours=24)
 LATENESS = timedelta(hours=1)
-_FAR = datetime.max.replace(year=9999)
 
 
 def known_id(id_number: str | None) -> str | None:
@@ -49,7 +48,7 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
         return []
     watermark = max(reports) - LATENESS
     tz = reports[0].tzinfo
-    far = _FAR.replace(tzinfo=tz)
+    far = datetime.max.replace(tzinfo=tz)  # in the records' time zone
     alerts = []
     for pid in sorted(by_person):
         recs = by_person[pid]
@@ -70,7 +69,8 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
             else:
                 o = open_in.pop(r["hotel_id"], None)
                 if o is not None:
-                    start, end = datetime.fromisoformat(o["time"]), datetime.fromisoformat(r["time"])
+                    start = datetime.fromisoformat(o["time"])
+                    end = datetime.fromisoformat(r["time"])
                     iv[o["city_code"][:4]].append((start, end, GRACE["hotel"],
                                                    [o["record_id"], r["record_id"]]))
         for o in open_in.values():

@@ -103,7 +103,8 @@ def kafka_entrypoint_run(compose, tmp_path_factory) -> dict[str, Any]:
     (home / "bin").mkdir(parents=True)
     for name in ("kafka-storage.sh", "kafka-server-start.sh"):
         script = home / "bin" / name
-        script.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > {tmp}/{name}.args\n')
+        script.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done'
+                          f' > {tmp}/{name}.args\n')
         script.chmod(0o755)
     env = {**_compose_kafka_env(compose), "PATH": os.environ["PATH"], "KAFKA_HOME": str(home),
            "REGLINK_DEPLOY_DIR": str(ROOT / "deploy/kafka"),
@@ -256,7 +257,8 @@ REDIS_PWS = {u: f"{u}-redis-pw" for u in kafka_auth.REDIS_USERS}
 @pytest.fixture(scope="module")
 def redis_entrypoint_run(tmp_path_factory) -> dict[str, Any]:
     """Run deploy/redis/compose-entrypoint.sh outside a container; `echo` stands in for the
-    image's entrypoint (the real redis-server on this file: tests/security/test_compose_services)."""
+    image's entrypoint (the real redis-server on this file:
+    tests/security/test_compose_services)."""
     tmp = tmp_path_factory.mktemp("compose-redis")
     env = {"PATH": os.environ["PATH"], "REGLINK_DEPLOY_DIR": str(ROOT / "deploy/redis"),
            "REGLINK_REDIS_CONF": str(tmp / "redis.conf"), "REDIS_EXEC": "echo",

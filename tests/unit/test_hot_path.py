@@ -104,7 +104,7 @@ def test_typed_identity_decode_equals_the_plain_one():
     assert raw.startswith('["rid:x",')  # positional: no field names, no person id
     ident.anchor = f"rid:{ident.rid_hash}"  # the usual anchor is elided
     assert _dump(ident).startswith('["=",') and _load(_dump(ident), "P") == ident
-    assert f'["=",' in _dump(ident) and ident.rid_hash in ident.id_hashes  # the ID once
+    assert '["=",' in _dump(ident) and ident.rid_hash in ident.id_hashes  # the ID once
     assert ident.rid_hash not in json.loads(_dump(ident))[6]  # not repeated in id_hashes
     bare = '{"person_id":"P","anchor":"rec:a"}'  # written before issue 4: still readable
     assert _load_fast(bare) == _load(bare) == Identity(person_id="P", anchor="rec:a")

@@ -6,6 +6,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -292,7 +293,8 @@ def test_truth_alerts_on_the_contract_example():
          "posted_at": "2026-03-06T09:00:00+08:00", "person": {"name": "CHEN Li"}},
         {"source": "residence", "record_id": "T-44001", "city_code": "440305",
          "registered_at": "2026-03-12T15:20:00+08:00", "valid_from": "2026-03-12",
-         "valid_until": "2027-03-11", "person": {"name": "陈丽", "id_number": "340102198803150022"}},
+         "valid_until": "2027-03-11",
+         "person": {"name": "陈丽", "id_number": "340102198803150022"}},
         {"source": "hotel", "record_id": "H-90002", "event": "check_in", "hotel_id": "H110105-003",
          "city_code": "110105", "time": "2026-03-09T23:40:00+08:00",
          "person": {"name": "刘建国", "id_number": "110105790402031"}},
@@ -499,5 +501,5 @@ def test_no_person_is_in_two_hotels_at_once(big_world):
     # stays left open (check-out not reported) have no known end: not checked
     for pid, ss in stays.items():
         ss.sort()
-        for (a0, a1), (b0, _b1) in zip(ss, ss[1:]):
+        for (a0, a1), (b0, _b1) in pairwise(ss):
             assert b0 >= a1, (pid, a0, a1, b0)
