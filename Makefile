@@ -11,7 +11,7 @@ PY      := $(VENV)/bin/python
 REGLINK := $(VENV)/bin/reglink
 STAMP   := $(VENV)/.reglink-installed
 
-.PHONY: help setup stack-up stack-down stack-status test test-unit test-integration demo clean-state bench
+.PHONY: help setup stack-up stack-down stack-status lint test test-unit test-integration demo clean-state bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
@@ -33,7 +33,10 @@ stack-down: ## Stop the local stack
 stack-status: setup ## Show whether Kafka and Redis are up and answering
 	$(REGLINK) stack status
 
-test: setup stack-up ## Run every test, unit and integration (starts the stack if needed)
+lint: setup ## Lint (ruff, the rules in pyproject.toml); part of `make test`
+	$(VENV)/bin/ruff check .
+
+test: setup lint stack-up ## Lint, then every test, unit and integration (starts the stack if needed)
 	$(PY) -m pytest -q tests/
 
 test-unit: setup ## Run only the tests that need no stack
