@@ -1,9 +1,8 @@
 """The stream baseline: a faust agent that only forwards every source record to ``linked``.
 
 Same broker, same topics, same faust settings and Worker class as the worker (manual commit
-cadence, acks=-1);
-no parsing, no matching, no Redis. Run: ``python -m benchmarks.bare_forwarder`` with the
-``REGLINK_*`` environment of the run."""
+cadence, acks=-1); no parsing, no matching, no Redis. Run:
+``python -m benchmarks.bare_forwarder`` with the ``REGLINK_*`` environment of the run."""
 
 from __future__ import annotations
 

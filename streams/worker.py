@@ -71,7 +71,8 @@ def worker_class():
         root logger at DEBUG: every debug call in faust, mode and aiokafka (one per message
         the producer sends) then builds a log record only for the handlers to drop it, and
         the log turns from JSON lines into faust's text. Here the root logger is put back as
-        ``reglink logs`` sets it (JSON, INFO) and the libraries' loggers at WARNING."""
+        :func:`reglink.logs.configure_json_logging` sets it (JSON lines, INFO), and the
+        libraries' loggers at WARNING."""
 
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             from reglink.logs import configure_json_logging
