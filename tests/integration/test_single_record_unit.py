@@ -6,9 +6,9 @@ outputs and the same state as the same record run in a batch."""
 import pytest
 from corekit import ordered_corpus
 
-from matchers.stores import kv as kvmod
 from matchers.stores.kv import RedisKV
 from reglink.contract import record_key
+from reglink.kafka_auth import connect_redis
 from reglink.pipeline import Pipeline
 
 
@@ -17,20 +17,28 @@ def corpus(tmp_path_factory):
     return ordered_corpus(tmp_path_factory.mktemp("sim"), persons=300, days=20, seed=5)
 
 
-def _counted(monkeypatch) -> dict:
-    """Count the Redis round trips ``RedisKV`` makes (commands and script calls)."""
+def _count_round_trips(client) -> dict:
+    """Count what this client sends to Redis: each command or script call, and each pipeline
+    (one round trip however many commands it carries)."""
     trips = {"n": 0}
-    for name in ("get", "mget", "fetch", "apply_checked", "apply", "zupto", "incrby", "incr",
-                 "smembers", "scard", "set", "delete", "sadd", "srem", "zadd", "zrem"):
-        orig = getattr(RedisKV, name, None)
-        if orig is None:
-            continue
+    send, pipeline = client.execute_command, client.pipeline
 
-        def counted(self, *a, _orig=orig, _name=name, **k):
-            if not (_name == "fetch" and not (a[0] or a[1])):  # an empty fetch sends nothing
-                trips["n"] += 1
-            return _orig(self, *a, **k)
-        monkeypatch.setattr(kvmod.RedisKV, name, counted)
+    def execute_command(*args, **kwargs):
+        trips["n"] += 1
+        return send(*args, **kwargs)
+
+    def counted_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a, **k):
+            trips["n"] += 1
+            return run(*a, **k)
+        pipe.execute = execute
+        return pipe
+
+    client.execute_command = execute_command
+    client.pipeline = counted_pipeline
     return trips
 
 
@@ -43,17 +51,17 @@ def _state(kv: RedisKV) -> dict[str, str]:
     return dict(zip(keys, kv.mget(keys), strict=True))
 
 
-def test_one_record_reads_ahead_and_matches_a_batch(settings, redis_client, corpus,
-                                                    monkeypatch):
+def test_one_record_reads_ahead_and_matches_a_batch(settings, redis_client, corpus):
     records = corpus[:250]
     alone_s = settings.model_copy(update={"redis_prefix": settings.redis_prefix + "a:"})
     batch_s = settings.model_copy(update={"redis_prefix": settings.redis_prefix + "b:"})
-    alone_kv = RedisKV(redis_client, alone_s.redis_prefix)
+    counted = connect_redis(settings, "admin")
+    trips = _count_round_trips(counted)
+    alone_kv = RedisKV(counted, alone_s.redis_prefix)
     batch_kv = RedisKV(redis_client, batch_s.redis_prefix)
     alone = Pipeline(alone_s, alone_kv, outbox=False)
     batch = Pipeline(batch_s, batch_kv, outbox=False)
 
-    trips = _counted(monkeypatch)
     per_record = []
     got_alone = []
     for r in records:
@@ -69,6 +77,7 @@ def test_one_record_reads_ahead_and_matches_a_batch(settings, redis_client, corp
     assert [[(o.topic, o.key, o.value) for o in outs] for _p, outs in got_alone] == \
         [[(o.topic, o.key, o.value) for o in outs] for _p, outs in got_batch]
     assert _state(alone_kv) == _state(batch_kv)
+    counted.close()
     assert all(alone.store.link_of(record_key(r)) for r in records
                if r["source"] != "watchlist")
     # read ahead: at most two fetches and the commit for most records, a few more where a
