@@ -26,6 +26,12 @@ class PipelineMetrics:
         self.link_latency = Histogram(
             "reglink_link_latency_seconds", "Time from a record's report time to its link",
             buckets=_LAT_BUCKETS, registry=r)
+        self.publish_latency = Histogram(
+            "reglink_publish_to_linked_seconds",
+            "Time from a source record's publication (its Kafka timestamp) to the worker's "
+            "outputs for it: fetch, event-time merge, queueing and processing",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r)
         self.process_latency = Histogram(
             "reglink_process_seconds", "Processing time of one record in the worker",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1), registry=r)

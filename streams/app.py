@@ -211,7 +211,8 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
         # merger is never committed early (faust commits the highest contiguous acked offset).
         async for event in stream.noack().events():
             msg = event.message
-            item, msgs = shell.accept(event.value, msg.topic, msg.partition, msg.offset)
+            item, msgs = shell.accept(event.value, msg.topic, msg.partition, msg.offset,
+                                      published=msg.timestamp)
             if item is None:  # dead letter: no ordering needed
                 await send_all(msgs)
                 event.ack()

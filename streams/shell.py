@@ -53,6 +53,7 @@ class Item:
     received: float
     raw: bytes
     origin: dict
+    published: float | None = None  # the source message's Kafka timestamp (epoch s)
 
 
 class WorkerShell:
@@ -71,9 +72,11 @@ class WorkerShell:
         return msgs if item is None else self.process(item, now)
 
     def accept(self, raw: bytes, topic: str, partition: int, offset: int,
-               now: float | None = None) -> tuple[Item | None, list[Message]]:
+               now: float | None = None, published: float | None = None
+               ) -> tuple[Item | None, list[Message]]:
         """Parse one message. A record the contract rejects becomes its dead letter at once;
-        a valid one becomes an :class:`Item` to process (possibly after reordering)."""
+        a valid one becomes an :class:`Item` to process (possibly after reordering).
+        ``published``: the message's Kafka timestamp, for the publish -> linked histogram."""
         now = time.time() if now is None else now
         self.positions[(topic, partition)] = offset
         source = self.source_of.get(topic, "person")
@@ -88,7 +91,7 @@ class WorkerShell:
         rt = report_time(record)
         ts_ = rt.timestamp() if rt is not None else None
         return Item(record, source, f"{source}#{partition}", order_key(source, ts_), ts_, now,
-                    raw, origin), []
+                    raw, origin, published), []
 
     def process(self, item: Item, now: float | None = None) -> list[Message]:
         now = time.time() if now is None else now
@@ -111,6 +114,7 @@ class WorkerShell:
         self.pipe.metrics.process_latency.observe(time.perf_counter() - t0)
         if item.report_ts is not None:
             self.pipe.metrics.link_latency.observe(max(0.0, item.received - item.report_ts))
+        self._observe_published([item])
         self._observe_alerts(outs, now)
         return self.encode(outs)
 
@@ -161,7 +165,17 @@ class WorkerShell:
                 metrics.link_latency.observe(max(0.0, it.received - it.report_ts))
             self._observe_alerts(outs, now)
             out += self.encode(outs)
+        self._observe_published(items)
         return out
+
+    def _observe_published(self, items: list[Item]) -> None:
+        """Publish -> linked: from each source message's Kafka timestamp to now, when its
+        outputs are ready (what a downstream consumer waits, less the produce)."""
+        done = time.time()
+        hist = self.pipe.metrics.publish_latency
+        for it in items:
+            if it.published is not None:
+                hist.observe(max(0.0, done - it.published))
 
     def tick(self, now: float | None = None) -> list[Message]:
         now = time.time() if now is None else now

@@ -488,7 +488,7 @@ def test_dashboard_only_uses_known_metric_names() -> None:
         "reglink_identities_created_total", "reglink_identity_merges_total",
         "reglink_alerts_total", "reglink_link_latency_seconds_bucket",
         "reglink_alert_latency_seconds_bucket", "reglink_consumer_lag",
-        "reglink_published_total",
+        "reglink_published_total", "reglink_publish_to_linked_seconds_bucket",
     }
     dash = json.loads((ROOT / "deploy/grafana/dashboards/pipeline.json").read_text())
     used = {m for p in dash["panels"] for t in p["targets"]

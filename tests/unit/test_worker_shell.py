@@ -81,3 +81,28 @@ def test_redis_outage_is_retried_not_dead_lettered():
     line = EXAMPLES.read_bytes().splitlines()[2]
     with pytest.raises(RetryLater):
         shell.handle(line, s.topic("hotel.raw"), 0, 0, now=1.0)
+
+
+def test_publish_to_linked_is_observed_per_record_from_its_kafka_timestamp():
+    """Batches and single records both observe each record's publish -> outputs time, from
+    the Kafka timestamp ``accept`` was given; a record without one is not observed."""
+    import time
+
+    shell, s = make_shell()
+    lines = EXAMPLES.read_bytes().splitlines()
+    items = []
+    published = time.time() - 2.0  # published two seconds ago
+    for n, line in enumerate(lines):
+        src = json.loads(line)["source"]
+        item, _dl = shell.accept(line, s.topic(f"{src}.raw"), 0, n,
+                                 published=published if n else None)
+        if item is not None:
+            items.append(item)
+    shell.process_batch(items[:-1])
+    shell.process_batch(items[-1:])  # a batch of one goes through process()
+    hist = shell.pipe.metrics.publish_latency
+    text = generate_latest(shell.pipe.metrics.registry).decode()
+    assert f"reglink_publish_to_linked_seconds_count {len(items) - 1}.0" in text
+    total = hist._sum.get()  # every observation is about 2 s (>= 2, well below 2 + 60)
+    assert 2.0 * (len(items) - 1) <= total < (2.0 + 60) * (len(items) - 1)
+    assert 'reglink_publish_to_linked_seconds_bucket{le="1.0"} 0.0' in text
