@@ -46,7 +46,9 @@ def test_alert_rules_and_config_pass_promtool():
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: apt-get install -y prometheus"
     for args in (["check", "rules", str(RULES)],
-                 ["check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")]):
+                 ["check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
+                 # the rules' unit tests: given series, the alert fires (or stays quiet)
+                 ["test", "rules", str(ROOT / "deploy/prometheus/alerts_test.yml")]):
         got = subprocess.run([promtool, *args], capture_output=True, text=True)
         assert got.returncode == 0, got.stdout + got.stderr
 
@@ -155,7 +157,7 @@ def test_every_dashboard_expression_returns_data(kafka_settings, redis_client, t
         # The alerting rules are loaded and evaluated by that Prometheus.
         rules = json.loads(urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10).read())
         names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
-        assert {"ReglinkWorkerDown", "ReglinkConsumerLagGrowing",
+        assert {"ReglinkWorkerDown", "ReglinkConsumerLagGrowing", "ReglinkLinkingSlow",
                 "ReglinkDeadLetterRateHigh"} <= names
         assert read_topic(s, "deadletter")  # the connector's bad lines
     finally:
