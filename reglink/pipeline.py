@@ -158,9 +158,9 @@ class Pipeline:
         """One record as a unit of work of its own. Over Redis, what it will read is fetched
         ahead as for a batch (:meth:`_prefetch_batch`: two round trips, where reading as it
         goes took about five), and the commit checks only the keys it used."""
-        if hasattr(self.kv.base, "fetch"):
-            self.kv.begin(0)
-            self.linker.fetched_ahead = self._prefetch_batch([record])
+        self.linker.fetched_ahead = self._prefetch_batch([record])  # False when embedded
+        if self.linker.fetched_ahead:
+            self.kv.begin(0)  # from here on, reads are attributed: only used keys are checked
         try:
             return self._process(record, now, channel)
         finally:
