@@ -142,8 +142,10 @@ def _start(s, workdir: Path, bare: bool = False, port: int = 0,
     if not bare:
         env["REGLINK_WORKER_METRICS_PORT"] = str(port)
         if os.environ.get("BENCH_PYSPY"):  # profile the worker: raw stacks next to its log
+            # BENCH_PYSPY_ARGS: more py-spy options, e.g. "--idle --threads"
             argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "100", "-f",
-                    "raw", "-o", os.environ["BENCH_PYSPY"], "--", *argv]
+                    "raw", *os.environ.get("BENCH_PYSPY_ARGS", "").split(),
+                    "-o", os.environ["BENCH_PYSPY"], "--", *argv]
     # Own process group: stopping it reaches the worker under py-spy too (py-spy alone would
     # exit and leave its child running).
     return subprocess.Popen(argv, env=env, cwd=src, stdout=log, stderr=subprocess.STDOUT,
@@ -332,7 +334,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
 
 
 def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1,
-            partitions: int = 1, bare: bool = False) -> dict:
+            partitions: int = 1, bare: bool = False, src: Path = ROOT) -> dict:
     """Publish at ``rate`` records/s to ``workers`` workers (``partitions`` per source topic)
     that run first; publish -> linked and -> watchlist alert latencies. ``bare``: the bare
     forwarder instead (the ceiling: publish -> forwarded, through faust alone)."""
@@ -343,7 +345,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
     create_topics(s)
     procs = []
     try:
-        procs = [_start(s, workdir, bare, port=0) for _ in range(workers)]
+        procs = [_start(s, workdir, bare, port=0, src=src) for _ in range(workers)]
         if workers > 1:
             _group_stable(s, workers)
         # warm-up: one record, wait until the worker links it (group joined, caches warm)

@@ -24,6 +24,7 @@ from reglink.rules.merge import EventTimeMerger
 from reglink.settings import Settings
 from reglink.topics import SOURCES
 
+from . import overlap
 from .shell import RetryLater, WorkerShell
 
 log = logging.getLogger("reglink.worker")
@@ -51,7 +52,10 @@ def _batch_histogram(registry):
         return None
 
 
-def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App:
+def configure(settings: Settings, shell: WorkerShell, datadir: str,
+              redis_io: overlap.AsyncRedis | None = None) -> faust.App:
+    """The app for ``shell``. ``redis_io``: makes the pipeline's round trips without blocking
+    the loop (streams/overlap.py); None: they block it."""
     # The app id (= consumer group) comes from settings; faust keeps it beside the defaults.
     _appid, defaults = app._default_options
     app._default_options = (settings.app_id, defaults)
@@ -96,12 +100,18 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
             if oid is not None:
                 fut.add_done_callback(_confirm(oid))
 
+    # Every call into the pipeline holds this lock: a unit of work waits for its Redis round
+    # trips off the loop (streams/overlap.py), and nothing else may touch the pipeline's
+    # state (its overlay, watermark, decoded identities) meanwhile.
+    pipe_lock = asyncio.Lock()
+
     async def with_retry(what: str, fn, *args):
-        """Back off while the state store is down; the record is kept, never dead-lettered."""
+        """Back off while the state store is down; the record is kept, never dead-lettered.
+        The caller holds ``pipe_lock``."""
         delay = 0.2
         while True:
             try:
-                result = fn(*args)
+                result = await overlap.run(redis_io, fn, *args)
             except RetryLater as exc:
                 metrics.stalled.set(1)
                 log.warning("%s (%s) during %s; retrying in %.1fs",
@@ -113,7 +123,6 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
             return result
 
     merger = EventTimeMerger()
-    drain_lock = asyncio.Lock()
     unit = {"max": 4 * BATCH_MIN}  # records per unit of work now (see BATCH_MIN)
     tp_of: dict[str, TP] = {}
 
@@ -142,7 +151,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
         """Process every record the merger releases, in event-time order, in batches of up
         to BATCH_MAX: one unit of work per batch, its outputs handed to the producer, then
         its records acked."""
-        async with drain_lock:
+        async with pipe_lock:
             state["pushed"] = 0
             released = merger.release(channels(), lambda c: lag(c) > 0)
             i = 0
@@ -160,7 +169,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
                 await send_all(msgs)
                 for _item, event in batch:
                     event.ack()
-            shell.flush_confirmed()
+            await overlap.run(redis_io, shell.flush_confirmed)
 
     batch_sizes = _batch_histogram(metrics.registry)
 
@@ -237,15 +246,17 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
                 log.warning("ignored a decision that is not JSON at offset %s",
                             event.message.offset)
                 continue
-            outs = await with_retry("a decision", shell.pipe.apply_decision, decision)
+            async with pipe_lock:
+                outs = await with_retry("a decision", shell.pipe.apply_decision, decision)
             await send_all(shell.encode(outs))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs) -> None:  # noqa: ARG001
-        for tp in revoked:
-            source = shell.source_of.get(tp.topic)
-            if source is not None:  # buffered records are re-delivered to the new owner
-                merger.drop_channel(f"{source}#{tp.partition}")
+        async with pipe_lock:  # after the unit of work in flight, as if it were synchronous
+            for tp in revoked:
+                source = shell.source_of.get(tp.topic)
+                if source is not None:  # buffered records are re-delivered to the new owner
+                    merger.drop_channel(f"{source}#{tp.partition}")
 
     def refresh_backlog() -> None:
         """Lag per source partition. A channel with records still in the broker or waiting
@@ -260,13 +271,18 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str) -> faust.App
 
     @app.timer(interval=1.0)
     async def tick():
-        refresh_backlog()  # first: the idle decision in shell.tick() relies on it
+        async with pipe_lock:
+            refresh_backlog()  # first: the idle decision in shell.tick() relies on it
         try:
             await drain()  # a channel that caught up no longer holds the merge back
-            await send_all(shell.tick(time.time()))
+            async with pipe_lock:
+                msgs = await overlap.run(redis_io, shell.tick, time.time())
+            await send_all(msgs)
             if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
                 state["last_resend"] = time.monotonic()
-                await send_all(shell.undelivered())
+                async with pipe_lock:
+                    msgs = await overlap.run(redis_io, shell.undelivered)
+                await send_all(msgs)
         except RetryLater as exc:
             metrics.stalled.set(1)
             log.warning("%s (%s) during tick", exc.what, exc)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from matchers.stores.kv import RedisKV, ensure_layout
 from reglink.kafka_auth import connect_redis as _connect_redis
-from reglink.kafka_auth import kafka_client
+from reglink.kafka_auth import kafka_client, redis_url
 from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline
 from reglink.settings import Settings
 from reglink.topics import SOURCES
 
+from . import overlap
 from .shell import WorkerShell
 
 log = logging.getLogger("reglink.worker")
@@ -20,6 +21,15 @@ log = logging.getLogger("reglink.worker")
 
 def connect_redis(settings: Settings):
     return _connect_redis(settings, "worker", retry_on_timeout=True)
+
+
+def async_redis(settings: Settings) -> overlap.AsyncRedis:
+    """The worker's asyncio Redis client (same server, user and options as
+    :func:`connect_redis`; connects on first use, inside the worker's event loop)."""
+    import redis.asyncio
+
+    return overlap.AsyncRedis(redis.asyncio.Redis.from_url(
+        redis_url(settings, "worker"), socket_timeout=10, retry_on_timeout=True))
 
 
 def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
@@ -49,6 +59,7 @@ def start_positions(settings: Settings) -> dict[tuple[str, int], int]:
 def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> WorkerShell:
     client = connect_redis(settings)
     kv = RedisKV(client, settings.redis_prefix)
+    kv.io = overlap.io  # inside overlap.run, its round trips do not block the event loop
     ensure_layout(kv)  # refuses a store in an older layout (it would link nothing)
     pipe = Pipeline(settings, kv, metrics=metrics, outbox=True)
     shell = WorkerShell(settings, pipe)
@@ -106,5 +117,5 @@ def run_worker(settings: Settings, workdir: str | None = None,
     datadir.mkdir(parents=True, exist_ok=True)
     from .app import configure
 
-    app = configure(settings, shell, str(datadir))
+    app = configure(settings, shell, str(datadir), redis_io=async_redis(settings))
     worker_class()(app, loglevel="warning", quiet=True).execute_from_commandline()

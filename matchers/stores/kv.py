@@ -475,6 +475,10 @@ def _is_bucket(name: str) -> bool | None:
     return "@" not in rest
 
 
+def _direct(fn, *args, **kw):
+    return fn(*args, **kw)
+
+
 class RedisKV:
     """Redis backend. ``prefix`` isolates deployments and tests (e.g. ``reglink:``).
 
@@ -489,6 +493,10 @@ class RedisKV:
         self._p = prefix
         self._bh = buckets_hex
         self._locs: dict[str, tuple[str, str | None]] = {}
+        # How a unit of work's round trips (fetch, compare-and-apply, apply) are made:
+        # ``io(fn, *args, **kw)`` returns ``fn(*args, **kw)``. The worker lets them wait off
+        # its event loop (streams/overlap.py); called directly by default.
+        self.io = _direct
 
     def _k(self, key: str) -> str:
         return self._p + key
@@ -681,7 +689,7 @@ class RedisKV:
             keys.append(rk)
             argv += ["" if f is None else f, "" if cap is None else int(cap)]
             mapped.append(f is not None)
-        res = script(keys=keys, args=argv)
+        res = self.io(script, keys=keys, args=argv)
         n = len(strings)
         vals = [self._s(v) for v in res[:n]]
         return vals, [self._unpack(v, m) for v, m in zip(res[n:], mapped, strict=True)]
@@ -696,7 +704,7 @@ class RedisKV:
         script = getattr(self, "_cas", None)
         if script is None:
             script = self._cas = self._r.register_script(_CAS)
-        res = int(script(keys=keys, args=argv))
+        res = int(self.io(script, keys=keys, args=argv))
         if res != 1:
             # -i: KEYS[i] is the first check that failed (strings first, then sets)
             i, key = -res - 1, None
@@ -764,7 +772,7 @@ class RedisKV:
                 pipe.incrby(k, int(args[0]))
             else:  # pragma: no cover - programming error
                 raise ValueError(f"unknown op {op}")
-        pipe.execute()
+        self.io(pipe.execute)
 
 
 _DELETED = object()
