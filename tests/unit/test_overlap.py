@@ -137,3 +137,16 @@ def test_cancelled_while_a_call_is_in_flight_the_unit_unwinds_first():
 def test_outside_run_io_calls_straight_through():
     assert overlap.io(fetch, 7) == 70
     assert unit([5], []) == [50]
+
+
+def test_the_asyncio_client_packs_commands_as_the_sync_one_does():
+    """In C (hiredis), byte for byte what redis-py's own Python packer sends."""
+    import redis.asyncio
+    from redis.connection import PythonRespSerializer
+
+    make = overlap.AsyncRedis(redis.asyncio.Redis())
+    conn = make.client.connection_pool.make_connection()
+    args = ("EVALSHA", "ab" * 20, 2, "k1", "k2", "ü", 3.5, b"\x00raw")
+    python = PythonRespSerializer(6000, conn.encoder.encode).pack(*args)
+    assert type(conn).__name__ == "HiredisPacking"
+    assert b"".join(conn.pack_command(*args)) == b"".join(python)
