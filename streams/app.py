@@ -34,6 +34,10 @@ app = faust.App("reglink-worker", autodiscover=False)
 RESEND_EVERY_S = 30.0
 BATCH_MAX = 500  # records per unit of work (one prefetch, one commit, one ack round)
 BATCH_WAIT_S = 0.02  # at most this long letting the agent take what the consumer has ready
+# ... and only while at least this many records wait in the broker: a few records behind
+# (those published during the last fetch, at a moderate rate) are not worth a wait that
+# every record of the unit pays; the next unit takes them.
+LAG_WAIT = 32
 # With several workers a unit of work may conflict with another worker's commit; the records
 # after the first conflicted one then run again. Units shrink (halve, down to BATCH_MIN) after
 # a conflict and grow back (+BATCH_GROW) after each unit without one: the records exposed to
@@ -188,9 +192,10 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
         while True:
             await wake.wait()
             # Let the agent take what the consumer has fetched (it pushes one record per loop
-            # turn). Caught up (no unread records in the broker): drain after two turns
-            # without a new record, so a lone record waits no timed delay. Behind: keep
-            # taking records for up to BATCH_WAIT_S or BATCH_MAX, so the batch is large.
+            # turn). Caught up or nearly (fewer than LAG_WAIT unread records in the broker):
+            # drain after two turns without a new record, so a record waits no timed delay.
+            # Behind: keep taking records for up to BATCH_WAIT_S or BATCH_MAX, so the batch
+            # is large.
             t_end = loop.time() + BATCH_WAIT_S
             idle = 0
             while state["pushed"] < BATCH_MAX and loop.time() < t_end:
@@ -201,7 +206,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                     continue
                 idle += 1
                 if idle >= 2:
-                    if not any(lag(c) > 0 for c in channels()):
+                    if sum(lag(c) for c in channels()) < LAG_WAIT:
                         break
                     await asyncio.sleep(0.002)  # the next fetch is on its way
             wake.clear()
