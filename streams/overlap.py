@@ -1,18 +1,25 @@
-"""Let a unit of work's Redis round trips wait without blocking the worker's event loop.
+"""Let a unit of work's commit wait for Redis without blocking the worker's event loop.
 
 The core is synchronous (``Pipeline.process_batch``: prefetch, link, commit), and so are its
 Redis calls. Run as they were, every round trip blocked the loop: while Redis ran a unit's
 fetch or compare-and-apply script (about 11 % of the worker's time on a backlog), faust could
 neither take the next records nor fetch more.
 
-:func:`run` runs the unit of work in a greenlet of its own, on the loop's thread. A round trip
-it makes through :func:`io` (``RedisKV.io``) switches back to :func:`run`, which sends the same
-command with an asyncio Redis client (:class:`AsyncRedis`) and awaits the reply; then it
-switches back into the unit of work with the reply, or raises the error there. Meanwhile the
-loop serves its other tasks: the agent takes the next records, faust fetches. Nothing runs in
-another thread: the core's CPU work and the replies' parsing stay on the loop's thread, so they
-do not compete with it for the GIL (a thread per round trip, tried first, did; so did linking in
-a thread of its own, see docs/capacity.md).
+:func:`run` runs the unit of work in a greenlet of its own, on the loop's thread. A call it
+makes through :func:`io` (``RedisKV.io``: the commit script and the outbox clean-up) switches
+back to :func:`run`, which sends the same command with an asyncio Redis client
+(:class:`AsyncRedis`) and awaits the reply; then it switches back into the unit of work with
+the reply, or raises the error there. Meanwhile the loop serves its other tasks: the agent
+takes the next records, faust fetches. Nothing runs in another thread: the core's CPU work
+and the replies' parsing stay on the loop's thread, so they do not compete with it for the
+GIL (a thread per round trip, tried first, did; so did linking in a thread of its own, see
+docs/capacity.md).
+
+The reads stay blocking (``RedisKV.fetch``): overlapped too, a reply waited for the loop,
+which lengthened the time between a unit's reads and its commit, and with two workers more
+units conflicted (135 -> 178-189 per 20k records, and two workers were slower than with the
+blocking worker). Overlapping only the commit gave the most throughput of the variants
+measured (docs/capacity.md, sixth session).
 
 What runs meanwhile must not touch the pipeline: the worker holds one lock around every
 pipeline call (streams/app.py). Outside :func:`run`, :func:`io` calls straight through, so

@@ -493,9 +493,12 @@ class RedisKV:
         self._p = prefix
         self._bh = buckets_hex
         self._locs: dict[str, tuple[str, str | None]] = {}
-        # How a unit of work's round trips (fetch, compare-and-apply, apply) are made:
-        # ``io(fn, *args, **kw)`` returns ``fn(*args, **kw)``. The worker lets them wait off
-        # its event loop (streams/overlap.py); called directly by default.
+        # How the writes of a unit of work (compare-and-apply, apply) are sent:
+        # ``io(fn, *args, **kw)`` returns ``fn(*args, **kw)``. The worker lets them wait
+        # without blocking its event loop (streams/overlap.py); called directly by default.
+        # Reads (fetch, get) stay direct: a read that waited for the loop would lengthen the
+        # time between a unit's reads and its commit, in which another worker's commit
+        # makes it conflict.
         self.io = _direct
 
     def _k(self, key: str) -> str:
@@ -689,7 +692,7 @@ class RedisKV:
             keys.append(rk)
             argv += ["" if f is None else f, "" if cap is None else int(cap)]
             mapped.append(f is not None)
-        res = self.io(script, keys=keys, args=argv)
+        res = script(keys=keys, args=argv)
         n = len(strings)
         vals = [self._s(v) for v in res[:n]]
         return vals, [self._unpack(v, m) for v, m in zip(res[n:], mapped, strict=True)]
