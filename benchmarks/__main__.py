@@ -150,8 +150,8 @@ def table() -> None:
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("fourth_session", "repeat", "loaded", "before", "before_previous",
-                     "before_older"):
+        for name in ("fifth_session", "fourth_session", "repeat", "loaded", "before",
+                     "before_previous", "before_older"):
             if (b := r.get(name)):
                 kind = "Other run" if name in ("repeat", "loaded") else "Before"
                 rows += [f"**{kind}** ({b.get('label', 'per-record worker')}, revision "
@@ -165,6 +165,8 @@ def table() -> None:
             rows += _latency_rows(q["rows"]) + [""]
         if r.get("notes"):
             rows += [r["notes"], ""]
+    if (sw := _load("latency_sweep")):
+        rows += _sweep_rows(sw)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "README.md").write_text("\n".join(rows) + "\n")
 
@@ -202,6 +204,29 @@ def _stream_rows(r: dict) -> list[str]:
              "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
     rows += _latency_rows(r.get("latency", []))
     rows.append("")
+    return rows
+
+
+def _sweep_rows(sw: dict) -> list[str]:
+    """``benchmarks.latency_sweep``: p99 against the rate, each side beside the others."""
+    sides = list(sw["held"])
+    rows = ["## Publish → linked against the rate (`benchmarks.latency_sweep`)", "",
+            f"One worker, one partition; at each rate, in each of {sw['rounds']} rounds, "
+            f"every side ran {sw['seconds']:.0f} s of publishing, one after the other. "
+            f"Held: the highest rate with p99 < {sw['bound_ms']:.0f} ms in every round "
+            "(and at every lower rate)." + (f" `base` is the worker of `{sw['base']}`."
+                                            if sw.get("base") else ""), "",
+            "| rate / s | " + " | ".join(f"{s} p50 / p99 ms" for s in sides) + " |",
+            "|---|" + "---|" * len(sides)]
+    for rate in sw["rates"]:
+        cells = []
+        for side in sides:
+            runs = [x["publish_to_linked_ms"] for x in sw["rows"]
+                    if x["rate_target"] == rate and x["side"] == side]
+            cells.append(", ".join(f"{_f(r['p50'])} / {_f(r['p99'])}" for r in runs))
+        rows.append(f"| {rate:.0f} | " + " | ".join(cells) + " |")
+    rows += ["| **held** | " + " | ".join(
+        f"**{sw['held'][s]:.0f}/s**" if sw["held"][s] else "none" for s in sides) + " |", ""]
     return rows
 
 
