@@ -58,8 +58,8 @@ def _batch_histogram(registry):
 
 def configure(settings: Settings, shell: WorkerShell, datadir: str,
               redis_io: overlap.AsyncRedis | None = None) -> faust.App:
-    """The app for ``shell``. ``redis_io``: makes the pipeline's round trips without blocking
-    the loop (streams/overlap.py); None: they block it."""
+    """The app for ``shell``. ``redis_io``: sends a unit of work's commit (and the outbox
+    clean-up) without blocking the loop (streams/overlap.py); None: they block it."""
     # The app id (= consumer group) comes from settings; faust keeps it beside the defaults.
     _appid, defaults = app._default_options
     app._default_options = (settings.app_id, defaults)
@@ -104,9 +104,10 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
             if oid is not None:
                 fut.add_done_callback(_confirm(oid))
 
-    # Every call into the pipeline holds this lock: a unit of work waits for its Redis round
-    # trips off the loop (streams/overlap.py), and nothing else may touch the pipeline's
-    # state (its overlay, watermark, decoded identities) meanwhile.
+    # Every call into the pipeline holds this lock: a unit of work waits for its commit off
+    # the loop (streams/overlap.py), and nothing else may touch the pipeline's state (its
+    # overlay, watermark, decoded identities) meanwhile; nor while a unit backs off through
+    # a Redis outage (the tick's watermark updates used to slip in there).
     pipe_lock = asyncio.Lock()
 
     async def with_retry(what: str, fn, *args):
@@ -257,11 +258,13 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs) -> None:  # noqa: ARG001
-        async with pipe_lock:  # after the unit of work in flight, as if it were synchronous
-            for tp in revoked:
-                source = shell.source_of.get(tp.topic)
-                if source is not None:  # buffered records are re-delivered to the new owner
-                    merger.drop_channel(f"{source}#{tp.partition}")
+        # Not under pipe_lock: the merger is not the pipeline (a unit in flight took its
+        # records out already), and a unit retrying through a Redis outage must not hold up
+        # the consumer group's rebalance.
+        for tp in revoked:
+            source = shell.source_of.get(tp.topic)
+            if source is not None:  # buffered records are re-delivered to the new owner
+                merger.drop_channel(f"{source}#{tp.partition}")
 
     def refresh_backlog() -> None:
         """Lag per source partition. A channel with records still in the broker or waiting
