@@ -3,6 +3,7 @@ the corpus as a backlog (``benchmarks.stream.throughput``), at a base revision a
 working tree, alternated ``--rounds`` times, with the bare faust forwarder as the ceiling.
 
     .venv/bin/python -m benchmarks.stream_ab --base REV [--records 20000] [--rounds 2]
+        [--workers 1,2 --partitions 8]   # scaling: each side runs 1 then 2 workers
 
 Needs the stack up (``reglink stack up``). The base revision is checked out into a temporary
 ``git worktree`` and its worker runs with this interpreter (``PYTHONPATH`` points at it), so
@@ -62,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--name", default="stream_ab", help="results file name (no .json)")
+    ap.add_argument("--workers", default="1",
+                    help="worker counts run in turn by each side, e.g. 1,2 (scaling A/B)")
+    ap.add_argument("--partitions", type=int, default=1, help="partitions per source topic")
     ap.add_argument("--bare-both", action="store_true",
                     help="also run the bare forwarder of each side every round (when the "
                          "change touches it too)")
     a = ap.parse_args(argv)
+    counts = [int(n) for n in a.workers.split(",")]
     sim = corpus(a.records)
     recs = stream._records(sim)
     out: dict = {"corpus": str(sim), "records": len(recs), "base": a.base,
@@ -77,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             print("bare", out["bare"][-1], flush=True)
         for _ in range(a.rounds):
             for key, src in (("base_runs", wt), ("new_runs", ROOT)):
-                row = stream.throughput(sim, recs, src=src)
-                out[key].append(row)
-                print(key, row, flush=True)
+                for n in counts:
+                    row = stream.throughput(sim, recs, workers=n, partitions=a.partitions,
+                                            src=src)
+                    out[key].append(row)
+                    print(key, row, flush=True)
                 if a.bare_both:
                     bkey = key.replace("_runs", "_bare")
                     out[bkey].append(stream.throughput(sim, recs, bare=True, src=src))
@@ -89,11 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         vals = [r[k] for r in rows if r.get(k) is not None]
         return round(sum(vals) / len(vals), 3) if vals else None
 
-    out["summary"] = {
-        side: {"cpu_ms_per_record": mean(out[side], "cpu_ms_per_record"),
-               "sustained_per_s": mean(out[side], "sustained_per_s"),
-               "links_f1": mean(out[side], "links_f1")}
-        for side in ("bare", "base_runs", "new_runs", "base_bare", "new_bare") if out[side]}
+    out["summary"] = {}
+    for side in ("bare", "base_runs", "new_runs", "base_bare", "new_bare"):
+        for n in (counts if side.endswith("_runs") else [None]):
+            rows = [r for r in out[side] if n is None or r["workers"] == n]
+            if rows:
+                name = side if n is None or len(counts) == 1 else f"{side}_{n}_workers"
+                out["summary"][name] = {
+                    "cpu_ms_per_record": mean(rows, "cpu_ms_per_record"),
+                    "sustained_per_s": mean(rows, "sustained_per_s"),
+                    "links_f1": mean(rows, "links_f1")}
     print(json.dumps(out["summary"], indent=2))
     save(a.name, out)
     return 0
