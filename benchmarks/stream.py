@@ -325,6 +325,10 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
             if n:  # records per unit of work (micro-batch), over all workers
                 row["mean_batch_records"] = round(
                     sum(_metric(p, "reglink_worker_batch_records_sum") or 0 for p in ports) / n, 1)
+            n = sum(_metric(p, "reglink_worker_fetch_records_count") or 0 for p in ports)
+            if n:  # source records per broker fetch (streams/intake.py)
+                row["mean_fetch_records"] = round(
+                    sum(_metric(p, "reglink_worker_fetch_records_sum") or 0 for p in ports) / n, 1)
             _stop(procs)
             row["links_f1"] = round(_f1(s, sim, linked), 5)
         return row

@@ -24,7 +24,7 @@ from reglink.rules.merge import EventTimeMerger
 from reglink.settings import Settings
 from reglink.topics import SOURCES
 
-from . import overlap
+from . import intake, overlap
 from .shell import RetryLater, WorkerShell
 
 log = logging.getLogger("reglink.worker")
@@ -33,7 +33,7 @@ app = faust.App("reglink-worker", autodiscover=False)
 
 RESEND_EVERY_S = 30.0
 BATCH_MAX = 500  # records per unit of work (one prefetch, one commit, one ack round)
-BATCH_WAIT_S = 0.02  # at most this long letting the agent take what the consumer has ready
+BATCH_WAIT_S = 0.02  # at most this long letting the fetch loop hand over what the broker has
 # ... and only while at least this many records wait in the broker: a few records behind
 # (those published during the last fetch, at a moderate rate) are not worth a wait that
 # every record of the unit pays; the next unit takes them.
@@ -46,12 +46,12 @@ BATCH_MIN = 16
 BATCH_GROW = 16
 
 
-def _batch_histogram(registry):
+def _records_histogram(registry, name: str, doc: str):
     from prometheus_client import Histogram
 
     try:
-        return Histogram("reglink_worker_batch_records", "Records per unit of work (batch)",
-                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500), registry=registry)
+        return Histogram(name, doc, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+                         registry=registry)
     except ValueError:  # already registered (configure() called twice in one process)
         return None
 
@@ -172,11 +172,15 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                 else:
                     unit["max"] = min(BATCH_MAX, unit["max"] + BATCH_GROW)
                 await send_all(msgs)
-                for _item, event in batch:
-                    event.ack()
+                consumer = app.consumer
+                for _item, msg in batch:
+                    msg.ack(consumer)
             await overlap.run(redis_io, shell.flush_confirmed)
 
-    batch_sizes = _batch_histogram(metrics.registry)
+    batch_sizes = _records_histogram(metrics.registry, "reglink_worker_batch_records",
+                                     "Records per unit of work (batch)")
+    fetch_sizes = _records_histogram(metrics.registry, "reglink_worker_fetch_records",
+                                     "Source records per broker fetch handed to the worker")
 
     def metrics_batch(n: int) -> None:
         if batch_sizes is not None:
@@ -186,14 +190,15 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
 
     @app.task
     async def drainer() -> None:
-        """Drains whenever the agent has taken every record the consumer had ready: at a low
+        """Drains whenever the fetch loop has handed over what the broker had ready: at a low
         rate a batch is one record (no added latency), under load it is what arrived
-        meanwhile (up to BATCH_MAX; the agent drains itself when that many are waiting)."""
+        meanwhile (up to BATCH_MAX; the fetch loop drains itself when that many are
+        waiting, see ``on_batch``)."""
         loop = asyncio.get_running_loop()
         while True:
             await wake.wait()
-            # Let the agent take what the consumer has fetched (it pushes one record per loop
-            # turn). Caught up or nearly (fewer than LAG_WAIT unread records in the broker):
+            # Let the fetch loop hand over what the consumer has fetched (a whole fetch per
+            # hand-over). Caught up or nearly (fewer than LAG_WAIT unread records in the broker):
             # drain after two turns without a new record, so a record waits no timed delay.
             # Behind: keep taking records for up to BATCH_WAIT_S or BATCH_MAX, so the batch
             # is large.
@@ -215,29 +220,51 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                 await drain()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - as if the agent had crashed
+            except Exception as exc:  # noqa: BLE001 - as if an agent had crashed
                 log.exception("drain failed")
                 await app.crash(exc)
                 return
 
-    @app.agent(sources, concurrency=1, name="link")
-    async def link(stream):
-        # Manual acks: a record is acked only once processed, so a record that waits in the
-        # merger is never committed early (faust commits the highest contiguous acked offset).
-        async for event in stream.noack().events():
-            msg = event.message
-            item, msgs = shell.accept(event.value, msg.topic, msg.partition, msg.offset,
+    async def on_batch(messages) -> None:
+        """The source records of one fetch (streams/intake.py): parsed and put into the
+        event-time merger; dead letters sent and acked at once. Records are acked only once
+        processed (faust commits the highest contiguous acked offset), so a record that waits
+        in the merger is never committed early."""
+        dead = []
+        for msg in messages:
+            if not intake.track(app, msg):
+                continue
+            item, msgs = shell.accept(msg.value, msg.topic, msg.partition, msg.offset,
                                       published=msg.timestamp)
             if item is None:  # dead letter: no ordering needed
-                await send_all(msgs)
-                event.ack()
+                dead.append((msg, msgs))
                 continue
-            merger.push(item.channel, item.order, (item, event))
+            merger.push(item.channel, item.order, (item, msg))
             state["pushed"] += 1
-            if state["pushed"] >= BATCH_MAX:
-                await drain()
-            else:
-                wake.set()  # the drainer runs once this loop waits for the consumer
+        for msg, msgs in dead:
+            await send_all(msgs)
+            msg.ack(app.consumer)
+        if state["pushed"] >= BATCH_MAX:
+            await drain()  # backpressure: the fetch loop waits for the pipeline
+        elif state["pushed"]:
+            wake.set()  # the drainer runs once the fetch loop waits for the broker
+
+    # The source topics' messages come a whole fetch at a time (streams/intake.py) instead of
+    # one by one through faust's stream; the transport builds its consumer from this class.
+    async def from_fetch(messages) -> None:
+        if fetch_sizes is not None:
+            fetch_sizes.observe(len(messages))
+        await on_batch(messages)
+
+    app.transport.Consumer = intake.batch_consumer(
+        type(app.transport).Consumer, sources.topics, from_fetch)
+
+    @app.agent(sources, concurrency=1, name="link")
+    async def link(stream):
+        # Subscribes the source topics. With the whole-fetch consumer above no message comes
+        # this way; should one (another transport), it is handled the same.
+        async for event in stream.noack().events():
+            await on_batch([event.message])
 
     decisions = app.topic(settings.topic("decisions"), key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
