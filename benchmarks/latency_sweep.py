@@ -71,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                                load_avg=[round(x, 2) for x in os.getloadavg()])
                     rows.append(row)
                     lat = row["publish_to_linked_ms"]
+                    st = row.get("worker_stages_ms", {})
+                    split = " ".join(f"{k} {v['mean']}/{v['p99_at_most']}"
+                                     for k, v in st.items() if k != "publish_to_outputs")
                     print(f"round {rnd} rate {int(rate)} {side:6} p50 {lat['p50']} "
-                          f"p99 {lat['p99']} max {lat['max']} ms", flush=True)
+                          f"p99 {lat['p99']} max {lat['max']} ms"
+                          + (f"  (mean/p99<= ms: {split})" if split else ""), flush=True)
     out = {"corpus": str(sim), "bound_ms": a.bound_ms, "seconds": a.seconds,
            "rounds": a.rounds, "rates": rates, "base": a.base, "rows": rows,
            "held": {side: held(rows, side, a.bound_ms) for side, _b, _s in sides}}

@@ -209,6 +209,40 @@ def _metric(port: int, name: str) -> float | None:
                if line.startswith(name))
 
 
+STAGES = {"intake": "reglink_worker_intake_seconds", "hold": "reglink_worker_hold_seconds",
+          "unit": "reglink_worker_unit_seconds",
+          "publish_to_outputs": "reglink_publish_to_linked_seconds"}
+
+
+def _stages(ports: list[int]) -> dict:
+    """Where publish -> linked goes, from the workers' own histograms (summed over workers):
+    per stage the mean and the bucket bound under which 99 % of records fall, in ms.
+    intake + hold + unit = publish_to_outputs (the outputs then wait for the producer)."""
+    import urllib.request
+    buckets: dict[str, dict[float, float]] = {k: {} for k in STAGES}
+    sums: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    for port in ports:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        for line in text.decode().splitlines():
+            for stage, name in STAGES.items():
+                if line.startswith(f"{name}_bucket{{"):
+                    le = line.split('le="', 1)[1].split('"', 1)[0]
+                    b = buckets[stage]
+                    b[float(le)] = b.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
+                elif line.startswith(f"{name}_sum "):
+                    sums[stage] += float(line.rsplit(" ", 1)[1])
+    out = {}
+    for stage, b in buckets.items():
+        n = b.get(float("inf"), 0.0)
+        if not n:
+            continue
+        p99 = next(le for le in sorted(b) if b[le] >= 0.99 * n)
+        out[stage] = {"mean": round(1000 * sums[stage] / n, 1),
+                      "p99_at_most": None if p99 == float("inf") else round(1000 * p99, 1),
+                      "n": int(n)}
+    return out
+
+
 def _cpu_s(proc: subprocess.Popen) -> float:
     """CPU seconds (user + system) a child has used so far (Linux /proc), 0 if unknown."""
     try:
@@ -349,7 +383,9 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
     create_topics(s)
     procs = []
     try:
-        procs = [_start(s, workdir, bare, port=0, src=src) for _ in range(workers)]
+        from tests.streamkit import free_port
+        ports = [0 if bare else free_port() for _ in range(workers)]
+        procs = [_start(s, workdir, bare, port=port, src=src) for port in ports]
         if workers > 1:
             _group_stable(s, workers)
         # warm-up: one record, wait until the worker links it (group joined, caches warm)
@@ -361,6 +397,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
         linked = _wait_linked(s, n_link, 300, procs)
         if not bare:
             time.sleep(settle)
+        stages = None if bare else _stages(ports)
         alerts = read_all(s, "alerts")
         raw = _raw_times(s)
         lat, by_time = [], []
@@ -393,7 +430,8 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
                 "publish_to_watchlist_alert_ms": {"p50": pct(alat, 50), "p99": pct(alat, 99),
                                                   "max": max(alat) if alat else None,
                                                   "n": len(alat)},
-                "alerts_total": len(alerts)}
+                "alerts_total": len(alerts),
+                **({"worker_stages_ms": stages} if stages else {})}
     finally:
         _stop(procs)
         _cleanup(s)

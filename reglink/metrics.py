@@ -32,6 +32,21 @@ class PipelineMetrics:
             "outputs for it: fetch, event-time merge, queueing and processing",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=r)
+        # publish -> linked, stage by stage (the three add up to it): where a record's
+        # latency goes (docs/capacity.md)
+        stage = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+        self.intake_latency = Histogram(
+            "reglink_worker_intake_seconds",
+            "Time from a source record's publication (its Kafka timestamp) until the worker "
+            "has it: producer batching, broker, fetch", buckets=stage, registry=r)
+        self.hold_latency = Histogram(
+            "reglink_worker_hold_seconds",
+            "Time from the worker having a record until its unit of work starts: batching "
+            "window, event-time merge, the unit before it", buckets=stage, registry=r)
+        self.unit_latency = Histogram(
+            "reglink_worker_unit_seconds",
+            "Time from a record's unit of work starting until the unit's outputs are ready "
+            "(every record of a unit waits for the whole unit)", buckets=stage, registry=r)
         self.process_latency = Histogram(
             "reglink_process_seconds", "Processing time of one record in the worker",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1), registry=r)

@@ -9,8 +9,8 @@ neither take the next records nor fetch more.
 makes through :func:`io` (``RedisKV.io``: the commit script and the outbox clean-up) switches
 back to :func:`run`, which sends the same command with an asyncio Redis client
 (:class:`AsyncRedis`) and awaits the reply; then it switches back into the unit of work with
-the reply, or raises the error there. Meanwhile the loop serves its other tasks: the agent
-takes the next records, faust fetches. Nothing runs in another thread: the core's CPU work
+the reply, or raises the error there. Meanwhile the loop serves its other tasks: the fetch
+loop hands over the next records, faust fetches. Nothing runs in another thread: the core's CPU work
 and the replies' parsing stay on the loop's thread, so they do not compete with it for the
 GIL (a thread per round trip, tried first, did; so did linking in a thread of its own, see
 docs/capacity.md).
@@ -58,20 +58,34 @@ def io(fn, *args, **kw):
     return fn(*args, **kw)
 
 
-def _hiredis_packing(connection_class):
-    """``connection_class`` packing commands with hiredis in C, as the sync client does. The
-    asyncio client packs them in Python: for a unit of work's scripts, thousands of
-    arguments each, that cost ~11 % of the worker's main thread."""
+def hiredis_packing(connection_class):
+    """``connection_class`` packing commands with hiredis in C, straight: a unit of work's
+    scripts carry thousands of arguments, and redis-py's own hiredis packer first copies them
+    through a generator (to turn buffers into bytes, which the worker never sends), about
+    half of its time. The asyncio client packs in Python without this (~11 % of the worker's
+    main thread when it sent the commit). Anything hiredis refuses goes to redis-py's packer,
+    which raises its usual error."""
     from redis.connection import HiredisRespSerializer
     from redis.utils import HIREDIS_AVAILABLE
 
     if not HIREDIS_AVAILABLE:
         return connection_class
+    import hiredis
+
     packer = HiredisRespSerializer()
+    pack = hiredis.pack_command
 
     class HiredisPacking(connection_class):
         def pack_command(self, *args):
-            return packer.pack(*args)
+            first = args[0]
+            if isinstance(first, str):  # e.g. "SCRIPT LOAD": one word per argument
+                args = (*first.encode().split(), *args[1:])
+            elif b" " in first:
+                args = (*first.split(), *args[1:])
+            try:
+                return [pack(args)]
+            except TypeError:
+                return packer.pack(*args)
 
     return HiredisPacking
 
@@ -85,7 +99,7 @@ class AsyncRedis:
     def __init__(self, client) -> None:
         self.client = client  # redis.asyncio.Redis; connects on first use
         pool = client.connection_pool
-        pool.connection_class = _hiredis_packing(pool.connection_class)
+        pool.connection_class = hiredis_packing(pool.connection_class)
 
     async def __call__(self, call: Call):
         from redis.client import Pipeline

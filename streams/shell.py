@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from matchers.fastjson import dumpb
 from matchers.stores.kv import Conflict
 from reglink.contract import parse_record, reason_code, report_time
 from reglink.pipeline import Out, Pipeline
@@ -90,8 +91,17 @@ class WorkerShell:
                            json.dumps(dl.to_message(), ensure_ascii=False).encode(), None)]
         rt = report_time(record)
         ts_ = rt.timestamp() if rt is not None else None
+        if published is not None:
+            self.pipe.metrics.intake_latency.observe(max(0.0, now - published))
         return Item(record, source, f"{source}#{partition}", order_key(source, ts_), ts_, now,
                     raw, origin, published), []
+
+    def starting(self, items: list[Item]) -> None:
+        """``items``' unit of work starts now: how long each waited since it arrived."""
+        now = time.time()
+        hold = self.pipe.metrics.hold_latency
+        for it in items:
+            hold.observe(max(0.0, now - it.received))
 
     def process(self, item: Item, now: float | None = None) -> list[Message]:
         now = time.time() if now is None else now
@@ -111,7 +121,9 @@ class WorkerShell:
                    "origin": o, "original_text": item.raw.decode("utf-8", "replace")}
             return [(self.s.topic("deadletter"), item.source.encode(),
                      json.dumps(msg, ensure_ascii=False).encode(), None)]
-        self.pipe.metrics.process_latency.observe(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self.pipe.metrics.process_latency.observe(took)
+        self.pipe.metrics.unit_latency.observe(took)
         if item.report_ts is not None:
             self.pipe.metrics.link_latency.observe(max(0.0, item.received - item.report_ts))
         self._observe_published([item])
@@ -156,11 +168,13 @@ class WorkerShell:
         """Metrics and messages of processed records."""
         if not items:
             return []
-        per = (time.perf_counter() - t0) / len(items)
+        took = time.perf_counter() - t0
+        per = took / len(items)
         out: list[Message] = []
         metrics = self.pipe.metrics
         for it, (_pid, outs) in zip(items, results, strict=True):
             metrics.process_latency.observe(per)
+            metrics.unit_latency.observe(took)
             if it.report_ts is not None:
                 metrics.link_latency.observe(max(0.0, it.received - it.report_ts))
             self._observe_alerts(outs, now)
@@ -226,6 +240,5 @@ class WorkerShell:
             log.warning("could not clear %d outbox entries; will retry", len(oids))
 
     def encode(self, outs: list[Out]) -> list[Message]:
-        return [(self.s.topic(o.topic), o.key.encode(),
-                 json.dumps(o.value, ensure_ascii=False, separators=(",", ":")).encode(), o.oid)
-                for o in outs]
+        topic = self.s.topic
+        return [(topic(o.topic), o.key.encode(), dumpb(o.value), o.oid) for o in outs]

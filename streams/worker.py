@@ -20,7 +20,13 @@ log = logging.getLogger("reglink.worker")
 
 
 def connect_redis(settings: Settings):
-    return _connect_redis(settings, "worker", retry_on_timeout=True)
+    """The worker's (blocking) Redis client; it packs commands as the asyncio one does
+    (:func:`streams.overlap.hiredis_packing`)."""
+    client = _connect_redis(settings, "worker", retry_on_timeout=True)
+    pool = client.connection_pool
+    pool.connection_class = overlap.hiredis_packing(pool.connection_class)
+    pool.reset()  # the connection that answered PING was made with the class before
+    return client
 
 
 def async_redis(settings: Settings) -> overlap.AsyncRedis:

@@ -139,14 +139,21 @@ def test_outside_run_io_calls_straight_through():
     assert unit([5], []) == [50]
 
 
-def test_the_asyncio_client_packs_commands_as_the_sync_one_does():
-    """In C (hiredis), byte for byte what redis-py's own Python packer sends."""
+def test_the_clients_pack_commands_as_redis_py_does():
+    """In C (hiredis), byte for byte what redis-py's own Python packer sends: the asyncio
+    client and the blocking one, for what the worker sends and for what only hiredis's
+    refusal sends on to redis-py (a memoryview)."""
+    import redis
     import redis.asyncio
     from redis.connection import PythonRespSerializer
 
     make = overlap.AsyncRedis(redis.asyncio.Redis())
-    conn = make.client.connection_pool.make_connection()
-    args = ("EVALSHA", "ab" * 20, 2, "k1", "k2", "ü", 3.5, b"\x00raw")
-    python = PythonRespSerializer(6000, conn.encoder.encode).pack(*args)
-    assert type(conn).__name__ == "HiredisPacking"
-    assert b"".join(conn.pack_command(*args)) == b"".join(python)
+    sync_pool = redis.Redis().connection_pool
+    sync_pool.connection_class = overlap.hiredis_packing(sync_pool.connection_class)
+    for conn in (make.client.connection_pool.make_connection(), sync_pool.make_connection()):
+        assert type(conn).__name__ == "HiredisPacking"
+        for args in (("EVALSHA", "ab" * 20, 2, "k1", "k2", "ü", 3.5, b"\x00raw"),
+                     ("SCRIPT LOAD", "return 1"), (b"SCRIPT LOAD", "return 1"),
+                     ("SET", "k", memoryview(b"v"))):
+            python = PythonRespSerializer(6000, conn.encoder.encode).pack(*args)
+            assert b"".join(conn.pack_command(*args)) == b"".join(python), args

@@ -106,3 +106,37 @@ def test_publish_to_linked_is_observed_per_record_from_its_kafka_timestamp():
     total = hist._sum.get()  # every observation is about 2 s (>= 2, well below 2 + 60)
     assert 2.0 * (len(items) - 1) <= total < (2.0 + 60) * (len(items) - 1)
     assert 'reglink_publish_to_linked_seconds_bucket{le="1.0"} 0.0' in text
+
+
+def test_publish_to_linked_is_split_into_stages():
+    """Intake (publish -> received), hold (received -> unit start) and unit (unit start ->
+    outputs) are observed per record, and add up to publish -> linked."""
+    import time
+
+    shell, s = make_shell()
+    lines = EXAMPLES.read_bytes().splitlines()
+    now = time.time()
+    items = []
+    for n, line in enumerate(lines):
+        src = json.loads(line)["source"]
+        item, _ = shell.accept(line, s.topic(f"{src}.raw"), 0, n, now=now,
+                               published=now - 0.2)  # published 200 ms before it arrived
+        if item is not None:
+            items.append(item)
+    time.sleep(0.05)  # the records wait in the merger
+    shell.starting(items)
+    shell.process_batch(items)
+    m = shell.pipe.metrics
+    n = len(items)
+
+    def mean(hist):
+        samples = {x.name: x.value for x in hist.collect()[0].samples}
+        assert samples[f"{hist._name}_count"] == n
+        return samples[f"{hist._name}_sum"] / n
+
+    intake, hold, unit = (mean(m.intake_latency), mean(m.hold_latency),
+                          mean(m.unit_latency))
+    assert abs(intake - 0.2) < 1e-6
+    assert 0.05 <= hold < 0.5 and 0 < unit < 5
+    total = mean(m.publish_latency)
+    assert abs(total - (intake + hold + unit)) < 0.01
