@@ -6,6 +6,10 @@ cadence, acks=-1); no parsing, no matching, no Redis. Run:
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+
 import faust
 
 from reglink.kafka_auth import faust_broker_credentials
@@ -15,12 +19,14 @@ from reglink.topics import SOURCES
 
 def main() -> None:
     s = load_settings()
+    datadir = tempfile.mkdtemp(prefix=f"faust-{s.app_id}-")
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)  # one per run, not left behind
     app = faust.App(s.app_id, broker=f"kafka://{s.kafka_bootstrap}", store="memory://",
                     web_enabled=False, topic_allow_declare=False, topic_disable_leader=True,
                     producer_acks=-1, consumer_auto_offset_reset="earliest",
                     broker_commit_every=500, broker_commit_interval=1.0,
                     stream_buffer_maxsize=4096, autodiscover=False,
-                    datadir=f"/tmp/reglink-bench/faust-{s.app_id}",
+                    datadir=datadir,
                     broker_credentials=faust_broker_credentials(s, "worker"))
     src = app.topic(*[s.topic(f"{x}.raw") for x in SOURCES], key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")

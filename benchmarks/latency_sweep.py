@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                                      for k, v in st.items() if k != "publish_to_outputs")
                     print(f"round {rnd} rate {int(rate)} {side:6} p50 {lat['p50']} "
                           f"p99 {lat['p99']} max {lat['max']} ms"
-                          + (f"  (mean/p99<= ms: {split})" if split else ""), flush=True)
+                          + (f"  (mean/p99<= ms; unit_records: records): {split}" if split else ""),
+                          flush=True)
     out = {"corpus": str(sim), "bound_ms": a.bound_ms, "seconds": a.seconds,
            "rounds": a.rounds, "rates": rates, "base": a.base, "rows": rows,
            "held": {side: held(rows, side, a.bound_ms) for side, _b, _s in sides}}

@@ -211,13 +211,15 @@ def _metric(port: int, name: str) -> float | None:
 
 STAGES = {"intake": "reglink_worker_intake_seconds", "hold": "reglink_worker_hold_seconds",
           "unit": "reglink_worker_unit_seconds",
-          "publish_to_outputs": "reglink_publish_to_linked_seconds"}
+          "publish_to_outputs": "reglink_publish_to_linked_seconds",
+          "unit_records": "reglink_worker_batch_records"}
 
 
 def _stages(ports: list[int]) -> dict:
     """Where publish -> linked goes, from the workers' own histograms (summed over workers):
     per stage the mean and the bucket bound under which 99 % of records fall, in ms.
-    intake + hold + unit = publish_to_outputs (the outputs then wait for the producer)."""
+    intake + hold + unit = publish_to_outputs (the outputs then wait for the producer).
+    ``unit_records``: records per unit of work (per unit, not per record)."""
     import urllib.request
     buckets: dict[str, dict[float, float]] = {k: {} for k in STAGES}
     sums: dict[str, float] = dict.fromkeys(STAGES, 0.0)
@@ -237,8 +239,9 @@ def _stages(ports: list[int]) -> dict:
         if not n:
             continue
         p99 = next(le for le in sorted(b) if b[le] >= 0.99 * n)
-        out[stage] = {"mean": round(1000 * sums[stage] / n, 1),
-                      "p99_at_most": None if p99 == float("inf") else round(1000 * p99, 1),
+        scale = 1 if stage == "unit_records" else 1000  # records per unit, not seconds
+        out[stage] = {"mean": round(scale * sums[stage] / n, 1),
+                      "p99_at_most": None if p99 == float("inf") else round(scale * p99, 1),
                       "n": int(n)}
     return out
 
