@@ -150,7 +150,8 @@ def table() -> None:
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("fifth_session", "fourth_session", "repeat", "loaded", "before",
+        for name in ("sixth_session", "fifth_session", "fourth_session", "repeat", "loaded",
+                     "before",
                      "before_previous", "before_older"):
             if (b := r.get(name)):
                 kind = "Other run" if name in ("repeat", "loaded") else "Before"
@@ -200,9 +201,13 @@ def _stream_rows(r: dict) -> list[str]:
                     f"{x.get('links_f1', 0) - one.get('links_f1', 0):+.4f}; "
                     f"{_f(x.get('commit_conflicts'))} conflicts{reruns}) | "
                     f"{x.get('mean_batch_records', 1)} |" + extra(x))
+    lat = r.get("latency", [])
+    staged = any("worker_stages_ms" in x for x in lat)
     rows += ["", "| publish rate target / achieved | publish→linked p50 / p99 / max ms | "
-             "publish→watchlist alert p50 / p99 / max ms |", "|---|---|---|"]
-    rows += _latency_rows(r.get("latency", []))
+             "publish→watchlist alert p50 / p99 / max ms |"
+             + (f" {STAGE_HEAD} |" if staged else ""),
+             "|---|---|---|" + ("---|" if staged else "")]
+    rows += _latency_rows(lat, staged)
     rows.append("")
     return rows
 
@@ -227,23 +232,45 @@ def _sweep_rows(sw: dict) -> list[str]:
         rows.append(f"| {rate:.0f} | " + " | ".join(cells) + " |")
     rows += ["| **held** | " + " | ".join(
         f"**{sw['held'][s]:.0f}/s**" if sw["held"][s] else "none" for s in sides) + " |", ""]
+    staged = [x for x in sw["rows"] if x.get("worker_stages_ms")]
+    if staged:
+        rows += ["Where the worker's time went (its own histograms; intake + hold + unit = "
+                 "publish → outputs ready):", "", f"| rate / s | round | {STAGE_HEAD} |",
+                 "|---|---|---|"]
+        rows += [f"| {x['rate_target']:.0f} | {x['round']} | {_stage_cell(x)} |"
+                 for x in staged] + [""]
     return rows
 
 
-def _latency_rows(latency: list[dict]) -> list[str]:
+STAGE_HEAD = "worker: intake / hold / unit, mean ms (p99 at most); records per unit"
+
+
+def _stage_cell(x: dict) -> str:
+    """Where the worker's publish -> outputs went (``benchmarks.stream._stages``)."""
+    st = x.get("worker_stages_ms")
+    if not st:
+        return "–"
+    parts = [f"{st[k]['mean']} ({st[k]['p99_at_most']})" for k in ("intake", "hold", "unit")
+             if k in st]
+    per = st.get("unit_records", {}).get("mean")
+    return " / ".join(parts) + (f"; {per}" if per is not None else "")
+
+
+def _latency_rows(latency: list[dict], staged: bool = False) -> list[str]:
     rows = []
     for x in latency:
         lk, al = x["publish_to_linked_ms"], x["publish_to_watchlist_alert_ms"]
         who = (f" ({x['workers']} workers, {x['partitions']} partitions)"
                if x.get("workers", 1) > 1 else "")
+        tail = f" {_stage_cell(x)} |" if staged else ""
         if x.get("bare"):  # the ceiling: publish -> forwarded by the bare faust agent
             rows.append(f"| {x['rate_target']} / {x['rate_achieved']}{who}, **bare faust "
                         f"forwarder** | {_f(lk['p50'])} / {_f(lk['p99'])} / {_f(lk['max'])} "
-                        "(publish→forwarded) | – |")
+                        "(publish→forwarded) | – |" + tail)
             continue
         rows.append(f"| {x['rate_target']} / {x['rate_achieved']}{who} | {_f(lk['p50'])} / "
                     f"{_f(lk['p99'])} / {_f(lk['max'])} | {_f(al['p50'])} / "
-                    f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |")
+                    f"{_f(al['p99'])} / {_f(al['max'])} (n={al['n']}) |" + tail)
     return rows
 
 

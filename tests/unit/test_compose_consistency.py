@@ -490,6 +490,14 @@ def test_dashboard_only_uses_known_metric_names() -> None:
         "reglink_alert_latency_seconds_bucket", "reglink_consumer_lag",
         "reglink_published_total", "reglink_publish_to_linked_seconds_bucket",
     }
+    # the worker's publish -> linked stages (reglink/metrics.py), means from _sum / _count
+    known |= {f"reglink_worker_{stage}_seconds_{part}" for stage in ("intake", "hold", "unit")
+              for part in ("sum", "count")}
+    from reglink.metrics import PipelineMetrics
+    exported = {s.name for m in PipelineMetrics().registry.collect() for s in m.samples}
+    assert known - exported <= {  # labelled (no sample before a first label) or elsewhere
+        "reglink_records_in_total", "reglink_deadletter_total", "reglink_linked_total",
+        "reglink_alerts_total", "reglink_consumer_lag", "reglink_published_total"}
     dash = json.loads((ROOT / "deploy/grafana/dashboards/pipeline.json").read_text())
     used = {m for p in dash["panels"] for t in p["targets"]
             for m in re.findall(r"\breglink_\w+", t["expr"])}
