@@ -44,6 +44,7 @@ LAG_WAIT = 32
 # a re-run stay few where workers collide, and one worker keeps full-size units.
 BATCH_MIN = 16
 BATCH_GROW = 16
+YIELD_EVERY = 256  # records of one fetch parsed between two turns of the event loop
 
 
 def _records_histogram(registry, name: str, doc: str):
@@ -232,7 +233,11 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
         processed (faust commits the highest contiguous acked offset), so a record that waits
         in the merger is never committed early."""
         dead = []
-        for msg in messages:
+        for n, msg in enumerate(messages, 1):
+            if n % YIELD_EVERY == 0:
+                # a fetch on a backlog holds thousands: let an in-flight unit's commit reply
+                # and the producer through meanwhile, as faust's loop yields every 100
+                await asyncio.sleep(0)
             if not intake.track(app, msg):
                 continue
             item, msgs = shell.accept(msg.value, msg.topic, msg.partition, msg.offset,
