@@ -235,9 +235,9 @@ def _sweep_rows(sw: dict) -> list[str]:
     staged = [x for x in sw["rows"] if x.get("worker_stages_ms")]
     if staged:
         rows += ["Where the worker's time went (its own histograms; intake + hold + unit = "
-                 "publish → outputs ready):", "", f"| rate / s | round | {STAGE_HEAD} |",
-                 "|---|---|---|"]
-        rows += [f"| {x['rate_target']:.0f} | {x['round']} | {_stage_cell(x)} |"
+                 "publish → outputs ready):", "",
+                 f"| rate / s | round | side | {STAGE_HEAD} |", "|---|---|---|---|"]
+        rows += [f"| {x['rate_target']:.0f} | {x['round']} | {x['side']} | {_stage_cell(x)} |"
                  for x in staged] + [""]
     return rows
 
@@ -250,8 +250,8 @@ def _stage_cell(x: dict) -> str:
     st = x.get("worker_stages_ms")
     if not st:
         return "–"
-    parts = [f"{st[k]['mean']} ({st[k]['p99_at_most']})" for k in ("intake", "hold", "unit")
-             if k in st]
+    parts = [f"{st[k]['mean']} ({st[k]['p99_at_most']})" if k in st else "–"
+             for k in ("intake", "hold", "unit")]  # an older worker exports no stages
     per = st.get("unit_records", {}).get("mean")
     return " / ".join(parts) + (f"; {per}" if per is not None else "")
 
