@@ -358,14 +358,13 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
                                           for p in ports)
             row["conflict_reruns"] = sum(_metric(p, "reglink_conflict_reruns_total") or 0
                                          for p in ports)
-            n = sum(_metric(p, "reglink_worker_batch_records_count") or 0 for p in ports)
-            if n:  # records per unit of work (micro-batch), over all workers
-                row["mean_batch_records"] = round(
-                    sum(_metric(p, "reglink_worker_batch_records_sum") or 0 for p in ports) / n, 1)
-            n = sum(_metric(p, "reglink_worker_fetch_records_count") or 0 for p in ports)
-            if n:  # source records per broker fetch (streams/intake.py)
-                row["mean_fetch_records"] = round(
-                    sum(_metric(p, "reglink_worker_fetch_records_sum") or 0 for p in ports) / n, 1)
+            # records per unit of work (micro-batch) and source records per broker fetch
+            # (streams/intake.py), over all workers
+            for key, hist in (("mean_batch_records", "reglink_worker_batch_records"),
+                              ("mean_fetch_records", "reglink_worker_fetch_records")):
+                n = sum(_metric(p, f"{hist}_count") or 0 for p in ports)
+                if n:
+                    row[key] = round(sum(_metric(p, f"{hist}_sum") or 0 for p in ports) / n, 1)
             _stop(procs)
             row["links_f1"] = round(_f1(s, sim, linked), 5)
         return row

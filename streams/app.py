@@ -165,10 +165,10 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                 batch = released[i:i + unit["max"]]
                 i += len(batch)
                 metrics_batch(len(batch))
-                shell.starting([item for item, _msg in batch])
+                items = [item for item, _msg in batch]
+                shell.starting(items)
                 conflicts = shell.pipe.conflicts
-                msgs = await with_retry("a batch", shell.process_batch,
-                                        [item for item, _msg in batch])
+                msgs = await with_retry("a batch", shell.process_batch, items)
                 if shell.pipe.conflicts != conflicts:
                     unit["max"] = max(BATCH_MIN, min(unit["max"], len(batch)) // 2)
                 else:
