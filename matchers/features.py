@@ -31,18 +31,17 @@ def _address(raw) -> str | None:
     return " ".join(toks) or None
 
 
-def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord:
-    person = record.get("person") or {}
-    name = normalise_name(person.get("name") or "")
-    idi = normalise_id(person.get("id_number"), person.get("id_type"))
-    birth = normalise_birth_date(person.get("birth_date"))
-    sex = normalise_sex(person.get("sex"))
-    if idi is not None and idi.valid:
-        # A valid ID carries birth date and sex: evidence when the form left them out.
-        birth = birth or idi.birth_date
-        sex = sex or idi.sex
-    phone = normalise_phone(person.get("phone"))
-    aliases = tuple(normalise_name(a) for a in person.get("aliases") or () if a)
+def _id_part(raw, id_type, pseudo: Pseudonymiser) -> tuple:
+    """``(IdInfo, its hash, near, swap, deletion hashes, area)`` of a raw ID number, memoised
+    per pseudonymiser: a person's records repeat their ID, and normalising it, its typo
+    neighbourhood and their HMACs cost more than the rest of the record together."""
+    if not isinstance(raw, str | None) or not isinstance(id_type, str | None):
+        raise TypeError("id_number and id_type are strings (the contract validates them)")
+    key = ("id", raw, id_type)
+    hit = pseudo.derived.get(key)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    idi = normalise_id(raw, id_type)
     near: tuple[str, ...] = ()
     swap: tuple[str, ...] = ()
     dels: tuple[str, ...] = ()
@@ -55,6 +54,23 @@ def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord
             area = idi.value[:4]
         elif 4 <= len(idi.value) <= 24:
             dels = tuple(pseudo("idd", v) for v in deletion_variants(idi.value))
+    id_hash = pseudo("id", idi.value) if idi else None
+    return pseudo.remember(key, (idi, id_hash, near, swap, dels, area))  # type: ignore[return-value]
+
+
+def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord:
+    person = record.get("person") or {}
+    name = normalise_name(person.get("name") or "")
+    idi, id_hash, near, swap, dels, area = _id_part(person.get("id_number"),
+                                                    person.get("id_type"), pseudo)
+    birth = normalise_birth_date(person.get("birth_date"))
+    sex = normalise_sex(person.get("sex"))
+    if idi is not None and idi.valid:
+        # A valid ID carries birth date and sex: evidence when the form left them out.
+        birth = birth or idi.birth_date
+        sex = sex or idi.sex
+    phone = normalise_phone(person.get("phone"))
+    aliases = tuple(normalise_name(a) for a in person.get("aliases") or () if a)
     return PersonRecord(
         key=key,
         source=record.get("source", ""),
@@ -66,7 +82,7 @@ def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord
         aliases=tuple(a.key for a in aliases),
         alias_names=tuple(a.text for a in aliases),
         id_kind=idi.kind if idi else None,
-        id_hash=pseudo("id", idi.value) if idi else None,
+        id_hash=id_hash,
         id_valid=bool(idi and idi.valid),
         id_flag=idi.flag if idi else None,
         birth_date=birth,

@@ -13,12 +13,24 @@ class Pseudonymiser:
     every record of a person, and one HMAC costs more than a dict lookup. The cache holds only
     what the caller already holds in clear, in this process."""
 
-    __slots__ = ("_key", "_memo", "_max")
+    __slots__ = ("_key", "_memo", "_max", "derived")
 
     def __init__(self, key: str | bytes, memo: int = 1 << 18):
         self._key = key.encode() if isinstance(key, str) else key
         self._memo: dict[tuple[str, str], str] = {}
         self._max = memo
+        # Values derived from clear input and pseudonymised under this key (e.g. an ID's
+        # hashes and its typo neighbours' hashes), memoised by their callers: see
+        # :meth:`remember`. Same bound and same reason as the HMAC memo.
+        self.derived: dict[tuple, object] = {}
+
+    def remember(self, key: tuple, value):
+        """Keep ``value`` (immutable) under ``key`` in :attr:`derived`; returns it."""
+        derived = self.derived
+        if len(derived) >= self._max:
+            derived.clear()
+        derived[key] = value
+        return value
 
     def __call__(self, kind: str, value: str) -> str:
         memo = self._memo

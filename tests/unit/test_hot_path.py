@@ -175,3 +175,60 @@ def test_redis_index_locations_are_remembered_bounded_and_equal():
             assert kv._loc(k) == index_location(k, "p:")
             assert len(kv._locs) <= 8
     assert "i:P0123456789abcdef" not in kv._locs  # only index keys take a slot
+
+
+def _plain_person_record(record: dict, key: str, pseudo: Pseudonymiser):
+    """person_record without the ID memo: a fresh pseudonymiser (empty memos) each time."""
+    return person_record(record, key, Pseudonymiser(pseudo._key))
+
+
+@pytest.mark.parametrize("id_number,id_type", [
+    ("110101199003071234", None),        # resident, maybe a bad checksum
+    ("11010119900307123X", None),
+    ("110101900307123", None),           # 15 digits, upgraded
+    ("E12345678", "passport"),           # opaque: deletion variants
+    ("  110101-19900307-1234 ", None),   # the same digits, spaced: a different raw key
+    (None, None), ("", None),
+])
+def test_memoised_id_part_equals_a_fresh_one(id_number, id_type):
+    pseudo = Pseudonymiser("k")
+    rec = {"source": "hotel", "person": {"name": "王辉", "id_number": id_number,
+                                         "id_type": id_type}}
+    first = person_record(rec, "hotel:1", pseudo)
+    again = person_record(rec, "hotel:2", pseudo)  # from the memo
+    assert again == _plain_person_record(rec, "hotel:2", pseudo)
+    assert first.id_hash == again.id_hash and first.id_near == again.id_near
+    if id_number:
+        assert pseudo.derived, "the ID part was not memoised"
+        # memoised per key: another pseudonymiser's hashes are its own
+        other = person_record(rec, "hotel:2", Pseudonymiser("other"))
+        assert other.id_hash != again.id_hash
+
+
+def test_id_memo_is_bounded():
+    pseudo = Pseudonymiser("k", memo=4)
+    for i in range(10):
+        person_record({"source": "hotel", "person": {"id_number": f"E{i:08d}"}}, "k", pseudo)
+        assert len(pseudo.derived) <= 4
+
+
+def test_decoded_stays_are_only_used_while_the_stored_text_is_theirs():
+    from reglink.pipeline import Pipeline
+    from reglink.settings import Settings
+
+    pipe = Pipeline(Settings(hmac_key="k" * 32), MemoryKV())
+    pipe._save_stays("P1", {"1101": {"iv": [["r1", 1.0, None, 86400, None]], "reg": [],
+                                     "ex": {}}})
+    kept = pipe._stays("P1")
+    assert pipe._stays("P1") is kept  # decoded once
+    # An update takes the decoded copy over: a change that never reaches a save (the
+    # record failed) is not taken for the stored state.
+    changing = pipe._stays("P1", update=True)
+    changing["1101"]["iv"].clear()
+    assert pipe._stays("P1")["1101"]["iv"] == [["r1", 1.0, None, 86400, None]]
+    # The stored text changed under it (another writer, a purge): decoded afresh.
+    pipe.kv.set("s:P1", json.dumps({"1102": {"iv": [], "reg": [], "ex": {}}}))
+    assert list(pipe._stays("P1")) == ["1102"]
+    # A rolled-back unit of work forgets what it decoded.
+    pipe._undo()
+    assert not pipe._stays_cache
