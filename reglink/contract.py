@@ -28,6 +28,13 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
+try:  # pragma: no cover - exercised by whichever is installed
+    import msgspec
+
+    _msgspec_decode: Callable[[bytes], Any] | None = msgspec.json.Decoder().decode
+except ImportError:  # pragma: no cover
+    _msgspec_decode = None
+
 SCHEMA_VERSION = "v1"
 SCHEMA_BASE = f"https://reglink.example/schemas/{SCHEMA_VERSION}/"
 
@@ -78,6 +85,9 @@ _ORDERED_DATES = {
 }
 _CITY_CODE = re.compile(r"[0-9]{6}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# The msgspec fast path only takes lines with at most this many "[" and "{" (a bound on the
+# nesting): see :func:`_decode_fast`. Records nest two or three deep.
+_FAST_MAX_OPENERS = 64
 
 
 # --- dead letters ------------------------------------------------------------------------
@@ -440,6 +450,35 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _decode_fast(raw: bytes) -> dict[str, Any] | None:
+    """msgspec's decode of ``raw`` when it is an object, else None: then the caller decodes with
+    ``json.loads`` exactly as before, which decides every dead-letter reason.
+
+    ``raw`` must be valid UTF-8 (the caller has decoded it). msgspec decodes a simulated record
+    in about 2.7 us against 6.6 us for ``json.loads`` and, where it succeeds, gives the same
+    values, types and key order (the last of duplicate keys wins, at the first one's place;
+    integers of any size up to the interpreter's digit limit are ``int``; floats are correctly
+    rounded). What the stdlib treats specially makes msgspec fail, so ``json.loads`` decides
+    it: NaN / Infinity, a lone surrogate escape (the stdlib accepts it and :func:`parse_record`
+    then reports ``encoding``), a float beyond the double range (the stdlib gives ``inf``), an
+    integer over the digit limit. A non-object goes there too. The one thing msgspec accepts
+    that the stdlib may not is nesting a few levels deeper from the same stack: ``json.loads``
+    is three Python frames deep when it starts, msgspec is C. Hence the bound on ``[`` and
+    ``{``: a line that could nest deeper goes to the stdlib, which reports ``too_deep`` as before.
+    With ``_msgspec_decode`` set to None, :func:`parse_record` is the stdlib-only path again
+    (``tests/unit/test_contract_decode.py`` and ``benchmarks.parse_decode`` compare the two).
+    """
+    if _msgspec_decode is None or raw.count(b"[") + raw.count(b"{") > _FAST_MAX_OPENERS:
+        return None
+    if raw.startswith(b"\xef\xbb\xbf"):  # the BOM parse_record strips from the text
+        raw = raw[3:]
+    try:
+        obj = _msgspec_decode(raw)
+    except Exception:  # any failure: the stdlib path decides, exactly as before
+        return None
+    return obj if type(obj) is dict else None
+
+
 def parse_record(
     raw: bytes, source: str, origin: dict[str, Any], *, original: bytes | None = None
 ) -> tuple[dict[str, Any] | None, DeadLetter | None]:
@@ -463,14 +502,16 @@ def parse_record(
         text = text[1:]
     if not text.strip():
         return dead("empty")
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        return dead("too_deep")
-    except ValueError:  # JSONDecodeError, NaN/Infinity, integer too long
-        return dead("malformed_json")
-    if not isinstance(obj, dict):
-        return dead("wrong_type")
+    obj = _decode_fast(raw)
+    if obj is None:
+        try:
+            obj = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            return dead("too_deep")
+        except ValueError:  # JSONDecodeError, NaN/Infinity, integer too long
+            return dead("malformed_json")
+        if not isinstance(obj, dict):
+            return dead("wrong_type")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         try:  # a lone surrogate cannot be re-encoded as UTF-8 downstream
             json.dumps(obj, ensure_ascii=False).encode("utf-8")
