@@ -670,8 +670,10 @@ class Pipeline:
 
     def _watch_check(self, ident: Identity, key: str, report_ts: float | None) -> list[Out]:
         outs: list[Out] = []
-        keys = self.linker.finder.identity_keys(ident)
         wkeys = self._watch_keys()
+        if wkeys is not None and not wkeys:
+            return outs  # no watchlist entry: nothing to probe, no keys to build
+        keys = self.linker.finder.identity_keys(ident)
         if wkeys is not None:
             keys = [k for k in keys if k in wkeys]
             if not keys:
