@@ -2,7 +2,7 @@
 and with the working tree, and compare ``links.jsonl``, ``alerts.jsonl`` byte for byte plus the
 ``reglink evaluate`` figures.
 
-    .venv/bin/python -m benchmarks.equivalence SIM_DIR [--base REV]
+    .venv/bin/python -m benchmarks.equivalence SIM_DIR [--base REV] [--rounds N]
 
 The base revision is checked out into a temporary ``git worktree`` and run with the same
 interpreter (``PYTHONPATH`` points at it), so both sides see the same dependencies. Exit 0 only
@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sim", type=Path, help="a `reglink simulate` output directory")
     ap.add_argument("--base", default=BASE_REV, help="git revision to compare against")
     ap.add_argument("--json", type=Path, help="write the comparison here")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="CPU timing rounds, base and tree alternated (the first pair's "
+                         "outputs are compared): one pair moves with the machine by ±10 %%")
     a = ap.parse_args(argv)
     files = [a.sim.resolve() / "events.jsonl"]
     n = sum(1 for _ in files[0].open("rb"))
@@ -61,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         wt = tmp / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
                        check=True, capture_output=True)
+        rounds: dict[str, list[tuple[float, float]]] = {"base": [], "new": []}
         try:
-            t_base, c_base = _replay(wt, files, tmp / "out-base")
-            t_new, c_new = _replay(ROOT, files, tmp / "out-new")
+            for r in range(max(1, a.rounds)):
+                sides = [("base", wt), ("new", ROOT)]
+                for side, src in sides if r % 2 == 0 else sides[::-1]:
+                    out = tmp / f"out-{side}" if r == 0 else tmp / f"out-{side}-{r}"
+                    rounds[side].append(_replay(src, files, out))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
                            capture_output=True)
@@ -73,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         ev_base, ev_new = _evaluate(a.sim, tmp / "out-base"), _evaluate(a.sim, tmp / "out-new")
         alert_ids = [sorted({json.loads(x)["alert_id"] for x in
                              (tmp / d / "alerts.jsonl").open()}) for d in ("out-base", "out-new")]
+    # medians over the rounds (one round: that pair)
+    (t_base, c_base), (t_new, c_new) = (
+        tuple(statistics.median(x[i] for x in rounds[side]) for i in (0, 1))
+        for side in ("base", "new"))
     result = {
         "corpus": str(a.sim), "records": n, "base": a.base,
         "identical_files": same, "identical_evaluate": ev_base == ev_new,
@@ -85,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": {"base": round(c_base, 2), "new": round(c_new, 2)},
         "records_per_cpu_s": {"base": round(n / c_base), "new": round(n / c_new)},
         "cpu_speedup": round(c_base / c_new, 2),
+        "rounds": {side: [{"seconds": round(t, 2), "cpu_seconds": round(c, 2)}
+                          for t, c in runs] for side, runs in rounds.items()},
     }
     ok = all(same.values()) and result["identical_evaluate"] and result["identical_alert_ids"]
     result["ok"] = ok

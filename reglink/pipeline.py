@@ -50,7 +50,6 @@ MAX_CONFLICT_RETRIES = 20
 # Pause before conflict retry n: min(cap, base * 2**n), jittered x0.5-1.5. Retrying at once
 # meets the same writer again (a purge sweep commits a unit every few ms); 20 retries wait
 # about 0.7 s in all, long enough for a busy writer to move on.
-STAYS_CACHE = 1 << 16  # decoded stay states kept (see Pipeline._stays)
 BACKOFF_BASE_S = 0.0005
 BACKOFF_CAP_S = 0.05
 
@@ -85,7 +84,6 @@ class Pipeline:
             deferred_counters=frozenset({"n:identities"}), counter_block=256)
         self._batch = False  # inside process_batch: the watermark is saved once, at its end
         self._pre: dict[int, PersonRecord] = {}  # id(record) -> its PersonRecord (batch)
-        self._stays_cache: dict[str, tuple[str, dict]] = {}  # pid -> (stored text, decoded)
         self.conflicts = 0  # optimistic commits retried (several workers on one identity)
         self.pseudo = Pseudonymiser(settings.hmac_key.get_secret_value())
         # Through the buffer too: identity writes (save, merge pointers, links) land in the
@@ -142,7 +140,6 @@ class Pipeline:
     def _undo(self) -> None:
         self.kv.rollback()
         self.store.forget()  # decoded identities may hold the undone changes
-        self._stays_cache.clear()  # and so may decoded stay states
         self.watch_store.forget()
 
     # ------------------------------------------------------------------ entry points
@@ -427,39 +424,17 @@ class Pipeline:
         return outs
 
     # ------------------------------------------------------------------ unregistered_stay
-    def _stays(self, pid: str, update: bool = False) -> dict:
-        """A person's stay state, decoded. The last state saved or read is kept decoded (its
-        JSON grows with the person's records, and each record reads it up to three times);
-        it is used only while the stored text is still the one it came from. ``update``: the
-        caller changes what it gets and saves it, so the kept copy is handed over, not
-        shared (a change that failed before its save is never taken for the stored state)."""
+    def _stays(self, pid: str) -> dict:
         raw = self.kv.get(f"s:{pid}")
-        if not raw:
-            return {}
-        cache = self._stays_cache
-        hit = cache.pop(pid, None) if update else cache.get(pid)
-        if hit is not None and (hit[0] is raw or hit[0] == raw):
-            return hit[1]
-        data = fastjson.loads(raw)
-        if not update:
-            self._keep_stays(pid, raw, data)
-        return data
-
-    def _keep_stays(self, pid: str, raw: str, data: dict) -> None:
-        cache = self._stays_cache
-        if len(cache) >= STAYS_CACHE and pid not in cache:
-            cache.clear()  # cheap bound, as the identity cache
-        cache[pid] = (raw, data)
+        return fastjson.loads(raw) if raw else {}
 
     def _save_stays(self, pid: str, data: dict) -> None:
-        raw = fastjson.dumps(data)
-        self.kv.set(f"s:{pid}", raw)
-        self._keep_stays(pid, raw, data)
+        self.kv.set(f"s:{pid}", fastjson.dumps(data))
 
     def _stay_update(self, link: LinkResult, record: dict, key: str) -> set[str]:
         source = record["source"]
         pref = str(record["city_code"])[:4]
-        data = self._stays(link.person_id, update=True)
+        data = self._stays(link.person_id)
         ps = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
         known = {iv[0] for iv in ps["iv"]} | {r[0] for r in ps["reg"]}
         known |= {c[0] for c in ps.get("co", [])}
@@ -501,10 +476,10 @@ class Pipeline:
         return {pref}
 
     def _move_stays(self, absorbed: str, into: str) -> set[str]:
-        old = self._stays(absorbed, update=True)
+        old = self._stays(absorbed)
         if not old:
             return set()
-        data = self._stays(into, update=True)
+        data = self._stays(into)
         for pref, ps in old.items():
             dst = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
             have = {iv[0] for iv in dst["iv"]} | {r[0] for r in dst["reg"]}
