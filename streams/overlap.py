@@ -13,13 +13,13 @@ the reply, or raises the error there. Meanwhile the loop serves its other tasks:
 loop hands over the next records, faust fetches. Nothing runs in another thread: the core's CPU work
 and the replies' parsing stay on the loop's thread, so they do not compete with it for the
 GIL (a thread per round trip, tried first, did; so did linking in a thread of its own, see
-docs/capacity.md).
+docs/performance-history.md).
 
 The reads stay blocking (``RedisKV.fetch``): overlapped too, a reply waited for the loop,
 which lengthened the time between a unit's reads and its commit, and with two workers more
 units conflicted (135 -> 178-189 per 20k records, and two workers were slower than with the
 blocking worker). Overlapping only the commit gave the most throughput of the variants
-measured (docs/capacity.md, sixth session).
+measured (docs/performance-history.md, sixth session).
 
 What runs meanwhile must not touch the pipeline: the worker holds one lock around every
 pipeline call (streams/app.py). Outside :func:`run`, :func:`io` calls straight through, so
