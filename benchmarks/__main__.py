@@ -150,8 +150,8 @@ def table() -> None:
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("seventh_session", "sixth_session", "fifth_session", "fourth_session",
-                     "repeat", "loaded", "before",
+        for name in ("eighth_session_first", "seventh_session", "sixth_session",
+                     "fifth_session", "fourth_session", "repeat", "loaded", "before",
                      "before_previous", "before_older"):
             if (b := r.get(name)):
                 kind = "Other run" if name in ("repeat", "loaded") else "Before"
