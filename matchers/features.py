@@ -36,8 +36,6 @@ def _id_part(raw, id_type, pseudo: Pseudonymiser) -> tuple:
     per pseudonymiser: a person's records repeat their ID, and normalising it, its typo
     neighbourhood and their HMACs are about half of normalising a record (py-spy, 100k
     replay; the memo cut 6-10 % of the replay's CPU, docs/performance-history.md)."""
-    if not isinstance(raw, str | None) or not isinstance(id_type, str | None):
-        raise TypeError("id_number and id_type are strings (the contract validates them)")
     key = ("id", raw, id_type)
     hit = pseudo.derived.get(key)
     if hit is not None:
