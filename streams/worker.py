@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -91,6 +92,24 @@ def worker_class():
         :func:`reglink.logs.configure_json_logging` sets it (JSON lines, INFO), and the
         libraries' loggers at WARNING."""
 
+        #: Called in order (and awaited when they return an awaitable) once the app and all
+        #: its tasks have stopped: nothing uses the clients after that.
+        closers: tuple = ()
+
+        async def on_shutdown(self) -> None:
+            await super().on_shutdown()
+            failed = 0
+            for close in self.closers:
+                try:
+                    result = close()
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:  # noqa: BLE001 - stopping anyway: say so, go on
+                    failed += 1
+                    log.warning("closing a client at shutdown failed: %r", exc)
+            if self.closers and not failed:
+                log.info("worker stopped; its Redis clients are closed")
+
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             from reglink.logs import configure_json_logging
 
@@ -123,5 +142,8 @@ def run_worker(settings: Settings, workdir: str | None = None,
     datadir.mkdir(parents=True, exist_ok=True)
     from .app import configure
 
-    app = configure(settings, shell, str(datadir), redis_io=async_redis(settings))
-    worker_class()(app, loglevel="warning", quiet=True).execute_from_commandline()
+    redis_io = async_redis(settings)
+    app = configure(settings, shell, str(datadir), redis_io=redis_io)
+    worker = worker_class()(app, loglevel="warning", quiet=True)
+    worker.closers = (redis_io.aclose, shell.pipe.kv.base.close)
+    worker.execute_from_commandline()

@@ -504,6 +504,10 @@ class RedisKV:
     def _k(self, key: str) -> str:
         return self._p + key
 
+    def close(self) -> None:
+        """Close the client's connections (the worker, at shutdown)."""
+        self._r.close()
+
     def _loc(self, key: str) -> tuple[str, str | None]:
         """``index_location`` of a key. A blocking-index key's location (a regex match or a
         SHA-1) is remembered, bounded: a unit of work places each of its sets twice (read,

@@ -68,6 +68,12 @@ def test_stream_emits_the_same_alerts_as_replay(kafka_settings, redis_client, pr
             f"http://127.0.0.1:{s.worker_metrics_port}/metrics", timeout=5).read().decode()
     finally:
         worker.stop()
+    # A clean stop: the worker closed its Redis clients once the app and its tasks had
+    # stopped (streams/worker.py, JsonLogWorker.on_shutdown), and exited 0.
+    assert worker.proc is not None and worker.proc.returncode == 0, worker.tail()
+    assert any(json.loads(line).get("msg") == "worker stopped; its Redis clients are closed"
+               for line in worker.log.read_text().splitlines() if line.startswith("{")), \
+        worker.tail()
 
     # Pseudonymisation: no ID number of the input, raw or normalised, in any Redis key or value.
     ids = set()
