@@ -1,8 +1,13 @@
 """Stream benchmarks through the real stack (Kafka 9092, the worker, Redis 6379).
 
 * throughput: the worker(s) start and the consumer group becomes stable, then the corpus is
-  published at full speed (valid records, acks=all); sustained rate = linked records /
-  (last - first ``linked`` timestamp).
+  published at full speed (valid records, acks=all); sustained rate = the ``linked``
+  records after the last record was published / (last ``linked`` timestamp - end of
+  publishing): the processes alone on the backlog. The outputs are read only once they are
+  all there (the wait asks for end offsets): a reader as they come, or the publisher, took
+  CPU from the processes measured, and more from the faster bare forwarder (until
+  2026-11-27 the rate was first to last output, reading along; kept as
+  ``first_to_last_per_s``). ``machine_busy``: share of all cores busy in that window.
   Baseline in the same run: ``benchmarks.bare_forwarder`` (a faust agent that only forwards).
 * latency: the worker runs first; records are published at a fixed rate; publish -> linked is
   the ``linked`` message's timestamp minus the source message's (both CreateTime, same host
@@ -20,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -104,9 +110,12 @@ def read_all(s, name: str, idle_ms: int = 2500):
     from kafka import KafkaConsumer
 
     from reglink.kafka_auth import kafka_python_kwargs
+    # CRCs unchecked: kafka-python checks them in Python, slowly; a loopback read of the
+    # benchmark's own topics
     c = KafkaConsumer(s.topic(name), bootstrap_servers=s.kafka_bootstrap,
                       auto_offset_reset="earliest", enable_auto_commit=False,
-                      consumer_timeout_ms=idle_ms, **kafka_python_kwargs(s, "console"))
+                      consumer_timeout_ms=idle_ms, check_crcs=False,
+                      **kafka_python_kwargs(s, "console"))
     try:
         return [m for m in c]
     finally:
@@ -176,27 +185,43 @@ def _stop(procs) -> None:
         _signal(p, signal.SIGKILL)  # anything left in its group (the worker under py-spy)
 
 
-def _wait_linked(s, want: int, timeout: float, procs) -> list:
-    from kafka import KafkaConsumer
+def _await_outputs(s, want: int, deadline: float, procs) -> bool:
+    """True once the ``linked`` topic holds ``want`` messages, False at ``deadline`` (a
+    ``time.monotonic()``). Asks for its end offsets every 0.25 s and reads nothing: a consumer
+    that read the records as they came would take its share of the 2 cores from the
+    processes measured (kafka-python's fetch path is Python)."""
+    from kafka import KafkaConsumer, TopicPartition
 
     from reglink.kafka_auth import kafka_python_kwargs
-    c = KafkaConsumer(s.topic("linked"), bootstrap_servers=s.kafka_bootstrap,
-                      auto_offset_reset="earliest", enable_auto_commit=False,
-                      consumer_timeout_ms=1000, **kafka_python_kwargs(s, "console"))
-    got, seen = [], set()
-    deadline = time.monotonic() + timeout
+    topic = s.topic("linked")
+    c = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False,
+                      **kafka_python_kwargs(s, "console"))
+    tps: list = []
     try:
-        while time.monotonic() < deadline and len(seen) < want:
-            for m in c:
-                got.append(m)
-                seen.add(m.key + b"|" + m.value[:80])
-                if len(seen) >= want:
-                    break
+        while time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError("a worker died: see " + str(CACHE / "stream"))
+            if not tps:
+                tps = [TopicPartition(topic, p)
+                       for p in sorted(c.partitions_for_topic(topic) or ())]
+            if tps and sum(c.end_offsets(tps).values()) >= want:
+                return True
+            time.sleep(0.25)
+        return False
     finally:
         c.close()
-    return got
+
+
+def _wait_linked(s, want: int, timeout: float, procs) -> list:
+    """The ``linked`` topic once it holds ``want`` distinct records (all of it at the
+    timeout), read only then (:func:`_await_outputs`)."""
+    deadline = time.monotonic() + timeout
+    while _await_outputs(s, want, deadline, procs):
+        got = read_all(s, "linked", idle_ms=1000)
+        if len({m.key + b"|" + m.value[:80] for m in got}) >= want:
+            return got
+        time.sleep(0.25)  # re-runs counted twice in the offsets: more to come
+    return read_all(s, "linked", idle_ms=1000)
 
 
 def _metric(port: int, name: str) -> float | None:
@@ -295,6 +320,45 @@ def _cleanup(s) -> None:
     pipe.execute()
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores, from the first line of /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        vals = [int(x) for x in fh.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    total = sum(vals[:8])  # guest time is already inside user
+    return total - idle, total
+
+
+class _Sampler(threading.Thread):
+    """(wall ms, busy, total) every ``period`` seconds until stopped."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.period = period
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_evt.is_set():
+            self.samples.append((time.time() * 1000, *_cpu_ticks()))
+            self._stop_evt.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self.join()
+        self.samples.append((time.time() * 1000, *_cpu_ticks()))
+
+    def busy_between(self, t0_ms: float, t1_ms: float) -> float | None:
+        """Share of all cores busy between the samples that enclose [t0, t1]."""
+        s = self.samples
+        before = [x for x in s if x[0] <= t0_ms]
+        after = [x for x in s if x[0] >= t1_ms]
+        if not before or not after:
+            return None
+        a, b = before[-1], after[0]
+        return (b[1] - a[1]) / (b[2] - a[2]) if b[2] > a[2] else None
+
+
 def _rate(msgs) -> float:
     ts = sorted(m.timestamp for m in msgs)
     span = (ts[-1] - ts[0]) / 1000 if len(ts) > 1 else 0
@@ -332,6 +396,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
     workdir.mkdir(parents=True, exist_ok=True)
     create_topics(s)
     procs = []
+    sampler = _Sampler()
     try:
         # Workers first, until the group is stable (no rebalance inside the measurement);
         # then the whole corpus at full speed: they work through it as a backlog.
@@ -340,18 +405,33 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
         procs = [_start(s, workdir, bare, port, src) for port in ports]
         settle = _group_stable(s, workers)
         cpu0 = sum(_cpu_s(p) for p in procs)
+        sampler.start()
         pub_s = publish(s, recs)
+        t_pub = time.time() * 1000
         n_link = sum(1 for r in recs if r[0] != "watchlist") if not bare else len(recs)
-        linked = _wait_linked(s, n_link, timeout, procs)
+        if not _await_outputs(s, n_link, time.monotonic() + timeout, procs):
+            raise TimeoutError(f"fewer than {n_link} outputs after {timeout:.0f} s")
+        cpu = sum(_cpu_s(p) for p in procs) - cpu0  # up to the last output (+ <= 0.25 s)
+        sampler.stop()
+        linked = _wait_linked(s, n_link, 60, procs)
+        after = sorted(m.timestamp for m in linked if m.timestamp >= t_pub)
+        span = (after[-1] - t_pub) / 1000 if after else 0.0
+        busy = sampler.busy_between(t_pub, after[-1]) if after else None
         row = {"workers": workers, "partitions": partitions, "bare": bare,
                "records": len(recs), "linked": len(linked),
                "publish_records_per_s": round(len(recs) / pub_s),
-               "sustained_per_s": round(_rate(linked)),
+               # outputs after the last record was published / the time they took: the
+               # processes alone on the backlog (no publisher, no rebalance, no reader)
+               "sustained_per_s": round(len(after) / span) if span else None,
+               "after_publish": {"outputs": len(after), "window_s": round(span, 2)},
+               # first to last output, publishing included (the figure before 2026-11-27)
+               "first_to_last_per_s": round(_rate(linked)),
                "group_settle_s": round(settle, 1),
                # CPU of the worker processes while they worked through the corpus, per
                # record: less noisy than wall rates on a shared machine
-               "cpu_ms_per_record": round(1000 * (sum(_cpu_s(p) for p in procs) - cpu0)
-                                          / max(1, len(linked)), 3),
+               "cpu_ms_per_record": round(1000 * cpu / max(1, len(linked)), 3),
+               # share of all cores busy after publishing (every process: broker, Redis...)
+               "machine_busy": round(busy, 3) if busy is not None else None,
                "load_avg": [round(x, 2) for x in os.getloadavg()]}
         if not bare:
             row["commit_conflicts"] = sum(_metric(p, "reglink_commit_conflicts_total") or 0
@@ -369,6 +449,8 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
             row["links_f1"] = round(_f1(s, sim, linked), 5)
         return row
     finally:
+        if sampler.is_alive():
+            sampler.stop()
         _stop(procs)
         _cleanup(s)
 
