@@ -143,20 +143,23 @@ def table() -> None:
         rows.append("")
     if (r := _load("stream")):
         rows += ["## Stream through the real stack (Kafka, worker, Redis)", "",
-                 f"Corpus {r['records']:,} records. Throughput = records / (last - first output "
-                 "timestamp); workers started and their consumer group stable first, then the "
-                 "corpus published at full speed.", ""]
+                 f"Corpus {r['records']:,} records. Workers started and their consumer group "
+                 "stable first, then the corpus published at full speed. Throughput = outputs "
+                 "after the end of publishing / (last output - end of publishing), the outputs "
+                 "read once all there. The *Before* rows (up to the eighth session) counted "
+                 "first to last output with a reader consuming along: that understated the bare "
+                 "forwarder most (see `benchmarks.ceiling` below).", ""]
         if r.get("before"):
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("eighth_session_first", "seventh_session", "sixth_session",
+        for name in ("eighth_session", "eighth_session_first", "seventh_session", "sixth_session",
                      "fifth_session", "fourth_session", "repeat", "loaded", "before",
                      "before_previous", "before_older"):
             if (b := r.get(name)):
                 kind = "Other run" if name in ("repeat", "loaded") else "Before"
                 rows += [f"**{kind}** ({b.get('label', 'per-record worker')}, revision "
-                         f"`{b.get('revision', '?')}`, same protocol, its own same-run "
+                         f"`{b.get('revision', '?')}`, its own same-run "
                          f"baseline; {b.get('note', '')}):", ""]
                 rows += _stream_rows(b)
         if (q := r.get("latency_quiet")):
@@ -166,8 +169,21 @@ def table() -> None:
             rows += _latency_rows(q["rows"]) + [""]
         if r.get("notes"):
             rows += [r["notes"], ""]
-    if (sw := _load("latency_sweep")):
-        rows += _sweep_rows(sw)
+    for name, when in (("latency_sweep_ninth", "ninth session, outputs read once complete"),
+                       ("latency_sweep", "eighth session, a reader along")):
+        if (sw := _load(name)):
+            rows += _sweep_rows(sw, f"{when}, `{name}.json`")
+    if (c := _load("ceiling")):
+        rows += _ceiling_rows(c)
+    if (c := _load("publish_crc")):
+        m = c["median"]
+        rows += ["## The connector with kafka-python's CRC-32C in C (`crc32c`)", "",
+                 f"`python -m benchmarks.publish_crc`: `reglink publish` of {c['records']:,} "
+                 f"hotel records, {c['rounds']} alternated runs per variant, medians: pure "
+                 f"Python CRC {_f(m['python']['records_per_s'])} records/s at "
+                 f"{m['python']['cpu_ms_per_record']} CPU-ms per record; C "
+                 f"{_f(m['c']['records_per_s'])} records/s at {m['c']['cpu_ms_per_record']} "
+                 f"(CPU ×{c['cpu_ratio_python_over_c']}; start-up included).", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "README.md").write_text("\n".join(rows) + "\n")
 
@@ -212,10 +228,29 @@ def _stream_rows(r: dict) -> list[str]:
     return rows
 
 
-def _sweep_rows(sw: dict) -> list[str]:
+def _ceiling_rows(c: dict) -> list[str]:
+    """``benchmarks.ceiling``: bare and worker, 1 and 2 processes, round by round."""
+    rows = ["## What the machine carries through faust (`benchmarks.ceiling`)", "",
+            f"Corpus {c['records']:,} records, {c['cores']} cores; each round runs every "
+            "configuration once (compare within a round). Sustained = after the end of "
+            "publishing; machine busy = share of all cores busy then (1.0: saturated); "
+            "CPU floor = cores / CPU per record (nothing else running).", "",
+            "| round | configuration | sustained rec/s | CPU ms / record | machine busy | "
+            "CPU floor rec/s | links F1 |", "|---|---|---|---|---|---|---|"]
+    for i, rnd in enumerate(c["rounds"], 1):
+        for name, x in rnd.items():
+            rows.append(f"| {i} | {name.replace('_', ' ')} | {_f(x['sustained_per_s'])} | "
+                        f"{x['cpu_ms_per_record']} | {x.get('machine_busy', '–')} | "
+                        f"{_f(x.get('cpu_floor_per_s'))} | {x.get('links_f1', '')} |")
+    ratios = "; ".join(f"{k}: {', '.join(f'{v:.3f}' for v in vs)}"
+                       for k, vs in c["worker_vs_bare"].items())
+    return rows + ["", f"Worker / bare per round: {ratios}.", ""]
+
+
+def _sweep_rows(sw: dict, when: str) -> list[str]:
     """``benchmarks.latency_sweep``: p99 against the rate, each side beside the others."""
     sides = list(sw["held"])
-    rows = ["## Publish → linked against the rate (`benchmarks.latency_sweep`)", "",
+    rows = [f"## Publish → linked against the rate (`benchmarks.latency_sweep`; {when})", "",
             f"One worker, one partition; at each rate, in each of {sw['rounds']} rounds, "
             f"every side ran {sw['seconds']:.0f} s of publishing, one after the other. "
             f"Held: the highest rate with p99 < {sw['bound_ms']:.0f} ms in every round "
