@@ -173,8 +173,9 @@ def table() -> None:
                        ("latency_sweep", "eighth session, a reader along")):
         if (sw := _load(name)):
             rows += _sweep_rows(sw, f"{when}, `{name}.json`")
-    if (c := _load("ceiling")):
-        rows += _ceiling_rows(c)
+    for name in ("ceiling", "ceiling_2proc"):
+        if (c := _load(name)):
+            rows += _ceiling_rows(c, name)
     if (c := _load("publish_crc")):
         m = c["median"]
         rows += ["## The connector with kafka-python's CRC-32C in C (`crc32c`)", "",
@@ -228,9 +229,10 @@ def _stream_rows(r: dict) -> list[str]:
     return rows
 
 
-def _ceiling_rows(c: dict) -> list[str]:
+def _ceiling_rows(c: dict, name: str) -> list[str]:
     """``benchmarks.ceiling``: bare and worker, 1 and 2 processes, round by round."""
-    rows = ["## What the machine carries through faust (`benchmarks.ceiling`)", "",
+    rows = [f"## What the machine carries through faust (`benchmarks.ceiling`, `{name}.json`)",
+            "",
             f"Corpus {c['records']:,} records, {c['cores']} cores; each round runs every "
             "configuration once (compare within a round). Sustained = after the end of "
             "publishing; machine busy = share of all cores busy then (1.0: saturated); "
