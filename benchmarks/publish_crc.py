@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from .common import RESULTS, ROOT, corpus
@@ -35,14 +36,16 @@ _RUN = ("import sys\n"
 
 def _one(s, variant: str, path) -> dict:
     env = {**os.environ, **s.to_env()}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", _RUN, variant, str(path)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would block it
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", _RUN, variant, str(path)], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        log.seek(0)
+        out = log.read().decode(errors="replace")
     if status != 0:
-        raise RuntimeError(f"reglink publish ({variant}) failed:\n{out}")
+        raise RuntimeError(f"reglink publish ({variant}) failed:\n{out[-4000:]}")
     return {"variant": variant, "wall_s": round(wall, 2),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
 
