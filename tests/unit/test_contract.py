@@ -148,7 +148,7 @@ def test_watchlist_remove_needs_only_watch_id_and_add_needs_a_person():
     assert reason_of(enc(with_(add, "priority", "urgent")), "watchlist") == "bad_value: priority"
 
 
-# --- each bad-input kind of CONTRACT section 1 -----------------------------------------------
+# --- each bad-input kind of docs/contract.md §1 ---------------------------------------------
 @pytest.mark.parametrize("raw, expected", [
     (b'{"record_id": "H-1", "event": ', "malformed_json"),
     (b"{'record_id': 'H-1'}", "malformed_json"),
