@@ -129,7 +129,7 @@ def table() -> None:
                  "`get_many` over `RedisKV`, cold decode, 2,000 lookups of sampled records; "
                  "the bare GET is measured alternately with it in the same loop. *before* is "
                  "the revision's own benchmark (JSON identity, one Redis set per blocking key) "
-                 "exported with `git archive` and run in the same session; that revision "
+                 "exported with `git archive` and run in the same job; that revision "
                  "already had the weak-key cap (name alone <= 20), which is why its candidates "
                  "no longer grow from 100k to 1M. *compact* is what the worker writes now "
                  "(docs/capacity.md): a bucket over `max_bucket` (or a weak key over its cap) "
@@ -146,16 +146,15 @@ def table() -> None:
                  f"Corpus {r['records']:,} records. Workers started and their consumer group "
                  "stable first, then the corpus published at full speed. Throughput = outputs "
                  "after the end of publishing / (last output - end of publishing), the outputs "
-                 "read once all there. The *Before* rows (up to the eighth session) counted "
+                 "read once all there. The *Before* rows up to 2026-11-27 06:15 UTC counted "
                  "first to last output with a reader consuming along: that understated the bare "
                  "forwarder most (see `benchmarks.ceiling` below).", ""]
         if r.get("before"):
             rev = f", revision `{r['revision']}`" if r.get("revision") else ""
             rows += [f"**After** ({r.get('label', 'micro-batched worker')}{rev}):", ""]
         rows += _stream_rows(r)
-        for name in ("eighth_session", "eighth_session_first", "seventh_session", "sixth_session",
-                     "fifth_session", "fourth_session", "repeat", "loaded", "before",
-                     "before_previous", "before_older"):
+        earlier = sorted((k for k in r if k.startswith("before_20")), reverse=True)
+        for name in (*earlier, "repeat", "loaded", "before", "before_previous", "before_older"):
             if (b := r.get(name)):
                 kind = "Other run" if name in ("repeat", "loaded") else "Before"
                 rows += [f"**{kind}** ({b.get('label', 'per-record worker')}, revision "
@@ -169,8 +168,8 @@ def table() -> None:
             rows += _latency_rows(q["rows"]) + [""]
         if r.get("notes"):
             rows += [r["notes"], ""]
-    for name, when in (("latency_sweep_ninth", "ninth session, outputs read once complete"),
-                       ("latency_sweep", "eighth session, a reader along")):
+    for name, when in (("latency_sweep_2026-11-27", "outputs read once complete"),
+                       ("latency_sweep_2026-11-27_vs_67fc160", "a reader consuming along")):
         if (sw := _load(name)):
             rows += _sweep_rows(sw, f"{when}, `{name}.json`")
     for name in ("ceiling", "ceiling_2proc"):

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE_REV = "5b2600d"  # main before the performance work (issue 4)
+BASE_REV = "5b2600d"  # default base: main before the replay and worker performance work
 
 
 def _replay(src: Path, files: list[Path], out: Path) -> tuple[float, float]:

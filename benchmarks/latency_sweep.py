@@ -1,6 +1,6 @@
 """Publish -> linked latency against the publish rate, for the worker and for the bare faust
 forwarder (the ceiling) on the same stack, in one run: the highest rate each holds under a
-p99 bound (issue 4 asks for p99 < 50 ms at 1k records/s).
+p99 bound (the capacity target is p99 < 50 ms at 1k records/s, docs/capacity.md).
 
     .venv/bin/python -m benchmarks.latency_sweep [--rates 250,500,700,1000] [--seconds 15]
         [--rounds 2] [--bound-ms 50] [--base REV]
@@ -11,7 +11,7 @@ corpus (``benchmarks.stream.latency``: one worker, one partition, fresh topics e
 ``--base``, the worker of that revision too (a same-run before/after). A side *holds* a
 rate when its p99 is under the bound in every round at that rate: on this machine the same
 code is bimodal from one minute to the next, so one good run is not enough. Writes
-``results/latency_sweep.json``.
+``results/<name>.json`` (``--name``, default ``latency_sweep``).
 """
 
 from __future__ import annotations

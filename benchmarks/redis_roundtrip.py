@@ -16,8 +16,8 @@ Variants (same keys, same arguments):
   ``RedisKV.get``, ``RedisKV.apply_checked`` (a SET and an SADD, one string and one set
   checked) through redis-py (``Script.__call__`` -> ``evalsha`` -> ``execute_command``);
   ``kv_*_lean``: the same methods on a tree whose ``RedisKV`` has a lean path (``_call``).
-  Main does not: that path was built and measured in the eighth session and not merged
-  (docs/performance-history.md); the ``call_*`` variants show what it would save.
+  The shipped ``RedisKV`` has no such path (it was measured and not merged, see
+  docs/performance-history.md); the ``call_*`` variants show what it would save.
 * ``call_*``: the round trip alone, arguments built once: ``redispy`` (the ``Script`` object
   / ``Redis.get``), ``borrow`` (a pool connection taken and released per call),
   ``held`` (one connection held: pack, send, read).

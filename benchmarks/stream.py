@@ -5,9 +5,9 @@
   records after the last record was published / (last ``linked`` timestamp - end of
   publishing): the processes alone on the backlog. The outputs are read only once they are
   all there (the wait asks for end offsets): a reader as they come, or the publisher, took
-  CPU from the processes measured, and more from the faster bare forwarder (up to the
-  eighth session the rate was first to last output, reading along; kept as
-  ``first_to_last_per_s``). ``machine_busy``: share of all cores busy in that window.
+  CPU from the processes measured, and more from the faster bare forwarder (the rate from first to
+  last output, publishing included, is kept as ``first_to_last_per_s``). ``machine_busy``:
+  share of all cores busy in that window.
   Baseline in the same run: ``benchmarks.bare_forwarder`` (a faust agent that only forwards).
 * latency: the worker runs first; records are published at a fixed rate; publish -> linked is
   the ``linked`` message's timestamp minus the source message's (both CreateTime, same host
@@ -424,7 +424,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
                # processes alone on the backlog (no publisher, no rebalance, no reader)
                "sustained_per_s": round(len(after) / span) if span else None,
                "after_publish": {"outputs": len(after), "window_s": round(span, 2)},
-               # first to last output, publishing included (the figure up to the 8th session)
+               # first to last output, publishing included (the publisher shares the window)
                "first_to_last_per_s": round(_rate(linked)),
                "group_settle_s": round(settle, 1),
                # CPU of the worker processes while they worked through the corpus, per

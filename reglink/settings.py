@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # under review) are deleted from the identity store (docs/security.md)
     purge_after_days: int = Field(180, ge=0)
 
-    # --- rules (CONTRACT section 2); durations in seconds ---------------------------------
+    # --- rules (docs/contract.md §2); durations in seconds ------------------------------
     grace_rental_s: int = 3 * 86400
     grace_job_s: int = 3 * 86400
     grace_hotel_s: int = 30 * 86400
@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     link_threshold: float = Field(0.90, ge=0.0, le=1.0)
     watchlist_threshold: float = Field(0.99, ge=0.0, le=1.0)
     # A watch entry names no one it cannot tell apart from another identity at the watchlist
-    # threshold (reglink.rules.watchlist). Off only to measure what the guard changes.
+    # threshold (reglink.rules.watchlist). Off, every identity at the threshold is named: the
+    # matching benchmark (benchmarks/matching/watchlist.py) and a unit test compare the two.
     watchlist_ambiguity_guard: bool = True
 
     @model_validator(mode="after")

@@ -108,7 +108,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
     # Every call into the pipeline holds this lock: a unit of work waits for its commit off
     # the loop (streams/overlap.py), and nothing else may touch the pipeline's state (its
     # overlay, watermark, decoded identities) meanwhile; nor while a unit backs off through
-    # a Redis outage (the tick's watermark updates used to slip in there).
+    # a Redis outage (a tick's watermark update would otherwise land between its attempts).
     pipe_lock = asyncio.Lock()
 
     async def with_retry(what: str, fn, *args):

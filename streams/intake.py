@@ -4,8 +4,8 @@ faust hands every consumed message to its stream one at a time. For each message
 loop runs ``Service.wait_first(callback(message), suspend_flow.wait())``, which creates four
 tasks and an ``asyncio.wait``; the conductor then awaits flow control, decodes an ``Event``
 and queues it; the agent's stream takes it off the queue on a later loop turn. The bare
-forwarder of ``benchmarks/`` pays exactly this per message and little else, and the worker
-paid it as well (issue 4: about half of the bare forwarder's CPU per record was this path).
+forwarder of ``benchmarks/`` pays exactly this per message and little else: about half of its
+CPU per record is this path, and a worker without this intake pays it as well.
 
 :func:`batch_consumer` subclasses the transport's consumer so that messages of the worker's
 source topics skip that path: the fetch loop collects them for the whole fetch and awaits

@@ -19,7 +19,7 @@ The reads stay blocking (``RedisKV.fetch``): overlapped too, a reply waited for 
 which lengthened the time between a unit's reads and its commit, and with two workers more
 units conflicted (135 -> 178-189 per 20k records, and two workers were slower than with the
 blocking worker). Overlapping only the commit gave the most throughput of the variants
-measured (docs/performance-history.md, sixth session).
+measured (docs/performance-history.md).
 
 What runs meanwhile must not touch the pipeline: the worker holds one lock around every
 pipeline call (streams/app.py). Outside :func:`run`, :func:`io` calls straight through, so

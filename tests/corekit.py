@@ -8,6 +8,9 @@ from matchers.stores.kv import MemoryKV
 from reglink.pipeline import Pipeline
 from reglink.settings import Settings, load_settings
 
+# The hand-written example records (tests/fixtures/README.md says what they exercise).
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "records.jsonl"
+
 
 def core_settings(**kw) -> Settings:
     return load_settings(hmac_key="unit-test-key", **kw)

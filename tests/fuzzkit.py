@@ -1,5 +1,5 @@
 """A seeded, contract-aware mutation fuzzer: valid records in, records the contract must
-reject out (CONTRACT section 1), each with the reason code it must be dead-lettered with."""
+reject out (docs/contract.md §1), each with the reason code it must be dead-lettered with."""
 
 from __future__ import annotations
 

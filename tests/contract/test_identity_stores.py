@@ -335,7 +335,7 @@ def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_st
         w.commit()
 
 
-# ------------------------------------------------------------------ the compact index (issue 4)
+# ------------------------------------------------------------------------ the compact index
 # On Redis a blocking-index set is a field of a bucket hash, packed; past PACK_MAX members it
 # moves to a hash of its own (matchers/stores/kv.py). Same logical sets on both stores.
 def _pid(n: int) -> str:

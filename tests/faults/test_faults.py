@@ -1,7 +1,7 @@
-"""Reliability under faults, on the real stack (issue 5). Each scenario streams a 20k-record
-simulated corpus through Kafka, a supervised worker and Redis, injects its fault, then checks:
-nothing lost, alerts complete (= replay), duplicates only as exact repeats, clustering F1
-within 0.002 of replay, and no half-applied merges in the identity store."""
+"""Reliability under faults, on the real stack (docs/reliability.md). Each scenario streams a
+20k-record simulated corpus through Kafka, a supervised worker and Redis, injects its fault,
+then checks: nothing lost, alerts complete (= replay), duplicates only as exact repeats,
+clustering F1 within 0.002 of replay, and no half-applied merges in the identity store."""
 
 import random
 import time

@@ -1,4 +1,4 @@
-"""Issue 5: every person look-up, alert view and review decision is audited -- 100 %, and
+"""Every person look-up, alert view and review decision is audited -- 100 %, and
 nothing extra.
 
 1. The console's routes are enumerated from the FastAPI app object; each must be classified

@@ -1,4 +1,4 @@
-"""Fuzz (issue 5): 10,000 generated bad records through the connector and, bypassing it,
+"""Fuzz: 10,000 generated bad records through the connector and, bypassing it,
 straight into the worker. No crash; every record dead-lettered with the right reason; the
 counts reconcile; the worker still links the next good record."""
 

@@ -1,5 +1,5 @@
 """On the same input, the stream path emits the same alert ids with the same final statuses as
-`reglink replay` (CONTRACT section 3). Real Kafka, real Redis, a real worker process."""
+`reglink replay` (docs/contract.md §3). Real Kafka, real Redis, a real worker process."""
 
 import json
 import time

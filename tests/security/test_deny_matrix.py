@@ -1,9 +1,9 @@
 """Deny matrix on a kafka_security=scram stack: every principal, plus an unauthenticated client
 and a wrong password, against every topic and operation (and the groups, the cluster, Redis).
 
-A combination must succeed exactly where the issue's access rules allow it, and fail with an
+A combination must succeed exactly where the access rules allow it, and fail with an
 authorization or authentication error everywhere else. The expected table below is written
-from the rules (issue 5, docs/security.md), independently of ``reglink.kafka_auth.acl_table``.
+from the rules (docs/security.md), independently of ``reglink.kafka_auth.acl_table``.
 The figures go to ``deny-matrix.json`` next to the test's tmp dir and are printed.
 """
 

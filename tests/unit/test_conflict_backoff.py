@@ -3,9 +3,9 @@ commits waits a little longer before each retry, and a worker that runs out of r
 the record (backs off, tries again) instead of dead-lettering it."""
 
 import json
-from pathlib import Path
 
 import pytest
+from corekit import EXAMPLES
 
 from matchers.stores.kv import Conflict, MemoryKV
 from matchers.types import Identity
@@ -14,8 +14,6 @@ from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline, conflict_backoff
 from reglink.settings import load_settings
 from streams.shell import Contended, RetryLater, WorkerShell
-
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
 
 
 class ContendedKV(MemoryKV):

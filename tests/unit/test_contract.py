@@ -1,4 +1,4 @@
-"""The input contract (CONTRACT.md section 1): every bad-input kind, the examples, CSV, and
+"""The input contract (docs/contract.md §1): every bad-input kind, the examples, CSV, and
 properties (Hypothesis) of ``parse_record``. Pure: no Kafka."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from corekit import EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,9 +32,6 @@ from reglink.contract import (
     validate_record,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples" / "records.jsonl"
-if not EXAMPLES.exists():  # CI lays shared/ beside the clone
-    EXAMPLES = Path("/work/shared/examples/records.jsonl")
 ORIGIN = {"file": "test.jsonl", "line": 1}
 
 HOTEL = {
@@ -150,7 +148,7 @@ def test_watchlist_remove_needs_only_watch_id_and_add_needs_a_person():
     assert reason_of(enc(with_(add, "priority", "urgent")), "watchlist") == "bad_value: priority"
 
 
-# --- each bad-input kind of CONTRACT section 1 -----------------------------------------------
+# --- each bad-input kind of docs/contract.md §1 ---------------------------------------------
 @pytest.mark.parametrize("raw, expected", [
     (b'{"record_id": "H-1", "event": ', "malformed_json"),
     (b"{'record_id': 'H-1'}", "malformed_json"),

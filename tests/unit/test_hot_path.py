@@ -106,7 +106,7 @@ def test_typed_identity_decode_equals_the_plain_one():
     assert _dump(ident).startswith('["=",') and _load(_dump(ident), "P") == ident
     assert '["=",' in _dump(ident) and ident.rid_hash in ident.id_hashes  # the ID once
     assert ident.rid_hash not in json.loads(_dump(ident))[6]  # not repeated in id_hashes
-    bare = '{"person_id":"P","anchor":"rec:a"}'  # written before issue 4: still readable
+    bare = '{"person_id":"P","anchor":"rec:a"}'  # the older JSON layout: still readable
     assert _load_fast(bare) == _load(bare) == Identity(person_id="P", anchor="rec:a")
     plain = Identity(person_id="Q", anchor="rec:x:1", records=0)
     assert _load_fast(_dump(plain), "Q") == _load(_dump(plain), "Q") == plain

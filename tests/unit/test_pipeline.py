@@ -2,17 +2,13 @@
 
 import json
 import random
-from pathlib import Path
 
 import pytest
-from corekit import core_settings, run_core
+from corekit import EXAMPLES, core_settings, run_core
 
 from matchers.normalise import id_check_char
 from matchers.stores.kv import MemoryKV
 from reglink.pipeline import Pipeline
-
-# ../shared/ lies beside the repository (also in CI, which lays a copy beside the clone).
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
 
 
 def rid(area: str, birth: str, seq: int) -> str:

@@ -276,8 +276,8 @@ def test_truth_alerts_follow_the_rules(sim_dir):
 
 
 def test_truth_alerts_on_the_contract_example():
-    """The hand-written example in /work/shared/examples: 陈丽 is late in 4403 (deadline 7 March,
-    hotel joins the rental episode); 刘建国 is local to Beijing."""
+    """The hand-written example of tests/fixtures/records.jsonl: 陈丽 is late in 4403
+    (deadline 7 March, hotel joins the rental episode); 刘建国 is local to Beijing."""
     recs = [
         {"source": "hotel", "record_id": "H-88121", "event": "check_in", "hotel_id": "H440305-017",
          "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",

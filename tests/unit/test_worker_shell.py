@@ -1,8 +1,8 @@
 """The worker's per-message logic without faust or a broker (MemoryKV state)."""
 
 import json
-from pathlib import Path
 
+from corekit import EXAMPLES
 from prometheus_client import generate_latest
 
 from matchers.stores.kv import MemoryKV
@@ -10,8 +10,6 @@ from reglink.metrics import PipelineMetrics
 from reglink.pipeline import Pipeline
 from reglink.settings import load_settings
 from streams.shell import WorkerShell
-
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
 
 
 def make_shell():
