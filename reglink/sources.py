@@ -144,11 +144,6 @@ class Source:
         """The Kafka principal of this source's connector."""
         return f"connector-{self.name}"
 
-    @property
-    def connector_secret(self) -> str:
-        """The environment variable with the connector's Kafka password (docker-compose)."""
-        return "KAFKA_PASSWORD_" + self.principal.upper().replace("-", "_")
-
 
 DECLARED: tuple[Source, ...] = (
     Source(
