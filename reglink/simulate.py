@@ -7,7 +7,7 @@ Writes into ``out_dir``:
   rental, residence and job records sorted by report time;
 - ``<source>.jsonl`` for each registered source (reglink.sources), each in report-time order;
 - ``truth.jsonl``: per record ``{source, record_id|watch_id, person, [action], [noise]}``;
-- ``truth_alerts.jsonl``: the alerts a perfect linker raises under CONTRACT section 2 with the
+- ``truth_alerts.jsonl``: the alerts a perfect linker raises under docs/contract.md §2 with the
   default settings (``unregistered_stay`` and ``watchlist_match``).
 """
 
