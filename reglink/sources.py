@@ -18,6 +18,9 @@ that its principals, secrets and publish loop name exactly the sources registere
 
 Adding a source takes one :class:`Source` in :data:`DECLARED`, its JSON schema
 ``reglink/schemas/<name>.json`` and its part of the simulator (:mod:`reglink.sim.events`).
+Two written-out lists must then name it too, and tests say so when they do not: the
+``source`` enum of the published output schema ``reglink/schemas/linked.json``
+(``tests/unit/test_sources.py``) and docker-compose.yml.
 
 :func:`registered` adds declarations for the duration of a ``with`` block. Everything above
 reads the registry in force when it runs (:data:`NAMES` and :data:`EVENT_NAMES` are live views
