@@ -13,6 +13,7 @@ import click
 
 from matchers.stores.kv import OldLayout
 
+from . import sources
 from .errors import ReglinkError
 from .settings import Settings, load_settings
 
@@ -24,6 +25,17 @@ class _Group(click.Group):
         except (ReglinkError, OldLayout) as exc:
             click.secho(f"reglink: {exc}", fg="red", err=True)
             sys.exit(2)
+
+
+class SourceChoice(click.Choice):
+    """One of the registered sources (reglink.sources), read when the option is parsed."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return sources.current().names
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +96,7 @@ def stack_status(ctx: click.Context) -> None:
 # --- connectors --------------------------------------------------------------------------
 @main.command()
 @click.option("--source", required=True,
-              type=click.Choice(["hotel", "rental", "residence", "job", "watchlist", "person"]))
+              type=SourceChoice())
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto",
               show_default=True)
 @click.option("--follow", is_flag=True, help="Keep reading a growing file (like tail -f).")

@@ -1,4 +1,4 @@
-"""The input contract (CONTRACT.md section 1) as a pure validation layer.
+"""The input contract (docs/contract.md §1) as a pure validation layer.
 
 Used by the connectors (files -> Kafka) and by the stream worker (Kafka -> core). No I/O here:
 bytes in, ``(record, None)`` or ``(None, DeadLetter)`` out. Errors are data.
@@ -10,6 +10,11 @@ lazily, into plain Python closures (:func:`_compile`), because the general-purpo
 with Hypothesis that both accept the same objects. The compiler supports
 exactly the keywords the schemas use and refuses any other, so a schema edit cannot silently
 stop being enforced.
+
+The sources, their schema files and report times come from the registry
+(:mod:`reglink.sources`). The checks a schema pattern cannot make (a real calendar date, a real
+time, a presence period that does not run backwards) are derived from the source's schema and
+its presence declaration.
 
 A dead-letter reason is ``"<code>"`` or ``"<code>: <field path>"``; the code is one of
 :data:`REASON_CODES` and is safe to use as a metric label (no personal data).
@@ -28,6 +33,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
+from . import sources
+
 try:  # pragma: no cover - exercised by whichever is installed
     import msgspec
 
@@ -38,7 +45,7 @@ except ImportError:  # pragma: no cover
 SCHEMA_VERSION = "v1"
 SCHEMA_BASE = f"https://reglink.example/schemas/{SCHEMA_VERSION}/"
 
-SOURCES = ("hotel", "rental", "residence", "job", "watchlist", "person")
+SOURCES = sources.NAMES
 MAX_STRING = 1000
 
 REASON_CODES = (
@@ -55,34 +62,6 @@ REASON_CODES = (
     "bad_date",  # unparseable date or time, or a time without an offset
 )
 
-# Report time per source (CONTRACT section 1); watchlist and person have none.
-REPORT_TIME_FIELD = {
-    "hotel": "time",
-    "rental": "registered_at",
-    "residence": "registered_at",
-    "job": "posted_at",
-}
-# Semantic checks the schema's patterns cannot make: real calendar dates, real times.
-_DATE_FIELDS = {
-    "hotel": (),
-    "rental": ("lease_start", "lease_end"),
-    "residence": ("valid_from", "valid_until"),
-    "job": ("start_date",),
-    "watchlist": ("valid_until",),
-    "person": (),
-}
-_TIME_FIELDS = {
-    "hotel": ("time",),
-    "rental": ("registered_at",),
-    "residence": ("registered_at",),
-    "job": ("posted_at",),
-    "watchlist": (),
-    "person": (),
-}
-_ORDERED_DATES = {
-    "rental": ("lease_start", "lease_end"),
-    "residence": ("valid_from", "valid_until"),
-}
 _CITY_CODE = re.compile(r"[0-9]{6}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # The msgspec fast path only takes lines with at most this many "[" and "{" (a bound on the
@@ -136,14 +115,31 @@ def schema_names() -> list[str]:
 
 
 @cache
-def load_schemas() -> dict[str, dict[str, Any]]:
-    """All schemas keyed by ``$id``. Read once."""
+def _package_schemas() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     base = resources.files("reglink").joinpath("schemas")
     for name in schema_names():
         schema = json.loads(base.joinpath(name).read_text(encoding="utf-8"))
         out[schema["$id"]] = schema
     return out
+
+
+@cache
+def _registry_schemas(registry: sources.Registry) -> dict[str, dict[str, Any]]:
+    out = dict(_package_schemas())
+    for s in registry:
+        if s.schema_dir is not None:
+            schema = json.loads((s.schema_dir / s.schema_file).read_text(encoding="utf-8"))
+            out[schema["$id"]] = schema
+        if f"{SCHEMA_BASE}{s.schema_file}" not in out:
+            raise ValueError(f"source {s.name!r} has no schema {SCHEMA_BASE}{s.schema_file}")
+    return out
+
+
+def load_schemas() -> dict[str, dict[str, Any]]:
+    """All schemas keyed by ``$id``: reglink/schemas plus any registered source's schema
+    kept elsewhere. Read once per registry."""
+    return _registry_schemas(sources.current())
 
 
 def schema_for(name: str) -> dict[str, Any]:
@@ -357,11 +353,49 @@ class _Compiler:
         return all_checks
 
 
+@dataclass(frozen=True)
+class _Semantic:
+    """A source's checks beyond its schema, on top-level fields."""
+
+    times: tuple[str, ...]  # fields of common.json's dateTime: a real time with an offset
+    dates: tuple[str, ...]  # fields of common.json's date: a real calendar date
+    period: tuple[str, str] | None  # (first, last) date of its presence: last >= first
+
+
+_TIME_REF = f"{SCHEMA_BASE}common.json#/$defs/dateTime"
+_DATE_REF = f"{SCHEMA_BASE}common.json#/$defs/date"
+
+
+def _period(presence: sources.Presence | None) -> tuple[str, str] | None:
+    if isinstance(presence, sources.DateInterval) and presence.end is not None:
+        return presence.start, presence.end
+    if isinstance(presence, sources.Registration):
+        return presence.valid_from, presence.valid_until
+    return None
+
+
 @cache
+def _compiled(registry: sources.Registry) -> tuple[dict[str, Check], dict[str, _Semantic]]:
+    """Compiled validator and semantic checks per source of ``registry``, built once."""
+    schemas = _registry_schemas(registry)
+    compiler = _Compiler(schemas)
+    checks: dict[str, Check] = {}
+    semantic: dict[str, _Semantic] = {}
+    for s in registry:
+        checks[s.name] = compiler.ref(s.schema_file, SCHEMA_BASE)
+        schema = schemas[f"{SCHEMA_BASE}{s.schema_file}"]
+        refs = {k: urljoin(schema["$id"], sub["$ref"])
+                for k, sub in schema.get("properties", {}).items() if "$ref" in sub}
+        semantic[s.name] = _Semantic(
+            times=tuple(k for k, ref in refs.items() if ref == _TIME_REF),
+            dates=tuple(k for k, ref in refs.items() if ref == _DATE_REF),
+            period=_period(s.presence))
+    return checks, semantic
+
+
 def _validators() -> dict[str, Check]:
-    """Compiled validator per source, built once on first use."""
-    compiler = _Compiler(load_schemas())
-    return {src: compiler.ref(f"{src}.json", SCHEMA_BASE) for src in SOURCES}
+    """Compiled validator per source of the registry in force."""
+    return _compiled(sources.current())[0]
 
 
 def compiled_validator(name: str) -> Check:
@@ -400,18 +434,18 @@ def _parse_birth_date(value: str) -> date | None:
     return _parse_date(value)
 
 
-def _semantic(obj: dict[str, Any], source: str) -> str | None:
-    for f in _TIME_FIELDS[source]:
+def _semantic(obj: dict[str, Any], checks: _Semantic) -> str | None:
+    for f in checks.times:
         if f in obj and _parse_time(obj[f]) is None:
             return f"bad_date: {f}"
     dates = {}
-    for f in _DATE_FIELDS[source]:
+    for f in checks.dates:
         if f in obj:
             d = _parse_date(obj[f])
             if d is None:
                 return f"bad_date: {f}"
             dates[f] = d
-    pair = _ORDERED_DATES.get(source)
+    pair = checks.period
     if pair and pair[0] in dates and pair[1] in dates and dates[pair[1]] < dates[pair[0]]:
         return f"bad_value: {pair[1]}"
     person = obj.get("person")
@@ -431,19 +465,21 @@ def validate_record(obj: dict[str, Any], source: str) -> str | None:
     ``obj`` must already carry ``source`` (:func:`parse_record` sets it when absent).
     A resident ID that fails its checksum is valid here: it is evidence, flagged later.
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    checks, semantic = _compiled(sources.current())
+    check = checks.get(source)
+    if check is None:
+        raise ValueError(f"unknown source {source!r}; expected one of {', '.join(checks)}")
     if not isinstance(obj, dict):
         return "wrong_type"
     if obj.get("source", source) != source:
         return "source_mismatch: source"
     try:
-        err = _validators()[source](obj)
+        err = check(obj)
     except RecursionError:
         return "too_deep"
     if err is not None:
         return error_reason(err)
-    return _semantic(obj, source)
+    return _semantic(obj, semantic[source])
 
 
 def _reject_constant(name: str) -> Any:
@@ -487,7 +523,7 @@ def parse_record(
     ``original`` is what a dead letter keeps when ``raw`` is not the bytes as read (a CSV row
     converted to JSON); it defaults to ``raw``.
     """
-    if source not in SOURCES:
+    if source not in sources.current():
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     keep = raw if original is None else original
 
@@ -528,8 +564,10 @@ def parse_record(
 
 
 def report_time(record: dict[str, Any]) -> datetime | None:
-    """The aware time at which the source learned of ``record``; None for watchlist/person."""
-    name = REPORT_TIME_FIELD.get(record.get("source", ""))
+    """The aware time at which the source learned of ``record``; None for a source without a
+    report time (watchlist, person)."""
+    decl = sources.current().get(record.get("source", ""))
+    name = decl.report_time if decl is not None else None
     if name is None or name not in record:
         return None
     return _parse_time(record[name])

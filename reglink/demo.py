@@ -1,8 +1,8 @@
 """``reglink demo``: the whole pipeline on this machine, live.
 
 stack up -> simulate N days -> a worker process -> the simulated days are written out one at a
-time into per-source files that six connectors follow (`publish --follow`) -> alerts are
-printed as the worker emits them. Each run uses its own topic prefix and Redis prefix.
+time into per-source files, each followed by its source's connector (`publish --follow`) ->
+alerts are printed as the worker emits them. Each run uses its own topic prefix and Redis prefix.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from . import sources
 from .settings import Settings
 from .topics import SOURCES
 
 
 def _day_of(record: dict) -> str:
-    for f in ("time", "registered_at", "posted_at"):
-        if f in record:
-            return record[f][:10]
-    return ""  # person and watchlist records come first
+    """The record's report date; "" for a source without a report time (they come first)."""
+    field = sources.current()[record["source"]].report_time
+    return record[field][:10] if field else ""
 
 
 def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: float = 1.0,

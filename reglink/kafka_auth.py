@@ -11,7 +11,8 @@
   ``settings.kafka_ssl_cafile`` (default ``<state_dir>/tls/ca.pem``, made by ``stack up``)
   and check that the broker's certificate names the host they connect to.
 
-Roles: ``admin`` (stack set-up, super user), ``connector-<source>``, ``worker``, ``console``
+Roles: ``admin`` (stack set-up, super user), ``connector-<source>`` for each source of the
+registry (:mod:`reglink.sources`), ``worker``, ``console``
 (review console and ``reglink person``), ``reader`` (``reglink alerts``, downstream).
 Passwords come from ``settings.kafka_username``/``kafka_password`` (a deployed process gets
 only its own), else from the credentials file (``settings.kafka_credentials_file``, default
@@ -29,9 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from . import sources
 from .errors import ConfigError, ServiceUnavailable
 from .settings import Settings
-from .topics import SOURCES
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
@@ -40,7 +41,7 @@ REDIS_USERS = ("admin", "worker", "console")
 
 def kafka_principals() -> list[str]:
     """Every Kafka principal of the secure stack (admin first)."""
-    return [ADMIN, *(f"connector-{s}" for s in SOURCES), "worker", "console", "reader"]
+    return [ADMIN, *(s.principal for s in sources.current()), "worker", "console", "reader"]
 
 
 def secure(settings: Settings) -> bool:
@@ -277,20 +278,19 @@ def redis_acl_lines(settings: Settings, creds: dict[str, dict[str, str]]) -> lis
 def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     t = settings.topic
     rows: list[tuple[str, str, str, str, str]] = []
-    for s in SOURCES:
-        p = f"connector-{s}"
-        for name in (f"{s}.raw", "deadletter"):
-            rows += [(p, "TOPIC", t(name), "LITERAL", "WRITE"),
-                     (p, "TOPIC", t(name), "LITERAL", "DESCRIBE")]
-    for name in [*(f"{s}.raw" for s in SOURCES), "decisions"]:
+    raw = [s.topic for s in sources.current()]
+    for s in sources.current():
+        for name in (s.topic, "deadletter"):
+            rows += [(s.principal, "TOPIC", t(name), "LITERAL", "WRITE"),
+                     (s.principal, "TOPIC", t(name), "LITERAL", "DESCRIBE")]
+    for name in [*raw, "decisions"]:
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "READ"))
     for name in ("linked", "identity.events", "alerts", "deadletter"):
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "WRITE"))
     rows.append(("worker", "GROUP", settings.app_id, "PREFIXED", "READ"))
     # The console shows alert evidence (the raw records), person timelines (linked,
     # identity.events) and the audit trail; it writes decisions and audit entries.
-    for name in ["alerts", "decisions", "audit", "linked", "identity.events",
-                 *(f"{s}.raw" for s in SOURCES)]:
+    for name in ["alerts", "decisions", "audit", "linked", "identity.events", *raw]:
         rows.append(("console", "TOPIC", t(name), "LITERAL", "READ"))
     for name in ("decisions", "audit"):
         rows.append(("console", "TOPIC", t(name), "LITERAL", "WRITE"))

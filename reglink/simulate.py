@@ -5,9 +5,9 @@ Writes into ``out_dir``:
 
 - ``events.jsonl``: person records, then watchlist records (adds, then removes), then all hotel,
   rental, residence and job records sorted by report time;
-- ``<source>.jsonl`` for each of the six sources, each in report-time order;
+- ``<source>.jsonl`` for each registered source (reglink.sources), each in report-time order;
 - ``truth.jsonl``: per record ``{source, record_id|watch_id, person, [action], [noise]}``;
-- ``truth_alerts.jsonl``: the alerts a perfect linker raises under CONTRACT section 2 with the
+- ``truth_alerts.jsonl``: the alerts a perfect linker raises under docs/contract.md §2 with the
   default settings (``unregistered_stay`` and ``watchlist_match``).
 """
 
@@ -20,11 +20,12 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
+from . import sources
 from .sim import geo, truth
-from .sim.events import ID_PREFIX, SOURCE_RANK, WATCH_SHARE, Rec, World, iso
+from .sim.events import ID_PREFIX, WATCH_SHARE, Rec, World, iso
 from .sim.population import make_population
 
-SOURCES = ("hotel", "rental", "residence", "job", "watchlist", "person")
+SOURCES = sources.NAMES
 
 
 def generate(persons: int, days: int, start: str, seed: int,
@@ -39,8 +40,8 @@ def generate(persons: int, days: int, start: str, seed: int,
     catalog = geo.Catalog(rng)
     world = World(rng, people, reg, catalog, d0, days, watch_share)
     world.run()
-    world.recs.sort(key=lambda r: (r.at is not None, r.at or world.t0, SOURCE_RANK[r.source],
-                                   r.order))
+    rank = sources.current().ranks
+    world.recs.sort(key=lambda r: (r.at is not None, r.at or world.t0, rank[r.source], r.order))
     counters: Counter = Counter()
     for r in world.recs:
         counters[r.source] += 1
@@ -49,14 +50,12 @@ def generate(persons: int, days: int, start: str, seed: int,
 
 
 def _record(r: Rec) -> dict:
-    if r.source == "watchlist":
-        return {"source": "watchlist", "watch_id": r.key, **r.body}
-    return {"source": r.source, "record_id": r.key, **r.body}
+    return {"source": r.source, sources.current()[r.source].id_field: r.key, **r.body}
 
 
 def _truth(r: Rec) -> dict:
     t: dict = {"source": r.source}
-    t["watch_id" if r.source == "watchlist" else "record_id"] = r.key
+    t[sources.current()[r.source].id_field] = r.key
     t["person"] = r.pid
     if r.source == "watchlist":
         t["action"] = r.body["action"]

@@ -1,16 +1,18 @@
-"""The topics of CONTRACT.md section 3, with their partition counts and retention.
+"""The topics of docs/contract.md §3, with their partition counts and retention.
 
-Topics are created explicitly (broker auto-create is off) by :func:`topic_specs`.
+Topics are created explicitly (broker auto-create is off) by :func:`topic_specs`. There is one
+``<source>.raw`` topic per source of the registry (:mod:`reglink.sources`), in its order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import sources
 from .settings import Settings
 
-SOURCES = ("hotel", "rental", "residence", "job", "watchlist", "person")
-EVENT_SOURCES = ("hotel", "rental", "residence", "job")  # these move the watermark
+SOURCES = sources.NAMES  # every source, in registry order (a live view of the registry)
+EVENT_SOURCES = sources.EVENT_NAMES  # the sources that move the watermark
 
 DAY_MS = 86_400_000
 
@@ -27,7 +29,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic reglink uses. Retention is explicit per topic (minimisation)."""
     sp, dp = settings.source_partitions, settings.derived_partitions
     specs = [
-        TopicSpec(f"{s}.raw", sp, 30 * DAY_MS, f"validated {s} input") for s in SOURCES
+        TopicSpec(s.topic, sp, 30 * DAY_MS, f"validated {s.name} input")
+        for s in sources.current()
     ]
     specs += [
         TopicSpec("deadletter", 1, 30 * DAY_MS, "records reglink could not use, with reason"),
@@ -39,6 +42,3 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
     return specs
 
-
-def source_topic(settings: Settings, source: str) -> str:
-    return settings.topic(f"{source}.raw")

@@ -37,6 +37,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
 from .. import person as people
+from .. import sources
 from ..rules import decisions as dec
 from ..rules.clock import ts
 from ..settings import Settings
@@ -76,16 +77,8 @@ def evidence_view(key: str, rec: dict | None) -> dict:
             "sex": p.get("sex", ""), "birth date": p.get("birth_date", ""),
             "ID": mask_id(p.get("id_number")), "ID type": p.get("id_type", ""),
             "phone": mask_phone(p.get("phone"))}
-    detail = {
-        "hotel": ("event", "hotel_name", "hotel_id", "city_code", "room", "time"),
-        "rental": ("city_code", "address", "lease_start", "lease_end", "registered_at"),
-        "residence": ("permit_no", "city_code", "address", "registered_at", "valid_from",
-                      "valid_until"),
-        "job": ("employer_name", "city_code", "start_date", "posted_at"),
-        "watchlist": ("action", "priority", "reason", "valid_until"),
-        "person": ("city_code", "address"),
-    }.get(source, ())
-    for f in detail:
+    decl = sources.current().get(source)
+    for f in decl.console_fields if decl is not None else ():
         if rec.get(f) not in (None, ""):
             rows[f.replace("_", " ")] = rec[f]
     return {"key": key, "source": source, "missing": False,
@@ -105,21 +98,18 @@ def _stay_chart(alert: dict, stays: dict, state: ConsoleState) -> str:
     else:  # identity store unavailable: draw what the evidence records say
         for key in alert.get("evidence", []):
             rec = state.record(key) or {}
-            src = key.split(":", 1)[0]
+            decl = sources.current().get(key.split(":", 1)[0])
+            presence = decl.presence if decl is not None else None
             try:
-                if src == "rental":
-                    intervals.append({"label": key, "start": ts(rec["lease_start"]),
-                                      "end": ts(rec["lease_end"]) if rec.get("lease_end")
-                                      else None})
-                elif src == "job":
-                    intervals.append({"label": key, "start": ts(rec["start_date"]),
-                                      "end": None})
-                elif src == "hotel":
-                    intervals.append({"label": key, "start": ts(rec["time"]), "end": None})
-                elif src == "residence":
-                    regs.append({"label": key, "registered_at": ts(rec["registered_at"]),
-                                 "valid_from": ts(rec["valid_from"]),
-                                 "valid_until": ts(rec["valid_until"])})
+                if isinstance(presence, sources.DateInterval):
+                    start, end = presence.interval(rec)
+                    intervals.append({"label": key, "start": start, "end": end})
+                elif isinstance(presence, sources.CheckInOut):  # each event, from its time on
+                    intervals.append({"label": key, "start": presence.mark(rec)[2], "end": None})
+                elif isinstance(presence, sources.Registration):
+                    reg_at, valid_from, valid_until = presence.period(rec)
+                    regs.append({"label": key, "registered_at": reg_at,
+                                 "valid_from": valid_from, "valid_until": valid_until})
             except (KeyError, ValueError):
                 continue
     deadline = ts(alert["deadline"]) if alert.get("deadline") else None

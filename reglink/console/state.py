@@ -21,6 +21,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .. import sources
 from ..kafka_auth import kafka_python_kwargs
 from ..rules import decisions as dec
 from ..settings import Settings
@@ -268,7 +269,7 @@ class Feed(threading.Thread):
                         st.add_decision(value)
                     elif tp.topic in raw_topics:
                         src = raw_topics[tp.topic]
-                        rid = value.get("watch_id" if src == "watchlist" else "record_id")
+                        rid = value.get(sources.current()[src].id_field)
                         if rid is not None:
                             st.add_record(f"{src}:{rid}", value)
                     if m.offset + 1 >= ends.get(tp, 0):

@@ -7,7 +7,8 @@ buffers records per channel (a source partition, in order) and releases them in 
 canonical order replay sees in a time-sorted file:
 
     records without a report time (person, watchlist) first, then by report time,
-    ties by source rank (person, watchlist, hotel, rental, residence, job), then arrival.
+    ties by source rank (reglink.sources: person, watchlist, hotel, rental, residence, job),
+    then arrival.
 
 It releases the smallest head only when no channel that still has unread records in the
 broker (``waiting``) could hold something smaller. A channel that is caught up is not waited
@@ -21,15 +22,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-RANK = {"person": 0, "watchlist": 1, "hotel": 2, "rental": 3, "residence": 4, "job": 5}
+from .. import sources
+
 Key = tuple[int, float, int]
 _MIN: Key = (-1, 0.0, -1)
 
 
 def order_key(source: str, report_ts: float | None) -> Key:
+    """``source``'s records in canonical order; a name no source has ranks after them all."""
     if report_ts is None:
-        return (0, 0.0, RANK.get(source, 9))
-    return (1, report_ts, RANK.get(source, 9))
+        return (0, 0.0, sources.rank(source))
+    return (1, report_ts, sources.rank(source))
 
 
 class EventTimeMerger:

@@ -12,7 +12,6 @@ from . import geo, names, noise
 from .population import Person, Registry, birth_date, make_hidden_namesake
 
 TZ = timezone(timedelta(hours=8))
-SOURCE_RANK = {"person": 0, "watchlist": 1, "hotel": 2, "rental": 3, "residence": 4, "job": 5}
 ID_PREFIX = {"hotel": "H-", "rental": "R-", "residence": "T-", "job": "J-", "person": "HR-"}
 
 MOVE_RATE = 0.004            # per person and day

@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from reglink import compose as compose_mod
-from reglink import kafka_auth
+from reglink import kafka_auth, sources
 from reglink.settings import Settings
-from reglink.topics import SOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -364,9 +363,25 @@ def test_app_services_run_as_their_own_principals(compose) -> None:
     script = demo["command"][0]
     assert 'REGLINK_KAFKA_USERNAME="connector-$$s"' in script
     assert "KAFKA_PASSWORD_CONNECTOR_$$(echo" in script
-    assert {f"connector-{s}" for s in SOURCES} == set(connectors)
-    for s in SOURCES:
-        assert s in script
+    assert [s.principal for s in sources.current()] == connectors
+
+
+def test_every_list_of_sources_is_the_registry_in_order(compose) -> None:
+    """docker-compose.yml cannot import reglink.sources: its per-source lists are written out,
+    and must name exactly the registered sources, in registry order."""
+    names = list(sources.current().names)
+    principals = [s.principal for s in sources.current()]
+    kafka_env = _env(compose["services"]["kafka"])
+    listed = kafka_env["KAFKA_PRINCIPALS"].split()
+    assert [p for p in listed if p.startswith("connector-")] == principals
+    assert listed == kafka_auth.kafka_principals()
+    connector_vars = [compose_mod.kafka_var(p) for p in principals]
+    assert [k for k in kafka_env if k.startswith("KAFKA_PASSWORD_CONNECTOR_")] == connector_vars
+    demo_env = _env(compose["services"]["demo-publisher"])
+    assert [k for k in demo_env if k.startswith("KAFKA_PASSWORD_")] == connector_vars
+    script = compose["services"]["demo-publisher"]["command"][0]
+    loops = re.findall(r"^\s*for s in ([^;]*); do$", script, re.M)
+    assert [loop.split() for loop in loops] == [names]
 
 
 def test_topics_init_creates_topics_and_acls_as_admin(compose) -> None:
