@@ -9,7 +9,6 @@ No Kafka and no Redis in here: identity and rule state live behind the
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import random
@@ -21,6 +20,7 @@ from matchers.features import person_record
 from matchers.linker import Linker, LinkResult
 from matchers.normalise import same_place
 from matchers.pseudo import Pseudonymiser
+from matchers.stores import schema as sk
 from matchers.stores.identity import KVIdentityStore
 from matchers.stores.kv import Conflict, KeyValue, TxKV
 from matchers.types import Identity, PersonRecord
@@ -80,8 +80,8 @@ class Pipeline:
         # Outbox ids come from blocks reserved with one INCRBY; the approximate identity count
         # is incremented inside the commit: neither costs a round trip of its own.
         self.kv = kv if isinstance(kv, TxKV) else TxKV(
-            kv, atomic_counters=frozenset({"n:outbox"}),
-            deferred_counters=frozenset({"n:identities"}), counter_block=256)
+            kv, atomic_counters=frozenset({sk.OUTBOX_COUNTER}),
+            deferred_counters=frozenset({sk.IDENTITY_COUNT}), counter_block=256)
         self._batch = False  # inside process_batch: the watermark is saved once, at its end
         self._pre: dict[int, PersonRecord] = {}  # id(record) -> its PersonRecord (batch)
         self.conflicts = 0  # optimistic commits retried (several workers on one identity)
@@ -99,7 +99,7 @@ class Pipeline:
         self._wkeys: set[str] = set()
         self._wkeys_v: str | None = None
         if outbox:
-            self.linker.prefetch_extra = ("n:outbox",)
+            self.linker.prefetch_extra = (sk.OUTBOX_COUNTER,)
         self.metrics = metrics or PipelineMetrics()
         self._children: dict[tuple[int, str], object] = {}
         # With an outbox, alerts and identity events are kept in the state store, in the same
@@ -108,7 +108,7 @@ class Pipeline:
         self.grace = {"rental": settings.grace_rental_s, "job": settings.grace_job_s,
                       "hotel": settings.grace_hotel_s}
         self.wm = Watermark(EVENT_SOURCES, settings.lateness_s, settings.idle_timeout_s)
-        raw = self.kv.get("wm")
+        raw = self.kv.get(sk.WATERMARK)
         if raw:
             self.wm.load_json(json.loads(raw))
 
@@ -207,7 +207,7 @@ class Pipeline:
                     if track:
                         snaps.append(_wm_copy(self.wm.to_json()))
                 self.kv.begin(len(pending))
-                self.kv.set("wm", fastjson.dumps(self.wm.to_json()))
+                self.kv.set(sk.WATERMARK, fastjson.dumps(self.wm.to_json()))
                 self.kv.commit()
                 done += results
                 if len(done) == len(items):
@@ -250,7 +250,8 @@ class Pipeline:
         Returns how many leading records were committed."""
         while segment > 0:
             try:
-                self.kv.commit_prefix(segment, [("set", "wm", fastjson.dumps(snaps[segment - 1]))])
+                self.kv.commit_prefix(segment, [("set", sk.WATERMARK,
+                                                 fastjson.dumps(snaps[segment - 1]))])
                 return segment
             except Conflict as exc:
                 self.conflicts += 1
@@ -265,7 +266,8 @@ class Pipeline:
         True when it did (the linker's own per-record prefetch then has nothing to add)."""
         if not hasattr(self.kv.base, "fetch"):
             return False  # embedded store: reads are free
-        strings: list[str] = ["n:identities", "n:outbox", "wv", "wl/n:identities"]
+        strings: list[str] = [sk.IDENTITY_COUNT, sk.OUTBOX_COUNTER, sk.WATCH_KEYS_TOKEN,
+                              sk.watch_index(sk.IDENTITY_COUNT)]
         sets: list[str] = []
         top = max(self.wm.max_seen.values(), default=float("-inf"))
         finder = self.linker.finder
@@ -277,22 +279,22 @@ class Pipeline:
             rec = person_record(record, key, self.pseudo)
             self._pre[id(record)] = rec
             keys = finder.keys(rec)
-            sets += [f"b:{k}" for k in keys]
-            sets += [f"wl/b:{k}" for k in keys if k in self._wkeys]
+            sets += [sk.blocking(k) for k in keys]
+            sets += [sk.watch_index(sk.blocking(k)) for k in keys if k in self._wkeys]
             if record["source"] == "watchlist":
-                strings.append(f"w:{record['watch_id']}")
+                strings.append(sk.watch_entry(record["watch_id"]))
                 continue
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
             pid = self.linker.person_id_for(anchor)
-            strings += [f"l:{key}", f"i:{pid}", f"s:{pid}", f"m:{pid}"]
+            strings += [sk.link(key), sk.identity(pid), sk.stays(pid), sk.merged(pid)]
         # The watermark cannot pass the highest report time of the batch - lateness: one
         # read of the due set up to there serves every record's advance.
-        self.kv.zhint("due", max(self.wm.value, top - self.s.lateness_s))
+        self.kv.zhint(sk.DUE, max(self.wm.value, top - self.s.lateness_s))
         self.kv.prefetch(strings, sets, self.store.max_bucket)  # larger buckets: a size
         members: set[str] = set()
         for k in dict.fromkeys(sets):
             got = self.kv._rset.get(k)
-            if got and len(got) <= self.store.max_bucket and not k.startswith("wl/"):
+            if got and len(got) <= self.store.max_bucket and not k.startswith(sk.WATCH_NS):
                 members |= got
         if members:
             self._prefetch_persons(sorted(members))
@@ -300,7 +302,8 @@ class Pipeline:
 
     def _prefetch_persons(self, pids) -> None:
         """Each person's merged-into pointer, identity and stays, in one round trip."""
-        self.kv.prefetch([f"{p}:{pid}" for pid in pids for p in ("m", "i", "s")], [])
+        self.kv.prefetch([k for pid in pids
+                          for k in (sk.merged(pid), sk.identity(pid), sk.stays(pid))], [])
 
     def _counter(self, metric, label: str):
         """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
@@ -315,26 +318,26 @@ class Pipeline:
         """Put a message in the outbox (same transaction as its cause)."""
         if not self.outbox:
             return out
-        oid = f"{self.kv.incr('n:outbox'):012d}"
-        self.kv.set(f"o:{oid}", json.dumps([out.topic, out.key, out.value], ensure_ascii=False))
-        self.kv.zadd("outbox", oid, float(int(oid)))
+        oid = f"{self.kv.incr(sk.OUTBOX_COUNTER):012d}"
+        self.kv.set(sk.outbox_message(oid), json.dumps([out.topic, out.key, out.value], ensure_ascii=False))
+        self.kv.zadd(sk.OUTBOX, oid, float(int(oid)))
         return Out(out.topic, out.key, out.value, oid)
 
     def delivered(self, oid: str) -> None:
         """The shell saw the broker acknowledge an outbox message: forget it."""
-        self.kv.base.apply([("zrem", "outbox", oid), ("delete", f"o:{oid}")])  # one trip
+        self.kv.base.apply([("zrem", sk.OUTBOX, oid), ("delete", sk.outbox_message(oid))])  # one trip
 
     def delivered_many(self, oids: list[str]) -> None:
         """Several confirmations at once: one round trip."""
         if oids:
             self.kv.base.apply([op for oid in oids
-                                for op in (("zrem", "outbox", oid), ("delete", f"o:{oid}"))])
+                                for op in (("zrem", sk.OUTBOX, oid), ("delete", sk.outbox_message(oid)))])
 
     def undelivered(self) -> list[Out]:
         """Outbox messages not yet confirmed (re-sent after a crash; duplicates are allowed)."""
         outs = []
-        for oid, _score in self.kv.base.zupto("outbox", float("inf")):
-            raw = self.kv.base.get(f"o:{oid}")
+        for oid, _score in self.kv.base.zupto(sk.OUTBOX, float("inf")):
+            raw = self.kv.base.get(sk.outbox_message(oid))
             if raw:
                 topic, key, value = json.loads(raw)
                 outs.append(Out(topic, key, value, oid))
@@ -424,54 +427,54 @@ class Pipeline:
         return outs
 
     # ------------------------------------------------------------------ unregistered_stay
-    def _stays(self, pid: str) -> dict:
-        raw = self.kv.get(f"s:{pid}")
-        return fastjson.loads(raw) if raw else {}
+    def _stays(self, pid: str) -> dict[str, sk.StayState]:
+        return sk.decode_stays(self.kv.get(sk.stays(pid)))
 
-    def _save_stays(self, pid: str, data: dict) -> None:
-        self.kv.set(f"s:{pid}", fastjson.dumps(data))
+    def _save_stays(self, pid: str, data: dict[str, sk.StayState]) -> None:
+        self.kv.set(sk.stays(pid), sk.encode_stays(data))
 
     def _stay_update(self, link: LinkResult, record: dict, key: str) -> set[str]:
         source = record["source"]
         pref = str(record["city_code"])[:4]
         data = self._stays(link.person_id)
-        ps = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
-        known = {iv[0] for iv in ps["iv"]} | {r[0] for r in ps["reg"]}
-        known |= {c[0] for c in ps.get("co", [])}
-        if key in known or key in ps.get("closed", []):
+        ps = data.get(pref)
+        if ps is None:
+            ps = data[pref] = sk.StayState()
+        if key in ps.keys() or (ps.closed and key in ps.closed):
             return {pref}  # re-delivered: nothing to add, but re-evaluate (idempotent)
         if source == "hotel":
             t, hotel = ts(record["time"]), record.get("hotel_id")
-            pending = ps.setdefault("co", [])  # check-outs not matched yet: [key, hotel, t]
+            pending = ps.pending_list()  # check-outs not matched yet
             if record["event"] == "check_in":
-                iv = [key, t, None, self.grace["hotel"], hotel]
+                iv = sk.Presence(key, t, None, self.grace["hotel"], hotel)
                 # A check-out can be read before its check-in (another partition): match it.
-                outs = sorted((c for c in pending if c[1] == hotel and c[2] >= t),
-                              key=lambda c: (c[2], c[0]))
+                outs = sorted((c for c in pending if c.hotel == hotel and c.at >= t),
+                              key=lambda c: (c.at, c.key))
                 if outs:
-                    iv[2] = outs[0][2]
+                    iv.end = outs[0].at
                     pending.remove(outs[0])
-                    ps.setdefault("closed", []).append(outs[0][0])
-                ps["iv"].append(iv)
+                    ps.closed_list().append(outs[0].key)
+                ps.intervals.append(iv)
             else:
-                open_ivs = [iv for iv in ps["iv"] if iv[2] is None and iv[4] is not None
-                            and iv[4] == hotel and iv[1] <= t]
+                open_ivs = [iv for iv in ps.intervals if iv.end is None and iv.hotel is not None
+                            and iv.hotel == hotel and iv.start <= t]
                 if open_ivs:
-                    max(open_ivs, key=lambda iv: iv[1])[2] = t
-                    ps.setdefault("closed", []).append(key)
-                elif key not in {c[0] for c in pending}:
-                    pending.append([key, hotel, t])
+                    max(open_ivs, key=lambda iv: iv.start).end = t
+                    ps.closed_list().append(key)
+                elif key not in {c.key for c in pending}:
+                    pending.append(sk.PendingCheckout(key, hotel, t))
         elif source == "rental":
             end = day_end(record["lease_end"]) if record.get("lease_end") else None
-            ps["iv"].append([key, day_start(record["lease_start"]), end, self.grace["rental"],
-                             None])
+            ps.intervals.append(sk.Presence(key, day_start(record["lease_start"]), end,
+                                            self.grace["rental"], None))
         elif source == "job":
-            ps["iv"].append([key, day_start(record["start_date"]), None, self.grace["job"],
-                             None])
+            ps.intervals.append(sk.Presence(key, day_start(record["start_date"]), None,
+                                            self.grace["job"], None))
         elif source == "residence":
-            ps["reg"].append([key, ts(record["registered_at"]), day_start(record["valid_from"]),
-                              day_end(record["valid_until"])])
-        ps["ex"][key] = [round(link.probability, 6), link.explanation]
+            ps.registrations.append(sk.Registered(
+                key, ts(record["registered_at"]), day_start(record["valid_from"]),
+                day_end(record["valid_until"])))
+        ps.explanations[key] = [round(link.probability, 6), link.explanation]
         self._save_stays(link.person_id, data)
         return {pref}
 
@@ -481,16 +484,18 @@ class Pipeline:
             return set()
         data = self._stays(into)
         for pref, ps in old.items():
-            dst = data.setdefault(pref, {"iv": [], "reg": [], "ex": {}})
-            have = {iv[0] for iv in dst["iv"]} | {r[0] for r in dst["reg"]}
-            dst["iv"] += [iv for iv in ps["iv"] if iv[0] not in have]
-            dst["reg"] += [r for r in ps["reg"] if r[0] not in have]
-            dst["ex"].update(ps["ex"])
-            dst.setdefault("closed", []).extend(ps.get("closed", []))
-            dst.setdefault("co", []).extend(ps.get("co", []))
-            self.kv.zrem("due", f"{absorbed}|{pref}")
+            dst = data.get(pref)
+            if dst is None:
+                dst = data[pref] = sk.StayState()
+            have = {iv.key for iv in dst.intervals} | {r.key for r in dst.registrations}
+            dst.intervals += [iv for iv in ps.intervals if iv.key not in have]
+            dst.registrations += [r for r in ps.registrations if r.key not in have]
+            dst.explanations.update(ps.explanations)
+            dst.closed_list().extend(ps.closed or ())
+            dst.pending_list().extend(ps.pending or ())
+            self.kv.zrem(sk.DUE, f"{absorbed}|{pref}")
         self._save_stays(into, data)
-        self.kv.delete(f"s:{absorbed}")
+        self.kv.delete(sk.stays(absorbed))
         return set(old)
 
     def _evaluate(self, pid: str, pref: str) -> list[Out]:
@@ -498,14 +503,16 @@ class Pipeline:
         pid = self.store.resolve(pid)
         ident = self.store.get(pid)
         ps = self._stays(pid).get(pref)
-        self.kv.zrem("due", f"{pid}|{pref}")
+        self.kv.zrem(sk.DUE, f"{pid}|{pref}")
         if ident is None or ps is None:
             return []
         # Owes registration only with a known resident ID and a home elsewhere.
         if not ident.rid_hash or not ident.home or same_place(ident.home, pref):
             return []
-        intervals = [st.Interval(iv[0], iv[1], iv[2], iv[3]) for iv in ps["iv"]]
-        regs = [st.Registration(*r) for r in ps["reg"]]
+        intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
+        regs = [st.Registration(r.key, r.registered_at, r.valid_from, r.valid_until_end)
+                for r in ps.registrations]
+        ex = ps.explanations
         outs: list[Out] = []
         next_due = None
         for ep in st.episodes(intervals, self.s.episode_gap_s):
@@ -524,38 +531,38 @@ class Pipeline:
             evidence = st.evidence_ids(ep, deadline)
             if reg:
                 evidence.append(reg.record_id)
-            probs = [ps["ex"][r][0] for r in evidence if r in ps["ex"]]
+            probs = [ex[r][0] for r in evidence if r in ex]
             alert = self._alert(
                 aid, "unregistered_stay", status, ident, evidence,
                 min(probs) if probs else None,
-                {r: ps["ex"][r][1] for r in evidence if r in ps["ex"]},
+                {r: ex[r][1] for r in evidence if r in ex},
                 iso(deadline), prefecture=pref, deadline=iso(deadline))
             outs.append(alert)
         if next_due is not None:
-            self.kv.zadd("due", f"{pid}|{pref}", next_due)
+            self.kv.zadd(sk.DUE, f"{pid}|{pref}", next_due)
         return outs
 
     def _advance(self, now: float | None, final: bool = False) -> list[Out]:
         before = self.wm.value
         value = self.wm.advance(now, final)
         if not self._batch:  # a batch saves it once, at its end (same commit)
-            self.kv.set("wm", fastjson.dumps(self.wm.to_json()))  # same MULTI as the record
+            self.kv.set(sk.WATERMARK, fastjson.dumps(self.wm.to_json()))  # same MULTI as the record
         if value <= before:
             return []
         self.metrics.watermark.set(value)
         outs: list[Out] = []
-        due = self.kv.zupto("due", value)
+        due = self.kv.zupto(sk.DUE, value)
         if due:  # what _evaluate reads first for each, in one round trip (Redis) not three
             self._prefetch_persons(dict.fromkeys(m.rsplit("|", 1)[0] for m, _score in due))
         for member, _score in due:
             pid, pref = member.rsplit("|", 1)
-            self.kv.zrem("due", member)
+            self.kv.zrem(sk.DUE, member)
             outs += self._evaluate(pid, pref)
         return outs
 
     # ------------------------------------------------------------------ alerts
     def _alert_status(self, aid: str) -> str | None:
-        raw = self.kv.get(f"a:{aid}")
+        raw = self.kv.get(sk.alert(aid))
         return fastjson.loads(raw)["status"] if raw else None
 
     def _alert(self, aid: str, rule: str, status: str, ident: Identity, record_ids: list[str],
@@ -567,7 +574,7 @@ class Pipeline:
             "match_probability": prob, "explanation": explanation, "raised_at": raised_at,
             "rule_version": self.s.rule_version,
         }
-        self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
+        self.kv.set(sk.alert(aid), json.dumps(value, ensure_ascii=False))
         self.metrics.alerts.labels(rule, status).inc()
         return self._keep(Out("alerts", aid, value))
 
@@ -577,9 +584,8 @@ class Pipeline:
         if record.get("action", "add") == "remove":
             return None, self._withdraw(watch_id)
         entry = person_record(record, key, self.pseudo)
-        meta = {"rec": dataclasses.asdict(entry), "priority": record.get("priority"),
-                "valid_until": record.get("valid_until"), "active": True}
-        self.kv.set(f"w:{watch_id}", json.dumps(meta, ensure_ascii=False))
+        meta = sk.WatchEntry(entry, record.get("priority"), record.get("valid_until"))
+        self.kv.set(sk.watch_entry(watch_id), meta.encode())
         idx = Identity(person_id=watch_id, anchor=f"watch:{watch_id}")
         idx.absorb(entry)
         for alias in entry.aliases:
@@ -597,7 +603,7 @@ class Pipeline:
             if p >= self.s.watchlist_threshold and p > best_p:
                 best_pid, best_p = ident.person_id, p
         if self.s.watchlist_ambiguity_guard and best_pid is not None and \
-                best_pid not in self.kv.smembers(f"wp:{watch_id}"):
+                best_pid not in self.kv.smembers(sk.watch_named(watch_id)):
             best_pid = None  # the entry cannot tell its best match from another: names no one
         return best_pid, outs
 
@@ -611,14 +617,14 @@ class Pipeline:
         ``wl/b:`` set was before: the unit re-runs and reloads. While the token is the one
         this copy reflects, an identity key outside the set cannot meet any entry and costs
         no read of the watchlist index."""
-        v = self.kv.get("wv")
+        v = self.kv.get(sk.WATCH_KEYS_TOKEN)
         if v is None:
-            if int(self.kv.get("wl/n:identities") or 0):
+            if int(self.kv.get(sk.watch_index(sk.IDENTITY_COUNT)) or 0):
                 return None
             self._wkeys, self._wkeys_v = set(), None
             return self._wkeys
         if v != self._wkeys_v:
-            self._wkeys, self._wkeys_v = set(self.kv.smembers("wk")), v
+            self._wkeys, self._wkeys_v = set(self.kv.smembers(sk.WATCH_KEYS)), v
         return self._wkeys
 
     def _watch_keys_add(self, keys: list[str]) -> None:
@@ -633,14 +639,14 @@ class Pipeline:
             return
         new = [k for k in keys if k not in cur]
         if new:
-            self.kv.sadd("wk", new)
+            self.kv.sadd(sk.WATCH_KEYS, new)
         # The token chains the previous one with this entry's keys: deterministic (replay and
         # worker leave the same state), and equal tokens mean the same additions in the same
         # order, hence the same key set (a rolled-back copy can only match a store that made
         # exactly its additions).
         token = hashlib.sha1("|".join([self._wkeys_v or "", *sorted(keys)]).encode()
                              ).hexdigest()[:16]
-        self.kv.set("wv", token)
+        self.kv.set(sk.WATCH_KEYS_TOKEN, token)
         self._wkeys, self._wkeys_v = cur | set(new), token
 
     def _watch_check(self, ident: Identity, key: str, report_ts: float | None) -> list[Out]:
@@ -660,32 +666,31 @@ class Pipeline:
             anchor = ident.rule_anchor
             self.kv.prefetch(
                 [k for w in found for k in (
-                    f"w:{w}", decisions.suppression_key(_watch_alert_id(w, anchor)))],
-                [f"{p}:{w}" for w in found for p in ("wp", "wa")] + [decisions.MISUSED_SET])
+                    sk.watch_entry(w), sk.suppression(_watch_alert_id(w, anchor)))],
+                [k for w in found for k in (sk.watch_named(w), sk.watch_alerts(w))]
+                + [sk.MISUSED])
         for watch_id in found:
-            raw = self.kv.get(f"w:{watch_id}")
+            raw = self.kv.get(sk.watch_entry(watch_id))
             if not raw:
                 continue
-            meta = json.loads(raw)
-            entry = PersonRecord(**{k: tuple(v) if isinstance(v, list) else v
-                                    for k, v in meta["rec"].items()})
-            outs += self._watch_pair(watch_id, meta, entry, ident, key, report_ts)
+            meta = sk.WatchEntry.decode(raw)
+            outs += self._watch_pair(watch_id, meta, meta.rec, ident, key, report_ts)
         return outs
 
-    def _watch_pair(self, watch_id: str, meta: dict, entry: PersonRecord, ident: Identity,
+    def _watch_pair(self, watch_id: str, meta: sk.WatchEntry, entry: PersonRecord, ident: Identity,
                     record: str | None, report_ts: float | None,
                     pool: list[Identity] | None = None) -> list[Out]:
-        if not meta.get("active"):
+        if not meta.active:
             return []
-        if meta.get("valid_until") and report_ts is not None and \
-                report_ts >= day_end(meta["valid_until"]):
+        if meta.valid_until and report_ts is not None and \
+                report_ts >= day_end(meta.valid_until):
             return []
         comp = self.linker.comparator.compare(entry, ident)
         guard = self.s.watchlist_ambiguity_guard
         below = comp.probability < self.s.watchlist_threshold
         if comp.conflict or (below and not guard):
             return []
-        alerted = {self.store.resolve(p) for p in self.kv.smembers(f"wp:{watch_id}")}
+        alerted = {self.store.resolve(p) for p in self.kv.smembers(sk.watch_named(watch_id))}
         if ident.person_id in alerted or (below and not alerted):
             return []  # named already, or neither named nor able to doubt anyone named
         aid = _watch_alert_id(watch_id, ident.rule_anchor)
@@ -698,13 +703,13 @@ class Pipeline:
             return outs
         if guard and self._watch_rivals(watch_id, entry, ident, comp, report_ts, pool):
             return outs  # the entry cannot tell these people apart: name none of them
-        self.kv.sadd(f"wp:{watch_id}", [ident.person_id])
-        self.kv.sadd(f"wa:{watch_id}", [aid])
+        self.kv.sadd(sk.watch_named(watch_id), [ident.person_id])
+        self.kv.sadd(sk.watch_alerts(watch_id), [aid])
         evidence = [f"watchlist:{watch_id}"] + ([record] if record else [])
         return outs + [self._alert(aid, "watchlist_match", "raised", ident, evidence,
                                    comp.probability, comp.explanation(),
                                    iso(report_ts) if report_ts else None,
-                                   watch_id=watch_id, priority=meta.get("priority"))]
+                                   watch_id=watch_id, priority=meta.priority)]
 
     def _cleared(self, aid: str, person_id: str, report_ts: float | None) -> bool:
         return decisions.suppressed(self.kv.get, self.kv.smembers, self.store.resolve, aid,
@@ -745,8 +750,8 @@ class Pipeline:
         model = self.linker.comparator.model
         raised: dict[str, list[tuple[str, dict]]] = {}
         named: dict[str, float] = {}
-        for aid in sorted(self.kv.smembers(f"wa:{watch_id}")):
-            prev = json.loads(self.kv.get(f"a:{aid}") or "null")
+        for aid in sorted(self.kv.smembers(sk.watch_alerts(watch_id))):
+            prev = json.loads(self.kv.get(sk.alert(aid)) or "null")
             if not prev or prev["status"] != "raised":
                 continue
             pid = self.store.resolve(prev["person_id"])
@@ -760,29 +765,29 @@ class Pipeline:
         outs: list[Out] = []
         doubtful = wl.outclassed(model.log_odds(comp.total_weight), named,
                                  self.s.watchlist_threshold)
-        for p in sorted(self.kv.smembers(f"wp:{watch_id}")) if doubtful else ():
+        for p in sorted(self.kv.smembers(sk.watch_named(watch_id))) if doubtful else ():
             if self.store.resolve(p) in doubtful:
-                self.kv.srem(f"wp:{watch_id}", p)
+                self.kv.srem(sk.watch_named(watch_id), p)
         for pid in doubtful:
             for aid, prev in raised[pid]:
                 value = {**prev, "status": "withdrawn", "withdrawn_reason": wl.AMBIGUOUS}
-                self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
+                self.kv.set(sk.alert(aid), json.dumps(value, ensure_ascii=False))
                 self.metrics.alerts.labels("watchlist_match", "withdrawn").inc()
                 outs.append(self._keep(Out("alerts", aid, value)))
         return outs
 
     def _withdraw(self, watch_id: str) -> list[Out]:
-        raw = self.kv.get(f"w:{watch_id}")
+        raw = self.kv.get(sk.watch_entry(watch_id))
         if raw:
-            meta = json.loads(raw)
-            meta["active"] = False
-            self.kv.set(f"w:{watch_id}", json.dumps(meta, ensure_ascii=False))
+            meta = sk.WatchEntry.decode(raw)
+            meta.active = False
+            self.kv.set(sk.watch_entry(watch_id), meta.encode())
         outs = []
-        for aid in sorted(self.kv.smembers(f"wa:{watch_id}")):
-            prev = json.loads(self.kv.get(f"a:{aid}") or "null")
+        for aid in sorted(self.kv.smembers(sk.watch_alerts(watch_id))):
+            prev = json.loads(self.kv.get(sk.alert(aid)) or "null")
             if prev and prev["status"] == "raised":
                 value = {**prev, "status": "withdrawn"}
-                self.kv.set(f"a:{aid}", json.dumps(value, ensure_ascii=False))
+                self.kv.set(sk.alert(aid), json.dumps(value, ensure_ascii=False))
                 self.metrics.alerts.labels("watchlist_match", "withdrawn").inc()
                 outs.append(self._keep(Out("alerts", aid, value)))
         return outs

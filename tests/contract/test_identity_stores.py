@@ -335,7 +335,7 @@ def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_st
         w.commit()
 
 
-# ------------------------------------------------------------------ the compact index (issue 4)
+# ------------------------------------------------------------------ the compact index ---------
 # On Redis a blocking-index set is a field of a bucket hash, packed; past PACK_MAX members it
 # moves to a hash of its own (matchers/stores/kv.py). Same logical sets on both stores.
 def _pid(n: int) -> str:
@@ -444,7 +444,7 @@ def test_purge_removes_members_of_a_large_bucket(sweep_store, sweep_kv):
 
 
 @pytest.mark.integration
-def test_a_sweep_refuses_the_index_layout_before_issue_4(redis_client, settings):
+def test_a_sweep_refuses_the_layout_1_index(redis_client, settings):
     """A plain Redis set at ``b:<key>`` (the old layout) is never read as an empty index:
     the sweep stops with a clear message instead of purging around it."""
     from matchers.stores.kv import OldLayout
@@ -484,6 +484,18 @@ def test_a_used_store_without_the_mark_is_refused_unless_forced(kv):
 def test_a_store_marked_with_another_layout_is_refused(kv):
     from matchers.stores.kv import OldLayout, ensure_layout
 
-    kv.set("layout", "3")
-    with pytest.raises(OldLayout, match="layout 3"):
+    kv.set("layout", "9")
+    with pytest.raises(OldLayout, match="layout 9"):
         ensure_layout(kv)
+
+
+def test_a_store_with_untagged_rule_timers_is_refused(kv):
+    """Layout 2 held the timers of unregistered_stay as ``<pid>|<pref>``, without the
+    rule's name: a worker would drop them, so the store is refused and must be rebuilt."""
+    from matchers.stores.kv import LAYOUT, OldLayout, ensure_layout
+
+    assert LAYOUT == "3"
+    kv.set("layout", "2")
+    with pytest.raises(OldLayout, match="layout 2 .*rule's name.*reglink rebuild"):
+        ensure_layout(kv)
+    assert kv.get("layout") == "2"
