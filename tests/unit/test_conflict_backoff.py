@@ -9,10 +9,11 @@ import pytest
 
 from matchers.stores.kv import Conflict, MemoryKV
 from matchers.types import Identity
-from reglink import pipeline as pl
+from reglink import unit_of_work as pl
 from reglink.metrics import PipelineMetrics
-from reglink.pipeline import Pipeline, conflict_backoff
+from reglink.pipeline import Pipeline
 from reglink.settings import load_settings
+from reglink.unit_of_work import conflict_backoff
 from streams.shell import Contended, RetryLater, WorkerShell
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "records.jsonl"
@@ -39,7 +40,7 @@ def _pipeline(losses: int):
     s = load_settings(hmac_key="k")
     pipe = Pipeline(s, ContendedKV(losses), metrics=PipelineMetrics())
     pauses: list[float] = []
-    pipe.sleep = pauses.append
+    pipe.work.sleep = pauses.append
     return pipe, pauses, s
 
 
