@@ -300,7 +300,7 @@ class Pipeline:
         for member, name, parts in timers:
             self.kv.zrem(sk.DUE, member)
             rule = self._by_name.get(name)
-            if rule is not None:  # a timer of a rule no longer registered is dropped
+            if rule is not None:  # a timer of a rule not registered here is dropped
                 outs += rule.on_timer(parts)
         return outs
 

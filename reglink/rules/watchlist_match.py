@@ -79,7 +79,8 @@ class WatchlistMatch(AlertRule):
         for alias in entry.aliases:
             idx.name_keys.add(alias)
         wkeys = linker.finder.keys(entry)
-        self._watch_keys_add(wkeys)  # before the save: it tells a store that predates "wk"
+        # before the save: a store with saved entries and no token has no usable key set
+        self._watch_keys_add(wkeys)
         ctx.watch_store.save(idx, wkeys)
         outs: list[Out] = []
         best_pid, best_p = None, -1.0

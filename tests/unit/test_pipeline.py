@@ -261,7 +261,7 @@ def test_an_entry_added_by_another_pipeline_is_seen_through_the_token():
 
 
 def test_a_store_without_the_key_set_keeps_the_full_probe():
-    """A store written before "wk" existed (watch entries, no token): every key is probed,
+    """A store with watch entries but no "wk" set and no token: every key is probed,
     also after more entries are added, so no entry is missed; `reglink rebuild` gives it the
     pre-filter."""
     kv = MemoryKV()
