@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from matchers.stores.schema import StayState, decode_stays
-from matchers.stores.schema import stays as stays_key
+from matchers.stores import schema as sk
 
 from .errors import ReglinkError
 from .kafka_auth import kafka_client
@@ -83,9 +82,9 @@ class IdentityView:
                 "ids_on_file": len(ident.id_hashes), "phones_on_file": len(ident.phone_hashes),
                 "records": ident.records}
 
-    def stays(self, pid: str) -> dict[str, StayState]:
+    def stays(self, pid: str) -> dict[str, sk.StayState]:
         """The person's stay state per prefecture (empty when none)."""
-        return decode_stays(self.kv.get(stays_key(self.store.resolve(pid))))
+        return sk.decode_stays(self.kv.get(sk.stays(self.store.resolve(pid))))
 
     def find_by_name(self, name: str) -> list[str]:
         """Identities whose names match ``name`` (order-free, tone-less pinyin key)."""

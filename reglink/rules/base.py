@@ -4,8 +4,8 @@ A rule is a subclass of :class:`AlertRule` in a module of its own, registered wi
 in :data:`reglink.rules.RULES`; the pipeline builds one instance per rule and calls its hooks
 inside the unit of work of the record (or tick) that caused them:
 
-* :meth:`AlertRule.on_identity_change` for each identity change of a linked record (a merge
-  today), before
+* :meth:`AlertRule.on_identity_change` for each identity change a linked record caused (the
+  linker reports merges), before
 * :meth:`AlertRule.on_record` for the linked record itself;
 * :meth:`AlertRule.on_timer` when the watermark passes a timer the rule set
   (:meth:`AlertRule.schedule`);

@@ -151,3 +151,13 @@ def test_identity_changes_reach_every_rule_before_the_record_hook(tmp_path):
         i = probe.calls.index(c)
         after = next(x for x in probe.calls[i:] if x[0] == "record")
         assert after[1] == c[4] and after[2] == c[3]
+
+
+def test_the_registry_names_each_rule_once_with_its_state_in_the_schema():
+    families = {v for k, v in vars(sk).items() if k.isupper() and isinstance(v, str)}
+    names = [rule.name for rule in RULES]
+    assert names == ["unregistered_stay", "watchlist_match"]  # the order messages come in
+    for rule in RULES:
+        assert set(rule.reads) | set(rule.writes) <= families, rule.name
+        assert rule.emits == ("alerts",)
+    assert [r.own_source for r in RULES] == [None, "watchlist"]
