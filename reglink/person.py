@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from matchers.stores import schema as sk
+
 from .errors import ReglinkError
 from .kafka_auth import kafka_client
 from .settings import Settings
@@ -80,9 +82,9 @@ class IdentityView:
                 "ids_on_file": len(ident.id_hashes), "phones_on_file": len(ident.phone_hashes),
                 "records": ident.records}
 
-    def stays(self, pid: str) -> dict:
-        raw = self.kv.get(f"s:{self.store.resolve(pid)}")
-        return json.loads(raw) if raw else {}
+    def stays(self, pid: str) -> dict[str, sk.StayState]:
+        """The person's stay state per prefecture (empty when none)."""
+        return sk.decode_stays(self.kv.get(sk.stays(self.store.resolve(pid))))
 
     def find_by_name(self, name: str) -> list[str]:
         """Identities whose names match ``name`` (order-free, tone-less pinyin key)."""

@@ -36,6 +36,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from matchers.stores import schema as sk
 from matchers.types import PurgeReport
 
 from .errors import ReglinkError
@@ -84,13 +85,8 @@ def cutoff_of(before: str | None, older_than_days: int | None, settings: Setting
 
 def open_stay(raw_stays: str | None, cutoff: float) -> bool:
     """Any presence interval without an end, or ending at/after the cut-off."""
-    if not raw_stays:
-        return False
-    for ps in json.loads(raw_stays).values():
-        for iv in ps.get("iv", []):
-            if iv[2] is None or iv[2] >= cutoff:
-                return True
-    return False
+    return any(iv.end is None or iv.end >= cutoff
+               for ps in sk.decode_stays(raw_stays).values() for iv in ps.intervals)
 
 
 def _read_decisions(settings: Settings) -> list[dict]:
@@ -115,7 +111,7 @@ def alerts_by_person(kv, store, decisions: list[dict]) -> tuple[set[str], dict[s
         reviews.setdefault(d["alert_id"], dec.Review(d["alert_id"], d.get("rule"))).apply(d)
     under: set[str] = set()
     keys: dict[str, list[str]] = {}
-    akeys = sorted(kv.scan("a:"))
+    akeys = sorted(kv.scan(sk.ALERT))
     for n in range(0, len(akeys), 500):
         chunk = akeys[n:n + 500]
         for k, raw in zip(chunk, kv.mget(chunk), strict=True):
@@ -124,7 +120,7 @@ def alerts_by_person(kv, store, decisions: list[dict]) -> tuple[set[str], dict[s
             a = json.loads(raw)
             pid = store.resolve(a.get("person_id") or "")
             keys.setdefault(pid, []).append(k)
-            review = reviews.get(k[2:])
+            review = reviews.get(k[len(sk.ALERT):])
             if a.get("status") == "raised" and (review is None
                                                 or review.status not in dec.TERMINAL):
                 under.add(pid)
@@ -156,7 +152,7 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
         def keep(ident, state) -> str | None:
             if ident.person_id in under:
                 return "alert_under_review"
-            if open_stay(state.get(f"s:{ident.person_id}"), limit):
+            if open_stay(state.get(sk.stays(ident.person_id)), limit):
                 return "open_stay"
             return None
 
@@ -176,7 +172,7 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
                                 {"cutoff": cutoff.isoformat()}, why, "cli", now=now)
             record([start])
         report = store.purge(limit, keep=keep,
-                             state_keys=lambda p: [f"s:{p}", *alert_keys.get(p, [])],
+                             state_keys=lambda p: [sk.stays(p), *alert_keys.get(p, [])],
                              dry_run=dry_run)
         at = now or datetime.now(UTC)
         ids = [] if dry_run else report.person_ids  # a dry run records its counts only

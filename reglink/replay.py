@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from matchers.stores import schema as sk
 from matchers.stores.kv import MemoryKV
 
 from .contract import parse_record
@@ -164,8 +165,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
     with (out_dir / "links.jsonl").open("w", encoding="utf-8") as fh:
         for field, rid, pid in links:
             if field == "watch_id":  # the person the entry designates, once matched
-                hits = sorted({resolve(p) for p in pipe.kv.smembers(f"wp:{rid}")})
-                if not hits and pipe.kv.smembers(f"wa:{rid}"):
+                hits = sorted({resolve(p) for p in pipe.kv.smembers(sk.watch_named(rid))})
+                if not hits and pipe.kv.smembers(sk.watch_alerts(rid)):
                     pid = None  # every person it named was withdrawn as ambiguous
                 pid = hits[0] if hits else pid
             fh.write(json.dumps({field: rid, "person_id": resolve(pid) if pid else None}) + "\n")

@@ -1,10 +1,7 @@
 """The identity store over a :class:`~matchers.stores.kv.KeyValue` backend.
 
-Layout (all keys pseudonymous):
-  ``i:<person_id>``  identity (``_dump``)  ``b:<blocking key>``  set of person ids (on Redis:
-                     a field of a bucket hash, see ``matchers.stores.kv.index_location``)
-  ``m:<person_id>``  merged-into pointer ``l:<record key>``    person id the record linked to
-  ``n:identities``   live identity counter
+Its keys (identities, merged-into pointers, record links, the blocking index, the identity
+count) are the identity families of :mod:`matchers.stores.schema`.
 """
 
 from __future__ import annotations
@@ -14,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from .. import fastjson
 from ..types import SET_FIELDS, Identity, PurgeReport
+from . import schema as sk
 from .kv import Conflict, KeyValue, MemoryKV, RedisKV
 
 _SET_FIELDS = SET_FIELDS
@@ -23,7 +21,7 @@ def _dump(ident: Identity) -> str:
     """An identity as stored: a positional JSON array (no field names, no person id, which is
     in the key; ``"="`` for the usual anchor ``rid:<rid_hash>`` and for the resident ID among
     the id hashes; trailing empty sets left out): ~170 B instead of ~450 B of JSON object for
-    a one-record identity (issue 4)."""
+    a one-record identity."""
     anchor = "=" if ident.rid_hash is not None and ident.anchor == f"rid:{ident.rid_hash}" \
         else ident.anchor
     row: list = [anchor, ident.rid_hash, ident.home, ident.records, ident.last_report,
@@ -56,8 +54,8 @@ def _from_row(person_id: str, row: list) -> Identity:
 
 
 def _load(raw: str, person_id: str = "") -> Identity:
-    """Decode either layout: today's array (``person_id`` from its key) or the JSON object
-    written before issue 4 (it carries its person id), so old identities stay readable."""
+    """Decode either form: the positional array (``person_id`` from its key) or a JSON
+    object (it carries its person id)."""
     d = fastjson.loads(raw)
     if isinstance(d, list):
         return _from_row(person_id, d)
@@ -114,16 +112,16 @@ class KVIdentityStore:
         cache[person_id] = (raw, ident)
 
     def get(self, person_id: str) -> Identity | None:
-        raw = self.kv.get(f"i:{person_id}")
+        raw = self.kv.get(sk.identity(person_id))
         return self._decode(person_id, raw) if raw else None
 
     def get_many(self, person_ids: list[str]) -> list[Identity]:
-        raws = self.kv.mget([f"i:{p}" for p in person_ids])
+        raws = self.kv.mget([sk.identity(p) for p in person_ids])
         return [self._decode(p, r) for p, r in zip(person_ids, raws, strict=True) if r]
 
     def resolve(self, person_id: str) -> str:
         seen = 0
-        while (nxt := self.kv.get(f"m:{person_id}")) is not None and seen < 64:
+        while (nxt := self.kv.get(sk.merged(person_id))) is not None and seen < 64:
             person_id, seen = nxt, seen + 1
         return person_id
 
@@ -137,7 +135,7 @@ class KVIdentityStore:
         # A bucket over its bound comes back as its size only (Redis does not send it):
         # a lookup's cost does not grow with a common key's population.
         caps = mx if limits is None else [mx if lim is None else min(lim, mx) for lim in limits]
-        sets = read([f"b:{k}" for k in keys], caps)
+        sets = read([sk.blocking(k) for k in keys], caps)
         if limits is None:
             for members in sets:
                 if len(members) <= mx:  # a key shared by more is too common to use
@@ -151,28 +149,28 @@ class KVIdentityStore:
         ids = sorted(found)
         # One round trip for the first hop and the identities themselves (get_many reads them
         # from the unit of work's read cache when the store sits on a TxKV).
-        both = self.kv.mget([f"m:{p}" for p in ids] + [f"i:{p}" for p in ids])
+        both = self.kv.mget([sk.merged(p) for p in ids] + [sk.identity(p) for p in ids])
         pointers = both[:len(ids)]
         return {p if ptr is None else self.resolve(ptr) for p, ptr in zip(ids, pointers,
                                                                            strict=True)}
 
     def save(self, identity: Identity, keys: Iterable[str]) -> None:
-        if self.kv.get(f"i:{identity.person_id}") is None:
-            self.kv.incr("n:identities")
+        if self.kv.get(sk.identity(identity.person_id)) is None:
+            self.kv.incr(sk.IDENTITY_COUNT)
         raw = _dump(identity)
-        self.kv.set(f"i:{identity.person_id}", raw)
+        self.kv.set(sk.identity(identity.person_id), raw)
         self._remember(identity.person_id, raw, identity)
         for key in keys:
-            self.kv.sadd(f"b:{key}", [identity.person_id])
+            self.kv.sadd(sk.blocking(key), [identity.person_id])
 
     def retire(self, absorbed_id: str, into: str) -> None:
         if absorbed_id == into:
             return
-        self.kv.set(f"m:{absorbed_id}", into)
-        if self.kv.get(f"i:{absorbed_id}") is not None:
+        self.kv.set(sk.merged(absorbed_id), into)
+        if self.kv.get(sk.identity(absorbed_id)) is not None:
             self._cache.pop(absorbed_id, None)
-            self.kv.delete(f"i:{absorbed_id}")
-            self.kv.set("n:identities", str(max(0, self.count() - 1)))
+            self.kv.delete(sk.identity(absorbed_id))
+            self.kv.set(sk.IDENTITY_COUNT, str(max(0, self.count() - 1)))
 
     def prefetch(self, record_key: str, keys: list[str], person_ids: tuple[str, ...] = (),
                  extra: tuple[str, ...] = ()) -> None:
@@ -181,18 +179,19 @@ class KVIdentityStore:
         keys): one round trip instead of several."""
         pre = getattr(self.kv, "prefetch", None)
         if pre is not None:
-            pre([f"l:{record_key}", *(f"i:{p}" for p in person_ids), "n:identities", *extra],
-                [f"b:{k}" for k in keys], self.max_bucket)
+            pre([sk.link(record_key), *(sk.identity(p) for p in person_ids), sk.IDENTITY_COUNT,
+                 *extra],
+                [sk.blocking(k) for k in keys], self.max_bucket)
 
     def link_of(self, record_key: str) -> str | None:
-        pid = self.kv.get(f"l:{record_key}")
+        pid = self.kv.get(sk.link(record_key))
         return self.resolve(pid) if pid else None
 
     def set_link(self, record_key: str, person_id: str) -> None:
-        self.kv.set(f"l:{record_key}", person_id)
+        self.kv.set(sk.link(record_key), person_id)
 
     def count(self) -> int:
-        return int(self.kv.get("n:identities") or 0)
+        return int(self.kv.get(sk.IDENTITY_COUNT) or 0)
 
     # ------------------------------------------------------------------ retention sweep
     def purge(self, before: float, keep: Callable[[Identity, dict], str | None] | None = None,
@@ -220,15 +219,15 @@ class KVIdentityStore:
         state_keys = state_keys or (lambda _pid: [])
         doomed: dict[str, tuple[str, dict[str, str | None]]] = {}
         # One pass over the keyspace (a SCAN on Redis), sorted by kind.
-        kinds: dict[str, list[str]] = {"i:": [], "m:": [], "l:": [], "b:": []}
+        kinds: dict[str, list[str]] = {sk.IDENTITY: [], sk.MERGED: [], sk.LINK: [], sk.BLOCKING: []}
         for k in self.kv.scan(""):
-            got = kinds.get(k[:2])
+            got = kinds.get(k[:2])  # the four families' prefixes are two characters
             if got is not None:
                 got.append(k)
-        pids = sorted(k[2:] for k in kinds["i:"])
+        pids = sorted(k[len(sk.IDENTITY):] for k in kinds[sk.IDENTITY])
         for n in range(0, len(pids), batch):
             chunk = pids[n:n + batch]
-            for pid, raw in zip(chunk, self.kv.mget([f"i:{p}" for p in chunk]), strict=True):
+            for pid, raw in zip(chunk, self.kv.mget([sk.identity(p) for p in chunk]), strict=True):
                 if raw is None:
                     continue
                 rep.examined += 1
@@ -250,12 +249,12 @@ class KVIdentityStore:
             return rep
         # Merged-into pointers: follow every chain to its end (absorbed ids lead to a survivor).
         pointers: dict[str, str] = {}
-        mkeys = kinds["m:"]
+        mkeys = kinds[sk.MERGED]
         for n in range(0, len(mkeys), batch):
             chunk = mkeys[n:n + batch]
             for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
                 if v is not None:
-                    pointers[k[2:]] = v
+                    pointers[k[len(sk.MERGED):]] = v
 
         def final(p: str) -> str:
             seen = 0
@@ -268,14 +267,14 @@ class KVIdentityStore:
         for absorbed, into in pointers.items():
             end = final(absorbed)
             if end in doomed:
-                extra[end][f"m:{absorbed}"] = into
-        lkeys = kinds["l:"]
+                extra[end][sk.merged(absorbed)] = into
+        lkeys = kinds[sk.LINK]
         for n in range(0, len(lkeys), batch):
             chunk = lkeys[n:n + batch]
             for k, v in zip(chunk, self.kv.mget(chunk), strict=True):
                 if v is not None and (end := final(v)) in doomed:
                     extra[end][k] = v
-        bkeys = kinds["b:"]
+        bkeys = kinds[sk.BLOCKING]
         for n in range(0, len(bkeys), batch):
             chunk = bkeys[n:n + batch]
             for k, ms in zip(chunk, self.kv.smembers_many(chunk), strict=True):
@@ -285,12 +284,12 @@ class KVIdentityStore:
 
         def unit(pid: str) -> tuple[list[tuple], dict[str, str | None]]:
             raw, state = doomed[pid]
-            ops: list[tuple] = [("delete", f"i:{pid}")]
+            ops: list[tuple] = [("delete", sk.identity(pid))]
             ops += [("srem", k, m) for k, m in members[pid]]
             ops += [("delete", k) for k in sorted(extra[pid])]
             ops += [("delete", k) for k, v in state.items() if v is not None]
-            ops.append(("incrby", "n:identities", -1))
-            return ops, {f"i:{pid}": raw, **state, **extra[pid]}
+            ops.append(("incrby", sk.IDENTITY_COUNT, -1))
+            return ops, {sk.identity(pid): raw, **state, **extra[pid]}
 
         checked = getattr(self.kv, "apply_checked", None)  # None: embedded store
 
@@ -326,7 +325,7 @@ class KVIdentityStore:
         for pid in (order if dry_run else done):
             self._cache.pop(pid, None)
             state = doomed[pid][1]
-            links = sum(1 for k in extra[pid] if k.startswith("l:"))
+            links = sum(1 for k in extra[pid] if k.startswith(sk.LINK))
             rep.person_ids.append(pid)
             rep.index_entries += len(members[pid])
             rep.links += links

@@ -14,6 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from . import schema
+from .schema import LAYOUT
+
 
 class KeyValue(Protocol):
     def get(self, key: str) -> str | None: ...
@@ -156,32 +159,37 @@ class Conflict(Exception):
 
 
 class OldLayout(Exception):
-    """Redis holds blocking-index sets in the layout before issue 4 (one Redis set per key)."""
+    """The store was written in another layout than :data:`LAYOUT` (an older index, or rule
+    timers without their rule's name): this version cannot read it."""
 
 
-# The layout RedisKV writes (packed index buckets, positional identities): stored as the
-# string key "layout" under the prefix by the first worker or rebuild on an empty prefix.
-LAYOUT = "2"
+# What the layouts before :data:`LAYOUT` were, for the operator's message.
+_OLD_LAYOUTS = {
+    None: "1 (one Redis set per blocking key, JSON identities)",
+    "2": "2 (rule timers without their rule's name)",
+}
 
 
 def ensure_layout(kv: KeyValue, force: bool = False) -> None:
     """Mark an empty store with :data:`LAYOUT`, or check the mark of a used one.
 
     A store written before the mark existed (identities or a watermark, no ``layout`` key)
-    is in the older layout: a worker on it would find no candidates in the old index and
-    found duplicate identities silently, so it is refused with :class:`OldLayout`.
-    ``force``: mark it anyway (a ``reglink rebuild --force`` writing over it)."""
-    got = kv.get("layout")
+    is in the oldest layout: a worker on it would find no candidates in its index and
+    found duplicate identities silently, so it is refused with :class:`OldLayout`, as is a
+    store marked with another layout. ``force``: mark it anyway (a ``reglink rebuild
+    --force`` writing over it)."""
+    got = kv.get(schema.LAYOUT_KEY)
     if got == LAYOUT:
         return
-    if got is None and (force or (kv.get("n:identities") is None and kv.get("wm") is None)):
-        kv.set("layout", LAYOUT)
+    if got is None and (force or (kv.get(schema.IDENTITY_COUNT) is None
+                                  and kv.get(schema.WATERMARK) is None)):
+        kv.set(schema.LAYOUT_KEY, LAYOUT)
         return
     raise OldLayout(
         f"the state under this Redis prefix was written in layout "
-        f"{got or '1 (one Redis set per blocking key, JSON identities)'}; this version reads "
-        f"and writes layout {LAYOUT} only. Rebuild it from Kafka into an empty prefix "
-        "(`reglink rebuild`, see docs/capacity.md, 'Migrating'), then point the workers at it")
+        f"{_OLD_LAYOUTS.get(got, got)}; this version reads and writes layout {LAYOUT} only. "
+        "Rebuild it from Kafka into an empty prefix (`reglink rebuild`, see "
+        "docs/capacity.md, 'Migrating'), then point the workers at it")
 
 
 class Oversized(frozenset):
@@ -201,7 +209,7 @@ class Oversized(frozenset):
         return f"Oversized({self.size})"
 
 
-# --- The compact blocking index (issue 4) ------------------------------------------------------
+# --- The compact blocking index ----------------------------------------------------------------
 # A logical set ``b:<key>`` (and ``<ns>/b:<key>``, e.g. the watchlist index ``wl/b:<key>``) is no
 # Redis set of its own: a top-level key costs ~100 B before its members, and a Redis 7.0 set
 # of strings is hashtable-encoded (~50 B per member). Instead:
@@ -451,7 +459,7 @@ def index_location(key: str, prefix: str = "", buckets_hex: int = BUCKET_HEX
                    ) -> tuple[str, str | None]:
     """Where a logical key lives in Redis: ``(redis key, hash field)`` for a blocking-index
     set (``b:<key>``, ``<ns>/b:<key>``), ``(redis key, None)`` for any other key."""
-    ns, sep, rest = key.partition("b:")
+    ns, sep, rest = key.partition(schema.BLOCKING)
     if not sep or (ns and (not ns.endswith("/") or ":" in ns)):
         return prefix + key, None
     if _HEX.match(rest):
@@ -603,7 +611,7 @@ class RedisKV:
         """SCAN (cursor, not KEYS: the server keeps answering others) for ``prefix*``; the
         fields of the index's bucket hashes come out as logical keys (``b:<64 bits>``)."""
         n = len(self._p)
-        ns, sep, _ = prefix.partition("b:")
+        ns, sep, _ = prefix.partition(schema.BLOCKING)
         if sep and not (ns and (not ns.endswith("/") or ":" in ns)):
             physical = ns + "b#"  # a prefix inside the index: only its buckets can match
         else:
@@ -616,8 +624,8 @@ class RedisKV:
             if kind is None:
                 if self._loc(name)[1] is not None:
                     raise OldLayout(
-                        f"Redis key {self._p + name!r} is a blocking-index set in the layout "
-                        "before issue 4 (one Redis set per key); this version reads the "
+                        f"Redis key {self._p + name!r} is a blocking-index set in layout 1 "
+                        "(one Redis set per key); this version reads the "
                         "packed index only. Rebuild the state from Kafka into an empty prefix "
                         "(`reglink rebuild`, see docs/capacity.md, 'Migrating')")
                 if name.startswith(prefix):
@@ -930,8 +938,17 @@ class TxKV:
         self.rollback()
 
     @property
-    def pending(self) -> int:
-        return len(self._ops)
+    def can_prefetch(self) -> bool:
+        """True when the base reads several keys in one round trip (Redis): fetching what a
+        unit of work will read ahead then saves round trips. False for an embedded base,
+        whose reads cost nothing."""
+        return hasattr(self.base, "fetch")
+
+    def cached_set(self, key: str) -> set[str] | frozenset[str] | None:
+        """The base set ``key`` as this unit of work read or prefetched it (an
+        :class:`Oversized` when it was read over a cap), or None if it was not read. Never
+        a base read; not to be mutated."""
+        return self._rset.get(key)
 
     def scan(self, prefix: str) -> Iterable[str]:
         """Keys of the base (a sweep reads committed state, not this unit's writes)."""
@@ -1037,9 +1054,9 @@ class TxKV:
         """Read strings and sets this unit of work is about to need, in one round trip when
         the base can (``RedisKV.fetch``); later reads of them hit the read cache. ``cap``:
         a set with more members comes back as :class:`Oversized` (see ``smembers_many``)."""
-        fetch = getattr(self.base, "fetch", None)
-        if fetch is None:  # an embedded base: reads cost nothing, fetching ahead would
+        if not self.can_prefetch:  # an embedded base: reads cost nothing
             return
+        fetch = self.base.fetch  # type: ignore[attr-defined]
         strings = [k for k in dict.fromkeys(strings) if k not in self._str and k not in self._rs]
         sets = [k for k in dict.fromkeys(sets)
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
@@ -1055,7 +1072,7 @@ class TxKV:
     def _base_zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
         got = self._rz.get(key)
         if got is None or got[0] < max_score:
-            if not hasattr(self.base, "fetch"):  # embedded: reading is free, read exactly
+            if not self.can_prefetch:  # embedded: reading is free, read exactly
                 return self.base.zupto(key, max_score)
             upto = max(max_score, self._zhint.get(key, max_score))
             got = self._rz[key] = (upto, self.base.zupto(key, upto))
@@ -1125,3 +1142,75 @@ class TxKV:
             return value
         self.set(key, str(value))
         return value
+
+
+class UnitOfWorkKV(Protocol):
+    """What the pure core needs of its state store (:class:`TxKV` implements it): reads with
+    read-your-writes, buffered writes that :meth:`commit` applies at once (compare-and-apply
+    on a shared store), prefetching, sets and sorted sets."""
+
+    base: KeyValue  # the committed store (the outbox confirms deliveries on it directly)
+    optimistic: bool  # commits are checked against what the unit of work read
+
+    # reads
+    def get(self, key: str) -> str | None: ...
+    def mget(self, keys: list[str]) -> list[str | None]: ...
+    def smembers(self, key: str) -> set[str]: ...
+    def smembers_many(self, keys: list[str]) -> list[set[str]]: ...
+    def smembers_many_shared(self, keys: list[str], caps=None
+                             ) -> list[set[str] | frozenset[str]]: ...
+    def scard(self, key: str) -> int: ...
+    def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]: ...
+
+    # reading ahead
+    @property
+    def can_prefetch(self) -> bool: ...
+    def prefetch(self, strings: list[str], sets: list[str], cap: int | None = None) -> None: ...
+    def cached_set(self, key: str) -> set[str] | frozenset[str] | None: ...
+    def zhint(self, key: str, max_score: float) -> None: ...
+
+    # writes
+    def set(self, key: str, value: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def sadd(self, key: str, members: Iterable[str]) -> None: ...
+    def srem(self, key: str, member: str) -> None: ...
+    def zadd(self, key: str, member: str, score: float) -> None: ...
+    def zrem(self, key: str, member: str) -> None: ...
+    def incr(self, key: str) -> int: ...
+
+    # the transaction
+    def begin(self, segment: int) -> None: ...
+    def commit(self) -> None: ...
+    def commit_prefix(self, segment: int, extra: list[tuple] = ()) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class PrefixedView:
+    """The identity-store operations of a unit of work under a key namespace (the watchlist
+    index, ``wl/``): exactly what :class:`~matchers.stores.identity.KVIdentityStore` uses to
+    save entries and find them."""
+
+    def __init__(self, kv: UnitOfWorkKV, prefix: str) -> None:
+        self._kv, self._p = kv, prefix
+
+    def get(self, key: str) -> str | None:
+        return self._kv.get(self._p + key)
+
+    def mget(self, keys: list[str]) -> list[str | None]:
+        return self._kv.mget([self._p + k for k in keys])
+
+    def set(self, key: str, value: str) -> None:
+        self._kv.set(self._p + key, value)
+
+    def sadd(self, key: str, members: Iterable[str]) -> None:
+        self._kv.sadd(self._p + key, members)
+
+    def incr(self, key: str) -> int:
+        return self._kv.incr(self._p + key)
+
+    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+        return self._kv.smembers_many([self._p + k for k in keys])
+
+    def smembers_many_shared(self, keys: list[str], caps=None
+                             ) -> list[set[str] | frozenset[str]]:
+        return self._kv.smembers_many_shared([self._p + k for k in keys], caps)

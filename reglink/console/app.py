@@ -36,6 +36,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
+from matchers.stores.schema import StayState
+
 from .. import person as people
 from .. import sources
 from ..rules import decisions as dec
@@ -85,16 +87,17 @@ def evidence_view(key: str, rec: dict | None) -> dict:
             "rows": {k: v for k, v in rows.items() if v not in (None, "")}}
 
 
-def _stay_chart(alert: dict, stays: dict, state: ConsoleState) -> str:
+def _stay_chart(alert: dict, stays: dict[str, StayState], state: ConsoleState) -> str:
     pref = alert.get("prefecture")
     ps = stays.get(pref) if stays else None
     intervals, regs = [], []
     if ps:
-        for key, start, end, grace, _hotel in ps.get("iv", []):
-            intervals.append({"label": key, "start": start, "end": end, "grace": grace})
-        for key, reg_at, vf, vu in ps.get("reg", []):
-            regs.append({"label": key, "registered_at": reg_at, "valid_from": vf,
-                         "valid_until": vu})
+        for iv in ps.intervals:
+            intervals.append({"label": iv.key, "start": iv.start, "end": iv.end,
+                              "grace": iv.grace})
+        for r in ps.registrations:
+            regs.append({"label": r.key, "registered_at": r.registered_at,
+                         "valid_from": r.valid_from, "valid_until": r.valid_until_end})
     else:  # identity store unavailable: draw what the evidence records say
         for key in alert.get("evidence", []):
             rec = state.record(key) or {}

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from matchers.stores import schema as sk
+
 SCHEMA = "reglink/decision/v1"
 
 ACTIONS = ("confirm", "dismiss", "more_info", "misused_identity")
@@ -179,12 +181,9 @@ def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: st
 
 
 # ---------------------------------------------------------------- feedback into matching
-MISUSED_SET = "misused"  # person ids whose identity a reviewer marked misused
-
-
-def suppression_key(alert_id: str) -> str:
-    """Where a reviewer's dismissal of the pair behind ``alert_id`` is kept."""
-    return f"sup:{alert_id}"
+MISUSED_SET = sk.MISUSED  # person ids whose identity a reviewer marked misused
+#: Where a reviewer's dismissal of the pair behind an alert id is kept.
+suppression_key = sk.suppression
 
 
 def effects(decision: dict) -> list[tuple[str, str, str]]:

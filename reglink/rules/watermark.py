@@ -1,4 +1,4 @@
-"""The event-time watermark of CONTRACT.md section 2.
+"""The event-time watermark (docs/contract.md §2).
 
 wm = min over *holding* sources of (highest report time seen) - lateness, never backwards.
 A source holds unless it has sent nothing yet or has been idle past the idle timeout.

@@ -191,6 +191,41 @@ def test_rollback_discards_everything(kv):
     assert kv.get("k") is None and kv.smembers("s") == set() and tx.get("k") is None
 
 
+def test_prefetch_and_cached_sets_of_a_unit_of_work(kv):
+    """What the core asks of a unit of work before it reads: whether fetching ahead pays
+    (a store with round trips), and the sets it has already read, without a base read."""
+    from matchers.stores.kv import TxKV
+
+    kv.sadd("b:k1", ["P1", "P2"])
+    kv.set("s1", "v")
+    tx = TxKV(kv)
+    assert tx.can_prefetch == isinstance(kv, RedisKV)
+    assert tx.cached_set("b:k1") is None  # not read yet
+    tx.prefetch(["s1"], ["b:k1"])
+    if tx.can_prefetch:
+        assert set(tx.cached_set("b:k1")) == {"P1", "P2"}
+    else:  # embedded: nothing fetched ahead, the first read fills the cache
+        assert tx.cached_set("b:k1") is None
+        assert tx.smembers("b:k1") == {"P1", "P2"}
+        assert set(tx.cached_set("b:k1")) == {"P1", "P2"}
+    assert tx.get("s1") == "v"
+    tx.rollback()
+    assert tx.cached_set("b:k1") is None  # a read cache does not outlive its unit
+
+
+def test_a_prefixed_view_keeps_the_watchlist_index_in_its_namespace(kv):
+    from matchers.stores.kv import PrefixedView, TxKV
+
+    tx = TxKV(kv)
+    watch = KVIdentityStore(PrefixedView(tx, "wl/"))
+    watch.save(ident("W1", names={"王伟"}), ["k1"])
+    tx.commit()
+    assert kv.get("wl/i:W1") is not None and kv.smembers("wl/b:k1") == {"W1"}
+    assert kv.get("i:W1") is None and kv.smembers("b:k1") == set()
+    assert kv.get("wl/n:identities") == "1" and kv.get("n:identities") is None
+    assert watch.find(["k1"]) == {"W1"} and KVIdentityStore(kv).find(["k1"]) == set()
+
+
 def test_optimistic_commit_detects_a_concurrent_writer(kv):
     """Two writers read one identity; the second to commit must not overwrite the first's
     update blindly (several workers on a shared Redis)."""
@@ -444,7 +479,7 @@ def test_purge_removes_members_of_a_large_bucket(sweep_store, sweep_kv):
 
 
 @pytest.mark.integration
-def test_a_sweep_refuses_the_index_layout_before_issue_4(redis_client, settings):
+def test_a_sweep_refuses_the_layout_1_index(redis_client, settings):
     """A plain Redis set at ``b:<key>`` (the old layout) is never read as an empty index:
     the sweep stops with a clear message instead of purging around it."""
     from matchers.stores.kv import OldLayout
@@ -484,6 +519,18 @@ def test_a_used_store_without_the_mark_is_refused_unless_forced(kv):
 def test_a_store_marked_with_another_layout_is_refused(kv):
     from matchers.stores.kv import OldLayout, ensure_layout
 
-    kv.set("layout", "3")
-    with pytest.raises(OldLayout, match="layout 3"):
+    kv.set("layout", "9")
+    with pytest.raises(OldLayout, match="layout 9"):
         ensure_layout(kv)
+
+
+def test_a_store_with_untagged_rule_timers_is_refused(kv):
+    """Layout 2 held the timers of unregistered_stay as ``<pid>|<pref>``, without the
+    rule's name: a worker would drop them, so the store is refused and must be rebuilt."""
+    from matchers.stores.kv import LAYOUT, OldLayout, ensure_layout
+
+    assert LAYOUT == "3"
+    kv.set("layout", "2")
+    with pytest.raises(OldLayout, match="layout 2 .*rule's name.*reglink rebuild"):
+        ensure_layout(kv)
+    assert kv.get("layout") == "2"

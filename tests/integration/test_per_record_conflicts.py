@@ -33,7 +33,10 @@ def test_the_conflict_names_the_record_that_first_read_the_changed_key(settings,
     tx.commit_prefix(1)  # record 0 read only "a": it commits alone
     assert base.get("w0") == "written by record 0"
     assert base.get("w1") is None and base.get("w2") is None
-    assert tx.pending == 0  # the rest was rolled back
+    # the rest was rolled back: the overlay no longer holds it, and no later commit applies it
+    assert tx.get("w1") is None and tx.get("w2") is None
+    tx.commit()
+    assert base.get("w1") is None and base.get("w2") is None
 
 
 def test_a_grown_set_is_a_conflict_of_the_record_that_read_it(settings, redis_client):

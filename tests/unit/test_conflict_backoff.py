@@ -9,10 +9,11 @@ from corekit import EXAMPLES
 
 from matchers.stores.kv import Conflict, MemoryKV
 from matchers.types import Identity
-from reglink import pipeline as pl
+from reglink import unit_of_work as pl
 from reglink.metrics import PipelineMetrics
-from reglink.pipeline import Pipeline, conflict_backoff
+from reglink.pipeline import Pipeline
 from reglink.settings import load_settings
+from reglink.unit_of_work import conflict_backoff
 from streams.shell import Contended, RetryLater, WorkerShell
 
 
@@ -37,7 +38,7 @@ def _pipeline(losses: int):
     s = load_settings(hmac_key="k")
     pipe = Pipeline(s, ContendedKV(losses), metrics=PipelineMetrics())
     pauses: list[float] = []
-    pipe.sleep = pauses.append
+    pipe.work.sleep = pauses.append
     return pipe, pauses, s
 
 

@@ -176,3 +176,32 @@ def test_charts_and_masks():
                            "valid_from": 1.7705e9, "valid_until": 1.78e9}], 1.7703e9)
     assert 'class="presence"' in tl and 'class="registration"' in tl
     assert mask_id("340102198803150026") == "340102" + "•" * 12
+
+
+def test_the_stay_chart_draws_the_stored_stays_of_the_alert_prefecture(monkeypatch):
+    """The detail page's timeline reads the person's stays through the schema codec: the
+    intervals and registrations of the alert's prefecture, not the evidence records."""
+    from matchers import fastjson
+    from matchers.stores.schema import decode_stays
+    from reglink.console import app as console_app
+
+    stays = decode_stays(fastjson.dumps({
+        "4403": {"iv": [["rental:R1", 1.70e9, None, 259200, None],
+                        ["hotel:H1", 1.71e9, 1.7101e9, 2592000, "H-1"]],
+                 "reg": [["residence:S1", 1.72e9, 1.715e9, 1.8e9]], "ex": {}},
+        "1101": {"iv": [["job:J9", 1.5e9, None, 259200, None]], "reg": [], "ex": {}}}))
+    drawn = {}
+
+    def timeline(intervals, regs, deadline):
+        drawn.update(intervals=intervals, regs=regs, deadline=deadline)
+        return "<svg/>"
+
+    monkeypatch.setattr(console_app.charts, "timeline", timeline)
+    alert = {"prefecture": "4403", "deadline": "2023-11-17T00:00:00+08:00", "evidence": []}
+    assert console_app._stay_chart(alert, stays, ConsoleState()) == "<svg/>"
+    assert drawn["intervals"] == [
+        {"label": "rental:R1", "start": 1.70e9, "end": None, "grace": 259200},
+        {"label": "hotel:H1", "start": 1.71e9, "end": 1.7101e9, "grace": 2592000}]
+    assert drawn["regs"] == [{"label": "residence:S1", "registered_at": 1.72e9,
+                              "valid_from": 1.715e9, "valid_until": 1.8e9}]
+    assert drawn["deadline"] is not None

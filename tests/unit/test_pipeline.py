@@ -248,7 +248,8 @@ def test_an_entry_added_by_another_pipeline_is_seen_through_the_token():
     a.process(OTHER_WATCH)
     stranger = {"name": "赵强", "id_number": rid("440305", "1990-05-05", 3), "sex": "M"}
     a.process(hotel_in("H0", stranger, "2026-02-28T10:00:00+08:00"))  # A's copy: OTHER's keys
-    assert a._wkeys_v is not None and a._wkeys
+    watch = a.rules[[r.name for r in a.rules].index("watchlist_match")]
+    assert watch._wkeys_v is not None and watch._wkeys
     b.process(WATCH)
     _pid, outs = a.process(hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00"))
     assert [(o.value["rule"], o.value["status"]) for o in outs if o.topic == "alerts"] == [
@@ -256,7 +257,7 @@ def test_an_entry_added_by_another_pipeline_is_seen_through_the_token():
 
 
 def test_a_store_without_the_key_set_keeps_the_full_probe():
-    """A store written before "wk" existed (watch entries, no token): every key is probed,
+    """A store with watch entries but no "wk" set and no token: every key is probed,
     also after more entries are added, so no entry is missed; `reglink rebuild` gives it the
     pre-filter."""
     kv = MemoryKV()

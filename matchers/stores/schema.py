@@ -1,0 +1,266 @@
+"""The state schema: every key family of the state store, the timer member format, the
+layout version and the typed codecs of the rule state.
+
+Every key is pseudonymous (person ids, record keys, HMAC-ed blocking keys). A family is
+named here once; code builds keys with these functions and constants, never with its own
+f-strings, so a reader finds the whole store in this module.
+
+Identity store (:mod:`matchers.stores.identity`):
+  ``i:<person_id>``   the identity (positional JSON, see ``identity._dump``)
+  ``m:<person_id>``   the person id it was merged into
+  ``l:<record key>``  the person id a record linked to
+  ``b:<blocking key>`` set of person ids (on Redis: a field of a bucket hash, see
+                      ``matchers.stores.kv.index_location``)
+  ``n:identities``    live identity count (approximate across writers)
+
+Watchlist index: the same families under the namespace ``wl/`` (``wl/i:``, ``wl/b:``, ...).
+
+Rule state (:mod:`reglink.rules`):
+  ``s:<person_id>``   stays of ``unregistered_stay`` (:class:`StayState` per prefecture)
+  ``a:<alert_id>``    latest value of an alert (its last message)
+  ``w:<watch_id>``    a watch entry (:class:`WatchEntry`)
+  ``wp:<watch_id>``   set: person ids the entry names
+  ``wa:<watch_id>``   set: alert ids the entry raised
+  ``wk``              set: every blocking key some watch entry is indexed under
+  ``wv``              token of the additions to ``wk`` (changes with every entry added)
+  ``due``             sorted set of rule timers (:func:`timer_member`), score = when due
+  ``sup:<alert_id>``  a reviewer's dismissal of the pair behind an alert
+  ``misused``         set: person ids whose identity a reviewer marked misused
+
+Pipeline:
+  ``wm``              the event-time watermark (JSON)
+  ``outbox``          sorted set of outbox ids awaiting delivery (score = the id)
+  ``o:<outbox id>``   one undelivered message ``[topic, key, value]``
+  ``n:outbox``        outbox id counter
+  ``layout``          :data:`LAYOUT` of the store
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from .. import fastjson
+from ..types import PersonRecord
+
+#: The layout this version reads and writes: packed blocking-index buckets, positional
+#: identities, rule timers tagged with the rule's name. Stored under :data:`LAYOUT_KEY`.
+LAYOUT = "3"
+LAYOUT_KEY = "layout"
+
+IDENTITY = "i:"
+MERGED = "m:"
+LINK = "l:"
+BLOCKING = "b:"
+STAYS = "s:"
+ALERT = "a:"
+WATCH_ENTRY = "w:"
+WATCH_NAMED = "wp:"
+WATCH_ALERTS = "wa:"
+OUTBOX_MESSAGE = "o:"
+SUPPRESSION = "sup:"
+
+IDENTITY_COUNT = "n:identities"
+OUTBOX_COUNTER = "n:outbox"
+OUTBOX = "outbox"
+WATERMARK = "wm"
+DUE = "due"
+WATCH_KEYS = "wk"
+WATCH_KEYS_TOKEN = "wv"
+MISUSED = "misused"
+#: Namespace of the watchlist index (identity-store families under it).
+WATCH_NS = "wl/"
+
+
+def identity(person_id: str) -> str:
+    return IDENTITY + person_id
+
+
+def merged(person_id: str) -> str:
+    return MERGED + person_id
+
+
+def link(record_key: str) -> str:
+    return LINK + record_key
+
+
+def blocking(key: str) -> str:
+    return BLOCKING + key
+
+
+def stays(person_id: str) -> str:
+    return STAYS + person_id
+
+
+def alert(alert_id: str) -> str:
+    return ALERT + alert_id
+
+
+def watch_entry(watch_id: str) -> str:
+    return WATCH_ENTRY + watch_id
+
+
+def watch_named(watch_id: str) -> str:
+    return WATCH_NAMED + watch_id
+
+
+def watch_alerts(watch_id: str) -> str:
+    return WATCH_ALERTS + watch_id
+
+
+def outbox_message(oid: str) -> str:
+    return OUTBOX_MESSAGE + oid
+
+
+def suppression(alert_id: str) -> str:
+    return SUPPRESSION + alert_id
+
+
+def watch_index(key: str) -> str:
+    """A key of the identity-store families inside the watchlist namespace."""
+    return WATCH_NS + key
+
+
+# ------------------------------------------------------------------ timers
+TIMER_SEP = "|"
+
+
+def timer_member(rule: str, *parts: str) -> str:
+    """The member of :data:`DUE` for one timer of ``rule``: ``<rule>|<part>|...``."""
+    return TIMER_SEP.join((rule, *parts))
+
+
+def parse_timer(member: str) -> tuple[str, tuple[str, ...]]:
+    """``(rule, parts)`` of a :data:`DUE` member."""
+    rule, *parts = member.split(TIMER_SEP)
+    return rule, tuple(parts)
+
+
+# ------------------------------------------------------------------ stays (unregistered_stay)
+@dataclass(slots=True)
+class Presence:
+    """Evidence that places the person in the prefecture from ``start`` (epoch s) to ``end``
+    (None: open), owing registration ``grace`` seconds after ``start``. ``hotel``: the hotel
+    id of a check-in (matched with its check-out), else None."""
+
+    key: str
+    start: float
+    end: float | None
+    grace: float
+    hotel: str | None = None
+
+
+@dataclass(slots=True)
+class Registered:
+    """A residence registration: registered at, valid from, end of its last valid day."""
+
+    key: str
+    registered_at: float
+    valid_from: float
+    valid_until_end: float
+
+
+@dataclass(slots=True)
+class PendingCheckout:
+    """A hotel check-out read before its check-in."""
+
+    key: str
+    hotel: str | None
+    at: float
+
+
+@dataclass(slots=True)
+class StayState:
+    """What ``unregistered_stay`` knows of one person in one prefecture.
+
+    ``explanations``: record key -> (match probability, explanation) of the evidence.
+    ``closed``: check-outs already matched with a check-in; ``pending``: check-outs waiting
+    for theirs. Both are stored only once needed (None until then); ``tail`` is the order in
+    which they were first needed, which is the order they are stored in."""
+
+    intervals: list[Presence] = field(default_factory=list)
+    registrations: list[Registered] = field(default_factory=list)
+    explanations: dict[str, list] = field(default_factory=dict)
+    closed: list[str] | None = None
+    pending: list[PendingCheckout] | None = None
+    tail: list[str] = field(default_factory=list)
+
+    def closed_list(self) -> list[str]:
+        if self.closed is None:
+            self.closed = []
+            self.tail.append("closed")
+        return self.closed
+
+    def pending_list(self) -> list[PendingCheckout]:
+        if self.pending is None:
+            self.pending = []
+            self.tail.append("co")
+        return self.pending
+
+    def keys(self) -> set[str]:
+        """Record keys this state already holds (evidence, registrations, check-outs)."""
+        known = {iv.key for iv in self.intervals} | {r.key for r in self.registrations}
+        if self.pending:
+            known |= {c.key for c in self.pending}
+        return known
+
+    def to_json(self) -> dict:
+        d: dict = {
+            "iv": [[iv.key, iv.start, iv.end, iv.grace, iv.hotel] for iv in self.intervals],
+            "reg": [[r.key, r.registered_at, r.valid_from, r.valid_until_end]
+                    for r in self.registrations],
+            "ex": self.explanations,
+        }
+        for name in self.tail:
+            if name == "closed":
+                d["closed"] = self.closed
+            else:
+                d["co"] = [[c.key, c.hotel, c.at] for c in self.pending or ()]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> StayState:
+        co = d.get("co")
+        return cls(
+            intervals=[Presence(*iv) for iv in d.get("iv", ())],
+            registrations=[Registered(*r) for r in d.get("reg", ())],
+            explanations=d.get("ex", {}),
+            closed=d.get("closed"),
+            pending=None if co is None else [PendingCheckout(*c) for c in co],
+            tail=[k for k in d if k in ("closed", "co")])
+
+
+def decode_stays(raw: str | bytes | None) -> dict[str, StayState]:
+    """The value of :func:`stays`: prefecture -> :class:`StayState` (empty when absent)."""
+    if not raw:
+        return {}
+    return {pref: StayState.from_json(ps) for pref, ps in fastjson.loads(raw).items()}
+
+
+def encode_stays(states: dict[str, StayState]) -> str:
+    return fastjson.dumps({pref: ps.to_json() for pref, ps in states.items()})
+
+
+# ------------------------------------------------------------------ watch entries
+@dataclass(slots=True)
+class WatchEntry:
+    """A watchlist entry as stored (:func:`watch_entry`): its normalised person, priority,
+    last valid day, and whether it is still on the list."""
+
+    rec: PersonRecord
+    priority: str | None = None
+    valid_until: str | None = None
+    active: bool = True
+
+    def encode(self) -> str:
+        return json.dumps({"rec": dataclasses.asdict(self.rec), "priority": self.priority,
+                           "valid_until": self.valid_until, "active": self.active},
+                          ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, raw: str) -> WatchEntry:
+        d = json.loads(raw)
+        rec = PersonRecord(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in d["rec"].items()})
+        return cls(rec, d.get("priority"), d.get("valid_until"), bool(d.get("active")))

@@ -1,0 +1,181 @@
+"""The alert-rule plug-in interface: what a rule is, what it may use, when it is called.
+
+A rule is a subclass of :class:`AlertRule` in a module of its own, registered with one line
+in :data:`reglink.rules.RULES`; the pipeline builds one instance per rule and calls its hooks
+inside the unit of work of the record (or tick) that caused them:
+
+* :meth:`AlertRule.on_identity_change` for each identity change a linked record caused (the
+  linker reports merges), before
+* :meth:`AlertRule.on_record` for the linked record itself;
+* :meth:`AlertRule.on_timer` when the watermark passes a timer the rule set
+  (:meth:`AlertRule.schedule`);
+* :meth:`AlertRule.on_own_record` for the records of the source the rule owns
+  (:attr:`AlertRule.own_source`: such records configure the rule and are not linked).
+
+Rules are called in registration order and their messages are emitted in the order they are
+returned, so the output of a run is deterministic (replay and the workers agree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from matchers.linker import Linker, LinkResult
+from matchers.pseudo import Pseudonymiser
+from matchers.stores import schema as sk
+from matchers.stores.identity import KVIdentityStore
+from matchers.stores.kv import UnitOfWorkKV
+from matchers.types import Identity, PersonRecord
+
+from ..metrics import PipelineMetrics
+from ..outbox import Out, Outbox
+from ..settings import Settings
+from .watermark import Watermark
+
+
+def alert_id(*parts: str) -> str:
+    """The id of an alert: a digest of what identifies it (rule, anchor, ...)."""
+    return "A" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+@dataclass(slots=True)
+class LinkedRecord:
+    """A validated record after linking: what :meth:`AlertRule.on_record` sees.
+
+    ``notes``: scratch space of this record's hooks, by rule name (an identity-change hook
+    may leave there what the rule's record hook needs)."""
+
+    record: dict
+    key: str  # record key, ``<source>:<record_id>``
+    source: str
+    person: PersonRecord
+    link: LinkResult
+    report_ts: float | None
+    notes: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def person_id(self) -> str:
+        return self.link.person_id
+
+    @property
+    def identity(self) -> Identity:
+        return self.link.identity
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChange:
+    """Identity ``person_id`` was merged into ``into`` (``kind`` ``"merged"``)."""
+
+    kind: str
+    person_id: str
+    into: str
+
+
+@dataclass(slots=True)
+class RuleContext:
+    """What a rule may use: the unit of work's state store, the identity store and its
+    watchlist twin, the linker (blocking, comparison), the settings, the watermark, the
+    metrics and the outbox."""
+
+    settings: Settings
+    kv: UnitOfWorkKV
+    store: KVIdentityStore
+    watch_store: KVIdentityStore
+    linker: Linker
+    pseudo: Pseudonymiser
+    watermark: Watermark
+    metrics: PipelineMetrics
+    outbox: Outbox
+
+
+class AlertRule(ABC):
+    """One alert rule. Subclasses set :attr:`name` and the state they use, and override the
+    hooks they need (each returns the messages it emits, in order; the default emits
+    nothing)."""
+
+    #: The rule's name: the ``rule`` of its alerts and the tag of its timers.
+    name: ClassVar[str]
+    #: Key families (:mod:`matchers.stores.schema`) the rule reads and writes.
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    #: Topics it emits to.
+    emits: ClassVar[tuple[str, ...]] = ("alerts",)
+    #: A source whose records go to :meth:`on_own_record` instead of being linked.
+    own_source: ClassVar[str | None] = None
+
+    def __init__(self, ctx: RuleContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def version(self) -> str:
+        """The ``rule_version`` its alerts carry: the deployment's rule-set version."""
+        return self.ctx.settings.rule_version
+
+    # ------------------------------------------------------------------ hooks
+    def on_identity_change(self, change: IdentityChange, event: LinkedRecord) -> list[Out]:
+        """An identity change caused by ``event``'s record (before :meth:`on_record`)."""
+        return []
+
+    def on_record(self, event: LinkedRecord) -> list[Out]:
+        """A record was linked to ``event.person_id``."""
+        return []
+
+    def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
+        """The watermark passed a timer set with :meth:`schedule` (``parts`` as given)."""
+        return []
+
+    def on_own_record(self, record: dict, key: str,
+                      report_ts: float | None) -> tuple[str | None, list[Out]]:
+        """A record of :attr:`own_source`: (the person it designates, if any; messages)."""
+        raise NotImplementedError(f"{self.name} owns no source")
+
+    # ------------------------------------------------------------------ reading ahead
+    def person_keys(self, person_id: str) -> list[str]:
+        """The rule's per-person state keys, fetched ahead with a candidate's identity."""
+        return []
+
+    def keys_ahead(self, record: dict, person: PersonRecord,
+                   blocking_keys: list[str]) -> tuple[list[str], list[str]]:
+        """Strings and sets the rule will read for ``record`` (fetched ahead, batched)."""
+        return [], []
+
+    def timer_keys(self, parts: tuple[str, ...]) -> list[str]:
+        """Strings :meth:`on_timer` will read for ``parts`` (fetched ahead together)."""
+        return []
+
+    # ------------------------------------------------------------------ services
+    def schedule(self, parts: tuple[str, ...], at: float) -> None:
+        """Call :meth:`on_timer` with ``parts`` once the watermark reaches ``at``
+        (replaces the timer's previous time)."""
+        self.ctx.kv.zadd(sk.DUE, sk.timer_member(self.name, *parts), at)
+
+    def cancel(self, parts: tuple[str, ...]) -> None:
+        self.ctx.kv.zrem(sk.DUE, sk.timer_member(self.name, *parts))
+
+    def alert_state(self, aid: str) -> dict | None:
+        """The latest value of an alert (its last message), or None."""
+        raw = self.ctx.kv.get(sk.alert(aid))
+        return json.loads(raw) if raw else None
+
+    def alert(self, aid: str, status: str, ident: Identity, record_ids: list[str],
+              prob: float | None, explanation: dict, raised_at: str | None, **extra) -> Out:
+        """An alert message of this rule about ``ident`` (evidence: ``record_ids``)."""
+        value = {
+            "alert_id": aid, "rule": self.name, "status": status,
+            "person_id": ident.person_id,
+            "record_ids": [r.split(":", 1)[1] for r in record_ids],
+            "evidence": record_ids, **extra,
+            "match_probability": prob, "explanation": explanation, "raised_at": raised_at,
+            "rule_version": self.version,
+        }
+        return self.update_alert(value)
+
+    def update_alert(self, value: dict) -> Out:
+        """Store an alert's new value and emit it (through the outbox)."""
+        self.ctx.kv.set(sk.alert(value["alert_id"]), json.dumps(value, ensure_ascii=False))
+        self.ctx.metrics.alerts.labels(self.name, value["status"]).inc()
+        return self.ctx.outbox.keep(Out("alerts", value["alert_id"], value))

@@ -1,0 +1,191 @@
+"""``unregistered_stay`` (docs/contract.md §2): a person with a resident ID and a home
+elsewhere who stays in a prefecture past the grace period without a valid registration.
+
+State: ``s:<person_id>``, the person's :class:`~matchers.stores.schema.StayState` per
+prefecture (presence intervals, registrations, evidence explanations). Every linked record
+of an event source updates it (:func:`presence_update`); then the alerts of (person,
+prefecture) are brought in line with it (:meth:`UnregisteredStay.evaluate`), and a timer
+tagged ``unregistered_stay|<person_id>|<prefecture>`` re-evaluates when the watermark passes
+the next deadline. A merge moves the absorbed identity's stays to the survivor.
+The episode and deadline arithmetic is pure (:mod:`reglink.rules.stay`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from matchers.normalise import same_place
+from matchers.stores import schema as sk
+from matchers.stores.schema import PendingCheckout, Presence, Registered, StayState
+
+from ..outbox import Out
+from ..topics import EVENT_SOURCES
+from . import stay as st
+from .base import AlertRule, IdentityChange, LinkedRecord, alert_id
+from .clock import day_end, day_start, iso, ts
+
+
+def presence_update(state: StayState, source: str, record: dict, key: str,
+                    grace: dict[str, float]) -> None:
+    """Add what one record of an event source says about the person's presence in the
+    prefecture (``grace``: seconds until registration is owed, per source)."""
+    if source == "hotel":
+        t, hotel = ts(record["time"]), record.get("hotel_id")
+        pending = state.pending_list()  # check-outs not matched yet
+        if record["event"] == "check_in":
+            iv = Presence(key, t, None, grace["hotel"], hotel)
+            # A check-out can be read before its check-in (another partition): match it.
+            outs = sorted((c for c in pending if c.hotel == hotel and c.at >= t),
+                          key=lambda c: (c.at, c.key))
+            if outs:
+                iv.end = outs[0].at
+                pending.remove(outs[0])
+                state.closed_list().append(outs[0].key)
+            state.intervals.append(iv)
+        else:
+            open_ivs = [iv for iv in state.intervals if iv.end is None and iv.hotel is not None
+                        and iv.hotel == hotel and iv.start <= t]
+            if open_ivs:
+                max(open_ivs, key=lambda iv: iv.start).end = t
+                state.closed_list().append(key)
+            elif key not in {c.key for c in pending}:
+                pending.append(PendingCheckout(key, hotel, t))
+    elif source == "rental":
+        end = day_end(record["lease_end"]) if record.get("lease_end") else None
+        state.intervals.append(Presence(key, day_start(record["lease_start"]), end,
+                                        grace["rental"], None))
+    elif source == "job":
+        state.intervals.append(Presence(key, day_start(record["start_date"]), None,
+                                        grace["job"], None))
+    elif source == "residence":
+        state.registrations.append(Registered(
+            key, ts(record["registered_at"]), day_start(record["valid_from"]),
+            day_end(record["valid_until"])))
+
+
+class UnregisteredStay(AlertRule):
+    name: ClassVar[str] = "unregistered_stay"
+    reads: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.ALERT, sk.IDENTITY, sk.MERGED, sk.DUE)
+    writes: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.ALERT, sk.DUE)
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        s = ctx.settings
+        self.grace = {"rental": s.grace_rental_s, "job": s.grace_job_s,
+                      "hotel": s.grace_hotel_s}
+
+    # ------------------------------------------------------------------ state
+    def _stays(self, pid: str) -> dict[str, StayState]:
+        return sk.decode_stays(self.ctx.kv.get(sk.stays(pid)))
+
+    def _save(self, pid: str, data: dict[str, StayState]) -> None:
+        self.ctx.kv.set(sk.stays(pid), sk.encode_stays(data))
+
+    def person_keys(self, person_id: str) -> list[str]:
+        return [sk.stays(person_id)]
+
+    def timer_keys(self, parts: tuple[str, ...]) -> list[str]:
+        pid = parts[0]
+        return [sk.merged(pid), sk.identity(pid), sk.stays(pid)]
+
+    # ------------------------------------------------------------------ hooks
+    def on_identity_change(self, change: IdentityChange, event: LinkedRecord) -> list[Out]:
+        """A merge moves the absorbed identity's stays to the survivor; the prefectures
+        they touch are evaluated with the record's own (:meth:`on_record`)."""
+        if change.kind == "merged":
+            touched = event.notes.setdefault(self.name, set())
+            touched |= self._move(change.person_id, change.into)  # type: ignore[operator]
+        return []
+
+    def on_record(self, event: LinkedRecord) -> list[Out]:
+        touched: set[str] = event.notes.get(self.name, set())  # type: ignore[assignment]
+        if event.source in EVENT_SOURCES:
+            touched |= self._update(event)
+        outs: list[Out] = []
+        for pref in sorted(touched):
+            outs += self.evaluate(event.person_id, pref)
+        return outs
+
+    def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
+        pid, pref = parts
+        return self.evaluate(pid, pref)
+
+    # ------------------------------------------------------------------ the rule
+    def _update(self, event: LinkedRecord) -> set[str]:
+        record, key, link = event.record, event.key, event.link
+        pref = str(record["city_code"])[:4]
+        data = self._stays(link.person_id)
+        ps = data.get(pref)
+        if ps is None:
+            ps = data[pref] = StayState()
+        if key in ps.keys() or (ps.closed and key in ps.closed):
+            return {pref}  # re-delivered: nothing to add, but re-evaluate (idempotent)
+        presence_update(ps, event.source, record, key, self.grace)
+        ps.explanations[key] = [round(link.probability, 6), link.explanation]
+        self._save(link.person_id, data)
+        return {pref}
+
+    def _move(self, absorbed: str, into: str) -> set[str]:
+        old = self._stays(absorbed)
+        if not old:
+            return set()
+        data = self._stays(into)
+        for pref, ps in old.items():
+            dst = data.get(pref)
+            if dst is None:
+                dst = data[pref] = StayState()
+            have = {iv.key for iv in dst.intervals} | {r.key for r in dst.registrations}
+            dst.intervals += [iv for iv in ps.intervals if iv.key not in have]
+            dst.registrations += [r for r in ps.registrations if r.key not in have]
+            dst.explanations.update(ps.explanations)
+            dst.closed_list().extend(ps.closed or ())
+            dst.pending_list().extend(ps.pending or ())
+            self.cancel((absorbed, pref))
+        self._save(into, data)
+        self.ctx.kv.delete(sk.stays(absorbed))
+        return set(old)
+
+    def evaluate(self, pid: str, pref: str) -> list[Out]:
+        """Bring the alerts of (person, prefecture) in line with what is known now."""
+        store = self.ctx.store
+        pid = store.resolve(pid)
+        ident = store.get(pid)
+        ps = self._stays(pid).get(pref)
+        self.cancel((pid, pref))
+        if ident is None or ps is None:
+            return []
+        # Owes registration only with a known resident ID and a home elsewhere.
+        if not ident.rid_hash or not ident.home or same_place(ident.home, pref):
+            return []
+        intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
+        regs = [st.Registration(r.key, r.registered_at, r.valid_from, r.valid_until_end)
+                for r in ps.registrations]
+        ex = ps.explanations
+        watermark = self.ctx.watermark.value
+        outs: list[Out] = []
+        next_due = None
+        for ep in st.episodes(intervals, self.ctx.settings.episode_gap_s):
+            deadline = ep.deadline
+            if deadline is None:
+                continue
+            if deadline > watermark:
+                next_due = deadline if next_due is None else min(next_due, deadline)
+                continue
+            reg = st.covered(deadline, regs)
+            aid = alert_id(self.name, ident.rule_anchor, pref, iso(deadline))
+            status = "resolved" if reg else "raised"
+            prev = self.alert_state(aid)
+            prev_status = prev["status"] if prev else None
+            if prev_status == status or (prev_status is None and status == "resolved"):
+                continue
+            evidence = st.evidence_ids(ep, deadline)
+            if reg:
+                evidence.append(reg.record_id)
+            probs = [ex[r][0] for r in evidence if r in ex]
+            outs.append(self.alert(
+                aid, status, ident, evidence, min(probs) if probs else None,
+                {r: ex[r][1] for r in evidence if r in ex},
+                iso(deadline), prefecture=pref, deadline=iso(deadline)))
+        if next_due is not None:
+            self.schedule((pid, pref), next_due)
+        return outs
