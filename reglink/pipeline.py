@@ -1,7 +1,7 @@
 """The pure core, assembled: one validated record in, output messages out.
 
 normalise -> candidates -> compare -> decide (matchers.Linker) -> alert rules
-(:data:`reglink.rules.RULES`).
+(:data:`reglink.rules.registry.RULES`).
 
 No Kafka and no Redis in here: identity and rule state live behind the unit of work's store
 (:class:`~matchers.stores.kv.UnitOfWorkKV`) handed in. The faust worker (streams/) and
@@ -27,8 +27,9 @@ from matchers.types import PersonRecord
 from .contract import record_key, report_time
 from .metrics import PipelineMetrics
 from .outbox import Out, Outbox
-from .rules import RULES, decisions
+from .rules import decisions
 from .rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext
+from .rules.registry import RULES
 from .rules.watermark import Watermark
 from .settings import Settings
 from .topics import EVENT_SOURCES
@@ -40,7 +41,7 @@ __all__ = ["Out", "Pipeline"]
 class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out.
 
-    ``rules``: the alert rules to run (default :data:`reglink.rules.RULES`), called in that
+    ``rules``: the alert rules to run (default :data:`reglink.rules.registry.RULES`), called in that
     order."""
 
     def __init__(self, settings: Settings, kv: KeyValue | TxKV,

@@ -1,8 +1,8 @@
 """The alert-rule plug-in interface: what a rule is, what it may use, when it is called.
 
 A rule is a subclass of :class:`AlertRule` in a module of its own, registered with one line
-in :data:`reglink.rules.RULES`; the pipeline builds one instance per rule and calls its hooks
-inside the unit of work of the record (or tick) that caused them:
+in :data:`reglink.rules.registry.RULES`; the pipeline builds one instance per rule and calls its
+hooks inside the unit of work of the record (or tick) that caused them:
 
 * :meth:`AlertRule.on_identity_change` for each identity change a linked record caused (the
   linker reports merges), before

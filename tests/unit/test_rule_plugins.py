@@ -10,9 +10,9 @@ from matchers.normalise import id_check_char
 from matchers.stores import schema as sk
 from matchers.stores.kv import MemoryKV
 from reglink.pipeline import Pipeline
-from reglink.rules import RULES
 from reglink.rules.base import AlertRule, alert_id
 from reglink.rules.clock import iso
+from reglink.rules.registry import RULES
 
 DAY = 86400.0
 

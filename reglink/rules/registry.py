@@ -1,0 +1,13 @@
+"""The alert rules the pipeline runs, one line each, in the order it calls them (which is the
+order their messages are emitted in). Adding a rule: its module, one line here, its tests."""
+
+from __future__ import annotations
+
+from .base import AlertRule
+from .unregistered_stay import UnregisteredStay
+from .watchlist_match import WatchlistMatch
+
+RULES: tuple[type[AlertRule], ...] = (
+    UnregisteredStay,
+    WatchlistMatch,
+)
