@@ -45,7 +45,7 @@ def _weak(raw_key: str) -> bool:
 
 
 class BlockingCandidates:
-    """Several blocking keys; a key shared by too many identities is skipped by the store.
+    """Implements :class:`matchers.types.CandidateFinder` with several blocking keys; a key shared by too many identities is skipped by the store.
 
     Weak keys (name alone: ``nk|``, Latin Soundex alone: ``lx|`` without a birth date) are
     searched only while they hold at most ``weak_cap`` identities (the store's ``max_bucket``
@@ -143,13 +143,10 @@ class BlockingCandidates:
         cap = self.weak_cap
         limits = [cap if _weak(k) else None for k in raw] if cap is not None else None
         if limits is not None and any(x is not None for x in limits):
-            ids = sorted(store.find(keys, limits))  # type: ignore[call-arg]
+            ids = sorted(store.find(keys, limits))
         else:
             ids = sorted(store.find(keys))
-        getter = getattr(store, "get_many", None)
-        if getter is not None:
-            return getter(ids)
-        return [i for i in (store.get(p) for p in ids) if i is not None]
+        return store.get_many(ids)
 
 
 _HAN = re.compile("[\u3400-\u9fff]")
