@@ -14,7 +14,8 @@ say.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .comparators import by_spec
 from .model import FSModel, ModelError, default_model
@@ -56,36 +57,19 @@ class FSComparator:
                                         for c in self.comparators
                                         if overrides and c.feature in overrides)
         self._memo: dict[tuple[Levels, float], _Scored] = {}
-        self._calls: tuple[Callable[[PersonRecord, Identity], str], ...] = tuple(
-            c.compare for c in comps)
+        self._levels = _all_levels(comps)
         # The name comparator: its levels that take the TF adjustment of the record's name key.
         tf_at = [i for i, c in enumerate(comps) if c.tf_levels]
         self._tf_index = tf_at[0] if tf_at else -1
         self._tf_levels = comps[tf_at[0]].tf_levels if tf_at else frozenset()
-        # weight_bound: cheap features graded exactly ('missing' weighs 0), the others at
-        # their best weight when present; names at their best with the record's TF.
-        self._graded = tuple((c.compare, {"missing": 0.0, **{lvl: m.weight(c.feature, lvl)
-                                                             for lvl in c.levels}})
-                             for c in comps if c.cheap)
-        self._bounded = tuple((c.present, max(0.0, c.upper_bound(m)[1]))
-                              for c in comps if not c.cheap and not c.tf_levels)
-        if tf_at:
-            name = comps[tf_at[0]]
-            w = {lvl: m.weight(name.feature, lvl) for lvl in name.levels}
-            self._name_present: Callable[[PersonRecord, Identity], bool] | None = name.present
-            self._name_tf_max = max(v for lvl, v in w.items() if lvl in name.tf_levels)
-            self._name_other_max = max((v for lvl, v in w.items() if lvl not in name.tf_levels),
-                                       default=-math.inf)
-        else:
-            self._name_present = None
-            self._name_tf_max = self._name_other_max = 0.0
+        self._bound = _weight_bound(m, comps)
 
     def levels(self, rec: PersonRecord, ident: Identity) -> Levels:
         """Every comparator's level for the pair, in the model's feature order."""
-        return tuple([f(rec, ident) for f in self._calls])
+        return self._levels(rec, ident)
 
     def compare(self, rec: PersonRecord, ident: Identity) -> Comparison:
-        return self.score(rec, ident.person_id, tuple([f(rec, ident) for f in self._calls]))
+        return self.score(rec, ident.person_id, self._levels(rec, ident))
 
     def threshold_weight(self, probability: float) -> float | None:
         """The total weight at which the calibrated probability reaches ``probability``
@@ -98,24 +82,12 @@ class FSComparator:
     def weight_bound(self, rec: PersonRecord, ident: Identity) -> float:
         """An upper bound on ``compare(rec, ident).total_weight``: the cheap features (ID,
         birth date, sex, phone: set lookups and a memoised date pair) graded exactly, the
-        others (name, address) at the best weight their levels can reach."""
-        m = self.model
-        total = m.prior_weight
-        for compare, weights in self._graded:
-            total += weights[compare(rec, ident)]
-        for present, best in self._bounded:
-            if present(rec, ident):
-                total += best
-        name_present = self._name_present
-        if name_present is not None and name_present(rec, ident):
-            # every TF level gets the same adjustment
-            tf = m.tf_adjust(rec.name_key, "exact")
-            total += max(self._name_tf_max + tf, self._name_other_max)
-        return total
+        others (name, address) at the best weight their levels can reach when present."""
+        return self._bound(rec, ident)
 
     def may_link(self, rec: PersonRecord, ident: Identity, min_weight: float | None) -> bool:
         """False only when the pair's total weight is certainly below ``min_weight``."""
-        return min_weight is None or self.weight_bound(rec, ident) >= min_weight - 1e-6
+        return min_weight is None or self._bound(rec, ident) >= min_weight - 1e-6
 
     def score(self, rec: PersonRecord, person_id: str, levels: Levels) -> Comparison:
         """The comparison of a record with levels ``levels`` (see :meth:`levels`)."""
@@ -144,3 +116,51 @@ class FSComparator:
                 self._memo.clear()
             self._memo[key] = hit
         return Comparison(person_id, hit[0], hit[1], hit[2], hit[3])
+
+
+# The two per-candidate functions below are written out for the model's comparators (as
+# ``collections.namedtuple`` writes its ``__new__``): a loop or comprehension over the
+# comparators costs more than the comparators' calls themselves.
+Pair = Callable[[PersonRecord, Identity], Any]
+
+
+def _compiled(expr: str, names: dict[str, Any]) -> Pair:
+    fn: Pair = eval(f"lambda rec, ident: {expr}", names)  # noqa: S307 -- built here, no input
+    return fn
+
+
+def _all_levels(comps: Sequence[FeatureComparator]) -> Callable[[PersonRecord, Identity], Levels]:
+    """``lambda rec, ident: (comps[0].compare(rec, ident), comps[1].compare(rec, ident), ...)``"""
+    body = "".join(f"c{i}(rec, ident), " for i in range(len(comps)))
+    return _compiled(f"({body})", {f"c{i}": c.compare for i, c in enumerate(comps)})
+
+
+def _weight_bound(m: FSModel, comps: Sequence[FeatureComparator]
+                  ) -> Callable[[PersonRecord, Identity], float]:
+    """The prior weight, plus each cheap comparator's weight for the pair's level (a lookup in
+    its weights, 'missing' 0), plus the name comparator's best weight with the record's TF
+    adjustment (every TF level gets the same), plus every other comparator's best weight
+    (at least 0) when present."""
+    names: dict[str, Any] = {"prior": m.prior_weight, "tf_adjust": m.tf_adjust}
+    terms = ["prior"]
+    for i, c in enumerate(comps):
+        if c.cheap and not c.tf_levels:
+            names[f"c{i}"] = c.compare
+            names[f"w{i}"] = {"missing": 0.0, **{lvl: m.weight(c.feature, lvl)
+                                                 for lvl in c.levels}}
+            terms.append(f"w{i}[c{i}(rec, ident)]")
+    for i, c in enumerate(comps):
+        if c.tf_levels:
+            w = {lvl: m.weight(c.feature, lvl) for lvl in c.levels}
+            names[f"p{i}"] = c.present
+            names[f"t{i}"] = max(v for lvl, v in w.items() if lvl in c.tf_levels)
+            names[f"o{i}"] = max((v for lvl, v in w.items() if lvl not in c.tf_levels),
+                                 default=-math.inf)
+            terms.append(f"(max(t{i} + tf_adjust(rec.name_key, 'exact'), o{i}) "
+                         f"if p{i}(rec, ident) else 0.0)")
+    for i, c in enumerate(comps):
+        if not c.cheap and not c.tf_levels:
+            names[f"p{i}"] = c.present
+            names[f"b{i}"] = max(0.0, c.upper_bound(m)[1])
+            terms.append(f"(b{i} if p{i}(rec, ident) else 0.0)")
+    return _compiled(" + ".join(terms), names)
