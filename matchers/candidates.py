@@ -24,6 +24,7 @@ Keys (``raw_keys``):
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from .normalise import soundex
 from .pseudo import Pseudonymiser
@@ -45,7 +46,8 @@ def _weak(raw_key: str) -> bool:
 
 
 class BlockingCandidates:
-    """Implements :class:`matchers.types.CandidateFinder` with several blocking keys; a key shared by too many identities is skipped by the store.
+    """Implements :class:`matchers.types.CandidateFinder` with several blocking keys; a key
+    shared by too many identities is skipped by the store.
 
     Weak keys (name alone: ``nk|``, Latin Soundex alone: ``lx|`` without a birth date) are
     searched only while they hold at most ``weak_cap`` identities (the store's ``max_bucket``
@@ -61,8 +63,10 @@ class BlockingCandidates:
         self._last: tuple[PersonRecord, list[str], list[str]] | None = None
 
     @staticmethod
-    def _raw(id_hash: str | None, near: tuple[str, ...] | set[str], dels, phones, name_keys,
-             births, surnames, areas, latin_texts) -> list[str]:
+    def _raw(id_hash: str | None, near: Collection[str], dels: Collection[str],
+             phones: Collection[str], name_keys: Collection[str], births: Collection[str],
+             surnames: Collection[str], areas: Collection[str],
+             latin_texts: Collection[str]) -> list[str]:
         keys: list[str] = []
         add = keys.append
         if id_hash:

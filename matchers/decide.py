@@ -8,7 +8,8 @@ from .types import Comparison, Decision, PersonRecord
 
 
 class ThresholdDecider:
-    """Implements :class:`matchers.types.Decider`. Join the best candidate at or above ``threshold``.
+    """Implements :class:`matchers.types.Decider`: join the best candidate at or above
+    ``threshold``.
 
     * A candidate in hard conflict (two different valid resident IDs) is never joined.
     * If two candidates above the threshold carry different resident IDs and the record has

@@ -81,8 +81,9 @@ class Linker:
                                 self.prefetch_extra)
         known = self.store.link_of(rec.key)
         if known is not None and (ident := self.store.get(known)) is not None:
-            comp = self.comparator.compare(rec, ident)
-            return LinkResult(known, ident, comp.probability, comp.explanation(), repeated=True)
+            again = self.comparator.compare(rec, ident)
+            return LinkResult(known, ident, again.probability, again.explanation(),
+                              repeated=True)
 
         cands = self.finder.candidates(rec, self.store)
         compare, may_link, min_weight = (self.comparator.compare, self.comparator.may_link,

@@ -161,11 +161,14 @@ class FSModel:
             return 1.0
         if x < -60:
             return 0.0
-        return 1.0 / (1.0 + 2.0 ** -x)
+        p: float = 1.0 / (1.0 + 2.0 ** -x)
+        return p
 
     # ---------------------------------------------------------------- persistence
     def params(self) -> dict[str, Any]:
-        r = lambda d: {f: {k: float(f"{v:.6g}") for k, v in lv.items()} for f, lv in d.items()}  # noqa: E731
+        def r(d: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+            return {f: {k: float(f"{v:.6g}") for k, v in lv.items()} for f, lv in d.items()}
+
         return {"lambda": float(f"{self.lam:.6g}"), "m": r(self.m), "u": r(self.u),
                 "tf": {k: float(f"{v:.6g}") for k, v in sorted(self.tf.items())},
                 "tf_floor": self.tf_floor, "tf_s2": self.tf_s2, "tf_cap": list(self.tf_cap),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .model import FSModel
@@ -189,6 +189,7 @@ class PurgeReport:
                 "conflicts": self.conflicts}
 
 
+@runtime_checkable
 class IdentityStore(Protocol):
     """Where identities live. Embedded (replay, tests) and Redis (workers) honour one contract,
     checked by ``tests/contract/test_identity_stores.py``."""
@@ -240,6 +241,7 @@ class IdentityStore(Protocol):
         ...
 
 
+@runtime_checkable
 class CandidateFinder(Protocol):
     """Blocking: the keys a record is searched and indexed under, and its candidates."""
 
@@ -256,6 +258,7 @@ class CandidateFinder(Protocol):
     def candidates(self, rec: PersonRecord, store: IdentityStore) -> list[Identity]: ...
 
 
+@runtime_checkable
 class FeatureComparator(Protocol):
     """One feature's graded comparison of a record with an identity (``matchers.comparators``).
 
@@ -272,9 +275,6 @@ class FeatureComparator(Protocol):
     cheap: bool  # graded exactly when bounding a pair's weight
     explain_missing: bool  # a 'missing' level is listed in explanations
 
-    @property
-    def best_level(self) -> str: ...
-
     def compare(self, rec: PersonRecord, ident: Identity) -> str:
         """The pair's level: one of ``levels``, or 'missing'."""
         ...
@@ -284,10 +284,12 @@ class FeatureComparator(Protocol):
         ...
 
     def upper_bound(self, model: FSModel) -> tuple[str, float]:
-        """The level with the highest weight under ``model``, and that weight."""
+        """The best level under ``model`` (the highest weight) and that weight: the most this
+        comparator contributes to a pair's total (before a term-frequency adjustment)."""
         ...
 
 
+@runtime_checkable
 class Comparator(Protocol):
     """A record against one identity: every feature's level and weight, and the probability."""
 
@@ -308,6 +310,7 @@ class Comparator(Protocol):
         ...
 
 
+@runtime_checkable
 class Decider(Protocol):
     """Which identity a record joins (or none), and which further identities merge."""
 

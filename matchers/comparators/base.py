@@ -41,11 +41,6 @@ class LevelComparator:
         """Both sides carry a value: :meth:`compare` returns one of ``levels``."""
         raise NotImplementedError
 
-    @property
-    def best_level(self) -> str:
-        """The strongest agreement this comparator grades."""
-        return self.levels[0]
-
     def upper_bound(self, model: FSModel) -> tuple[str, float]:
         """The level with the highest weight under ``model`` and that weight (before any
         term-frequency adjustment): no pair gets more from this feature."""
