@@ -132,7 +132,7 @@ def test_upper_bound_is_the_maximum_weight(cls: type) -> None:
 def test_the_bound_follows_the_model_not_the_order_of_the_levels() -> None:
     assert IdComparator().upper_bound(default_model())[0] == "exact_valid"
     model = FSModel(monotone=False)  # uncapped: an estimate may rank a weaker level higher
-    model.m["id"]["one_digit_off"] = 0.99
+    model.m["id"]["one_digit_off"], model.u["id"]["one_digit_off"] = 0.99, 1e-6
     model.__post_init__()
     level, bound = IdComparator().upper_bound(model)
     assert level == "one_digit_off" and bound > model.weight("id", "exact_valid")
