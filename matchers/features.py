@@ -45,7 +45,7 @@ def _id_part(raw: str | None, id_type: str | None, pseudo: Pseudonymiser) -> IdP
     key = ("id", raw, id_type)
     hit = pseudo.derived.get(key)
     if hit is not None:
-        return hit  # type: ignore[return-value]
+        return hit  # type: ignore[return-value]  # what remember() stored under this key
     idi = normalise_id(raw, id_type)
     near: tuple[str, ...] = ()
     swap: tuple[str, ...] = ()
