@@ -33,8 +33,9 @@ stack-down: ## Stop the local stack
 stack-status: setup ## Show whether Kafka and Redis are up and answering
 	$(REGLINK) stack status
 
-lint: setup ## Lint (ruff, the rules in pyproject.toml); part of `make test`
+lint: setup ## Lint (ruff), then type-check (mypy); both configured in pyproject.toml; part of `make test`
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: setup lint stack-up ## Lint, then every test, unit and integration (starts the stack if needed)
 	$(PY) -m pytest -q tests/

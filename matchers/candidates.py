@@ -24,6 +24,7 @@ Keys (``raw_keys``):
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from .normalise import soundex
 from .pseudo import Pseudonymiser
@@ -45,7 +46,8 @@ def _weak(raw_key: str) -> bool:
 
 
 class BlockingCandidates:
-    """Several blocking keys; a key shared by too many identities is skipped by the store.
+    """Implements :class:`matchers.types.CandidateFinder` with several blocking keys; a key
+    shared by too many identities is skipped by the store.
 
     Weak keys (name alone: ``nk|``, Latin Soundex alone: ``lx|`` without a birth date) are
     searched only while they hold at most ``weak_cap`` identities (the store's ``max_bucket``
@@ -61,8 +63,10 @@ class BlockingCandidates:
         self._last: tuple[PersonRecord, list[str], list[str]] | None = None
 
     @staticmethod
-    def _raw(id_hash: str | None, near: tuple[str, ...] | set[str], dels, phones, name_keys,
-             births, surnames, areas, latin_texts) -> list[str]:
+    def _raw(id_hash: str | None, near: Collection[str], dels: Collection[str],
+             phones: Collection[str], name_keys: Collection[str], births: Collection[str],
+             surnames: Collection[str], areas: Collection[str],
+             latin_texts: Collection[str]) -> list[str]:
         keys: list[str] = []
         add = keys.append
         if id_hash:
@@ -143,13 +147,10 @@ class BlockingCandidates:
         cap = self.weak_cap
         limits = [cap if _weak(k) else None for k in raw] if cap is not None else None
         if limits is not None and any(x is not None for x in limits):
-            ids = sorted(store.find(keys, limits))  # type: ignore[call-arg]
+            ids = sorted(store.find(keys, limits))
         else:
             ids = sorted(store.find(keys))
-        getter = getattr(store, "get_many", None)
-        if getter is not None:
-            return getter(ids)
-        return [i for i in (store.get(p) for p in ids) if i is not None]
+        return store.get_many(ids)
 
 
 _HAN = re.compile("[\u3400-\u9fff]")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .types import Comparison, Decision, PersonRecord
 
 
 class ThresholdDecider:
-    """Join the best candidate at or above ``threshold``.
+    """Implements :class:`matchers.types.Decider`: join the best candidate at or above
+    ``threshold``.
 
     * A candidate in hard conflict (two different valid resident IDs) is never joined.
     * If two candidates above the threshold carry different resident IDs and the record has
@@ -25,7 +26,7 @@ class ThresholdDecider:
         self.merge_threshold = merge_threshold
 
     def decide(self, rec: PersonRecord, comparisons: list[Comparison],
-               rid_of: dict[str, str | None] | None = None,
+               rid_of: Mapping[str, str | None] | None = None,
                cannot_link: Callable[[str, str], bool] | None = None) -> Decision:
         rid_of = rid_of or {}
         ok = sorted((c for c in comparisons if c.conflict is None and

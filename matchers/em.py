@@ -17,6 +17,9 @@
 5. **Calibration** (optional): when ground truth is given, a one-dimensional logistic fit of
    the total weight on the blocked pairs' true labels, so that probabilities are calibrated.
    Without labels the FS posterior is used as it is.
+
+Levels come from one comparator per feature (:mod:`matchers.comparators`, the default set
+unless others are given); the model file names them and their versions.
 """
 
 from __future__ import annotations
@@ -26,17 +29,23 @@ import math
 import random
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .candidates import BlockingCandidates
-from .compare import FEATURES, LEVELS, compare_levels
+from .comparators import default_comparators
+from .compare import FSComparator
 from .features import person_record
 from .model import START_M, START_U, FSModel
 from .pseudo import Pseudonymiser
-from .types import Identity, PersonRecord
+from .types import FeatureComparator, Identity, PersonRecord
+
+Probs = dict[str, dict[str, float]]  # feature -> level -> probability
+Log = Callable[[str], object]
 
 PRIOR_STRENGTH = 5.0  # pseudo-pairs behind the starting values
 
@@ -47,8 +56,22 @@ def _single(rec: PersonRecord) -> Identity:
     return ident
 
 
-def _encode(levels: dict[str, str]) -> list[int]:
-    return [-1 if levels[f] == "missing" else LEVELS[f].index(levels[f]) for f in FEATURES]
+class _Grader:
+    """The comparators' levels of a pair, encoded: a level's index, -1 for 'missing'."""
+
+    def __init__(self, comparators: Sequence[FeatureComparator]) -> None:
+        self.comparators = tuple(comparators)
+        self.features = tuple(c.feature for c in self.comparators)
+        self.levels = {c.feature: c.levels for c in self.comparators}
+
+    def vectors(self, recs: Sequence[PersonRecord], idents: Sequence[Identity],
+                pairs: Sequence[tuple[int, int]]) -> npt.NDArray[np.int16]:
+        out = np.empty((len(pairs), len(self.comparators)), dtype=np.int16)
+        for n, (i, j) in enumerate(pairs):
+            rec, ident = recs[j], idents[i]
+            out[n] = [-1 if (lvl := c.compare(rec, ident)) == "missing" else c.levels.index(lvl)
+                      for c in self.comparators]
+        return out
 
 
 # Blocking-key families and the features each one selects on (masked in its EM session).
@@ -79,64 +102,63 @@ def blocked_pairs(recs: Sequence[PersonRecord], finder: BlockingCandidates,
     return sorted(pairs)
 
 
-def _vectors(recs, idents, pairs) -> np.ndarray:
-    out = np.empty((len(pairs), len(FEATURES)), dtype=np.int16)
-    for n, (i, j) in enumerate(pairs):
-        levels, _ = compare_levels(recs[j], idents[i])
-        out[n] = _encode(levels)
-    return out
-
-
-def _freq(vec: np.ndarray, weights: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+def _freq(g: _Grader, vec: npt.NDArray[np.int16],
+          weights: npt.NDArray[np.float64] | None = None) -> Probs:
     """Level frequencies per feature (missing excluded), smoothed with the start values."""
     out = {}
-    for fi, f in enumerate(FEATURES):
+    for fi, f in enumerate(g.features):
         col = vec[:, fi]
         w = np.ones(len(col)) if weights is None else weights
         have = col >= 0
         total = float(w[have].sum())
         start = START_U[f] if weights is None else START_M[f]
         row = {}
-        for li, lvl in enumerate(LEVELS[f]):
+        for li, lvl in enumerate(g.levels[f]):
             c = float(w[col == li].sum())
             row[lvl] = (c + PRIOR_STRENGTH * start[lvl]) / (total + PRIOR_STRENGTH)
         out[f] = row
     return out
 
 
-def _log_likelihood(vec: np.ndarray, probs: dict[str, dict[str, float]]) -> np.ndarray:
+def _log_likelihood(g: _Grader, vec: npt.NDArray[np.int16],
+                    probs: Probs) -> npt.NDArray[np.float64]:
     ll = np.zeros(len(vec))
-    for fi, f in enumerate(FEATURES):
-        table = np.array([math.log(max(probs[f][lvl], 1e-9)) for lvl in LEVELS[f]] + [0.0])
+    for fi, f in enumerate(g.features):
+        table = np.array([math.log(max(probs[f][lvl], 1e-9)) for lvl in g.levels[f]] + [0.0])
         ll += table[vec[:, fi]]  # index -1 (missing) picks the trailing 0.0
     return ll
 
 
-def _posterior(vec: np.ndarray, m: dict, u: dict, lam: float) -> np.ndarray:
-    logit = (np.log(lam) - np.log1p(-lam) + _log_likelihood(vec, m)
-             - _log_likelihood(vec, u))
-    return 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+def _posterior(g: _Grader, vec: npt.NDArray[np.int16], m: Probs, u: Probs,
+               lam: float) -> npt.NDArray[np.float64]:
+    logit = (np.log(lam) - np.log1p(-lam) + _log_likelihood(g, vec, m)
+             - _log_likelihood(g, vec, u))
+    out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+    return out
 
 
-def em(vec: np.ndarray, u: dict, m0: dict, lam0: float, iterations: int = 40,
-       tol: float = 1e-6) -> tuple[dict, float, int, np.ndarray]:
+def em(g: _Grader, vec: npt.NDArray[np.int16], u: Probs, m0: Probs, lam0: float,
+       iterations: int = 40, tol: float = 1e-6
+       ) -> tuple[Probs, float, int, npt.NDArray[np.float64]]:
     """EM for m and lambda with u fixed; returns (m, lambda, iterations, posteriors)."""
     m, lam = m0, lam0
     it = 0
-    g = np.zeros(len(vec))
+    post = np.zeros(len(vec))
     while it < iterations:
         it += 1
-        g = _posterior(vec, m, u, lam)
-        new_lam = float(np.clip(g.mean(), 1e-4, 1 - 1e-4))
-        m = _freq(vec, g)
+        post = _posterior(g, vec, m, u, lam)
+        new_lam = float(np.clip(post.mean(), 1e-4, 1 - 1e-4))
+        m = _freq(g, vec, post)
         if abs(new_lam - lam) < tol:
             lam = new_lam
             break
         lam = new_lam
-    return m, lam, it, g
+    return m, lam, it, post
 
 
-def em_sessions(recs, idents, finder, u: dict, iterations: int = 40, log=print):
+def em_sessions(g: _Grader, recs: Sequence[PersonRecord], idents: Sequence[Identity],
+                finder: BlockingCandidates, u: Probs, iterations: int = 40,
+                log: Log = print) -> tuple[Probs, int]:
     """One EM session per blocking family, its own features masked; m combined per feature."""
     acc: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
     its = 0
@@ -144,36 +166,39 @@ def em_sessions(recs, idents, finder, u: dict, iterations: int = 40, log=print):
         pairs = blocked_pairs(recs, finder, kinds=kinds)
         if not pairs:
             continue
-        vec = _vectors(recs, idents, pairs)
+        vec = g.vectors(recs, idents, pairs)
         for f in masked:
-            vec[:, FEATURES.index(f)] = -1
-        m, lam, it, g = em(vec, u, START_M, 0.5, iterations)
+            if f in g.features:
+                vec[:, g.features.index(f)] = -1
+        m, lam, it, post = em(g, vec, u, START_M, 0.5, iterations)
         its += it
         log(f"train: EM session '{fam}': {len(pairs)} pairs, {it} iterations, "
             f"match share {lam:.3f}")
-        for fi, f in enumerate(FEATURES):
+        for fi, f in enumerate(g.features):
             if f in masked:
                 continue
-            weight = float(g[vec[:, fi] >= 0].sum())
+            weight = float(post[vec[:, fi] >= 0].sum())
             if weight > 0:
                 acc[f].append((weight, m[f]))
     m_final = {}
-    for f in FEATURES:
+    for f in g.features:
         if not acc[f]:
-            m_final[f] = dict(START_M[f])
+            m_final[f] = {lvl: START_M[f][lvl] for lvl in g.levels[f]}
             continue
         total = sum(w for w, _ in acc[f])
-        m_final[f] = {lvl: sum(w * row[lvl] for w, row in acc[f]) / total for lvl in LEVELS[f]}
+        m_final[f] = {lvl: sum(w * row[lvl] for w, row in acc[f]) / total
+                      for lvl in g.levels[f]}
     return m_final, its
 
 
-def term_frequencies(recs: Sequence[PersonRecord], min_count: int = 2):
+def term_frequencies(recs: Sequence[PersonRecord], min_count: int = 2
+                     ) -> tuple[dict[str, float], float, float]:
     """Share of distinct people per name key; only keys held by ``min_count``+ people are kept
     (common names: no single person can be read out of the table)."""
     people: dict[str, set[str]] = defaultdict(set)
     for r in recs:
         if r.name_key:
-            people[r.name_key].add(r.id_hash if r.id_valid else r.key)
+            people[r.name_key].add(r.id_hash if r.id_valid and r.id_hash else r.key)
     counts = Counter({k: len(v) for k, v in people.items()})
     total = sum(counts.values())
     if not total:
@@ -183,7 +208,8 @@ def term_frequencies(recs: Sequence[PersonRecord], min_count: int = 2):
     return table, 1.0 / total, s2
 
 
-def calibrate(total: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def calibrate(total: npt.NDArray[np.float64],
+              labels: npt.NDArray[np.float64]) -> tuple[float, float]:
     """Fit p = 1/(1+2^-(a*w+b)) to labelled pairs by maximum likelihood over a bounded grid
     (a in [0.5, 2], b in [-20, 20] bits): separable data cannot push it to infinity."""
     best, best_ll = (1.0, 0.0), -math.inf
@@ -198,11 +224,14 @@ def calibrate(total: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return best
 
 
-def train(records: Sequence[tuple[dict, str]], truth: dict[str, str] | None = None, *,
-          u_pairs: int = 100_000, seed: int = 7, source: str = "",
-          iterations: int = 40, log=print) -> FSModel:
+def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] | None = None,
+          *, u_pairs: int = 100_000, seed: int = 7, source: str = "",
+          iterations: int = 40, log: Log = print,
+          comparators: Sequence[FeatureComparator] | None = None) -> FSModel:
     """``records``: (validated record, record key). ``truth``: record key -> true person
-    (only for the optional calibration). Returns the trained model."""
+    (only for the optional calibration). ``comparators``: one per feature (default: the
+    shipped set); the model names them. Returns the trained model."""
+    g = _Grader(comparators or default_comparators())
     pseudo = Pseudonymiser(secrets.token_bytes(32))
     finder = BlockingCandidates(pseudo)
     # One record per distinct person block: a hotel check-out repeats its check-in's card
@@ -221,30 +250,29 @@ def train(records: Sequence[tuple[dict, str]], truth: dict[str, str] | None = No
     n = len(recs)
     rand = [(i, j) for i, j in ((rng.randrange(n), rng.randrange(n)) for _ in range(u_pairs))
             if i != j] if n > 1 else []
-    u = _freq(_vectors(recs, idents, rand))
+    u = _freq(g, g.vectors(recs, idents, rand))
     log(f"train: {n} distinct person blocks, {len(rand)} random pairs for u")
-    m, its = em_sessions(recs, idents, finder, u, iterations, log)
+    m, its = em_sessions(g, recs, idents, finder, u, iterations, log)
     pairs = blocked_pairs(recs, finder)
-    vec = _vectors(recs, idents, pairs)
-    g = _posterior(vec, m, u, 0.5)
-    lam = float(np.clip(g.mean(), 1e-4, 1 - 1e-4))
+    vec = g.vectors(recs, idents, pairs)
+    post = _posterior(g, vec, m, u, 0.5)
+    lam = float(np.clip(post.mean(), 1e-4, 1 - 1e-4))
     log(f"train: {len(pairs)} blocked pairs, estimated match share {lam:.3f}")
     tf, tf_floor, s2 = term_frequencies(recs)
-    model = FSModel(lam=lam, m=m, u=u, tf=tf, tf_floor=tf_floor, tf_s2=s2)
+    specs: dict[str, dict[str, str | int]] = {
+        c.feature: {"name": c.name, "version": c.version} for c in g.comparators}
+    model = FSModel(lam=lam, m=m, u=u, tf=tf, tf_floor=tf_floor, tf_s2=s2, comparators=specs)
     cal = (1.0, 0.0)
     if truth:
         labelled = [(p, truth.get(recs[i].key), truth.get(recs[j].key)) for p, (i, j)
                     in enumerate(pairs)]
         keep = [p for p, a, b in labelled if a is not None and b is not None]
         if keep:
-            from .compare import FSComparator
-
-            comp = FSComparator(model)
+            comp = FSComparator(model, {c.feature: c for c in g.comparators})
             totals, labels = [], []
             for p in keep:
                 i, j = pairs[p]
-                levels, conflict = compare_levels(recs[j], idents[i])
-                totals.append(comp.score(recs[j], "", levels, conflict).total_weight)
+                totals.append(comp.compare(recs[j], idents[i]).total_weight)
                 labels.append(1.0 if truth[recs[i].key] == truth[recs[j].key] else 0.0)
             cal = calibrate(np.array(totals), np.array(labels))
     model.calibration = (round(cal[0], 6), round(cal[1], 6))

@@ -10,6 +10,7 @@ the worker encodes every output message)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 try:  # pragma: no cover - exercised by whichever is installed
     import msgspec
@@ -17,20 +18,21 @@ try:  # pragma: no cover - exercised by whichever is installed
     _enc = msgspec.json.Encoder()
     _dec = msgspec.json.Decoder()
 
-    def dumps(obj) -> str:
+    def dumps(obj: object) -> str:
         return _enc.encode(obj).decode()
 
-    def dumpb(obj) -> bytes:
+    def dumpb(obj: object) -> bytes:
         """UTF-8 bytes of :func:`dumps`."""
         return _enc.encode(obj)
 
-    def loads(raw: str | bytes):
+    def loads(raw: str | bytes) -> Any:
         return _dec.decode(raw)
 except ImportError:  # pragma: no cover
-    def dumps(obj) -> str:
+    def dumps(obj: object) -> str:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
-    def dumpb(obj) -> bytes:
+    def dumpb(obj: object) -> bytes:
         return dumps(obj).encode()
 
-    loads = json.loads
+    def loads(raw: str | bytes) -> Any:
+        return json.loads(raw)

@@ -8,8 +8,10 @@ as keyed hashes.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from .normalise import (
+    IdInfo,
     deletion_variants,
     id_neighbours,
     normalise_birth_date,
@@ -24,14 +26,18 @@ from .types import PersonRecord
 _ADDR_SPLIT = re.compile(r"[^\w]+")
 
 
-def _address(raw) -> str | None:
+def _address(raw: object) -> str | None:
     if not raw or not isinstance(raw, str):
         return None
     toks = [t for t in _ADDR_SPLIT.split(raw.upper()) if t]
     return " ".join(toks) or None
 
 
-def _id_part(raw, id_type, pseudo: Pseudonymiser) -> tuple:
+IdPart = tuple[IdInfo | None, str | None, tuple[str, ...], tuple[str, ...], tuple[str, ...],
+               str | None]
+
+
+def _id_part(raw: str | None, id_type: str | None, pseudo: Pseudonymiser) -> IdPart:
     """``(IdInfo, its hash, near, swap, deletion hashes, area)`` of a raw ID number, memoised
     per pseudonymiser: a person's records repeat their ID, and normalising it, its typo
     neighbourhood and their HMACs are about half of normalising a record (py-spy, 100k
@@ -39,7 +45,7 @@ def _id_part(raw, id_type, pseudo: Pseudonymiser) -> tuple:
     key = ("id", raw, id_type)
     hit = pseudo.derived.get(key)
     if hit is not None:
-        return hit  # type: ignore[return-value]
+        return hit  # type: ignore[return-value]  # what remember() stored under this key
     idi = normalise_id(raw, id_type)
     near: tuple[str, ...] = ()
     swap: tuple[str, ...] = ()
@@ -54,10 +60,10 @@ def _id_part(raw, id_type, pseudo: Pseudonymiser) -> tuple:
         elif 4 <= len(idi.value) <= 24:
             dels = tuple(pseudo("idd", v) for v in deletion_variants(idi.value))
     id_hash = pseudo("id", idi.value) if idi else None
-    return pseudo.remember(key, (idi, id_hash, near, swap, dels, area))  # type: ignore[return-value]
+    return pseudo.remember(key, (idi, id_hash, near, swap, dels, area))
 
 
-def person_record(record: dict, key: str, pseudo: Pseudonymiser) -> PersonRecord:
+def person_record(record: dict[str, Any], key: str, pseudo: Pseudonymiser) -> PersonRecord:
     person = record.get("person") or {}
     name = normalise_name(person.get("name") or "")
     idi, id_hash, near, swap, dels, area = _id_part(person.get("id_number"),

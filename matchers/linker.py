@@ -1,18 +1,30 @@
 """The linking step of the pure core: normalise -> candidates -> compare -> decide -> store.
 
 No Kafka, no Redis here: the store is whatever :class:`~matchers.types.IdentityStore` is passed.
+Each step is typed on its interface in :mod:`matchers.types` (``CandidateFinder``,
+``Comparator``, ``Decider``); the defaults are the blocking finder, the Fellegi-Sunter
+comparator of the shipped model and the threshold decider.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .candidates import BlockingCandidates
 from .compare import FSComparator
 from .decide import ThresholdDecider
 from .pseudo import Pseudonymiser
-from .types import Comparison, Identity, IdentityStore, PersonRecord
+from .types import (
+    CandidateFinder,
+    Comparator,
+    Comparison,
+    Decider,
+    Identity,
+    IdentityStore,
+    PersonRecord,
+)
 
 
 @dataclass
@@ -20,8 +32,8 @@ class LinkResult:
     person_id: str
     identity: Identity
     probability: float
-    explanation: dict
-    events: list[dict] = field(default_factory=list)  # identity.events payloads
+    explanation: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)  # identity.events payloads
     created: bool = False
     merged: list[str] = field(default_factory=list)  # absorbed person ids
     repeated: bool = False  # the record had been linked before (re-delivery)
@@ -36,24 +48,23 @@ class Linker:
     """
 
     def __init__(self, store: IdentityStore, pseudo: Pseudonymiser, threshold: float,
-                 finder: BlockingCandidates | None = None,
-                 comparator: FSComparator | None = None,
-                 decider: ThresholdDecider | None = None,
+                 finder: CandidateFinder | None = None,
+                 comparator: Comparator | None = None,
+                 decider: Decider | None = None,
                  cannot_link: Callable[[str, str], bool] | None = None) -> None:
         self.store = store
         self.pseudo = pseudo
-        self.finder = finder or BlockingCandidates(pseudo)
-        self.comparator = comparator or FSComparator()
-        self.decider = decider or ThresholdDecider(threshold)
+        self.finder: CandidateFinder = finder or BlockingCandidates(pseudo)
+        self.comparator: Comparator = comparator or FSComparator()
+        self.decider: Decider = decider or ThresholdDecider(threshold)
         self.cannot_link = cannot_link
         self.prefetch_extra: tuple[str, ...] = ()  # more raw keys the caller will read
         # True while the caller has already fetched what link() reads first for the records
         # it passes (a batch's prefetch): link() then builds no prefetch of its own.
         self.fetched_ahead = False
-        bound = getattr(self.comparator, "threshold_weight", None)
-        threshold = getattr(self.decider, "threshold", None)
-        self._min_weight = (bound(threshold) if bound is not None and threshold is not None
-                            else None)
+        # Only candidates at or above the decider's threshold can be joined or merged: one
+        # whose cheap features already bound its weight below this skips the full comparison.
+        self._min_weight = self.comparator.threshold_weight(self.decider.threshold)
 
     @property
     def version(self) -> str:
@@ -64,28 +75,24 @@ class Linker:
 
     def link(self, rec: PersonRecord, report_ts: float | None = None) -> LinkResult:
         keys = self.finder.keys(rec)
-        prefetch = None if self.fetched_ahead else getattr(self.store, "prefetch", None)
-        if prefetch is not None:  # the identity this record would found, and its link
+        if not self.fetched_ahead:  # the identity this record would found, and its link
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
-            prefetch(rec.key, keys, (self.person_id_for(anchor),), self.prefetch_extra)
+            self.store.prefetch(rec.key, keys, (self.person_id_for(anchor),),
+                                self.prefetch_extra)
         known = self.store.link_of(rec.key)
         if known is not None and (ident := self.store.get(known)) is not None:
-            comp = self.comparator.compare(rec, ident)
-            return LinkResult(known, ident, comp.probability, comp.explanation(), repeated=True)
+            again = self.comparator.compare(rec, ident)
+            return LinkResult(known, ident, again.probability, again.explanation(),
+                              repeated=True)
 
         cands = self.finder.candidates(rec, self.store)
-        # Only candidates at or above the threshold can be joined or merged: one whose cheap
-        # features already bound its weight below it skips the full comparison.
-        may_link = getattr(self.comparator, "may_link", None)
-        if may_link is None:
-            comps = [self.comparator.compare(rec, c) for c in cands]
-        else:
-            comps = [self.comparator.compare(rec, c) for c in cands
-                     if may_link(rec, c, self._min_weight)]
+        compare, may_link, min_weight = (self.comparator.compare, self.comparator.may_link,
+                                         self._min_weight)
+        comps = [compare(rec, c) for c in cands if may_link(rec, c, min_weight)]
         by_id = {c.person_id: c for c in cands}
         decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands},
                                        cannot_link=self.cannot_link)
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
 
         if decision.person_id is None:
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
@@ -95,12 +102,15 @@ class Linker:
                 # the evidence says another person used the ID (or review vetoed the link).
                 anchor = f"rec:{rec.key}"
                 pid = self.person_id_for(anchor)
-            ident = self.store.get(pid)
-            created = ident is None
-            if created:
+            found = self.store.get(pid)
+            created = found is None
+            if found is None:
                 ident = Identity(person_id=pid, anchor=anchor)
                 events.append({"event": "created", "person_id": pid, "record": rec.key})
-            comp = self.comparator.compare(rec, ident) if not created else None
+                comp = None
+            else:
+                ident = found
+                comp = self.comparator.compare(rec, ident)
             self._absorb(ident, rec, report_ts)
             self.store.save(ident, keys)
             self.store.set_link(rec.key, pid)
@@ -123,9 +133,9 @@ class Linker:
                            "into": survivor.person_id, "record": rec.key,
                            "explanation": _best_expl(comps, other.person_id)})
         self.store.set_link(rec.key, survivor.person_id)
-        comp = decision.comparison
-        assert comp is not None
-        return LinkResult(survivor.person_id, survivor, comp.probability, comp.explanation(),
+        joined = decision.comparison
+        assert joined is not None
+        return LinkResult(survivor.person_id, survivor, joined.probability, joined.explanation(),
                           events, merged=[o.person_id for o in absorbed])
 
     @staticmethod
@@ -136,7 +146,7 @@ class Linker:
             ident.last_record = rec.key
 
 
-def _best_expl(comps: list[Comparison], person_id: str) -> dict | None:
+def _best_expl(comps: list[Comparison], person_id: str) -> dict[str, Any] | None:
     for c in comps:
         if c.person_id == person_id:
             return c.explanation()

@@ -9,6 +9,10 @@ and the calibration, loaded from a versioned JSON file (``matchers/models/*.json
   (a, b) is a calibration fitted on labelled pairs when the training data had ground truth
   (identity otherwise).
 
+The file also names the comparator (and its version) that grades each feature's levels
+(``comparators``, see :mod:`matchers.comparators`); loading checks that this code has them.
+The version digests the parameters only.
+
 ``reglink train`` writes the file (:mod:`matchers.em`); :func:`default_model` loads the one
 shipped in the repository, or, when none is there, the documented starting values below.
 """
@@ -21,10 +25,33 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILE = MODELS_DIR / "fs-zh.json"
 _FLOOR = 1e-6
+
+ComparatorSpecs = dict[str, dict[str, str | int]]  # feature -> {"name": ..., "version": ...}
+
+
+class ModelError(ValueError):
+    """A model file this code cannot use. ``str(err)`` is one line that says why."""
+
+
+def _default_specs() -> ComparatorSpecs:
+    from .comparators import default_specs
+
+    return default_specs()
+
+
+def check_comparators(specs: ComparatorSpecs) -> None:
+    """Raise :class:`ModelError` unless every comparator named exists with that version."""
+    from .comparators import by_spec
+
+    try:
+        by_spec(specs)
+    except LookupError as exc:
+        raise ModelError(f"model: {exc.args[0]}") from None
 
 # Starting values (EM initialisation, and the model when no trained file exists).
 # m: P(level | same person); u: P(level | different people). Each row sums to 1.
@@ -87,8 +114,9 @@ class FSModel:
     tf_s2: float = 0.0
     tf_cap: tuple[float, float] = (-8.0, 4.0)
     calibration: tuple[float, float] = (1.0, 0.0)
-    trained: dict = field(default_factory=dict)  # provenance: data, pairs, iterations, date
+    trained: dict[str, Any] = field(default_factory=dict)  # provenance: data, pairs, date
     monotone: bool = True  # cap weights by WEAKER_THAN
+    comparators: ComparatorSpecs = field(default_factory=_default_specs)
 
     def __post_init__(self) -> None:
         self._w = {f: {lvl: math.log2(max(self.m[f].get(lvl, _FLOOR), _FLOOR)
@@ -133,19 +161,22 @@ class FSModel:
             return 1.0
         if x < -60:
             return 0.0
-        return 1.0 / (1.0 + 2.0 ** -x)
+        p: float = 1.0 / (1.0 + 2.0 ** -x)
+        return p
 
     # ---------------------------------------------------------------- persistence
-    def params(self) -> dict:
-        r = lambda d: {f: {k: float(f"{v:.6g}") for k, v in lv.items()} for f, lv in d.items()}  # noqa: E731
+    def params(self) -> dict[str, Any]:
+        def r(d: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+            return {f: {k: float(f"{v:.6g}") for k, v in lv.items()} for f, lv in d.items()}
+
         return {"lambda": float(f"{self.lam:.6g}"), "m": r(self.m), "u": r(self.u),
                 "tf": {k: float(f"{v:.6g}") for k, v in sorted(self.tf.items())},
                 "tf_floor": self.tf_floor, "tf_s2": self.tf_s2, "tf_cap": list(self.tf_cap),
                 "calibration": list(self.calibration), "monotone": self.monotone}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "trained": self.trained,
-                **self.params()}
+                "comparators": self.comparators, **self.params()}
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,12 +184,20 @@ class FSModel:
                         encoding="utf-8")
 
     @classmethod
-    def from_json(cls, d: dict) -> FSModel:
+    def from_json(cls, d: dict[str, Any]) -> FSModel:
+        """Raises :class:`ModelError` when the file names no comparators or one this code
+        does not have (name and version)."""
+        specs = d.get("comparators")
+        if not isinstance(specs, dict) or not specs:
+            raise ModelError("model: no 'comparators' field naming the comparator of each "
+                             "feature: retrain the model (reglink train)")
+        check_comparators(specs)
         m = cls(name=d.get("name", "reglink-fs"), lam=d["lambda"], m=d["m"], u=d["u"],
                 tf=d.get("tf", {}), tf_floor=d.get("tf_floor", 0.0), tf_s2=d.get("tf_s2", 0.0),
                 tf_cap=tuple(d.get("tf_cap", (-8.0, 4.0))),
                 calibration=tuple(d.get("calibration", (1.0, 0.0))),
-                trained=d.get("trained", {}), monotone=d.get("monotone", True))
+                trained=d.get("trained", {}), monotone=d.get("monotone", True),
+                comparators=specs)
         # levels added after the file was written keep their starting values
         for f, lv in START_M.items():
             for k in lv:
@@ -169,7 +208,10 @@ class FSModel:
 
     @classmethod
     def load(cls, path: Path | str) -> FSModel:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        try:
+            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
 
 
 @lru_cache(maxsize=4)

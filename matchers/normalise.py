@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from operator import mul
+from typing import Any
 
 # --- resident ID (GB 11643-1999) ---------------------------------------------------------
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -107,7 +109,7 @@ COMPOUND_SURNAMES = frozenset(
 
 
 @lru_cache(maxsize=1)
-def _t2s():
+def _t2s() -> Any:
     import opencc  # opencc-python-reimplemented
 
     return opencc.OpenCC("t2s")
@@ -141,7 +143,7 @@ def load_tables() -> None:
 
 
 @lru_cache(maxsize=1)
-def _pinyin_engine():
+def _pinyin_engine() -> tuple[Callable[[str], Any], Callable[[str], list[list[str]]]]:
     """What ``pypinyin.lazy_pinyin(text, style=Style.NORMAL)`` builds on every call (its
     defaults: no v->u, no neutral-tone 5, no tone sandhi), built once: (segmenter, converter
     of one segment)."""
@@ -310,9 +312,9 @@ def id_neighbours(info: IdInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if target is not None:
         for i, w in enumerate(_WEIGHTS):
             rest = total - w * int(v[i])
-            d = ((target - rest) * _INV11[w]) % 11
-            if d < 10 and str(d) != v[i]:
-                cand = v[:i] + str(d) + v[i + 1:]
+            digit = ((target - rest) * _INV11[w]) % 11
+            if digit < 10 and str(digit) != v[i]:
+                cand = v[:i] + str(digit) + v[i + 1:]
                 if _birth(cand[6:14]) is not None:
                     subs.append(cand)
     swaps = []
@@ -339,7 +341,8 @@ def _four_corner() -> dict[str, str]:
         from four_corner_method import FourCornerMethod
     except ImportError:  # optional: without it, no look-alike level (a weaker name comparator)
         return {}
-    return FourCornerMethod().data
+    data: dict[str, str] = FourCornerMethod().data
+    return data
 
 
 @lru_cache(maxsize=65536)

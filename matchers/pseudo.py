@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hmac
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Pseudonymiser:
@@ -22,9 +25,9 @@ class Pseudonymiser:
         # Values derived from clear input and pseudonymised under this key (e.g. an ID's
         # hashes and its typo neighbours' hashes), memoised by their callers: see
         # :meth:`remember`. Same bound and same reason as the HMAC memo.
-        self.derived: dict[tuple, object] = {}
+        self.derived: dict[tuple[object, ...], object] = {}
 
-    def remember(self, key: tuple, value):
+    def remember(self, key: tuple[object, ...], value: T) -> T:
         """Keep ``value`` (immutable) under ``key`` in :attr:`derived`; returns it."""
         derived = self.derived
         if len(derived) >= self._max:

@@ -2,16 +2,20 @@
 
 * ``matchers.features``   record -> :class:`PersonRecord` (normalise)
 * ``matchers.candidates`` blocking keys -> candidate identities
-* ``matchers.compare``    graded per-feature comparison
+* ``matchers.comparators`` one graded comparator per feature (:class:`FeatureComparator`)
+* ``matchers.compare``    the comparators composed and weighed by a model (:class:`Comparator`)
 * ``matchers.decide``     weights -> probability -> link / new / merge
 * ``matchers.stores``     :class:`IdentityStore` implementations (embedded, Redis)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .model import FSModel
 
 
 @dataclass(slots=True)
@@ -123,7 +127,7 @@ class FeatureScore:
     level: str
     weight: float
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"feature": self.feature, "level": self.level, "weight": round(self.weight, 3)}
 
 
@@ -139,7 +143,7 @@ class Comparison:
     def total_weight(self) -> float:
         return self.prior_weight + sum(f.weight for f in self.features)
 
-    def explanation(self) -> dict:
+    def explanation(self) -> dict[str, Any]:
         return {
             "prior_weight": round(self.prior_weight, 3),
             "features": [f.to_json() for f in self.features],
@@ -177,7 +181,7 @@ class PurgeReport:
     def purged(self) -> int:
         return len(self.person_ids)
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "examined": self.examined, "expired": self.expired,
                 "kept": dict(sorted(self.kept.items())), "purged": self.purged,
                 "index_entries": self.index_entries, "links": self.links,
@@ -185,14 +189,20 @@ class PurgeReport:
                 "conflicts": self.conflicts}
 
 
+@runtime_checkable
 class IdentityStore(Protocol):
     """Where identities live. Embedded (replay, tests) and Redis (workers) honour one contract,
     checked by ``tests/contract/test_identity_stores.py``."""
 
     def get(self, person_id: str) -> Identity | None: ...
 
-    def find(self, keys: Iterable[str]) -> set[str]:
-        """Live person ids indexed under any of the blocking keys (merged ids resolved)."""
+    def get_many(self, person_ids: list[str]) -> list[Identity]:
+        """The identities of ``person_ids`` that exist, in that order (one read)."""
+        ...
+
+    def find(self, keys: Iterable[str], limits: list[int | None] | None = None) -> set[str]:
+        """Live person ids indexed under any of the blocking keys (merged ids resolved).
+        ``limits`` (one per key, optional): a smaller bucket bound for that key."""
         ...
 
     def save(self, identity: Identity, keys: Iterable[str]) -> None:
@@ -205,6 +215,13 @@ class IdentityStore(Protocol):
 
     def resolve(self, person_id: str) -> str: ...
 
+    def prefetch(self, record_key: str, keys: list[str], person_ids: tuple[str, ...] = (),
+                 extra: tuple[str, ...] = ()) -> None:
+        """Warm the read cache with what linking a record reads first: its link, its blocking
+        keys ``keys``, the identities ``person_ids`` and the ``extra`` raw keys (a no-op where
+        reads cost nothing)."""
+        ...
+
     def link_of(self, record_key: str) -> str | None:
         """The person a record was linked to (for idempotent re-processing)."""
         ...
@@ -213,7 +230,9 @@ class IdentityStore(Protocol):
 
     def count(self) -> int: ...
 
-    def purge(self, before: float, keep=None, state_keys=None,
+    def purge(self, before: float,
+              keep: Callable[[Identity, dict[str, Any]], str | None] | None = None,
+              state_keys: Callable[[str], list[str]] | None = None,
               dry_run: bool = False) -> PurgeReport:
         """Retention sweep: delete identities whose latest record is older than ``before``
         (epoch s) -- identity, index entries, pointers and links leading to it, and the
@@ -222,19 +241,84 @@ class IdentityStore(Protocol):
         ...
 
 
+@runtime_checkable
 class CandidateFinder(Protocol):
+    """Blocking: the keys a record is searched and indexed under, and its candidates."""
+
+    NAME: str  # versioned name, part of the linker's version
+
     def keys(self, rec: PersonRecord) -> list[str]:
         """Blocking keys of a record (used both to search and to index)."""
+        ...
+
+    def identity_keys(self, ident: Identity) -> list[str]:
+        """Keys to search with an identity, and the keys a merged identity brings along."""
         ...
 
     def candidates(self, rec: PersonRecord, store: IdentityStore) -> list[Identity]: ...
 
 
+@runtime_checkable
+class FeatureComparator(Protocol):
+    """One feature's graded comparison of a record with an identity (``matchers.comparators``).
+
+    ``levels`` are strongest first; 'missing' (either side lacks the value) is implicit, not
+    one of them, and weighs 0. The model file names each feature's comparator and version.
+    """
+
+    name: str
+    version: int
+    feature: str  # the model feature whose weights grade the levels
+    levels: tuple[str, ...]
+    tf_levels: frozenset[str]  # levels that take the model's name term-frequency adjustment
+    conflicts: Mapping[str, str]  # level -> hard reason to keep the pair apart
+    cheap: bool  # graded exactly when bounding a pair's weight
+    explain_missing: bool  # a 'missing' level is listed in explanations
+
+    def compare(self, rec: PersonRecord, ident: Identity) -> str:
+        """The pair's level: one of ``levels``, or 'missing'."""
+        ...
+
+    def present(self, rec: PersonRecord, ident: Identity) -> bool:
+        """Both sides carry a value (``compare`` does not return 'missing')."""
+        ...
+
+    def upper_bound(self, model: FSModel) -> tuple[str, float]:
+        """The best level under ``model`` (the highest weight) and that weight: the most this
+        comparator contributes to a pair's total (before a term-frequency adjustment)."""
+        ...
+
+
+@runtime_checkable
 class Comparator(Protocol):
-    NAME: str
+    """A record against one identity: every feature's level and weight, and the probability."""
+
+    NAME: str  # versioned name, part of the linker's version
+
+    @property
+    def model(self) -> FSModel: ...
 
     def compare(self, rec: PersonRecord, ident: Identity) -> Comparison: ...
 
+    def threshold_weight(self, probability: float) -> float | None:
+        """The total weight at which the probability reaches ``probability`` (None: no
+        such bound)."""
+        ...
 
+    def may_link(self, rec: PersonRecord, ident: Identity, min_weight: float | None) -> bool:
+        """False only when the pair's total weight is certainly below ``min_weight``."""
+        ...
+
+
+@runtime_checkable
 class Decider(Protocol):
-    def decide(self, rec: PersonRecord, comparisons: list[Comparison]) -> Decision: ...
+    """Which identity a record joins (or none), and which further identities merge."""
+
+    threshold: float  # the probability a join needs
+
+    def decide(self, rec: PersonRecord, comparisons: list[Comparison],
+               rid_of: Mapping[str, str | None] | None = None,
+               cannot_link: Callable[[str, str], bool] | None = None) -> Decision:
+        """``rid_of``: person id -> its valid resident ID hash; ``cannot_link(a, b)``: review's
+        veto of a join (record key, person id) or merge (person id, person id)."""
+        ...

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from matchers.model import ModelError
 from matchers.stores.kv import OldLayout
 
 from . import sources
@@ -22,7 +23,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # one clear line for our own errors
         try:
             return super().invoke(ctx)
-        except (ReglinkError, OldLayout) as exc:
+        except (ReglinkError, OldLayout, ModelError) as exc:
             click.secho(f"reglink: {exc}", fg="red", err=True)
             sys.exit(2)
 

@@ -19,7 +19,8 @@ the candidate step's recall on its own: of the records whose true person already
 record, the share for which blocking returned an identity holding one of them.
 Watchlist alerts are scored over several simulated worlds (benchmarks/matching/watchlist.py,
 with and without the ambiguity guard) unless --no-watchlist.
-Writes benchmarks/matching/results.json and results.md.
+Writes benchmarks/matching/results.json and results.md. Two comparators of one feature on the
+same corpora: benchmarks/matching/side_by_side.py.
 """
 
 from __future__ import annotations
@@ -107,10 +108,12 @@ def latin_corpus() -> Corpus:
 
 
 # ------------------------------------------------------------------ systems
-def run_reglink(corpus: Corpus, model) -> tuple[dict[str, str], dict]:
+def run_reglink(corpus: Corpus, model, overrides=None) -> tuple[dict[str, str], dict]:
+    """Link ``corpus`` one record at a time; ``overrides``: feature -> comparator replacing
+    the one the model names (benchmarks/matching/side_by_side.py)."""
     pseudo = Pseudonymiser(b"bench")
     store = embedded_store()
-    linker = Linker(store, pseudo, 0.90, comparator=FSComparator(model))
+    linker = Linker(store, pseudo, 0.90, comparator=FSComparator(model, overrides))
     assigned: dict[str, str] = {}
     seen_truth: dict[str, list[str]] = {}
     cand_hit = cand_need = 0
