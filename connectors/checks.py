@@ -9,7 +9,8 @@ Each input must be a regular readable file (or ``-``, stdin) whose head fits the
 - JSON Lines: the first non-blank line is a JSON object whose ``source`` is the one being
   published. A record without ``source`` is taken as the source being published
   (:func:`reglink.contract.parse_record` fills it in), unless it breaks this source's contract
-  and is a valid record of exactly another source: then the file is of that other source.
+  and is a valid record of one other source (see :func:`_most_specific`): then the file is of
+  that other source.
 
 Only the head of a file is read here: a bad record further down is the publisher's business
 (it is dead-lettered with its reason). A file that is empty, or blank only, is refused unless
@@ -78,9 +79,13 @@ def missing_columns(header: list[str], source: str) -> list[str]:
     return [f for f in required_fields(source) if f not in present]
 
 
-def _most_specific(sources: list[str]) -> list[str]:
-    """Of the sources a record or header fits, those requiring the most fields (a hotel record
-    is also a valid ``person`` record, which requires only ``record_id`` and ``person``)."""
+def _most_specific(sources: list[str], source: str) -> list[str]:
+    """Of the other sources a record or header fits, those worth naming instead of ``source``:
+    not one whose required fields ``source`` requires too (that fits anything meant for
+    ``source``), and of the rest those requiring the most fields (a hotel record is also a
+    valid ``person`` record, which requires only ``record_id`` and ``person``)."""
+    own = set(required_fields(source))
+    sources = [s for s in sources if not set(required_fields(s)) <= own]
     if not sources:
         return []
     most = max(len(required_fields(s)) for s in sources)
@@ -88,7 +93,8 @@ def _most_specific(sources: list[str]) -> list[str]:
 
 
 def _sources_fitting(header: list[str], source: str) -> list[str]:
-    return _most_specific([s for s in SOURCES if s != source and not missing_columns(header, s)])
+    return _most_specific([s for s in SOURCES if s != source and not missing_columns(header, s)],
+                          source)
 
 
 # --- heads ---------------------------------------------------------------------------------
@@ -142,7 +148,8 @@ def _jsonl_head(lines: Iterable[bytes], source: str, follow: bool) -> str | None
         if parse_record(line, source, {})[0] is not None:
             return None
         others = _most_specific([s for s in SOURCES
-                                 if s != source and parse_record(line, s, {})[0] is not None])
+                                 if s != source and parse_record(line, s, {})[0] is not None],
+                                source)
         if len(others) == 1:
             return (f'line {n} has no "source" and is a valid {others[0]} record, not a '
                     f"{source} one: use --source {others[0]}")
