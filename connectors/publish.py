@@ -147,8 +147,9 @@ class PublishSummary:
         counts and first places, then per-input counts when there are several inputs."""
         out = [self.line()]
         if self.refused:
-            out[0] = "refused before sending: nothing was published"
-            return out
+            n = len(self.refused)
+            return [f"nothing published: {n} input{'s' if n > 1 else ''} refused before "
+                    "sending (reasons on stderr)"]
         reasons = self.sorted_reasons()
         if reasons:
             where = f" (on topic {self.deadletter_topic})" if self.deadletter_topic else ""
