@@ -381,3 +381,16 @@ def test_json_summary(kafka_settings: Settings, tmp_path: Path):
     assert obj["refused"] == [{"file": str(tmp_path / "no.csv"),
                                "problem": "no such file: check the path"}]
     assert (obj["read"], obj["exit_status"]) == (0, 4)
+
+
+def test_an_input_failing_mid_way_stops_reading_and_counts_what_was_sent(
+        kafka_settings: Settings, tmp_path: Path):
+    good = tmp_path / "a.jsonl"
+    good.write_bytes(enc(hotel()) + b"\n")
+    # run_publish does not check its inputs (the command does): a directory fails on opening
+    summary = run_publish(kafka_settings, "hotel", [str(good), str(tmp_path)],
+                          registry=CollectorRegistry())
+    assert summary.read_error == f"{tmp_path}: Is a directory"
+    assert (summary.read, summary.published, summary.failed) == (1, 1, 0)
+    assert summary.exit_status() == 1
+    assert [m.key for m in consume(kafka_settings, "hotel.raw", 1)] == [b"hotel:H-1"]
