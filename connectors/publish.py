@@ -4,7 +4,10 @@ Valid records go to ``<prefix><source>.raw`` keyed ``"<source>:<record_id>"``; r
 break the contract go to ``<prefix>deadletter`` keyed by source, with the original bytes, the
 reason and the file and line. Every send is acknowledged (``acks=all``, idempotent producer)
 before it counts as published or dead-lettered; a send that fails is counted as failed and
-the summary then does not reconcile (non-zero exit).
+the summary then does not reconcile. :class:`PublishSummary` reports the counts, the
+dead-letter reasons with their first file:line, and the command's exit status
+(:data:`EXIT_OK` and the other ``EXIT_*``). The inputs are checked before this module runs
+(:mod:`connectors.checks`).
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ class ReasonCount:
 
 @dataclass
 class PublishSummary:
+    """What a publish did: counts (overall and per input), dead letters by reason with the
+    first place of each, an input that failed mid-way, or the inputs refused before sending."""
+
     read: int = 0
     published: int = 0
     deadlettered: int = 0
@@ -139,7 +145,7 @@ class PublishSummary:
     def warnings(self) -> list[str]:
         """One line per input whose every record was dead-lettered."""
         return [f"warning: every record of {name} was dead-lettered ({c.read} of {c.read}): "
-                "check --source and --format, and the reasons below"
+                "check --source and --format, and the dead-letter reasons"
                 for name, c in self.files.items() if c.all_deadlettered()]
 
     def text(self) -> list[str]:

@@ -341,7 +341,7 @@ def test_summary_gives_reasons_first_places_and_the_all_dead_warning(
     ]
     assert proc.stderr.decode().splitlines() == [
         f"reglink publish: warning: every record of {all_bad} was dead-lettered (2 of 2): "
-        "check --source and --format, and the reasons below"]
+        "check --source and --format, and the dead-letter reasons"]
     assert [m.key for m in consume(kafka_settings, "hotel.raw", 1)] == [b"hotel:H-1"]
     assert len(consume(kafka_settings, "deadletter", 5)) == 5  # lines repeat across files
 

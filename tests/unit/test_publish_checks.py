@@ -248,7 +248,7 @@ def test_summary_text_and_json_give_reasons_with_first_places():
         "  b.jsonl: read 2, published 0, dead-lettered 2",
     ]
     assert s.warnings() == ["warning: every record of b.jsonl was dead-lettered (2 of 2): check "
-                            "--source and --format, and the reasons below"]
+                            "--source and --format, and the dead-letter reasons"]
     obj = json.loads(json.dumps(s.to_dict()))
     assert obj["reasons"] == [
         {"reason": "missing_field: time", "code": "missing_field", "count": 3,
