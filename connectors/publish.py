@@ -4,7 +4,10 @@ Valid records go to ``<prefix><source>.raw`` keyed ``"<source>:<record_id>"``; r
 break the contract go to ``<prefix>deadletter`` keyed by source, with the original bytes, the
 reason and the file and line. Every send is acknowledged (``acks=all``, idempotent producer)
 before it counts as published or dead-lettered; a send that fails is counted as failed and
-the summary then does not reconcile (non-zero exit).
+the summary then does not reconcile. :class:`PublishSummary` reports the counts, the
+dead-letter reasons with their first file:line, and the command's exit status
+(:data:`EXIT_OK` and the other ``EXIT_*``). The inputs are checked before this module runs
+(:mod:`connectors.checks`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import sys
 import threading
 import weakref
 from collections import Counter as _Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from reglink.contract import DeadLetter, encode_record, record_key
+from reglink.contract import DeadLetter, encode_record, reason_code, record_key
 from reglink.errors import ServiceUnavailable
 from reglink.kafka_auth import kafka_python_kwargs
 from reglink.settings import Settings
@@ -64,13 +68,54 @@ def metrics_for(registry: CollectorRegistry | None = None) -> ConnectorMetrics:
     return _METRICS[registry]
 
 
+#: Exit statuses of ``reglink publish`` (2 is the command line's own: a usage error, or Kafka
+#: or its topics not reachable, before anything is read).
+EXIT_OK = 0  # every record read was published
+EXIT_FAILED = 1  # a send was not acknowledged, or an input could not be read to its end
+EXIT_DEADLETTERED = 3  # all acknowledged, some records dead-lettered, some published
+EXIT_NOTHING_USABLE = 4  # inputs refused before sending, or no record published
+
+#: How many reasons the text summary lists (``--json`` gives them all).
+TEXT_REASONS = 12
+
+
+@dataclass
+class FileCounts:
+    """Counts for one input (``<stdin>`` for ``-``)."""
+
+    read: int = 0
+    published: int = 0
+    deadlettered: int = 0
+    failed: int = 0
+
+    def all_deadlettered(self) -> bool:
+        return self.read > 0 and self.deadlettered == self.read
+
+
+@dataclass
+class ReasonCount:
+    """Acknowledged dead letters with one reason, and where the first of them was read."""
+
+    count: int = 0
+    first: dict[str, Any] | None = None  # {"file": ..., "line": n}
+
+
 @dataclass
 class PublishSummary:
+    """What a publish did: counts (overall and per input), dead letters by reason with the
+    first place of each, an input that failed mid-way, or the inputs refused before sending."""
+
     read: int = 0
     published: int = 0
     deadlettered: int = 0
     failed: int = 0
     reasons: _Counter[str] = field(default_factory=_Counter)  # dead letters by reason code
+    # dead letters by full reason ("missing_field: time"), in the order first read
+    by_reason: dict[str, ReasonCount] = field(default_factory=dict)
+    files: dict[str, FileCounts] = field(default_factory=dict)
+    read_error: str | None = None  # an input that failed while being read (reading stopped)
+    refused: list[Any] = field(default_factory=list)  # connectors.checks.Problem, nothing sent
+    deadletter_topic: str | None = None
 
     def line(self) -> str:
         text = f"read {self.read}, published {self.published}, dead-lettered {self.deadlettered}"
@@ -79,6 +124,83 @@ class PublishSummary:
     def reconciles(self) -> bool:
         """Every record read was acknowledged as published or dead-lettered, none failed."""
         return self.failed == 0 and self.read == self.published + self.deadlettered
+
+    def exit_status(self) -> int:
+        """:data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_DEADLETTERED` or
+        :data:`EXIT_NOTHING_USABLE` (a failure outranks the others)."""
+        if self.refused:
+            return EXIT_NOTHING_USABLE
+        if not self.reconciles() or self.read_error is not None:
+            return EXIT_FAILED
+        if self.published == 0:
+            return EXIT_NOTHING_USABLE
+        return EXIT_DEADLETTERED if self.deadlettered else EXIT_OK
+
+    def sorted_reasons(self) -> list[tuple[str, ReasonCount]]:
+        """Reasons with at least one acknowledged dead letter, most frequent first."""
+        order = {reason: i for i, reason in enumerate(self.by_reason)}
+        return sorted(((r, c) for r, c in self.by_reason.items() if c.count),
+                      key=lambda rc: (-rc[1].count, order[rc[0]]))
+
+    def warnings(self) -> list[str]:
+        """One line per input whose every record was dead-lettered."""
+        return [f"warning: every record of {name} was dead-lettered ({c.read} of {c.read}): "
+                "check --source and --format, and the dead-letter reasons"
+                for name, c in self.files.items() if c.all_deadlettered()]
+
+    def text(self) -> list[str]:
+        """The summary for people: the counts line, then the dead-letter reasons with their
+        counts and first places, then per-input counts when there are several inputs."""
+        out = [self.line()]
+        if self.refused:
+            n = len(self.refused)
+            return [f"nothing published: {n} input{'s' if n > 1 else ''} refused before "
+                    "sending (reasons on stderr)"]
+        reasons = self.sorted_reasons()
+        if reasons:
+            where = f" (on topic {self.deadletter_topic})" if self.deadletter_topic else ""
+            out.append(f"dead-letter reasons{where}:")
+            width = max(len(str(c.count)) for _, c in reasons)
+            for reason, c in reasons[:TEXT_REASONS]:
+                place = f"  first at {_place(c.first)}" if c.first else ""
+                out.append(f"  {c.count:>{width}}  {reason}{place}")
+            if len(reasons) > TEXT_REASONS:
+                rest = sum(c.count for _, c in reasons[TEXT_REASONS:])
+                out.append(f"  ... {len(reasons) - TEXT_REASONS} more reasons ({rest} records):"
+                           " --json lists them all")
+        if len(self.files) > 1:
+            out.append("per input:")
+            for name, c in self.files.items():
+                fail = f", FAILED {c.failed}" if c.failed else ""
+                out.append(f"  {name}: read {c.read}, published {c.published}, "
+                           f"dead-lettered {c.deadlettered}{fail}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as one JSON-ready object (what ``reglink publish --json`` prints)."""
+        return {
+            "read": self.read,
+            "published": self.published,
+            "deadlettered": self.deadlettered,
+            "failed": self.failed,
+            "reasons": [{"reason": reason, "code": reason_code(reason), "count": c.count,
+                         "first": c.first} for reason, c in self.sorted_reasons()],
+            "files": [{"file": name, "read": c.read, "published": c.published,
+                       "deadlettered": c.deadlettered, "failed": c.failed,
+                       "all_deadlettered": c.all_deadlettered()}
+                      for name, c in self.files.items()],
+            "warnings": self.warnings(),
+            "read_error": self.read_error,
+            "refused": [{"file": p.file, "problem": p.message} for p in self.refused],
+            "deadletter_topic": self.deadletter_topic,
+            "exit_status": self.exit_status(),
+        }
+
+
+def _place(origin: dict[str, Any] | None) -> str:
+    if not origin:
+        return "?"
+    return f"{origin.get('file')}:{origin.get('line')}"
 
 
 def _unreachable(settings: Settings) -> ServiceUnavailable:
@@ -202,8 +324,14 @@ def run_publish(
     stop: threading.Event | None = None,
     poll_s: float = 0.2,
     producer: Any = None,
+    stdin: Iterable[bytes] | None = None,
 ) -> PublishSummary:
     """Publish ``files`` (``-`` is stdin) of ``source``; return the reconciled counts.
+
+    The inputs are not checked here (every record read is published or dead-lettered):
+    :func:`connectors.checks.check_inputs` checks them first, and its ``stdin`` lines go in
+    ``stdin``. An input that fails while being read stops the reading; what was read is
+    flushed and counted, and :attr:`PublishSummary.read_error` says which input failed.
 
     Metrics go to ``registry`` (default: this module's :data:`REGISTRY`), served over HTTP on
     ``metrics_port`` when given, or on ``settings.connector_metrics_port`` when the
@@ -230,37 +358,54 @@ def run_publish(
         if own_producer:
             _close(producer)
         raise
-    summary = PublishSummary()
+    summary = PublishSummary(deadletter_topic=dl_topic)
     lock = threading.Lock()
     stop = stop or threading.Event()
 
-    def on_published(_meta: Any) -> None:
-        with lock:
-            summary.published += 1
-        metrics.published.labels(source).inc()
+    def on_published(counts: FileCounts) -> Any:
+        def done(_meta: Any) -> None:
+            with lock:
+                summary.published += 1
+                counts.published += 1
+            metrics.published.labels(source).inc()
+        return done
 
-    def on_deadlettered(code: str) -> Any:
+    def on_deadlettered(dead: DeadLetter, counts: FileCounts) -> Any:
+        code = dead.code
+        with lock:  # the first place is the first in reading order, not in acknowledgement order
+            entry = summary.by_reason.setdefault(dead.reason, ReasonCount())
+            if entry.first is None:
+                entry.first = dict(dead.origin)
+
         def done(_meta: Any) -> None:
             with lock:
                 summary.deadlettered += 1
                 summary.reasons[code] += 1
+                entry.count += 1
+                counts.deadlettered += 1
             metrics.deadletter.labels(source, code).inc()
         return done
 
-    def on_failed(exc: BaseException) -> None:
-        with lock:
-            summary.failed += 1
-        metrics.failed.labels(source).inc()
-        log.error("send failed: %s", type(exc).__name__)
+    def on_failed(counts: FileCounts) -> Any:
+        def failed(exc: BaseException) -> None:
+            with lock:
+                summary.failed += 1
+                counts.failed += 1
+            metrics.failed.labels(source).inc()
+            log.error("send failed: %s", type(exc).__name__)
+        return failed
 
-    def send(topic: str, key: bytes, value: bytes, ok: Any) -> None:
+    def send(topic: str, key: bytes, value: bytes, ok: Any, failed: Any) -> None:
         try:
             future = producer.send(topic, key=key, value=value)
         except Exception as exc:  # noqa: BLE001 - e.g. MessageSizeTooLarge, buffer timeout
-            on_failed(exc)
+            failed(exc)
             return
         future.add_callback(ok)
-        future.add_errback(on_failed)
+        future.add_errback(failed)
+
+    # per input: its counts, its "published" callback and its errback
+    callbacks: dict[str, tuple[FileCounts, Any, Any]] = {}
 
     bar = task = None
     if sys.stderr.isatty():
@@ -271,21 +416,33 @@ def run_publish(
         if bar is not None:
             bar.start()
         with _StopOnSignal(stop):
-            for item in read_files(files, fmt, follow=follow, stop=stop, poll_s=poll_s,
-                                   progress=advance):
-                summary.read += 1
-                metrics.records_in.labels(source).inc()
-                record, dead = parse_line(item, source)
-                if record is not None:
-                    send(raw_topic, record_key(record).encode("utf-8"), encode_record(record),
-                         on_published)
-                else:
-                    assert dead is not None
-                    log.debug("dead letter %s at %s", dead.code, dead.origin)
-                    send(dl_topic, source.encode("utf-8"), _encode_dead(dead),
-                         on_deadlettered(dead.code))
-                if bar is not None and summary.read % 1000 == 0:
-                    bar.update(task, description=f"read {summary.read}")
+            try:
+                for item in read_files(files, fmt, follow=follow, stop=stop, poll_s=poll_s,
+                                       progress=advance, stdin=stdin):
+                    name = item.origin["file"]
+                    if name not in callbacks:
+                        with lock:
+                            counts = summary.files.setdefault(name, FileCounts())
+                        callbacks[name] = (counts, on_published(counts), on_failed(counts))
+                    counts, published, failed = callbacks[name]
+                    summary.read += 1  # read counts are written by this thread only
+                    counts.read += 1
+                    metrics.records_in.labels(source).inc()
+                    record, dead = parse_line(item, source)
+                    if record is not None:
+                        send(raw_topic, record_key(record).encode("utf-8"),
+                             encode_record(record), published, failed)
+                    else:
+                        assert dead is not None
+                        log.debug("dead letter %s at %s", dead.code, dead.origin)
+                        send(dl_topic, source.encode("utf-8"), _encode_dead(dead),
+                             on_deadlettered(dead, counts), failed)
+                    if bar is not None and summary.read % 1000 == 0:
+                        bar.update(task, description=f"read {summary.read}")
+            except OSError as exc:  # an input vanished or failed mid-way: count what was sent
+                summary.read_error = (f"{exc.filename or 'an input'}: "
+                                      f"{exc.strerror or type(exc).__name__}")
+                log.error("reading stopped: %s", summary.read_error)
         _flush(producer)
     finally:
         if bar is not None:
@@ -294,9 +451,11 @@ def run_publish(
         if own_producer:
             _close(producer)
     with lock:  # anything neither acknowledged nor failed by now (flush timed out) failed
-        missing = summary.read - summary.published - summary.deadlettered - summary.failed
-        if missing > 0:
-            summary.failed += missing
+        for counts in summary.files.values():
+            missing = counts.read - counts.published - counts.deadlettered - counts.failed
+            if missing > 0:
+                counts.failed += missing
+                summary.failed += missing
     return summary
 
 

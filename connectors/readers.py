@@ -82,8 +82,12 @@ def _lines(
     stop: threading.Event | None = None,
     poll_s: float = 0.2,
     progress: ProgressFn | None = None,
+    stdin: Iterable[bytes] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """``(line_no, bytes without terminator)`` for each physical line.
+
+    ``-`` reads ``stdin`` when given (byte lines, e.g. lines already read for a check followed
+    by the rest of the stream), else ``sys.stdin.buffer``.
 
     With ``follow``, waits at end of file for more (polling every ``poll_s``) until ``stop``
     is set; a partial last line is held until its newline arrives (or until stop). A file that
@@ -91,7 +95,7 @@ def _lines(
     """
     stop = stop or threading.Event()
     if path == STDIN:
-        yield from _stream_lines(sys.stdin.buffer, stop, progress)
+        yield from _stream_lines(sys.stdin.buffer if stdin is None else stdin, stop, progress)
         return
     with open(path, "rb") as fh:
         n = 0
@@ -132,7 +136,7 @@ def _lines(
             stop.wait(poll_s)
 
 
-def _stream_lines(stream: BinaryIO, stop: threading.Event,
+def _stream_lines(stream: BinaryIO | Iterable[bytes], stop: threading.Event,
                   progress: ProgressFn | None) -> Iterator[tuple[int, bytes]]:
     for n, line in enumerate(stream, 1):
         if progress:
@@ -194,6 +198,8 @@ def csv_row_to_record(header: list[str], fields: list[str]) -> tuple[dict[str, A
     """
     if len(fields) > len(header):
         return None, "malformed_csv: more fields than header columns"
+    if len(fields) < len(header):
+        return None, "malformed_csv: fewer fields than header columns"
     obj: dict[str, Any] = {}
     for column, value in zip(header, fields, strict=False):
         if value == "" or column == "":
@@ -259,8 +265,10 @@ def read_csv(path: str, **kw: Any) -> Iterator[RawLine]:
 # --- many files --------------------------------------------------------------------------
 def read_files(paths: Iterable[str], fmt: str = "auto", *, follow: bool = False,
                stop: threading.Event | None = None, poll_s: float = 0.2,
-               progress: ProgressFn | None = None) -> Iterator[RawLine]:
-    """Read each file in turn. With ``follow``, the last file is followed (like ``tail -f``)."""
+               progress: ProgressFn | None = None,
+               stdin: Iterable[bytes] | None = None) -> Iterator[RawLine]:
+    """Read each file in turn. With ``follow``, the last file is followed (like ``tail -f``).
+    ``stdin`` replaces ``sys.stdin.buffer`` for ``-`` (see :func:`_lines`)."""
     paths = list(paths)
     stop = stop or threading.Event()
     for i, path in enumerate(paths):
@@ -269,7 +277,7 @@ def read_files(paths: Iterable[str], fmt: str = "auto", *, follow: bool = False,
         last = i == len(paths) - 1
         reader = read_csv if detect_format(path, fmt) == "csv" else read_jsonl
         yield from reader(path, follow=follow and last and path != STDIN, stop=stop,
-                          poll_s=poll_s, progress=progress)
+                          poll_s=poll_s, progress=progress, stdin=stdin)
 
 
 def parse_line(item: RawLine, source: str) -> tuple[dict[str, Any] | None, DeadLetter | None]:

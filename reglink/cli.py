@@ -101,18 +101,59 @@ def stack_status(ctx: click.Context) -> None:
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto",
               show_default=True)
 @click.option("--follow", is_flag=True, help="Keep reading a growing file (like tail -f).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object (counts, reasons, per file, exit status).")
 @click.argument("files", nargs=-1, type=click.Path(allow_dash=True))
 @click.pass_context
-def publish(ctx: click.Context, source: str, fmt: str, follow: bool, files: tuple[str, ...]):
+def publish(ctx: click.Context, source: str, fmt: str, follow: bool, as_json: bool,
+            files: tuple[str, ...]):
     """Validate records of one SOURCE and publish them to Kafka; bad ones go to dead-letter.
 
-    FILES are JSON Lines or CSV; none or '-' reads stdin.
-    """
-    from connectors.publish import run_publish
+    FILES are JSON Lines or CSV; none or '-' reads stdin. Every input is checked before
+    anything is sent: it must be a readable file whose head fits SOURCE (a CSV header with
+    every column the source requires; a first JSON Lines record of this source). A problem is
+    one line on stderr per input, and nothing is sent. The summary gives the dead-letter
+    reasons with their counts and first file:line, and warns of an input whose every record
+    was dead-lettered.
 
-    summary = run_publish(_settings(ctx), source, list(files) or ["-"], fmt=fmt, follow=follow)
-    click.echo(summary.line())
-    sys.exit(0 if summary.reconciles() else 1)
+    \b
+    Exit status:
+      0  every record was published
+      1  not every record was sent: a send was not acknowledged, or an input failed mid-way
+      2  usage error, or Kafka or its topics not reachable (nothing read)
+      3  every record was acknowledged, some of them dead-lettered
+      4  nothing usable: inputs refused before sending, or no record published
+    """
+    import json
+
+    from connectors.checks import check_inputs
+    from connectors.publish import PublishSummary, run_publish
+
+    inputs = list(files) or ["-"]
+    checked = check_inputs(inputs, source, fmt, follow)
+    if checked.problems:
+        summary = PublishSummary(refused=checked.problems)
+        for problem in checked.problems:
+            click.echo(f"reglink publish: {problem.line()}", err=True)
+    else:
+        settings = _settings(ctx)
+        try:
+            summary = run_publish(settings, source, inputs, fmt=fmt, follow=follow,
+                                  stdin=checked.stdin)
+        except ReglinkError as exc:  # printed as one line by the group, exit 2
+            if as_json:
+                click.echo(json.dumps({"error": str(exc), "exit_status": 2}, ensure_ascii=False))
+            raise
+        for warning in summary.warnings():
+            click.echo(f"reglink publish: {warning}", err=True)
+        if summary.read_error:
+            click.echo(f"reglink publish: reading stopped at {summary.read_error}; the "
+                       "records read before were sent (a rerun sends them again)", err=True)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(summary.text()))
+    sys.exit(summary.exit_status())
 
 
 # --- simulate ----------------------------------------------------------------------------

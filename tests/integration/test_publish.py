@@ -149,22 +149,26 @@ def test_csv_file(kafka_settings: Settings, tmp_path: Path):
         "J-2,华胜电子,440305,2026-03-32,2026-03-06T09:00:00+08:00,陈丽,".encode(),
         "J-3,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽,".encode("gbk"),
         "J-4,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,,".encode(),
+        "J-5,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽".encode(),  # short
+        "J-6,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽,,x".encode(),  # long
     ]
     path = tmp_path / "job.csv"
     path.write_bytes(b"\r\n".join([header, *rows]) + b"\r\n")
 
     summary = run_publish(kafka_settings, "job", [str(path)], registry=CollectorRegistry())
 
-    assert summary.line() == "read 4, published 1, dead-lettered 3" and summary.reconciles()
+    assert summary.line() == "read 6, published 1, dead-lettered 5" and summary.reconciles()
     [msg] = consume(kafka_settings, "job.raw", 1)
     assert msg.key == b"job:J-1"
     assert json.loads(msg.value) == {
         "record_id": "J-1", "employer_name": "华胜电子", "city_code": "440305",
         "start_date": "2026-03-06", "posted_at": "2026-03-06T09:00:00+08:00",
         "person": {"name": "陈丽", "aliases": ["陈莉", "CHEN Li"]}, "source": "job"}
-    dead = dead_letters(kafka_settings, 3)
+    dead = dead_letters(kafka_settings, 5)
     assert {n: d["reason"] for n, d in dead.items()} == {
-        3: "bad_date: start_date", 4: "encoding", 5: "missing_field: person"}  # no person.* cell
+        3: "bad_date: start_date", 4: "encoding", 5: "missing_field: person",  # no person.* cell
+        6: "malformed_csv: fewer fields than header columns",
+        7: "malformed_csv: more fields than header columns"}
     for n, d in dead.items():  # the dead letter keeps the CSV line, not the JSON made from it
         assert base64.b64decode(d["original_b64"]) == rows[n - 2]
 
@@ -184,8 +188,11 @@ def test_stdin_through_the_cli(kafka_settings: Settings):
     data = b"\n".join([enc(JOB), b"not json", enc({**JOB, "record_id": "J-2"})]) + b"\n"
     proc = subprocess.run([REGLINK, "publish", "--source", "job", "-"], input=data,
                           capture_output=True, env=_env(kafka_settings), timeout=60)
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode().strip() == "read 3, published 2, dead-lettered 1"
+    assert proc.returncode == 3, proc.stderr.decode()  # some dead-lettered
+    assert proc.stdout.decode().splitlines() == [
+        "read 3, published 2, dead-lettered 1",
+        f"dead-letter reasons (on topic {kafka_settings.topic('deadletter')}):",
+        "  1  malformed_json  first at <stdin>:2"]
     assert [m.key for m in consume(kafka_settings, "job.raw", 2)] == [b"job:J-1", b"job:J-2"]
     dead = dead_letters(kafka_settings, 1)
     assert dead[2]["origin"] == {"file": "<stdin>", "line": 2}
@@ -209,8 +216,8 @@ def test_follow_until_sigterm(kafka_settings: Settings, tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err.decode()
-    assert out.decode().strip() == "read 3, published 2, dead-lettered 1"
+    assert proc.returncode == 3, err.decode()
+    assert out.decode().splitlines()[0] == "read 3, published 2, dead-lettered 1"
     assert dead_letters(kafka_settings, 1)[3]["reason"] == "malformed_json"
 
 
@@ -243,3 +250,147 @@ def test_unreachable_kafka_is_one_clear_error(tmp_path: Path):
                           env={**_env(settings), "REGLINK_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     assert proc.returncode == 2
     assert "Kafka not reachable at 127.0.0.1:1: run `reglink stack up`" in proc.stderr.decode()
+
+
+# --- honest about what it did: checks before sending, reasons, exit statuses, --json ----------
+def publish_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([REGLINK, "publish", *args], capture_output=True,
+                          env=_env(settings), timeout=120)
+
+
+def nothing_on(settings: Settings, *topics: str) -> None:
+    for topic in topics:
+        assert consume(settings, topic, 0, timeout_s=3) == [], topic
+
+
+def test_a_missing_file_among_several_sends_nothing(kafka_settings: Settings, tmp_path: Path):
+    good = tmp_path / "a.jsonl"
+    good.write_bytes(enc(hotel()) + b"\n" + enc(hotel(record_id="H-2")) + b"\n")
+    missing = tmp_path / "missing.jsonl"
+
+    proc = publish_cli(kafka_settings, "--source", "hotel", str(good), str(missing))
+
+    assert proc.returncode == 4
+    assert proc.stderr.decode().splitlines() == [
+        f"reglink publish: {missing}: no such file: check the path"]
+    assert proc.stdout.decode().splitlines() == [
+        "nothing published: 1 input refused before sending (reasons on stderr)"]
+    nothing_on(kafka_settings, "hotel.raw", "deadletter")
+    # fixed, the rerun sends each record once
+    missing.write_bytes(enc(hotel(record_id="H-3")) + b"\n")
+    proc = publish_cli(kafka_settings, "--source", "hotel", str(good), str(missing))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [m.key for m in consume(kafka_settings, "hotel.raw", 3)] == [
+        b"hotel:H-1", b"hotel:H-2", b"hotel:H-3"]
+
+
+def test_wrong_inputs_are_refused_one_line_each(kafka_settings: Settings, tmp_path: Path):
+    no_time = tmp_path / "hotel.csv"
+    no_time.write_text("record_id,event,hotel_id,city_code,person.name\n"
+                       "H-1,check_in,H1,440305,陈丽\n", encoding="utf-8")
+    hotel_file = tmp_path / "hotel.jsonl"
+    hotel_file.write_bytes(enc(hotel()) + b"\n")
+    binary = tmp_path / "blob.jsonl"
+    binary.write_bytes(bytes(range(256)) * 8)
+
+    proc = publish_cli(kafka_settings, "--source", "hotel", str(no_time), str(tmp_path),
+                       str(binary))
+    assert proc.returncode == 4
+    err = proc.stderr.decode().splitlines()
+    assert err == [
+        f"reglink publish: {no_time}: the header lacks the column time that every hotel record "
+        "needs: add it to the first row",
+        f"reglink publish: {tmp_path}: is a directory: pass the files in it "
+        "(for example DIR/*.jsonl)",
+        f"reglink publish: {binary}: line 1 is binary data, not JSON Lines: pass a JSON Lines "
+        "(.jsonl) or CSV (.csv) file"]
+    proc = publish_cli(kafka_settings, "--source", "rental", str(hotel_file))
+    assert proc.returncode == 4
+    assert proc.stderr.decode().strip() == (
+        f"reglink publish: {hotel_file}: line 1 is a hotel record, not rental: use --source hotel")
+    nothing_on(kafka_settings, "hotel.raw", "rental.raw", "deadletter")
+
+
+def test_summary_gives_reasons_first_places_and_the_all_dead_warning(
+        kafka_settings: Settings, tmp_path: Path):
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\n".join([
+        enc(hotel()),
+        enc(hotel(record_id="H-2", time=None)),                # missing_field: time
+        b"{oops",                                              # malformed_json
+        enc(hotel(record_id="H-4", time=None)),                # missing_field: time
+    ]) + b"\n")
+    all_bad = tmp_path / "all-bad.jsonl"  # its head passes the check, every record is bad
+    all_bad.write_bytes(b"\n".join([
+        enc(hotel(record_id="H-5", time="2026-03-02 21:14")),  # bad_date: time
+        enc(hotel(record_id="H-6", time=None)),                # missing_field: time
+    ]) + b"\n")
+
+    proc = publish_cli(kafka_settings, "--source", "hotel", str(mixed), str(all_bad))
+
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines() == [
+        "read 6, published 1, dead-lettered 5",
+        f"dead-letter reasons (on topic {kafka_settings.topic('deadletter')}):",
+        f"  3  missing_field: time  first at {mixed}:2",
+        f"  1  malformed_json  first at {mixed}:3",
+        f"  1  bad_date: time  first at {all_bad}:1",
+        "per input:",
+        f"  {mixed}: read 4, published 1, dead-lettered 3",
+        f"  {all_bad}: read 2, published 0, dead-lettered 2",
+    ]
+    assert proc.stderr.decode().splitlines() == [
+        f"reglink publish: warning: every record of {all_bad} was dead-lettered (2 of 2): "
+        "check --source and --format, and the dead-letter reasons"]
+    assert [m.key for m in consume(kafka_settings, "hotel.raw", 1)] == [b"hotel:H-1"]
+    assert len(consume(kafka_settings, "deadletter", 5)) == 5  # lines repeat across files
+
+    # the bad file alone: nothing usable
+    proc = publish_cli(kafka_settings, "--source", "hotel", str(all_bad))
+    assert proc.returncode == 4
+    assert "every record of" in proc.stderr.decode()
+
+
+def test_json_summary(kafka_settings: Settings, tmp_path: Path):
+    path = tmp_path / "job.csv"
+    path.write_bytes(
+        b"record_id,employer_name,city_code,start_date,posted_at,person.name\n"
+        + "J-1,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽\n".encode()
+        + "J-2,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00\n".encode()   # short
+        + "J-3,华胜电子,440305,2026-03-06,2026-03-06T09:00:00+08:00,陈丽,x\n".encode())  # long
+
+    proc = publish_cli(kafka_settings, "--source", "job", "--json", str(path))
+
+    assert proc.returncode == 3, proc.stderr.decode()
+    assert json.loads(proc.stdout) == {
+        "read": 3, "published": 1, "deadlettered": 2, "failed": 0,
+        "reasons": [
+            {"reason": "malformed_csv: fewer fields than header columns",
+             "code": "malformed_csv", "count": 1, "first": {"file": str(path), "line": 3}},
+            {"reason": "malformed_csv: more fields than header columns",
+             "code": "malformed_csv", "count": 1, "first": {"file": str(path), "line": 4}}],
+        "files": [{"file": str(path), "read": 3, "published": 1, "deadlettered": 2,
+                   "failed": 0, "all_deadlettered": False}],
+        "warnings": [], "read_error": None, "refused": [],
+        "deadletter_topic": kafka_settings.topic("deadletter"), "exit_status": 3}
+    assert [m.key for m in consume(kafka_settings, "job.raw", 1)] == [b"job:J-1"]
+
+    refused = publish_cli(kafka_settings, "--source", "job", "--json", str(tmp_path / "no.csv"))
+    assert refused.returncode == 4
+    obj = json.loads(refused.stdout)
+    assert obj["refused"] == [{"file": str(tmp_path / "no.csv"),
+                               "problem": "no such file: check the path"}]
+    assert (obj["read"], obj["exit_status"]) == (0, 4)
+
+
+def test_an_input_failing_mid_way_stops_reading_and_counts_what_was_sent(
+        kafka_settings: Settings, tmp_path: Path):
+    good = tmp_path / "a.jsonl"
+    good.write_bytes(enc(hotel()) + b"\n")
+    # run_publish does not check its inputs (the command does): a directory fails on opening
+    summary = run_publish(kafka_settings, "hotel", [str(good), str(tmp_path)],
+                          registry=CollectorRegistry())
+    assert summary.read_error == f"{tmp_path}: Is a directory"
+    assert (summary.read, summary.published, summary.failed) == (1, 1, 0)
+    assert summary.exit_status() == 1
+    assert [m.key for m in consume(kafka_settings, "hotel.raw", 1)] == [b"hotel:H-1"]
