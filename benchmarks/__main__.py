@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from .common import RESULTS, save
+from benchmarks.common import RESULTS, save
 
 
 def _ints(text: str) -> list[int]:
@@ -45,17 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parts = ["replay", "store", "stream"] if a.part == "all" else [a.part]
     for part in parts:
         if part == "replay":
-            from . import replay
+            from benchmarks import replay
             print("replay:", save("replay", replay.run(_ints(a.replay_sizes))), flush=True)
         elif part == "store":
-            from . import store
+            from benchmarks import store
             out = {}
             if a.store_before:  # first, so both layouts meet the same machine state
                 out["before"] = store.run_before(_ints(a.store_before_sizes), a.store_before)
             out["compact_layout"] = store.run(_ints(a.store_sizes), procs=a.store_procs)
             print("store:", save("store", out), flush=True)
         elif part == "stream":
-            from . import stream
+            from benchmarks import stream
             print("stream:", save("stream", stream.run(a.stream_records, a.latency_records,
                                                        rates=_ints(a.rates),
                                                        workers=_ints(a.workers),

@@ -12,9 +12,9 @@ import tempfile
 
 import faust
 
+from reglink.core.settings import load_settings
+from reglink.core.topics import SOURCES
 from reglink.kafka_auth import faust_broker_credentials
-from reglink.settings import load_settings
-from reglink.topics import SOURCES
 
 
 def main() -> None:

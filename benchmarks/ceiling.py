@@ -23,8 +23,8 @@ import json
 import os
 import statistics
 
-from .common import RESULTS, corpus
-from .stream import _records, throughput
+from benchmarks.common import RESULTS, corpus
+from benchmarks.stream import _records, throughput
 
 CONFIGS = ((True, 1, 1), (True, 2, 8), (False, 1, 1), (False, 2, 8))
 

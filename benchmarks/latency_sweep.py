@@ -22,8 +22,8 @@ import json
 import os
 import sys
 
-from .common import ROOT, corpus, save
-from .stream_ab import base_checkout
+from benchmarks.common import ROOT, corpus, save
+from benchmarks.stream_ab import base_checkout
 
 
 def held(rows: list[dict], side: str, bound_ms: float) -> float | None:
@@ -40,7 +40,7 @@ def held(rows: list[dict], side: str, bound_ms: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import stream
+    from benchmarks import stream
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="250,500,700,1000")

@@ -1,4 +1,4 @@
-"""In-process microbenchmark of ``reglink.contract.parse_record``: the msgspec-first decode
+"""In-process microbenchmark of ``reglink.core.contract.parse_record``: the msgspec-first decode
 against the stdlib-only decode it replaced (``contract._msgspec_decode`` set to None), on the
 lines of one corpus, alternated ``--rounds`` times in one process so both see the same machine.
 
@@ -19,8 +19,8 @@ import json
 import time
 from pathlib import Path
 
-from reglink import contract
-from reglink.contract import SOURCES, parse_record
+from reglink.core import contract
+from reglink.core.contract import SOURCES, parse_record
 
 DEFAULT = Path("/tmp/reglink-bench/sim-20000/events.jsonl")
 

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import time
 
-from .common import RESULTS, ROOT, corpus
-from .stream import _cleanup, _settings
+from benchmarks.common import RESULTS, ROOT, corpus
+from benchmarks.stream import _cleanup, _settings
 
 _RUN = ("import sys\n"
         "if sys.argv[1] == 'python': sys.modules['crc32c'] = None\n"
@@ -51,7 +51,7 @@ def _one(s, variant: str, path) -> dict:
 
 
 def run(records: int = 50000, rounds: int = 3) -> dict:
-    from reglink.stack import create_topics_and_acls as create_topics
+    from reglink.devstack.stack import create_topics_and_acls as create_topics
 
     path = corpus(records) / "hotel.jsonl"
     n = sum(1 for _ in path.open("rb"))

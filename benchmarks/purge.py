@@ -18,8 +18,8 @@ import random
 import time
 import uuid
 
-from .common import save
-from .store import BATCH, _people, cleanup
+from benchmarks.common import save
+from benchmarks.store import BATCH, _people, cleanup
 
 
 def load(client, prefix: str, n: int, seed: int) -> int:
@@ -28,9 +28,9 @@ def load(client, prefix: str, n: int, seed: int) -> int:
     identities per script call."""
     from matchers.candidates import BlockingCandidates
     from matchers.pseudo import Pseudonymiser
-    from matchers.stores.identity import _dump
-    from matchers.stores.kv import RedisKV
     from matchers.types import Identity
+    from reglink.stores.identity import _dump
+    from reglink.stores.kv import RedisKV
 
     kv = RedisKV(client, prefix)
     finder = BlockingCandidates(Pseudonymiser("bench"))
@@ -52,10 +52,10 @@ def load(client, prefix: str, n: int, seed: int) -> int:
 
 
 def run(sizes: list[int], url: str) -> list[dict]:
-    from matchers.stores.identity import KVIdentityStore
-    from matchers.stores.kv import RedisKV
+    from reglink.core.settings import load_settings
     from reglink.kafka_auth import connect_redis
-    from reglink.settings import load_settings
+    from reglink.stores.identity import KVIdentityStore
+    from reglink.stores.kv import RedisKV
 
     client = connect_redis(load_settings(redis_url=url), "admin")  # SCAN: like the sweep
     rows = []

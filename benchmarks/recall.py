@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.recall SIM_DIR [--records N] [--weak-cap K|none]
 
-Replays ``SIM_DIR/events.jsonl`` through the same :class:`~reglink.pipeline.Pipeline` as
+Replays ``SIM_DIR/events.jsonl`` through the same :class:`~reglink.core.pipeline.Pipeline` as
 ``reglink replay`` (embedded store) and, for every record whose true person (``truth.jsonl``)
 already had a record, checks whether the candidates blocking returned include the identity
 holding one of them (the measure of ``benchmarks/matching/run.py``, which runs on a 2,000
@@ -27,12 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-from matchers.stores.kv import MemoryKV
-from reglink.contract import parse_record, record_key
+from reglink.core.contract import parse_record, record_key
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import Settings
 from reglink.evaluate import pairwise
-from reglink.pipeline import Pipeline
 from reglink.replay import _source_of, iter_lines
-from reglink.settings import Settings
+from reglink.stores.kv import MemoryKV
 
 
 def measure(sim: Path, records: int | None, weak_cap: int | None) -> dict:

@@ -85,8 +85,8 @@ def _timed(fn, calls: int) -> dict:
 
 
 def run(calls: int, rounds: int) -> dict:
+    from reglink.core.settings import Settings
     from reglink.kafka_auth import connect_redis
-    from reglink.settings import Settings
 
     base = Settings()
     prefix = f"{base.redis_prefix}rtbench:{uuid.uuid4().hex[:8]}:"
@@ -103,7 +103,7 @@ def run(calls: int, rounds: int) -> dict:
 
 
 def _measure(client, prefix: str, calls: int, rounds: int) -> dict:
-    from matchers.stores.kv import _CAS, _FETCH, RedisKV
+    from reglink.stores.kv import _CAS, _FETCH, RedisKV
 
     old = RedisKV(client, prefix)
     old.lean = False

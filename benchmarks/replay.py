@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from .common import ROOT, corpus, lines
+from benchmarks.common import ROOT, corpus, lines
 
 
 def run_timed(argv: list[str]) -> tuple[float, int, float]:

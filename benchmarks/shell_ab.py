@@ -33,11 +33,11 @@ def child(corpus: Path, batch: int) -> dict:
     a base revision may not have this file)."""
     import uuid
 
-    from matchers.stores import kv as kvmod
+    from reglink.core.metrics import PipelineMetrics
+    from reglink.core.pipeline import Pipeline
+    from reglink.core.settings import Settings
     from reglink.kafka_auth import connect_redis
-    from reglink.metrics import PipelineMetrics
-    from reglink.pipeline import Pipeline
-    from reglink.settings import Settings
+    from reglink.stores import kv as kvmod
     from streams.shell import WorkerShell
     try:  # what the worker does at start (reglink.runtime, where the tree has it)
         from reglink.runtime import tune_gc
@@ -91,7 +91,7 @@ def child(corpus: Path, batch: int) -> dict:
 
 
 def _run(src: Path, corpus: Path, batch: int) -> dict:
-    from reglink.settings import Settings
+    from reglink.core.settings import Settings
     env = {**os.environ, "PYTHONPATH": str(src),
            # the stack's state (credentials) even when the child runs in another checkout
            "REGLINK_STATE_DIR": str(Path(Settings().state_dir).resolve())}

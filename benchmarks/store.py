@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 
-from .common import ROOT, pct
+from benchmarks.common import ROOT, pct
 
 BATCH = 5000
 CHUNK = 2000  # identities per script call of the bulk load
@@ -100,9 +100,9 @@ def load(client, prefix: str, start: int, n: int, seed: int) -> list:
     sample of records (0.2 %) for the lookups."""
     from matchers.candidates import BlockingCandidates
     from matchers.pseudo import Pseudonymiser
-    from matchers.stores.identity import _dump
-    from matchers.stores.kv import CAS_SCRIPT, RedisKV
     from matchers.types import Identity
+    from reglink.stores.identity import _dump
+    from reglink.stores.kv import CAS_SCRIPT, RedisKV
 
     kv = RedisKV(client, prefix)
     sha = client.script_load(CAS_SCRIPT)
@@ -155,8 +155,8 @@ def load(client, prefix: str, start: int, n: int, seed: int) -> list:
 def lookups(client, prefix: str, sample: list, n: int = 2000) -> dict:
     from matchers.candidates import BlockingCandidates
     from matchers.pseudo import Pseudonymiser
-    from matchers.stores.identity import KVIdentityStore
-    from matchers.stores.kv import RedisKV
+    from reglink.stores.identity import KVIdentityStore
+    from reglink.stores.kv import RedisKV
 
     finder = BlockingCandidates(Pseudonymiser("bench"))
     store = KVIdentityStore(RedisKV(client, prefix), cache=1)
@@ -184,8 +184,8 @@ def _used(client) -> int:
 def _client():
     """The stack's Redis (REGLINK_* settings) as its ``admin`` user in scram mode: the benchmark
     bulk-loads, reads INFO memory and UNLINKs its prefix, which no application role may."""
+    from reglink.core.settings import load_settings
     from reglink.kafka_auth import connect_redis
-    from reglink.settings import load_settings
 
     return connect_redis(load_settings(), "admin")
 

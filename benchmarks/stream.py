@@ -30,11 +30,11 @@ import time
 import uuid
 from pathlib import Path
 
-from .common import CACHE, ROOT, pct
+from benchmarks.common import CACHE, ROOT, pct
 
 
 def _settings(tag: str, partitions: int):
-    from reglink.settings import Settings
+    from reglink.core.settings import Settings
     from tests.streamkit import free_port
 
     rid = f"{tag}-{uuid.uuid4().hex[:6]}"
@@ -46,7 +46,7 @@ def _settings(tag: str, partitions: int):
 
 
 def _records(sim: Path):
-    from reglink.contract import encode_record, parse_record, record_key
+    from reglink.core.contract import encode_record, parse_record, record_key
     from reglink.replay import _source_of
     out = []
     with (sim / "events.jsonl").open("rb") as fh:
@@ -90,7 +90,7 @@ class _Producers(dict):
 
 
 def publish(s, recs, rate: float | None = None) -> float:
-    from reglink.topics import SOURCES
+    from reglink.core.topics import SOURCES
     prod = _Producers(s)
     for source in SOURCES:  # connect before the clock starts
         prod[source]
@@ -125,8 +125,8 @@ def read_all(s, name: str, idle_ms: int = 2500):
 def _raw_times(s) -> dict[str, int]:
     from kafka import KafkaConsumer
 
+    from reglink.core.topics import SOURCES
     from reglink.kafka_auth import kafka_python_kwargs
-    from reglink.topics import SOURCES
     c = KafkaConsumer(*[s.topic(f"{x}.raw") for x in SOURCES],
                       bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
                       enable_auto_commit=False, consumer_timeout_ms=2500,
@@ -282,7 +282,7 @@ def _cpu_s(proc: subprocess.Popen) -> float:
 
 def _group_stable(s, members: int, timeout: float = 120) -> float:
     """Wait until the consumer group has ``members`` members, Stable, all holding partitions."""
-    from reglink.stack import admin_client
+    from reglink.devstack.stack import admin_client
     admin = admin_client(s)
     t0 = time.monotonic()
     try:
@@ -301,7 +301,7 @@ def _group_stable(s, members: int, timeout: float = 120) -> float:
 
 def _cleanup(s) -> None:
     from reglink import kafka_auth
-    from reglink.stack import admin_client
+    from reglink.devstack.stack import admin_client
     try:
         client = admin_client(s, 5.0)
         mine = [t for t in client.list_topics()
@@ -366,10 +366,10 @@ def _rate(msgs) -> float:
 
 
 def _f1(s, sim: Path, linked) -> float:
-    from matchers.stores.identity import KVIdentityStore
-    from matchers.stores.kv import RedisKV
     from reglink.evaluate import pairwise
     from reglink.kafka_auth import connect_redis
+    from reglink.stores.identity import KVIdentityStore
+    from reglink.stores.kv import RedisKV
     store = KVIdentityStore(RedisKV(connect_redis(s, "worker"), s.redis_prefix))
     pred = {}
     for m in linked:
@@ -390,7 +390,7 @@ def _f1(s, sim: Path, linked) -> float:
 
 def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: bool = False,
                timeout: float = 600, src: Path = ROOT) -> dict:
-    from reglink.stack import create_topics_and_acls as create_topics
+    from reglink.devstack.stack import create_topics_and_acls as create_topics
     s = _settings(f"{'bare' if bare else 'w'}{workers}p{partitions}", partitions)
     workdir = CACHE / "stream"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -460,7 +460,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
     """Publish at ``rate`` records/s to ``workers`` workers (``partitions`` per source topic)
     that run first; publish -> linked and -> watchlist alert latencies. ``bare``: the bare
     forwarder instead (the ceiling: publish -> forwarded, through faust alone)."""
-    from reglink.stack import create_topics_and_acls as create_topics
+    from reglink.devstack.stack import create_topics_and_acls as create_topics
     s = _settings(f"{'blat' if bare else 'lat'}{int(rate)}w{workers}p{partitions}", partitions)
     workdir = CACHE / "stream"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -523,7 +523,7 @@ def latency(sim: Path, recs, rate: float, settle: float = 12.0, workers: int = 1
 
 def run(records: int = 20000, latency_records: int = 15000, rates=(1000, 3000),
         workers=(1, 2), latency_workers: int = 0) -> dict:
-    from .common import corpus
+    from benchmarks.common import corpus
     sim = corpus(records)
     recs = _records(sim)
     out: dict = {"corpus": str(sim), "records": len(recs)}

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import ROOT, corpus, save
+from benchmarks.common import ROOT, corpus, save
 
 # Optional accelerators this tree declares that an older revision may not: the base worker
 # runs without them (both sides share this interpreter and its site-packages).
@@ -56,7 +56,7 @@ def base_checkout(rev: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import stream
+    from benchmarks import stream
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, help="git revision to compare against")

@@ -3,12 +3,12 @@
 Each input must be a regular readable file (or ``-``, stdin) whose head fits the source:
 
 - CSV: the first row is a UTF-8 header naming every field the contract requires of the source
-  (``required`` in the source's JSON Schema, read through :func:`reglink.contract.schema_for`;
+  (``required`` in the source's JSON Schema, read through :func:`reglink.core.contract.schema_for`;
   ``source`` itself may be left out, it is filled from ``--source``). A header without one of
   them would dead-letter every row with ``missing_field``.
 - JSON Lines: the first non-blank line is a JSON object whose ``source`` is the one being
   published. A record without ``source`` is taken as the source being published
-  (:func:`reglink.contract.parse_record` fills it in), unless it breaks this source's contract
+  (:func:`reglink.core.contract.parse_record` fills it in), unless it breaks this source's contract
   and is a valid record of one other source (see :func:`_most_specific`): then the file is of
   that other source.
 
@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from reglink.contract import SOURCES, parse_record, schema_for
-
-from .readers import BOM, STDIN, STDIN_NAME, detect_format
+from connectors.readers import BOM, STDIN, STDIN_NAME, detect_format
+from reglink.core.contract import SOURCES, parse_record, schema_for
 
 #: How much of a file's head a check reads at most.
 PEEK_BYTES = 1 << 20

@@ -26,12 +26,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from reglink.contract import DeadLetter, encode_record, reason_code, record_key
-from reglink.errors import ServiceUnavailable
+from connectors.readers import STDIN, parse_line, read_files
+from reglink.core.contract import DeadLetter, encode_record, reason_code, record_key
+from reglink.core.errors import ServiceUnavailable
+from reglink.core.settings import Settings
 from reglink.kafka_auth import kafka_python_kwargs
-from reglink.settings import Settings
-
-from .readers import STDIN, parse_line, read_files
 
 log = logging.getLogger("reglink.connectors.publish")
 

@@ -2,7 +2,7 @@
 
 Every reader yields :class:`RawLine` items, which unpack as ``(raw_bytes, origin)``:
 
-- ``raw_bytes`` is what :func:`reglink.contract.parse_record` parses (for CSV, the row
+- ``raw_bytes`` is what :func:`reglink.core.contract.parse_record` parses (for CSV, the row
   converted to JSON),
 - ``origin`` is ``{"file": path, "line": n}`` (1-based; a CSV row's first physical line),
 - ``.original`` is the bytes exactly as read (the CSV line), which a dead letter keeps,
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from reglink.contract import DeadLetter, parse_record
+from reglink.core.contract import DeadLetter, parse_record
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"

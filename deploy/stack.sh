@@ -4,7 +4,7 @@
 #   deploy/stack.sh up|down|status     same as `reglink stack up|down|status`
 #   deploy/stack.sh topics             wait for Kafka, then create every reglink topic
 #
-# The one implementation lives in reglink/stack.py (config templates in deploy/kafka and
+# The one implementation lives in reglink/devstack/stack.py (config templates in deploy/kafka and
 # deploy/redis); this script only finds the project's Python so it works without an activated
 # virtualenv. Settings come from REGLINK_* variables; the jar cache from REGLINK_CACHE
 # (default ~/.cache/reglink).
@@ -28,6 +28,6 @@ fi
 
 cd "$root"
 if [[ "$cmd" == topics ]]; then
-  exec "$py" -m reglink.stack topics "$@"
+  exec "$py" -m reglink.devstack.stack topics "$@"
 fi
 exec "$py" -m reglink.cli stack "$cmd" "$@"

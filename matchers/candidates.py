@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-from .normalise import soundex
-from .pseudo import Pseudonymiser
-from .types import Identity, IdentityStore, PersonRecord
+from matchers.normalise import soundex
+from matchers.pseudo import Pseudonymiser
+from matchers.types import Identity, IdentityStore, PersonRecord
 
 # A weak key (a name alone) that holds more identities than this is not searched. With the
 # shipped model a name agreement plus the same sex, without a birth date (or with a

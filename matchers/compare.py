@@ -17,9 +17,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .comparators import by_spec
-from .model import FSModel, ModelError, default_model
-from .types import Comparison, FeatureComparator, FeatureScore, Identity, PersonRecord
+from matchers.comparators import by_spec
+from matchers.model import FSModel, ModelError, default_model
+from matchers.types import Comparison, FeatureComparator, FeatureScore, Identity, PersonRecord
 
 Levels = tuple[str, ...]  # one level per comparator, in the model's feature order
 _Scored = tuple[tuple[FeatureScore, ...], float, float, str | None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .types import Comparison, Decision, PersonRecord
+from matchers.types import Comparison, Decision, PersonRecord
 
 
 class ThresholdDecider:

@@ -36,13 +36,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .candidates import BlockingCandidates
-from .comparators import default_comparators
-from .compare import FSComparator
-from .features import person_record
-from .model import START_M, START_U, FSModel
-from .pseudo import Pseudonymiser
-from .types import FeatureComparator, Identity, PersonRecord
+from matchers.candidates import BlockingCandidates
+from matchers.comparators import default_comparators
+from matchers.compare import FSComparator
+from matchers.features import person_record
+from matchers.model import START_M, START_U, FSModel
+from matchers.pseudo import Pseudonymiser
+from matchers.types import FeatureComparator, Identity, PersonRecord
 
 Probs = dict[str, dict[str, float]]  # feature -> level -> probability
 Log = Callable[[str], object]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .normalise import (
+from matchers.normalise import (
     IdInfo,
     deletion_variants,
     id_neighbours,
@@ -20,8 +20,8 @@ from .normalise import (
     normalise_phone,
     normalise_sex,
 )
-from .pseudo import Pseudonymiser
-from .types import PersonRecord
+from matchers.pseudo import Pseudonymiser
+from matchers.types import PersonRecord
 
 _ADDR_SPLIT = re.compile(r"[^\w]+")
 

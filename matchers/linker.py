@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .candidates import BlockingCandidates
-from .compare import FSComparator
-from .decide import ThresholdDecider
-from .pseudo import Pseudonymiser
-from .types import (
+from matchers.candidates import BlockingCandidates
+from matchers.compare import FSComparator
+from matchers.decide import ThresholdDecider
+from matchers.pseudo import Pseudonymiser
+from matchers.types import (
     CandidateFinder,
     Comparator,
     Comparison,

@@ -39,14 +39,14 @@ class ModelError(ValueError):
 
 
 def _default_specs() -> ComparatorSpecs:
-    from .comparators import default_specs
+    from matchers.comparators import default_specs
 
     return default_specs()
 
 
 def check_comparators(specs: ComparatorSpecs) -> None:
     """Raise :class:`ModelError` unless every comparator named exists with that version."""
-    from .comparators import by_spec
+    from matchers.comparators import by_spec
 
     try:
         by_spec(specs)

@@ -5,7 +5,7 @@
 * ``matchers.comparators`` one graded comparator per feature (:class:`FeatureComparator`)
 * ``matchers.compare``    the comparators composed and weighed by a model (:class:`Comparator`)
 * ``matchers.decide``     weights -> probability -> link / new / merge
-* ``matchers.stores``     :class:`IdentityStore` implementations (embedded, Redis)
+* ``reglink.stores``     :class:`IdentityStore` implementations (embedded, Redis)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .model import FSModel
+    from matchers.model import FSModel
 
 
 @dataclass(slots=True)

@@ -12,11 +12,10 @@ from pathlib import Path
 import click
 
 from matchers.model import ModelError
-from matchers.stores.kv import OldLayout
-
-from . import sources
-from .errors import ReglinkError
-from .settings import Settings, load_settings
+from reglink.core import sources
+from reglink.core.errors import ReglinkError
+from reglink.core.settings import Settings, load_settings
+from reglink.stores.kv import OldLayout
 
 
 class _Group(click.Group):
@@ -29,7 +28,7 @@ class _Group(click.Group):
 
 
 class SourceChoice(click.Choice):
-    """One of the registered sources (reglink.sources), read when the option is parsed."""
+    """One of the registered sources (reglink.core.sources), read when the option is parsed."""
 
     def __init__(self) -> None:
         self.case_sensitive = True
@@ -71,7 +70,7 @@ def stack() -> None:
 @click.pass_context
 def stack_up(ctx: click.Context) -> None:
     """Fetch Kafka jars (Maven, cached), start Kafka + Redis, create the topics."""
-    from . import stack as _stack
+    from reglink.devstack import stack as _stack
 
     _stack.up(_settings(ctx))
 
@@ -80,7 +79,7 @@ def stack_up(ctx: click.Context) -> None:
 @click.pass_context
 def stack_down(ctx: click.Context) -> None:
     """Stop what `stack up` started (by pid)."""
-    from . import stack as _stack
+    from reglink.devstack import stack as _stack
 
     _stack.down(_settings(ctx))
 
@@ -89,7 +88,7 @@ def stack_down(ctx: click.Context) -> None:
 @click.pass_context
 def stack_status(ctx: click.Context) -> None:
     """Show whether Kafka and Redis are up and answering."""
-    from . import stack as _stack
+    from reglink.devstack import stack as _stack
 
     sys.exit(_stack.status(_settings(ctx)))
 
@@ -168,7 +167,7 @@ def publish(ctx: click.Context, source: str, fmt: str, follow: bool, as_json: bo
 def simulate(persons: int, days: int, start: str, seed: int, watch_share: float,
              out_dir: str) -> None:
     """Write a realistic synthetic stream of registry events plus ground truth."""
-    from .simulate import run_simulate
+    from reglink.sim.simulate import run_simulate
 
     stats = run_simulate(persons=persons, days=days, start=start, seed=seed, out_dir=Path(out_dir),
                          watch_share=watch_share)
@@ -187,8 +186,8 @@ def simulate(persons: int, days: int, start: str, seed: int, watch_share: float,
 def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
            decisions_file: str | None) -> None:
     """Run the worker's linking and rules in one process (no Kafka, no Redis)."""
-    from .replay import load_decisions, run_replay
-    from .runtime import tune_gc
+    from reglink.replay import load_decisions, run_replay
+    from reglink.runtime import tune_gc
 
     tune_gc()
     decisions = load_decisions(Path(decisions_file)) if decisions_file else None
@@ -205,8 +204,8 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
 @click.pass_context
 def rebuild(ctx: click.Context, prefix: str | None, force: bool) -> None:
     """Rebuild the Redis state (identities, stays, alert statuses) from the Kafka topics."""
-    from .rebuild import run_rebuild
-    from .runtime import tune_gc
+    from reglink.rebuild import run_rebuild
+    from reglink.runtime import tune_gc
 
     tune_gc()
     click.echo(run_rebuild(_settings(ctx), prefix=prefix, force=force).line())
@@ -230,7 +229,7 @@ def purge(ctx: click.Context, before: str | None, older_than: int | None, dry_ru
     running workers; the run is written to the audit topic."""
     import json
 
-    from .purge import run_purge
+    from reglink.purge import run_purge
 
     if before and older_than is not None:
         raise click.UsageError("give --before or --older-than, not both")
@@ -250,7 +249,7 @@ def evaluate(sim_dir: str, out_dir: str) -> None:
     """Score OUT_DIR (links.jsonl, alerts.jsonl) against SIM_DIR's ground truth."""
     import json
 
-    from .evaluate import evaluate as _evaluate
+    from reglink.evaluate import evaluate as _evaluate
 
     click.echo(json.dumps(_evaluate(Path(sim_dir), Path(out_dir)), indent=2))
 
@@ -272,8 +271,7 @@ def train(inputs: tuple[str, ...], out_file: str, u_pairs: int, no_calibrate: bo
     import json
 
     from matchers.em import train as _train
-
-    from .contract import parse_record, record_key
+    from reglink.core.contract import parse_record, record_key
 
     files: list[Path] = []
     truth: dict[str, str] = {}
@@ -338,7 +336,7 @@ def alerts(ctx, as_json: bool, rule: str | None, status: str | None, priority: s
 
     De-duplicated by (alert_id, status); in the table the latest status per alert wins.
     """
-    from .tail import tail_alerts
+    from reglink.tail import tail_alerts
 
     tail_alerts(_settings(ctx), as_json=as_json, rule=rule, status=status, priority=priority,
                 prefecture=prefecture, from_beginning=from_beginning, idle_timeout=timeout)
@@ -353,7 +351,7 @@ def console(ctx: click.Context, port: int | None) -> None:
 
     Users come from REGLINK_CONSOLE_USERS_FILE (see `reglink console-user`).
     """
-    from .console.app import run_console
+    from reglink.console.app import run_console
 
     run_console(_settings(ctx), port=port)
 
@@ -366,7 +364,7 @@ def console(ctx: click.Context, port: int | None) -> None:
 @click.password_option(help="Password (prompted, twice, when not given).")
 def console_user(name: str, role: str, users_file: str, password: str) -> None:
     """Add or replace a console user (password stored as an scrypt hash)."""
-    from .console.auth import add_user
+    from reglink.console.auth import add_user
 
     add_user(Path(users_file), name, role, password)
     click.echo(f"{name} ({role}) saved in {users_file}")
@@ -383,7 +381,7 @@ def person(ctx: click.Context, query: str, justification: str | None, as_json: b
 
     The look-up is written to the audit topic (who, when, what, why) before anything is shown.
     """
-    from .person import run_person
+    from reglink.person import run_person
 
     run_person(_settings(ctx), query, justification, as_json=as_json)
 
@@ -394,8 +392,8 @@ def person(ctx: click.Context, query: str, justification: str | None, as_json: b
               help="Env file to write (default: .env next to docker-compose.yml).")
 def compose_env(out: str | None) -> None:
     """Write the secrets docker-compose.yml needs (.env, mode 0600; keeps existing values)."""
-    from .compose import ENV_FILE, write_env
-    from .stack import repo_root
+    from reglink.devstack.compose import ENV_FILE, write_env
+    from reglink.devstack.stack import repo_root
 
     path, added = write_env(Path(out) if out else repo_root() / ENV_FILE)
     click.echo(f"{path}: {len(added)} secret(s) generated"
@@ -410,7 +408,7 @@ def compose_env(out: str | None) -> None:
 @click.pass_context
 def demo(ctx: click.Context, persons: int, days: int) -> None:
     """Stack up, simulate, publish, run a worker and print alerts live."""
-    from .demo import run_demo
+    from reglink.devstack.demo import run_demo
 
     run_demo(_settings(ctx), persons=persons, days=days)
 

@@ -12,7 +12,7 @@
   and check that the broker's certificate names the host they connect to.
 
 Roles: ``admin`` (stack set-up, super user), ``connector-<source>`` for each source of the
-registry (:mod:`reglink.sources`), ``worker``, ``console``
+registry (:mod:`reglink.core.sources`), ``worker``, ``console``
 (review console and ``reglink person``), ``reader`` (``reglink alerts``, downstream).
 Passwords come from ``settings.kafka_username``/``kafka_password`` (a deployed process gets
 only its own), else from the credentials file (``settings.kafka_credentials_file``, default
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from . import sources
-from .errors import ConfigError, ServiceUnavailable
-from .settings import Settings
+from reglink.core import sources
+from reglink.core.errors import ConfigError, ServiceUnavailable
+from reglink.core.settings import Settings
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
@@ -191,7 +191,7 @@ def connect_redis(settings: Settings, role: str, **kwargs: Any):
     """A Redis client for ``role`` that answered PING, or one clear ServiceUnavailable line."""
     import redis
 
-    from .errors import ServiceUnavailable
+    from reglink.core.errors import ServiceUnavailable
 
     client = redis.Redis.from_url(redis_url(settings, role), socket_timeout=10, **kwargs)
     try:
@@ -238,7 +238,7 @@ def redis_tls_url(settings: Settings, url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
-# Commands per Redis user: exactly what matchers/stores/kv.py (RedisKV) and the health checks
+# Commands per Redis user: exactly what reglink/stores/kv.py (RedisKV) and the health checks
 # issue. The worker writes; the console (IdentityView) only reads.
 REDIS_WORKER_COMMANDS = ("ping", "get", "mget", "set", "del", "sadd", "srem", "smembers",
                          "scard", "zadd", "zrem", "zrangebyscore", "incr", "incrby", "multi",

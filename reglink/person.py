@@ -15,11 +15,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from matchers.stores import schema as sk
-
-from .errors import ReglinkError
-from .kafka_auth import kafka_client
-from .settings import Settings
+from reglink.core.errors import ReglinkError
+from reglink.core.settings import Settings
+from reglink.kafka_auth import kafka_client
+from reglink.stores import schema as sk
 
 PERSON_ID = re.compile(r"^P[0-9a-f]{16}$")
 MIN_JUSTIFICATION = 10
@@ -51,7 +50,7 @@ def audit_entry(principal: str, role: str, action: str, subject: dict, justifica
 
 # ------------------------------------------------------------------ identity store (Redis)
 def _redis(settings: Settings):
-    from .kafka_auth import connect_redis
+    from reglink.kafka_auth import connect_redis
 
     return connect_redis(settings, "console")
 
@@ -61,8 +60,8 @@ class IdentityView:
 
     def __init__(self, settings: Settings, client=None) -> None:
         from matchers.pseudo import Pseudonymiser
-        from matchers.stores.identity import KVIdentityStore
-        from matchers.stores.kv import RedisKV
+        from reglink.stores.identity import KVIdentityStore
+        from reglink.stores.kv import RedisKV
 
         self.s = settings
         self.kv = RedisKV(client or _redis(settings), settings.redis_prefix)

@@ -36,12 +36,11 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from matchers.stores import schema as sk
 from matchers.types import PurgeReport
-
-from .errors import ReglinkError
-from .rules import decisions as dec
-from .settings import Settings
+from reglink.core.errors import ReglinkError
+from reglink.core.rules import decisions as dec
+from reglink.core.settings import Settings
+from reglink.stores import schema as sk
 
 AUDIT_BATCH = 1000
 
@@ -90,7 +89,7 @@ def open_stay(raw_stays: str | None, cutoff: float) -> bool:
 
 
 def _read_decisions(settings: Settings) -> list[dict]:
-    from .rebuild import _read_all
+    from reglink.rebuild import _read_all
 
     out = []
     for _t, _p, _o, raw in _read_all(settings, [settings.topic("decisions")]):
@@ -132,11 +131,10 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
               now: datetime | None = None) -> PurgeResult:
     from kafka import KafkaProducer
 
-    from matchers.stores.identity import KVIdentityStore
-    from matchers.stores.kv import RedisKV
-
-    from .kafka_auth import connect_redis, kafka_client
-    from .person import audit_entry
+    from reglink.kafka_auth import connect_redis, kafka_client
+    from reglink.person import audit_entry
+    from reglink.stores.identity import KVIdentityStore
+    from reglink.stores.kv import RedisKV
 
     cutoff = cutoff_of(before, older_than_days, settings, now)
     limit = cutoff.timestamp()

@@ -2,7 +2,7 @@
 watchlist, watermark) from the source topics in Kafka. Redis is not the record of truth.
 
 It reads every source topic from the beginning, puts the records in the canonical event-time
-order the worker processes them in (reglink.rules.merge), runs the same core, and writes
+order the worker processes them in (reglink.core.rules.merge), runs the same core, and writes
 the state under a Redis prefix. Nothing is published: the alerts were published when they
 first happened. Decisions (``decisions`` topic) are applied after the records.
 The target prefix must be empty unless ``force``: stop the workers first.
@@ -15,11 +15,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .contract import parse_record, report_time
-from .errors import ReglinkError
-from .rules.merge import order_key
-from .settings import Settings
-from .topics import SOURCES
+from reglink.core.contract import parse_record, report_time
+from reglink.core.errors import ReglinkError
+from reglink.core.rules.merge import order_key
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
     """Every message of ``topics`` up to their current end: (topic, partition, offset, value)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from .kafka_auth import kafka_client
+    from reglink.kafka_auth import kafka_client
 
     consumer = kafka_client(KafkaConsumer, settings, "admin", enable_auto_commit=False,
                             consumer_timeout_ms=5000, max_poll_records=5000)
@@ -75,10 +75,9 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
 
 def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = False,
                 progress: bool | None = None) -> RebuildResult:
-    from matchers.stores.kv import RedisKV, ensure_layout
-
-    from .kafka_auth import connect_redis
-    from .pipeline import Pipeline
+    from reglink.core.pipeline import Pipeline
+    from reglink.kafka_auth import connect_redis
+    from reglink.stores.kv import RedisKV, ensure_layout
 
     prefix = prefix or settings.redis_prefix
     # admin: a rebuild SCANs the prefix (and may write into another one, --prefix), which the

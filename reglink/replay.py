@@ -12,14 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from matchers.stores import schema as sk
-from matchers.stores.kv import MemoryKV
-
-from .contract import parse_record
-from .errors import ReglinkError
-from .pipeline import Pipeline
-from .settings import Settings
-from .topics import SOURCES
+from reglink.core.contract import parse_record
+from reglink.core.errors import ReglinkError
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
+from reglink.stores import schema as sk
+from reglink.stores.kv import MemoryKV
 
 REPLAY_IDENTITY_CACHE = 5_000_000
 

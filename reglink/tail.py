@@ -12,8 +12,8 @@ import sys
 import time
 from collections import OrderedDict
 
-from .kafka_auth import kafka_client
-from .settings import Settings
+from reglink.core.settings import Settings
+from reglink.kafka_auth import kafka_client
 
 _STYLE = {"raised": "bold red", "resolved": "green", "withdrawn": "yellow"}
 _PRIORITY = {"high": "bold red", "medium": "dark_orange", "low": "grey50"}

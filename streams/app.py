@@ -19,13 +19,12 @@ import time
 import faust
 from faust.types import TP
 
+from reglink.core.rules.merge import EventTimeMerger
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
 from reglink.kafka_auth import faust_broker_credentials
-from reglink.rules.merge import EventTimeMerger
-from reglink.settings import Settings
-from reglink.topics import SOURCES
-
-from . import intake, overlap
-from .shell import RetryLater, WorkerShell
+from streams import intake, overlap
+from streams.shell import RetryLater, WorkerShell
 
 log = logging.getLogger("reglink.worker")
 

@@ -9,13 +9,13 @@ import time
 from dataclasses import dataclass
 
 from matchers.fastjson import dumpb
-from matchers.stores.kv import Conflict
-from reglink.contract import parse_record, reason_code, report_time
-from reglink.pipeline import Out, Pipeline
-from reglink.rules.clock import ts
-from reglink.rules.merge import order_key
-from reglink.settings import Settings
-from reglink.topics import SOURCES
+from reglink.core.contract import parse_record, reason_code, report_time
+from reglink.core.pipeline import Out, Pipeline
+from reglink.core.rules.clock import ts
+from reglink.core.rules.merge import order_key
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
+from reglink.stores.kv import Conflict
 
 log = logging.getLogger("reglink.worker")
 

@@ -6,16 +6,15 @@ import inspect
 import logging
 from pathlib import Path
 
-from matchers.stores.kv import RedisKV, ensure_layout
+from reglink.core.metrics import PipelineMetrics
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
 from reglink.kafka_auth import connect_redis as _connect_redis
 from reglink.kafka_auth import kafka_client, redis_url
-from reglink.metrics import PipelineMetrics
-from reglink.pipeline import Pipeline
-from reglink.settings import Settings
-from reglink.topics import SOURCES
-
-from . import overlap
-from .shell import WorkerShell
+from reglink.stores.kv import RedisKV, ensure_layout
+from streams import overlap
+from streams.shell import WorkerShell
 
 log = logging.getLogger("reglink.worker")
 
@@ -140,7 +139,7 @@ def run_worker(settings: Settings, workdir: str | None = None,
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
     datadir = Path(workdir or Path(settings.state_dir) / "worker" / settings.app_id)
     datadir.mkdir(parents=True, exist_ok=True)
-    from .app import configure
+    from streams.app import configure
 
     redis_io = async_redis(settings)
     app = configure(settings, shell, str(datadir), redis_io=redis_io)

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from reglink.errors import ServiceUnavailable
-from reglink.settings import Settings, load_settings
+from reglink.core.errors import ServiceUnavailable
+from reglink.core.settings import Settings, load_settings
 
 _INTEGRATION_FIXTURES = {"kafka_settings", "redis_client", "redis_worker", "provision"}
 
@@ -88,7 +88,7 @@ def _kafka_reachable() -> _Reachability:
 def kafka_settings(settings: Settings, _kafka_reachable: _Reachability) -> Iterator[Settings]:
     """``settings`` with Kafka answering, every topic of the test created and (scram mode)
     the ACLs of the test's prefix granted to the role principals."""
-    from reglink.stack import create_topics_and_acls, wait_kafka
+    from reglink.devstack.stack import create_topics_and_acls, wait_kafka
 
     _kafka_reachable.check(lambda: wait_kafka(settings, 20))
     create_topics_and_acls(settings)
@@ -102,7 +102,7 @@ def provision(kafka_settings: Settings):
     """``provision(s)``: topics and (scram) ACLs for settings derived from ``kafka_settings``
     with a sub-prefix (``<test prefix>p3.``), as admin; their ACLs are removed at teardown
     (their topics go with the test's own)."""
-    from reglink.stack import create_topics_and_acls
+    from reglink.devstack.stack import create_topics_and_acls
 
     made: list[Settings] = []
 
@@ -120,7 +120,7 @@ def provision(kafka_settings: Settings):
 
 def _remove_test_acls(settings: Settings) -> None:
     from reglink import kafka_auth
-    from reglink.stack import admin_client
+    from reglink.devstack.stack import admin_client
 
     if not kafka_auth.secure(settings):
         return
@@ -139,7 +139,7 @@ def _remove_test_acls(settings: Settings) -> None:
 def _delete_test_topics(settings: Settings) -> None:
     """Best effort: drop the test's topics and faust's internal ones (``<app_id>-...``), and
     the test's ACLs (Kafka keeps ACLs of deleted topics)."""
-    from reglink.stack import admin_client
+    from reglink.devstack.stack import admin_client
 
     _remove_test_acls(settings)
 
@@ -169,8 +169,8 @@ def _redis_reachable() -> _Reachability:
 def redis_client(settings: Settings, _redis_reachable: _Reachability):
     """A Redis client (user ``admin`` in scram mode) on the real local Redis; the test's keys
     are removed afterwards."""
+    from reglink.devstack.stack import wait_redis
     from reglink.kafka_auth import connect_redis
-    from reglink.stack import wait_redis
 
     _redis_reachable.check(lambda: wait_redis(settings, 5))
     client = connect_redis(settings, "admin")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matchers.stores.kv import MemoryKV
-from reglink.pipeline import Pipeline
-from reglink.settings import Settings, load_settings
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import Settings, load_settings
+from reglink.stores.kv import MemoryKV
 
 # The hand-written example records (tests/fixtures/README.md says what they exercise).
 EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "records.jsonl"
@@ -32,10 +32,10 @@ def ordered_corpus(out_dir: Path, persons: int, days: int, seed: int,
                    start: str = "2026-03-01") -> list[dict]:
     """A simulated corpus's valid records in the event-time merge order of the worker (by
     ``order_key``, then file line): what a batch or a replay of it sees."""
-    from reglink.contract import report_time
+    from reglink.core.contract import report_time
+    from reglink.core.rules.merge import order_key
     from reglink.replay import iter_lines, parse_line
-    from reglink.rules.merge import order_key
-    from reglink.simulate import run_simulate
+    from reglink.sim.simulate import run_simulate
 
     run_simulate(persons=persons, days=days, start=start, seed=seed, out_dir=out_dir)
     recs = []

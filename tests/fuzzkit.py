@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 
-from reglink.contract import load_schemas
+from reglink.core.contract import load_schemas
 
 BAD_TIMES = ["yesterday", "2026-13-01T00:00:00+08:00", "2026-03-02 21:14", "2026-03-02T25:00:00Z",
              "2026-03-02T21:14:00", "", "20260302", "2026-02-30T10:00:00+08:00"]

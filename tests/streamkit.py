@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from reglink import stack
-from reglink.settings import Settings
+from reglink.core.settings import Settings
+from reglink.devstack import stack
 
 
 def free_port() -> int:

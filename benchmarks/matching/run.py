@@ -45,15 +45,15 @@ from matchers.linker import Linker  # noqa: E402
 from matchers.model import default_model  # noqa: E402
 from matchers.normalise import normalise_id, normalise_name, normalise_phone  # noqa: E402
 from matchers.pseudo import Pseudonymiser  # noqa: E402
-from matchers.stores.identity import embedded_store  # noqa: E402
 from reglink.evaluate import pairwise  # noqa: E402
+from reglink.stores.identity import embedded_store  # noqa: E402
 
 Corpus = list[tuple[dict, str, str]]  # (record, key, true person)
 
 
 # ------------------------------------------------------------------ corpora
 def sim_corpus() -> Corpus:
-    from reglink.simulate import run_simulate
+    from reglink.sim.simulate import run_simulate
 
     d = Path(tempfile.mkdtemp(prefix="bench-sim-"))
     run_simulate(persons=2000, days=30, start="2026-03-01", seed=7, out_dir=d)

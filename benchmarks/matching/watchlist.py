@@ -33,10 +33,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reglink.core.settings import load_settings  # noqa: E402
 from reglink.evaluate import _jsonl, evaluate  # noqa: E402
 from reglink.replay import run_replay  # noqa: E402
-from reglink.settings import load_settings  # noqa: E402
-from reglink.simulate import run_simulate  # noqa: E402
+from reglink.sim.simulate import run_simulate  # noqa: E402
 
 SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
 PERSONS, DAYS, WATCH_SHARE = 2000, 30, 0.05

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Entrypoint of the `kafka` service in docker-compose.yml (image apache/kafka): the same broker
-# as `reglink stack up` in scram mode (reglink/stack.py).
+# as `reglink stack up` in scram mode (reglink/devstack/stack.py).
 #
 #  1. server.properties = deploy/kafka/server.properties + server-scram.properties (the
 #     overlay the local stack renders) + server-compose.properties (listeners only), with the

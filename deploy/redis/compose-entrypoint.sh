@@ -1,6 +1,6 @@
 #!/bin/sh
 # Entrypoint of the `redis` service in docker-compose.yml (image redis:7): the same Redis as
-# `reglink stack up` in scram mode (reglink/stack.py).
+# `reglink stack up` in scram mode (reglink/devstack/stack.py).
 #
 #  1. redis.conf = deploy/redis/redis.conf (AOF, same template) with the container's port and
 #     data dir, listening on the compose network instead of loopback;

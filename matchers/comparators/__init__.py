@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..types import FeatureComparator
-from .address import AddressComparator
-from .base import LevelComparator
-from .birth import BirthDateComparator
-from .ids import IdComparator
-from .names import NameComparator, PlainNameComparator
-from .phone import PhoneComparator
-from .sex import SexComparator
+from matchers.comparators.address import AddressComparator
+from matchers.comparators.base import LevelComparator
+from matchers.comparators.birth import BirthDateComparator
+from matchers.comparators.ids import IdComparator
+from matchers.comparators.names import NameComparator, PlainNameComparator
+from matchers.comparators.phone import PhoneComparator
+from matchers.comparators.sex import SexComparator
+from matchers.types import FeatureComparator
 
 __all__ = ["DEFAULT", "REGISTRY", "AddressComparator", "BirthDateComparator", "IdComparator",
            "LevelComparator", "NameComparator", "PhoneComparator", "PlainNameComparator",

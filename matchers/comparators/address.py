@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rapidfuzz.fuzz import token_set_ratio
 
-from ..types import Identity, PersonRecord
-from .base import LevelComparator
+from matchers.comparators.base import LevelComparator
+from matchers.types import Identity, PersonRecord
 
 
 class AddressComparator(LevelComparator):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..types import Identity, PersonRecord
+from matchers.types import Identity, PersonRecord
 
 if TYPE_CHECKING:
-    from ..model import FSModel
+    from matchers.model import FSModel
 
 
 class LevelComparator:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..normalise import birth_level
-from ..types import Identity, PersonRecord
-from .base import LevelComparator
+from matchers.comparators.base import LevelComparator
+from matchers.normalise import birth_level
+from matchers.types import Identity, PersonRecord
 
 
 class BirthDateComparator(LevelComparator):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..types import Identity, PersonRecord
-from .base import LevelComparator
+from matchers.comparators.base import LevelComparator
+from matchers.types import Identity, PersonRecord
 
 
 class IdComparator(LevelComparator):

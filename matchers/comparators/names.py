@@ -7,9 +7,9 @@ from itertools import permutations
 
 from rapidfuzz.distance import JaroWinkler
 
-from ..normalise import NameInfo, latin_forms, latin_tokens, lookalike, normalise_name
-from ..types import Identity, PersonRecord
-from .base import LevelComparator
+from matchers.comparators.base import LevelComparator
+from matchers.normalise import NameInfo, latin_forms, latin_tokens, lookalike, normalise_name
+from matchers.types import Identity, PersonRecord
 
 JW_HIGH, JW_MID = 0.95, 0.88
 

@@ -36,16 +36,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
-from matchers.stores.schema import StayState
-
-from .. import person as people
-from .. import sources
-from ..rules import decisions as dec
-from ..rules.clock import ts
-from ..settings import Settings
-from . import charts
-from .auth import User, Users
-from .state import ConsoleState, matches
+from reglink import person as people
+from reglink.console import charts
+from reglink.console.auth import User, Users
+from reglink.console.state import ConsoleState, matches
+from reglink.core import sources
+from reglink.core.rules import decisions as dec
+from reglink.core.rules.clock import ts
+from reglink.core.settings import Settings
+from reglink.stores.schema import StayState
 
 log = logging.getLogger("reglink.console")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -408,9 +407,9 @@ def run_console(settings: Settings, port: int | None = None) -> None:
     import uvicorn
     from kafka.errors import KafkaError
 
-    from ..errors import ServiceUnavailable
-    from ..logs import configure_json_logging
-    from .state import Feed, Publisher
+    from reglink.console.state import Feed, Publisher
+    from reglink.core.errors import ServiceUnavailable
+    from reglink.logs import configure_json_logging
 
     configure_json_logging()
     users = Users.load(settings.console_users_file)

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..rules.decisions import ROLES
+from reglink.core.errors import ConfigError
+from reglink.core.rules.decisions import ROLES
 
 _N, _R, _P = 2**14, 8, 1
 

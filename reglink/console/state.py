@@ -1,7 +1,7 @@
 """What the console knows, rebuilt from the topics at every start (nothing lives only here).
 
 * ``alerts``     -> latest message per ``alert_id`` (de-duplicated; the latest status wins)
-* ``decisions``  -> review state per alert (:mod:`reglink.rules.decisions`)
+* ``decisions``  -> review state per alert (:mod:`reglink.core.rules.decisions`)
 * ``<source>.raw`` -> the evidence records, by ``source:record_id`` (bounded cache)
 
 A background thread (:class:`Feed`) reads the topics with kafka-python from the beginning and
@@ -21,11 +21,11 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .. import sources
-from ..kafka_auth import kafka_python_kwargs
-from ..rules import decisions as dec
-from ..settings import Settings
-from ..topics import SOURCES
+from reglink.core import sources
+from reglink.core.rules import decisions as dec
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
+from reglink.kafka_auth import kafka_python_kwargs
 
 log = logging.getLogger("reglink.console")
 

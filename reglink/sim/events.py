@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import accumulate
 
-from . import geo, names, noise
-from .population import Person, Registry, birth_date, make_hidden_namesake
+from reglink.sim import geo, names, noise
+from reglink.sim.population import Person, Registry, birth_date, make_hidden_namesake
 
 TZ = timezone(timedelta(hours=8))
 ID_PREFIX = {"hotel": "H-", "rental": "R-", "residence": "T-", "job": "J-", "person": "HR-"}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
-from . import ids, names
-from .population import Person
+from reglink.sim import ids, names
+from reglink.sim.population import Person
 
 # rental (landlords type it by hand)
 RENTAL_HOMOPHONE = 0.08

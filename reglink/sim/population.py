@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from . import geo, ids, names
+from reglink.sim import geo, ids, names
 
 _PHONE_PREFIX = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151",
                  "152", "155", "156", "157", "158", "159", "166", "170", "173", "176", "177",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 
-from . import geo, ids
+from reglink.sim import geo, ids
 
 GRACE = {"rental": timedelta(days=3), "job": timedelta(days=3), "hotel": timedelta(days=30)}
 GAP = timedelta(hours=24)

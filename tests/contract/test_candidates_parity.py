@@ -8,8 +8,8 @@ from matchers.features import person_record
 from matchers.linker import Linker
 from matchers.normalise import id_check_char
 from matchers.pseudo import Pseudonymiser
-from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import MemoryKV, RedisKV
+from reglink.stores.identity import KVIdentityStore
+from reglink.stores.kv import MemoryKV, RedisKV
 
 
 def _rid(area, birth, seq):

@@ -11,9 +11,9 @@ from matchers.features import person_record
 from matchers.linker import Linker
 from matchers.normalise import id_check_char
 from matchers.pseudo import Pseudonymiser
-from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import MemoryKV, RedisKV
 from matchers.types import Identity
+from reglink.stores.identity import KVIdentityStore
+from reglink.stores.kv import MemoryKV, RedisKV
 
 BACKENDS = ["embedded", pytest.param("redis", marks=pytest.mark.integration)]
 
@@ -156,7 +156,7 @@ def test_linker_gives_the_same_clusters_on_both_stores(store):
 
 
 def test_transaction_reads_its_own_writes_and_commits_at_once(kv):
-    from matchers.stores.kv import TxKV
+    from reglink.stores.kv import TxKV
 
     kv.set("s1", "old")
     kv.sadd("set", ["a"])
@@ -181,7 +181,7 @@ def test_transaction_reads_its_own_writes_and_commits_at_once(kv):
 
 
 def test_rollback_discards_everything(kv):
-    from matchers.stores.kv import TxKV
+    from reglink.stores.kv import TxKV
 
     tx = TxKV(kv)
     tx.set("k", "v")
@@ -194,7 +194,7 @@ def test_rollback_discards_everything(kv):
 def test_prefetch_and_cached_sets_of_a_unit_of_work(kv):
     """What the core asks of a unit of work before it reads: whether fetching ahead pays
     (a store with round trips), and the sets it has already read, without a base read."""
-    from matchers.stores.kv import TxKV
+    from reglink.stores.kv import TxKV
 
     kv.sadd("b:k1", ["P1", "P2"])
     kv.set("s1", "v")
@@ -214,7 +214,7 @@ def test_prefetch_and_cached_sets_of_a_unit_of_work(kv):
 
 
 def test_a_prefixed_view_keeps_the_watchlist_index_in_its_namespace(kv):
-    from matchers.stores.kv import PrefixedView, TxKV
+    from reglink.stores.kv import PrefixedView, TxKV
 
     tx = TxKV(kv)
     watch = KVIdentityStore(PrefixedView(tx, "wl/"))
@@ -229,7 +229,7 @@ def test_a_prefixed_view_keeps_the_watchlist_index_in_its_namespace(kv):
 def test_optimistic_commit_detects_a_concurrent_writer(kv):
     """Two writers read one identity; the second to commit must not overwrite the first's
     update blindly (several workers on a shared Redis)."""
-    from matchers.stores.kv import Conflict, TxKV
+    from reglink.stores.kv import Conflict, TxKV
 
     a, b = TxKV(kv), TxKV(kv)
     if not a.optimistic:  # only the embedded store has one writer by construction
@@ -339,7 +339,7 @@ def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_st
     """The sweep reads, a worker updates the identity, the sweep's commit must not delete
     the fresh identity (compare-and-apply); the embedded store has one writer only."""
     kv, store = sweep_kv, sweep_store
-    from matchers.stores.kv import TxKV
+    from reglink.stores.kv import TxKV
 
     store.save(ident("P1", last_report=10.0), ["k1"])
     store.set_link("hotel:1", "P1")
@@ -364,7 +364,7 @@ def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_st
     assert w2.get("P1") is not None
     KVIdentityStore(kv).purge(10**9)  # P1 (and the junk i:P2) are old now
     w2.save(ident("P1", last_report=5.0), ["k1"])
-    from matchers.stores.kv import Conflict
+    from reglink.stores.kv import Conflict
 
     with pytest.raises(Conflict):
         w.commit()
@@ -372,7 +372,7 @@ def test_purge_leaves_an_identity_a_concurrent_writer_changed(sweep_kv, sweep_st
 
 # ------------------------------------------------------------------------ the compact index
 # On Redis a blocking-index set is a field of a bucket hash, packed; past PACK_MAX members it
-# moves to a hash of its own (matchers/stores/kv.py). Same logical sets on both stores.
+# moves to a hash of its own (reglink/stores/kv.py). Same logical sets on both stores.
 def _pid(n: int) -> str:
     return f"P{n:016x}"
 
@@ -442,7 +442,7 @@ def test_index_namespaces_and_scan_of_mapped_keys(sweep_kv):
 def test_a_grown_bucket_over_the_cap_is_still_a_conflict(kv):
     """A writer that read a bucket (over its cap: only its size) and another that grew it
     meanwhile: the first must not commit (the grown set may hold an identity it missed)."""
-    from matchers.stores.kv import Conflict, TxKV
+    from reglink.stores.kv import Conflict, TxKV
 
     big = "b:" + "c3" * 12
     kv.sadd(big, [_pid(n) for n in range(30)])
@@ -482,7 +482,7 @@ def test_purge_removes_members_of_a_large_bucket(sweep_store, sweep_kv):
 def test_a_sweep_refuses_the_layout_1_index(redis_client, settings):
     """A plain Redis set at ``b:<key>`` (the old layout) is never read as an empty index:
     the sweep stops with a clear message instead of purging around it."""
-    from matchers.stores.kv import OldLayout
+    from reglink.stores.kv import OldLayout
 
     kv = RedisKV(redis_client, settings.redis_prefix)
     redis_client.sadd(settings.redis_prefix + "b:" + "ab" * 12, "P0000000000000001")
@@ -495,7 +495,7 @@ def test_a_sweep_refuses_the_layout_1_index(redis_client, settings):
 # --- the layout mark: a store in another layout is refused, never read as empty ------------
 
 def test_an_empty_store_is_marked_with_the_layout_and_then_accepted(kv):
-    from matchers.stores.kv import LAYOUT, ensure_layout
+    from reglink.stores.kv import LAYOUT, ensure_layout
 
     ensure_layout(kv)
     assert kv.get("layout") == LAYOUT
@@ -506,7 +506,7 @@ def test_an_empty_store_is_marked_with_the_layout_and_then_accepted(kv):
 def test_a_used_store_without_the_mark_is_refused_unless_forced(kv):
     """State written before the mark existed (identities, no ``layout``): an older layout.
     A worker would find no candidates in its index and found duplicates silently."""
-    from matchers.stores.kv import LAYOUT, OldLayout, ensure_layout
+    from reglink.stores.kv import LAYOUT, OldLayout, ensure_layout
 
     kv.set("n:identities", "5")
     with pytest.raises(OldLayout, match="reglink rebuild"):
@@ -517,7 +517,7 @@ def test_a_used_store_without_the_mark_is_refused_unless_forced(kv):
 
 
 def test_a_store_marked_with_another_layout_is_refused(kv):
-    from matchers.stores.kv import OldLayout, ensure_layout
+    from reglink.stores.kv import OldLayout, ensure_layout
 
     kv.set("layout", "9")
     with pytest.raises(OldLayout, match="layout 9"):
@@ -527,7 +527,7 @@ def test_a_store_marked_with_another_layout_is_refused(kv):
 def test_a_store_with_untagged_rule_timers_is_refused(kv):
     """Layout 2 held the timers of unregistered_stay as ``<pid>|<pref>``, without the
     rule's name: a worker would drop them, so the store is refused and must be rebuilt."""
-    from matchers.stores.kv import LAYOUT, OldLayout, ensure_layout
+    from reglink.stores.kv import LAYOUT, OldLayout, ensure_layout
 
     assert LAYOUT == "3"
     kv.set("layout", "2")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from streamkit import own_stack, stack_ports
 
+from reglink.core.settings import Settings, load_settings
 from reglink.evaluate import pairwise
 from reglink.replay import run_replay
-from reglink.settings import Settings, load_settings
-from reglink.simulate import run_simulate
+from reglink.sim.simulate import run_simulate
 
 FAULT_PORTS = stack_ports(29092, 26379)  # + REGLINK_TEST_PORT_OFFSET
 PERSONS = 11_000  # about 20k records over 30 days

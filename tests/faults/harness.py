@@ -15,11 +15,11 @@ from pathlib import Path
 from streamkit import WorkerProcess, free_port, read_topic
 
 from connectors.publish import run_publish
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
+from reglink.devstack.stack import create_topics_and_acls
 from reglink.evaluate import pairwise
 from reglink.kafka_auth import kafka_python_kwargs
-from reglink.settings import Settings
-from reglink.stack import create_topics_and_acls
-from reglink.topics import SOURCES
 
 RESULTS = Path(os.environ.get("REGLINK_FAULT_RESULTS", "fault-results.jsonl"))
 

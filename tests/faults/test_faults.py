@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from reglink import kafka_auth, stack
+from reglink import kafka_auth
+from reglink.devstack import stack
 
 
 @pytest.fixture

@@ -27,14 +27,14 @@ from kafka import KafkaProducer
 from streamkit import free_port, read_topic, settings_env, stop_process
 
 from matchers.normalise import id_check_char
-from matchers.stores.kv import RedisKV
 from reglink.console.app import create_app
 from reglink.console.auth import Users, add_user
 from reglink.console.state import ConsoleState
-from reglink.contract import record_key
+from reglink.core.contract import record_key
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import load_settings
 from reglink.kafka_auth import kafka_python_kwargs
-from reglink.pipeline import Pipeline
-from reglink.settings import load_settings
+from reglink.stores.kv import RedisKV
 
 #: (method, path) -> audit action written when the route shows personal data, or None for
 #: a route that shows none. Every route of the app must be here, and nothing else.

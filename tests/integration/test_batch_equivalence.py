@@ -7,9 +7,9 @@ import json
 import pytest
 from corekit import ordered_corpus
 
-from matchers.stores.kv import Conflict, MemoryKV, RedisKV
-from reglink.contract import record_key
-from reglink.pipeline import Pipeline
+from reglink.core.contract import record_key
+from reglink.core.pipeline import Pipeline
+from reglink.stores.kv import Conflict, MemoryKV, RedisKV
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_a_batch_that_keeps_conflicting_is_split_with_the_same_results(settings,
     """The worker shell splits a batch that conflicts twice into halves (then quarters ...):
     here every commit of more than 40 writes "conflicts", as if other workers kept changing
     what large batches read. The messages equal one-record-at-a-time processing."""
-    from reglink.contract import encode_record
+    from reglink.core.contract import encode_record
     from streams.shell import WorkerShell
 
     recs = corpus[:240]

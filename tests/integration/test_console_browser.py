@@ -35,8 +35,8 @@ from streamkit import (
 
 from connectors.publish import run_publish
 from reglink.console.auth import add_user
-from reglink.simulate import run_simulate
-from reglink.topics import SOURCES
+from reglink.core.topics import SOURCES
+from reglink.sim.simulate import run_simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"

@@ -21,7 +21,7 @@ from test_console_browser import PASSWORDS, ROLES, ConsoleProcess
 
 from connectors.publish import run_publish
 from reglink.console.auth import add_user
-from reglink.simulate import run_simulate
+from reglink.sim.simulate import run_simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))

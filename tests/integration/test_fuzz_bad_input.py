@@ -12,7 +12,7 @@ from streamkit import WorkerProcess, free_port, read_topic, wait_for_count
 
 from connectors.publish import run_publish
 from reglink.kafka_auth import kafka_python_kwargs
-from reglink.simulate import run_simulate
+from reglink.sim.simulate import run_simulate
 
 N = 10_000
 SOURCES = ("hotel", "rental", "residence", "job", "person")

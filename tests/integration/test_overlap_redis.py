@@ -10,9 +10,9 @@ import redis
 import redis.asyncio
 from corekit import ordered_corpus
 
-from matchers.stores.kv import RedisKV
+from reglink.core.pipeline import Pipeline
 from reglink.kafka_auth import redis_url
-from reglink.pipeline import Pipeline
+from reglink.stores.kv import RedisKV
 from streams import overlap
 
 

@@ -5,9 +5,9 @@ and runs only the rest again. Real Redis (the compare-and-apply script), no brok
 import pytest
 from corekit import ordered_corpus
 
-from matchers.stores.kv import Conflict, RedisKV, TxKV
-from reglink.contract import record_key
-from reglink.pipeline import Pipeline
+from reglink.core.contract import record_key
+from reglink.core.pipeline import Pipeline
+from reglink.stores.kv import Conflict, RedisKV, TxKV
 
 
 def test_the_conflict_names_the_record_that_first_read_the_changed_key(settings, redis_client):

@@ -19,8 +19,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from connectors.publish import run_publish
-from reglink.errors import ServiceUnavailable
-from reglink.settings import Settings, load_settings
+from reglink.core.errors import ServiceUnavailable
+from reglink.core.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 

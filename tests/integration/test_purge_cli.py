@@ -24,11 +24,11 @@ from kafka import KafkaProducer
 from streamkit import read_topic, settings_env
 
 from matchers.normalise import id_check_char
-from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import RedisKV
+from reglink.core.pipeline import Pipeline
+from reglink.core.rules import decisions as dec
 from reglink.kafka_auth import kafka_python_kwargs
-from reglink.pipeline import Pipeline
-from reglink.rules import decisions as dec
+from reglink.stores.identity import KVIdentityStore
+from reglink.stores.kv import RedisKV
 
 
 def rid(area: str, seq: int) -> str:

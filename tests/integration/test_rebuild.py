@@ -8,10 +8,10 @@ from collections import defaultdict
 from streamkit import WorkerProcess, final_statuses, free_port, read_topic, wait_for_count
 
 from connectors.publish import run_publish
+from reglink.core.topics import SOURCES
 from reglink.rebuild import run_rebuild
 from reglink.replay import run_replay
-from reglink.simulate import run_simulate
-from reglink.topics import SOURCES
+from reglink.sim.simulate import run_simulate
 
 
 def state(r, prefix):

@@ -6,10 +6,10 @@ outputs and the same state as the same record run in a batch."""
 import pytest
 from corekit import ordered_corpus
 
-from matchers.stores.kv import RedisKV
-from reglink.contract import record_key
+from reglink.core.contract import record_key
+from reglink.core.pipeline import Pipeline
 from reglink.kafka_auth import connect_redis
-from reglink.pipeline import Pipeline
+from reglink.stores.kv import RedisKV
 
 
 @pytest.fixture(scope="module")

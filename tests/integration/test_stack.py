@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
+from reglink.core.settings import Settings
+from reglink.core.topics import topic_specs
+from reglink.devstack.stack import admin_client, create_topics
 from reglink.kafka_auth import kafka_python_kwargs
-from reglink.settings import Settings
-from reglink.stack import admin_client, create_topics
-from reglink.topics import topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_create_topics_is_idempotent(kafka_settings: Settings) -> None:
 
 def test_more_partitions_when_configured(settings: Settings, _kafka_reachable) -> None:
     """Source and derived partition counts come from settings (the multi-partition topology)."""
-    from reglink.stack import wait_kafka
+    from reglink.devstack.stack import wait_kafka
 
     _kafka_reachable.check(lambda: wait_kafka(settings, 20))
     multi = settings.model_copy(update={"source_partitions": 3, "derived_partitions": 2})
@@ -123,7 +123,7 @@ def test_a_test_prefix_gets_real_acls_and_loses_them(kafka_settings: Settings) -
     from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
     from reglink import kafka_auth
-    from reglink.stack import create_topics
+    from reglink.devstack.stack import create_topics
 
     if not kafka_auth.secure(kafka_settings):
         pytest.skip("the shared stack runs kafka_security=plaintext (explicit opt-in)")

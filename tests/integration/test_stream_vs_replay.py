@@ -16,9 +16,9 @@ from streamkit import (
 
 from connectors.publish import run_publish
 from matchers.normalise import normalise_id
+from reglink.core.topics import SOURCES
 from reglink.replay import run_replay
-from reglink.simulate import run_simulate
-from reglink.topics import SOURCES
+from reglink.sim.simulate import run_simulate
 
 
 @pytest.mark.parametrize("partitions", [1, 3])

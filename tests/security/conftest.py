@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from streamkit import own_stack, stack_ports
 
-from reglink.settings import Settings, load_settings
+from reglink.core.settings import Settings, load_settings
 
 SECURE_PORTS = stack_ports(39092, 36379)  # + REGLINK_TEST_PORT_OFFSET
 

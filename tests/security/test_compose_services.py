@@ -21,9 +21,10 @@ import pytest
 import redis
 from streamkit import free_port
 
-from reglink import compose, kafka_auth, stack
-from reglink.errors import ServiceUnavailable
-from reglink.settings import Settings, load_settings
+from reglink import kafka_auth
+from reglink.core.errors import ServiceUnavailable
+from reglink.core.settings import Settings, load_settings
+from reglink.devstack import compose, stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,9 +161,10 @@ def test_compose_kafka_runs_scram_with_the_acls_of_the_topics_init(compose_kafka
     from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
     as_ = compose_kafka["as"]
-    # the `topics` init container: `python -m reglink.stack topics` as admin
+    # the `topics` init container: `python -m reglink.devstack.stack topics` as admin
     admin = as_("admin")
-    proc = subprocess.run([sys.executable, "-m", "reglink.stack", "topics", "--wait", "60"],
+    proc = subprocess.run([sys.executable, "-m", "reglink.devstack.stack", "topics",
+                           "--wait", "60"],
                           env={**os.environ, **admin.to_env()},
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -205,7 +207,7 @@ def test_redis_with_acl_users_keeps_transactions_across_a_restart(tmp_path) -> N
     """Redis replays its AOF as the default user, and Redis < 8 re-checks EXEC's ACL while
     loading: with a default user without rights every MULTI/EXEC was dropped on restart
     (the fault suite found it). The same ACL rules as the local and compose stacks."""
-    from matchers.stores.kv import RedisKV
+    from reglink.stores.kv import RedisKV
 
     secrets = _compose_env(tmp_path)
     port = free_port()

@@ -18,8 +18,8 @@ from collections import Counter
 import pytest
 
 from reglink import kafka_auth
-from reglink.stack import admin_client, create_topics
-from reglink.topics import SOURCES, topic_specs
+from reglink.core.topics import SOURCES, topic_specs
+from reglink.devstack.stack import admin_client, create_topics
 
 TOPIC_OPS = ("produce", "fetch", "describe", "create", "delete", "alter_configs")
 AUTH_ERRORS = {"TopicAuthorizationFailedError", "GroupAuthorizationFailedError",

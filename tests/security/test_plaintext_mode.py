@@ -15,12 +15,13 @@ import redis
 from streamkit import WorkerProcess, free_port, own_stack, read_topic, stack_ports, wait_for_count
 
 from connectors.publish import run_publish
-from reglink import kafka_auth, stack
-from reglink.errors import StackError
+from reglink import kafka_auth
+from reglink.core.errors import StackError
+from reglink.core.settings import load_settings
+from reglink.core.topics import SOURCES
+from reglink.devstack import stack
 from reglink.replay import run_replay
-from reglink.settings import load_settings
-from reglink.simulate import run_simulate
-from reglink.topics import SOURCES
+from reglink.sim.simulate import run_simulate
 
 pytestmark = pytest.mark.integration
 

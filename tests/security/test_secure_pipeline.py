@@ -21,11 +21,11 @@ from streamkit import WorkerProcess, free_port
 from connectors.publish import run_publish
 from matchers.normalise import normalise_id
 from reglink import kafka_auth
+from reglink.core.topics import SOURCES
+from reglink.devstack.stack import admin_client, create_topics
 from reglink.replay import run_replay
-from reglink.simulate import run_simulate
-from reglink.stack import admin_client, create_topics
+from reglink.sim.simulate import run_simulate
 from reglink.tail import tail_alerts
-from reglink.topics import SOURCES
 
 
 class Run:

@@ -27,12 +27,13 @@ import pytest
 from streamkit import WorkerProcess, free_port, own_stack, stack_ports
 
 from connectors.publish import run_publish
-from reglink import kafka_auth, stack, tls
+from reglink import kafka_auth
+from reglink.core.settings import Settings, load_settings
+from reglink.core.topics import SOURCES
+from reglink.devstack import stack, tls
 from reglink.replay import run_replay
-from reglink.settings import Settings, load_settings
-from reglink.simulate import run_simulate
+from reglink.sim.simulate import run_simulate
 from reglink.tail import tail_alerts
-from reglink.topics import SOURCES
 
 TLS_PORTS = stack_ports(49092, 46379)  # + REGLINK_TEST_PORT_OFFSET
 
@@ -310,7 +311,7 @@ def test_redis_needs_tls_and_the_stack_ca(tls_stack, tmp_path) -> None:
 
 # --- switching TLS on one state dir (runs last: it restarts the module's stack) ------------
 def test_switching_tls_needs_a_restart_not_a_new_state_dir(tls_stack, capsys) -> None:
-    from reglink.errors import StackError
+    from reglink.core.errors import StackError
 
     s = tls_stack
     no_tls = s.model_copy(update={"kafka_tls": False, "redis_tls": False})

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from reglink import compose as compose_mod
-from reglink import kafka_auth, sources
-from reglink.settings import Settings
+from reglink import kafka_auth
+from reglink.core import sources
+from reglink.core.settings import Settings
+from reglink.devstack import compose as compose_mod
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,8 +121,8 @@ def kafka_entrypoint_run(compose, tmp_path_factory) -> dict[str, Any]:
 
 
 def _local_scram_props(values: dict[str, Any]) -> dict[str, str]:
-    """What `reglink stack up` renders in scram mode (reglink/stack.py, same functions)."""
-    from reglink.stack import _overlay_properties, _render_text
+    """What `reglink stack up` renders in scram mode (reglink/devstack/stack.py, same functions)."""
+    from reglink.devstack.stack import _overlay_properties, _render_text
 
     deploy = ROOT / "deploy/kafka"
     return _props(_overlay_properties(_render_text(deploy / "server.properties", values),
@@ -175,7 +176,7 @@ def test_compose_kafka_formats_with_the_same_scram_users(compose, kafka_entrypoi
     scram = [args[i + 1] for i, a in enumerate(args) if a == "--add-scram"]
     want = [f"{kafka_auth.MECHANISM}=[name={p},password={env[compose_mod.kafka_var(p)]}]"
             for p in kafka_auth.kafka_principals()]
-    assert scram == want  # same principals, same order, same mechanism as reglink/stack.py
+    assert scram == want  # same principals, same order, same mechanism as reglink/devstack/stack.py
     assert env["KAFKA_PRINCIPALS"].split() == kafka_auth.kafka_principals()
     assert run["start"] == [str(run["conf"])]
     # the healthcheck's client config: admin over SCRAM
@@ -367,7 +368,7 @@ def test_app_services_run_as_their_own_principals(compose) -> None:
 
 
 def test_every_list_of_sources_is_the_registry_in_order(compose) -> None:
-    """docker-compose.yml cannot import reglink.sources: its per-source lists are written out,
+    """docker-compose.yml cannot import reglink.core.sources: its per-source lists are written out,
     and must name exactly the registered sources, in registry order."""
     names = list(sources.current().names)
     principals = [s.principal for s in sources.current()]
@@ -386,13 +387,14 @@ def test_every_list_of_sources_is_the_registry_in_order(compose) -> None:
 
 def test_topics_init_creates_topics_and_acls_as_admin(compose) -> None:
     topics = compose["services"]["topics"]
-    assert topics["command"] == ["python", "-m", "reglink.stack", "topics", "--wait", "120"]
+    assert topics["command"] == [
+        "python", "-m", "reglink.devstack.stack", "topics", "--wait", "120"]
     assert _env(topics)["REGLINK_KAFKA_USERNAME"] == kafka_auth.ADMIN
-    # `python -m reglink.stack topics` runs _ensure_topics -> create_topics_and_acls, the same
-    # code as `reglink stack up`: the same acl_table for the same prefix and app id
+    # `python -m reglink.devstack.stack topics` runs _ensure_topics -> create_topics_and_acls,
+    # the same code as `reglink stack up`: the same acl_table for the same prefix and app id
     import inspect
 
-    from reglink import stack
+    from reglink.devstack import stack
 
     assert "create_topics_and_acls(settings)" in inspect.getsource(stack._ensure_topics)
     assert "_ensure_topics(settings)" in inspect.getsource(stack._main)
@@ -505,10 +507,10 @@ def test_dashboard_only_uses_known_metric_names() -> None:
         "reglink_alert_latency_seconds_bucket", "reglink_consumer_lag",
         "reglink_published_total", "reglink_publish_to_linked_seconds_bucket",
     }
-    # the worker's publish -> linked stages (reglink/metrics.py), means from _sum / _count
+    # the worker's publish -> linked stages (reglink/core/metrics.py), means from _sum / _count
     known |= {f"reglink_worker_{stage}_seconds_{part}" for stage in ("intake", "hold", "unit")
               for part in ("sum", "count")}
-    from reglink.metrics import PipelineMetrics
+    from reglink.core.metrics import PipelineMetrics
     exported = {s.name for m in PipelineMetrics().registry.collect() for s in m.samples}
     assert known - exported <= {  # labelled (no sample before a first label) or elsewhere
         "reglink_records_in_total", "reglink_deadletter_total", "reglink_linked_total",
@@ -527,10 +529,10 @@ def test_dashboard_provider_points_at_the_mounted_dashboards(compose) -> None:
 
 
 def test_redis_keeps_the_index_buckets_listpack_encoded_in_both(redis_entrypoint_run) -> None:
-    """The compact blocking index (matchers/stores/kv.py) needs hashes with values up to a
+    """The compact blocking index (reglink/stores/kv.py) needs hashes with values up to a
     full packed field to stay listpack-encoded; the local stack and the compose Redis render
     the same deploy/redis/redis.conf, so both get these limits."""
-    from matchers.stores.kv import BUCKET_HEX, PACK_MAX
+    from reglink.stores.kv import BUCKET_HEX, PACK_MAX
 
     local = dict(_directives((ROOT / "deploy/redis/redis.conf").read_text()))
     rendered = dict(_directives(redis_entrypoint_run["text"]))
@@ -543,5 +545,5 @@ def test_redis_keeps_the_index_buckets_listpack_encoded_in_both(redis_entrypoint
     assert local["hash-max-listpack-entries"] == rendered["hash-max-listpack-entries"]
     import inspect
 
-    from reglink import stack
+    from reglink.devstack import stack
     assert 'deploy" / "redis" / "redis.conf"' in inspect.getsource(stack._start_redis)

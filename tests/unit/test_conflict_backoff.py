@@ -7,13 +7,13 @@ import json
 import pytest
 from corekit import EXAMPLES
 
-from matchers.stores.kv import Conflict, MemoryKV
 from matchers.types import Identity
-from reglink import unit_of_work as pl
-from reglink.metrics import PipelineMetrics
-from reglink.pipeline import Pipeline
-from reglink.settings import load_settings
-from reglink.unit_of_work import conflict_backoff
+from reglink.core import unit_of_work as pl
+from reglink.core.metrics import PipelineMetrics
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import load_settings
+from reglink.core.unit_of_work import conflict_backoff
+from reglink.stores.kv import Conflict, MemoryKV
 from streams.shell import Contended, RetryLater, WorkerShell
 
 
@@ -96,7 +96,7 @@ def test_the_worker_keeps_a_record_it_could_not_commit_and_dead_letters_nothing(
 def test_a_purge_sweep_on_a_shared_store_leaves_writers_a_window_after_each_unit():
     import time
 
-    from matchers.stores.identity import KVIdentityStore
+    from reglink.stores.identity import KVIdentityStore
 
     class Shared(MemoryKV):
         def __init__(self):

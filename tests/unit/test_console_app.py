@@ -16,7 +16,7 @@ from reglink.console import charts
 from reglink.console.app import create_app, mask_id
 from reglink.console.auth import Users, add_user, hash_password, verify_password
 from reglink.console.state import ConsoleState
-from reglink.settings import load_settings
+from reglink.core.settings import load_settings
 
 EXPL = {"prior_weight": -8.0, "features": [
     {"feature": "id", "level": "exact", "weight": 12.5},
@@ -182,8 +182,8 @@ def test_the_stay_chart_draws_the_stored_stays_of_the_alert_prefecture(monkeypat
     """The detail page's timeline reads the person's stays through the schema codec: the
     intervals and registrations of the alert's prefecture, not the evidence records."""
     from matchers import fastjson
-    from matchers.stores.schema import decode_stays
     from reglink.console import app as console_app
+    from reglink.stores.schema import decode_stays
 
     stays = decode_stays(fastjson.dumps({
         "4403": {"iv": [["rental:R1", 1.70e9, None, 259200, None],

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.readers import csv_row_to_record, iter_records, read_csv, read_files
-from reglink.contract import (
+from reglink.core.contract import (
     REASON_CODES,
     SCHEMA_BASE,
     SOURCES,

@@ -19,8 +19,8 @@ from fuzzkit import mutate, required_fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reglink import contract
-from reglink.contract import SOURCES, DeadLetter, parse_record
+from reglink.core import contract
+from reglink.core.contract import SOURCES, DeadLetter, parse_record
 
 ORIGIN = {"topic": "raw.hotel", "partition": 0, "offset": 7}
 HOTEL = {
@@ -244,7 +244,7 @@ def test_floats_round_like_the_stdlib_on_exact_halfway_strings():
 # --- ordinary records of every source, and their mutations ---------------------------------
 @pytest.fixture(scope="module")
 def sim_lines() -> list[tuple[bytes, str]]:
-    from reglink.simulate import _record, generate
+    from reglink.sim.simulate import _record, generate
 
     world, _ = generate(persons=300, days=20, start="2026-03-01", seed=13)
     recs = [_record(r) for r in [*world.watch, *world.recs]]

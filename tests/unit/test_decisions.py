@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from matchers.normalise import id_check_char
-from matchers.stores.kv import MemoryKV
-from reglink.pipeline import Pipeline
+from reglink.core.pipeline import Pipeline
+from reglink.core.rules import decisions as dec
+from reglink.core.settings import load_settings
 from reglink.replay import run_replay
-from reglink.rules import decisions as dec
-from reglink.settings import load_settings
+from reglink.stores.kv import MemoryKV
 
 
 def settings(**kw):

@@ -8,7 +8,7 @@ from matchers.features import person_record
 from matchers.linker import Linker
 from matchers.normalise import id_check_char
 from matchers.pseudo import Pseudonymiser
-from matchers.stores.identity import embedded_store
+from reglink.stores.identity import embedded_store
 
 
 def rid(area: str, birth: str, seq: int) -> str:

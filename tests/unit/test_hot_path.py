@@ -9,10 +9,10 @@ import pytest
 from matchers.compare import FSComparator
 from matchers.features import person_record
 from matchers.pseudo import Pseudonymiser
-from matchers.stores.kv import MemoryKV, TxKV
 from matchers.types import Identity
-from reglink.contract import parse_record
+from reglink.core.contract import parse_record
 from reglink.replay import _source_of, parse_line
+from reglink.stores.kv import MemoryKV, TxKV
 
 ORIGIN = {"file": "f", "line": 1}
 GOOD = {"source": "person", "record_id": "R1", "person": {"name": "王辉"}}
@@ -92,7 +92,7 @@ def test_shared_set_reads_see_this_unit_of_work():
 
 
 def test_typed_identity_decode_equals_the_plain_one():
-    from matchers.stores.identity import _dump, _load, _load_fast
+    from reglink.stores.identity import _dump, _load, _load_fast
 
     recs = _records()
     ident = Identity(person_id="P", anchor="rid:x")
@@ -114,7 +114,7 @@ def test_typed_identity_decode_equals_the_plain_one():
 
 def test_weak_key_cap_limits_name_only_buckets_only():
     from matchers.candidates import BlockingCandidates
-    from matchers.stores.identity import embedded_store
+    from reglink.stores.identity import embedded_store
 
     pseudo = Pseudonymiser("k")
     finder = BlockingCandidates(pseudo, weak_cap=20)
@@ -165,7 +165,7 @@ def test_id_check_char_matches_the_standard():
 
 
 def test_redis_index_locations_are_remembered_bounded_and_equal():
-    from matchers.stores.kv import RedisKV, index_location
+    from reglink.stores.kv import RedisKV, index_location
     kv = RedisKV(client=None, prefix="p:")  # _loc needs no connection
     kv.LOC_MEMO = 8
     keys = [f"b:{i:032x}" for i in range(20)] + ["wl/b:nk|x", "b:sb|wang|1990-01-01",

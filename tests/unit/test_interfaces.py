@@ -13,7 +13,6 @@ from matchers.decide import ThresholdDecider
 from matchers.features import person_record
 from matchers.linker import Linker
 from matchers.pseudo import Pseudonymiser
-from matchers.stores.identity import KVIdentityStore, embedded_store
 from matchers.types import (
     CandidateFinder,
     Comparator,
@@ -21,6 +20,7 @@ from matchers.types import (
     FeatureComparator,
     IdentityStore,
 )
+from reglink.stores.identity import KVIdentityStore, embedded_store
 
 
 def test_every_implementation_satisfies_its_protocol() -> None:

@@ -1,4 +1,4 @@
-from reglink.rules.merge import EventTimeMerger, order_key
+from reglink.core.rules.merge import EventTimeMerger, order_key
 
 
 def push(m, ch, source, ts, name):

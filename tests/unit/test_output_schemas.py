@@ -2,11 +2,11 @@
 
 import pytest
 
-from matchers.stores.kv import MemoryKV
-from reglink.contract import compiled_validator, parse_record
-from reglink.pipeline import Pipeline
-from reglink.settings import load_settings
-from reglink.simulate import run_simulate
+from reglink.core.contract import compiled_validator, parse_record
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import load_settings
+from reglink.sim.simulate import run_simulate
+from reglink.stores.kv import MemoryKV
 
 SCHEMA_OF = {"linked": "linked", "alerts": "alert", "identity.events": "identity-event"}
 

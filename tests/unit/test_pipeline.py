@@ -7,8 +7,8 @@ import pytest
 from corekit import EXAMPLES, core_settings, run_core
 
 from matchers.normalise import id_check_char
-from matchers.stores.kv import MemoryKV
-from reglink.pipeline import Pipeline
+from reglink.core.pipeline import Pipeline
+from reglink.stores.kv import MemoryKV
 
 
 def rid(area: str, birth: str, seq: int) -> str:

@@ -21,7 +21,7 @@ from connectors.publish import (
     ReasonCount,
 )
 from connectors.readers import csv_row_to_record, read_csv, read_files
-from reglink.contract import SOURCES, schema_for
+from reglink.core.contract import SOURCES, schema_for
 
 HOTEL = {
     "source": "hotel", "record_id": "H-1", "event": "check_in", "hotel_id": "H440305-017",

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import MemoryKV
-from reglink.errors import ReglinkError
+from reglink.core.errors import ReglinkError
+from reglink.core.rules import decisions as dec
+from reglink.core.settings import load_settings
 from reglink.purge import alerts_by_person, cutoff_of, open_stay
-from reglink.rules import decisions as dec
-from reglink.settings import load_settings
+from reglink.stores.identity import KVIdentityStore
+from reglink.stores.kv import MemoryKV
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

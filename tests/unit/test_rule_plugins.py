@@ -7,12 +7,12 @@ sets a timer a day later that raises a "follow-up" alert."""
 from corekit import core_settings, ordered_corpus
 
 from matchers.normalise import id_check_char
-from matchers.stores import schema as sk
-from matchers.stores.kv import MemoryKV
-from reglink.pipeline import Pipeline
-from reglink.rules.base import AlertRule, alert_id
-from reglink.rules.clock import iso
-from reglink.rules.registry import RULES
+from reglink.core.pipeline import Pipeline
+from reglink.core.rules.base import AlertRule, alert_id
+from reglink.core.rules.clock import iso
+from reglink.core.rules.registry import RULES
+from reglink.stores import schema as sk
+from reglink.stores.kv import MemoryKV
 
 DAY = 86400.0
 

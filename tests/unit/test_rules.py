@@ -1,8 +1,8 @@
 import math
 
-from reglink.rules.clock import day_end, day_start, ts
-from reglink.rules.stay import Interval, Registration, covered, episodes
-from reglink.rules.watermark import Watermark
+from reglink.core.rules.clock import day_end, day_start, ts
+from reglink.core.rules.stay import Interval, Registration, covered, episodes
+from reglink.core.rules.watermark import Watermark
 
 H = 3600.0
 D = 86400.0

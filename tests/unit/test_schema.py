@@ -8,7 +8,7 @@ import pytest
 from matchers import fastjson
 from matchers.features import person_record
 from matchers.pseudo import Pseudonymiser
-from matchers.stores import schema as sk
+from reglink.stores import schema as sk
 
 STAYS = [
     # a rental and a registration

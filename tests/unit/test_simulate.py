@@ -13,7 +13,7 @@ import pytest
 from pypinyin import lazy_pinyin
 
 from reglink.sim import geo, ids, names, noise, truth
-from reglink.simulate import SOURCES, generate, noise_rates, run_simulate
+from reglink.sim.simulate import SOURCES, generate, noise_rates, run_simulate
 
 START = "2026-03-01"
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
@@ -88,7 +88,7 @@ def test_every_record_is_valid_per_contract(sim_dir):
     records = _read(sim_dir / "events.jsonl")
     assert len(records) > 1000
     try:
-        from reglink.contract import validate_record
+        from reglink.core.contract import validate_record
     except ImportError:  # pragma: no cover - the contract module is another engineer's file
         validate_record = None
     seen: dict[str, set] = defaultdict(set)

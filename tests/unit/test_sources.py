@@ -1,4 +1,4 @@
-"""The source registry (reglink.sources): the declarations, the presence helpers, and that a
+"""The source registry (reglink.core.sources): the declarations, the presence helpers, and that a
 source added to the registry reaches the topics, the contract, the ACLs and the CLI."""
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from datetime import datetime
 import click
 import pytest
 
-from reglink import contract, kafka_auth, simulate, sources, topics
+from reglink import kafka_auth
 from reglink.cli import main as cli_main
-from reglink.rules.clock import CST
-from reglink.rules.merge import order_key
-from reglink.settings import Settings
+from reglink.core import contract, sources, topics
+from reglink.core.rules.clock import CST
+from reglink.core.rules.merge import order_key
+from reglink.core.settings import Settings
+from reglink.sim import simulate
 
 DAY = 86400.0
 

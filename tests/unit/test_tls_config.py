@@ -9,9 +9,10 @@ import subprocess
 
 import pytest
 
-from reglink import kafka_auth, stack, tls
-from reglink.errors import ConfigError, StackError
-from reglink.settings import load_settings
+from reglink import kafka_auth
+from reglink.core.errors import ConfigError, StackError
+from reglink.core.settings import load_settings
+from reglink.devstack import stack, tls
 
 
 def _settings(tmp_path, **kw):

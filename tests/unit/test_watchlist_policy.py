@@ -1,4 +1,4 @@
-"""The watchlist ambiguity guard (reglink.rules.watchlist): the pure policy, and a golden table
+"""The watchlist ambiguity guard (reglink.core.rules.watchlist): the pure policy, and a golden table
 of watch entries against records through the real pipeline, namesake hard negatives included.
 A watch entry names one person; an entry that cannot tell two identities apart names none."""
 
@@ -8,10 +8,10 @@ import pytest
 from corekit import core_settings, run_core
 
 from matchers.normalise import id_check_char
-from matchers.stores.kv import MemoryKV
-from reglink.pipeline import Pipeline
-from reglink.rules import decisions
-from reglink.rules.watchlist import exclusive_probability, rivals
+from reglink.core.pipeline import Pipeline
+from reglink.core.rules import decisions
+from reglink.core.rules.watchlist import exclusive_probability, rivals
+from reglink.stores.kv import MemoryKV
 
 
 def rid(area: str, birth: str, seq: int) -> str:
@@ -143,7 +143,7 @@ def test_remove_still_withdraws_and_ambiguity_does_not_revive_it():
 
 
 def test_outclassed_are_the_named_persons_put_in_doubt():
-    from reglink.rules.watchlist import outclassed
+    from reglink.core.rules.watchlist import outclassed
 
     named = {"P-weak": 10.0, "P-equal": 20.0, "P-strong": 40.0}
     assert outclassed(20.0, named, 0.99) == ["P-equal", "P-weak"]
@@ -194,7 +194,7 @@ def ambiguous_world(tmp_path_factory):
     (records, record or watch id -> true person)."""
     import json
 
-    from reglink.simulate import run_simulate
+    from reglink.sim.simulate import run_simulate
 
     d = tmp_path_factory.mktemp("world")
     run_simulate(persons=400, days=10, start="2026-03-01", seed=1, out_dir=d, watch_share=0.3)

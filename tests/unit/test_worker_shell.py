@@ -5,10 +5,10 @@ import json
 from corekit import EXAMPLES
 from prometheus_client import generate_latest
 
-from matchers.stores.kv import MemoryKV
-from reglink.metrics import PipelineMetrics
-from reglink.pipeline import Pipeline
-from reglink.settings import load_settings
+from reglink.core.metrics import PipelineMetrics
+from reglink.core.pipeline import Pipeline
+from reglink.core.settings import load_settings
+from reglink.stores.kv import MemoryKV
 from streams.shell import WorkerShell
 
 
@@ -71,7 +71,7 @@ def test_redis_outage_is_retried_not_dead_lettered():
     s = load_settings(hmac_key="k")
     # A Redis client on a port where nothing listens: the state store is "down".
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    from matchers.stores.kv import RedisKV
+    from reglink.stores.kv import RedisKV
 
     pipe = Pipeline(s, MemoryKV())  # built over a working store, then the backend goes away
     pipe.kv.base = RedisKV(dead, "x:")

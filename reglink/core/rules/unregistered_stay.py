@@ -1,13 +1,13 @@
 """``unregistered_stay`` (docs/contract.md §2): a person with a resident ID and a home
 elsewhere who stays in a prefecture past the grace period without a valid registration.
 
-State: ``s:<person_id>``, the person's :class:`~matchers.stores.schema.StayState` per
+State: ``s:<person_id>``, the person's :class:`~reglink.stores.schema.StayState` per
 prefecture (presence intervals, registrations, evidence explanations). Every linked record
 of an event source updates it (:func:`presence_update`); then the alerts of (person,
 prefecture) are brought in line with it (:meth:`UnregisteredStay.evaluate`), and a timer
 tagged ``unregistered_stay|<person_id>|<prefecture>`` re-evaluates when the watermark passes
 the next deadline. A merge moves the absorbed identity's stays to the survivor.
-The episode and deadline arithmetic is pure (:mod:`reglink.rules.stay`).
+The episode and deadline arithmetic is pure (:mod:`reglink.core.rules.stay`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from __future__ import annotations
 from typing import ClassVar
 
 from matchers.normalise import same_place
-from matchers.stores import schema as sk
-from matchers.stores.schema import PendingCheckout, Presence, Registered, StayState
-
-from ..outbox import Out
-from ..topics import EVENT_SOURCES
-from . import stay as st
-from .base import AlertRule, IdentityChange, LinkedRecord, alert_id
-from .clock import day_end, day_start, iso, ts
+from reglink.core.outbox import Out
+from reglink.core.rules import stay as st
+from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, alert_id
+from reglink.core.rules.clock import day_end, day_start, iso, ts
+from reglink.core.topics import EVENT_SOURCES
+from reglink.stores import schema as sk
+from reglink.stores.schema import PendingCheckout, Presence, Registered, StayState
 
 
 def presence_update(state: StayState, source: str, record: dict, key: str,

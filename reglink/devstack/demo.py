@@ -16,9 +16,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from . import sources
-from .settings import Settings
-from .topics import SOURCES
+from reglink.core import sources
+from reglink.core.settings import Settings
+from reglink.core.topics import SOURCES
 
 
 def _day_of(record: dict) -> str:
@@ -30,10 +30,9 @@ def _day_of(record: dict) -> str:
 def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: float = 1.0,
              seed: int = 7) -> None:
     from connectors.publish import run_publish
-
-    from . import stack
-    from .simulate import run_simulate
-    from .tail import tail_alerts
+    from reglink.devstack import stack
+    from reglink.sim.simulate import run_simulate
+    from reglink.tail import tail_alerts
 
     stack.up(settings)
     run_id = datetime.now().astimezone().strftime("%H%M%S")

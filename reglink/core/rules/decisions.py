@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from matchers.stores import schema as sk
+from reglink.stores import schema as sk
 
 SCHEMA = "reglink/decision/v1"
 

@@ -3,9 +3,9 @@ order their messages are emitted in). Adding a rule: its module, one line here, 
 
 from __future__ import annotations
 
-from .base import AlertRule
-from .unregistered_stay import UnregisteredStay
-from .watchlist_match import WatchlistMatch
+from reglink.core.rules.base import AlertRule
+from reglink.core.rules.unregistered_stay import UnregisteredStay
+from reglink.core.rules.watchlist_match import WatchlistMatch
 
 RULES: tuple[type[AlertRule], ...] = (
     UnregisteredStay,

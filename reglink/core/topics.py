@@ -1,15 +1,15 @@
 """The topics of docs/contract.md §3, with their partition counts and retention.
 
 Topics are created explicitly (broker auto-create is off) by :func:`topic_specs`. There is one
-``<source>.raw`` topic per source of the registry (:mod:`reglink.sources`), in its order.
+``<source>.raw`` topic per source of the registry (:mod:`reglink.core.sources`), in its order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import sources
-from .settings import Settings
+from reglink.core import sources
+from reglink.core.settings import Settings
 
 SOURCES = sources.NAMES  # every source, in registry order (a live view of the registry)
 EVENT_SOURCES = sources.EVENT_NAMES  # the sources that move the watermark

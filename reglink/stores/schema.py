@@ -5,17 +5,17 @@ Every key is pseudonymous (person ids, record keys, HMAC-ed blocking keys). A fa
 named here once; code builds keys with these functions and constants, never with its own
 f-strings, so a reader finds the whole store in this module.
 
-Identity store (:mod:`matchers.stores.identity`):
+Identity store (:mod:`reglink.stores.identity`):
   ``i:<person_id>``   the identity (positional JSON, see ``identity._dump``)
   ``m:<person_id>``   the person id it was merged into
   ``l:<record key>``  the person id a record linked to
   ``b:<blocking key>`` set of person ids (on Redis: a field of a bucket hash, see
-                      ``matchers.stores.kv.index_location``)
+                      ``reglink.stores.kv.index_location``)
   ``n:identities``    live identity count (approximate across writers)
 
 Watchlist index: the same families under the namespace ``wl/`` (``wl/i:``, ``wl/b:``, ...).
 
-Rule state (:mod:`reglink.rules`):
+Rule state (:mod:`reglink.core.rules`):
   ``s:<person_id>``   stays of ``unregistered_stay`` (:class:`StayState` per prefecture)
   ``a:<alert_id>``    latest value of an alert (its last message)
   ``w:<watch_id>``    a watch entry (:class:`WatchEntry`)
@@ -41,8 +41,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from .. import fastjson
-from ..types import PersonRecord
+from matchers import fastjson
+from matchers.types import PersonRecord
 
 #: The layout this version reads and writes: packed blocking-index buckets, positional
 #: identities, rule timers tagged with the rule's name. Stored under :data:`LAYOUT_KEY`.

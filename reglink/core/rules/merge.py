@@ -7,7 +7,7 @@ buffers records per channel (a source partition, in order) and releases them in 
 canonical order replay sees in a time-sorted file:
 
     records without a report time (person, watchlist) first, then by report time,
-    ties by source rank (reglink.sources: person, watchlist, hotel, rental, residence, job),
+    ties by source rank (reglink.core.sources: person, watchlist, hotel, rental, residence, job),
     then arrival.
 
 It releases the smallest head only when no channel that still has unread records in the
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import sources
+from reglink.core import sources
 
 Key = tuple[int, float, int]
 _MIN: Key = (-1, 0.0, -1)

@@ -1,14 +1,14 @@
 """The pure core, assembled: one validated record in, output messages out.
 
 normalise -> candidates -> compare -> decide (matchers.Linker) -> alert rules
-(:data:`reglink.rules.registry.RULES`).
+(:data:`reglink.core.rules.registry.RULES`).
 
 No Kafka and no Redis in here: identity and rule state live behind the unit of work's store
-(:class:`~matchers.stores.kv.UnitOfWorkKV`) handed in. The faust worker (streams/) and
+(:class:`~reglink.stores.kv.UnitOfWorkKV`) handed in. The faust worker (streams/) and
 ``reglink replay`` are two thin shells over :class:`Pipeline`, which is why they can agree.
 The pipeline links each record and dispatches to the rules' hooks; the unit of work
-(:mod:`reglink.unit_of_work`) commits a record's (or a batch's) changes at once, and the
-outbox (:mod:`reglink.outbox`) keeps its messages until they are delivered.
+(:mod:`reglink.core.unit_of_work`) commits a record's (or a batch's) changes at once, and the
+outbox (:mod:`reglink.core.outbox`) keeps its messages until they are delivered.
 """
 
 from __future__ import annotations
@@ -19,21 +19,20 @@ from matchers import fastjson
 from matchers.features import person_record
 from matchers.linker import Linker, LinkResult
 from matchers.pseudo import Pseudonymiser
-from matchers.stores import schema as sk
-from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import KeyValue, PrefixedView, TxKV, UnitOfWorkKV
 from matchers.types import PersonRecord
-
-from .contract import record_key, report_time
-from .metrics import PipelineMetrics
-from .outbox import Out, Outbox
-from .rules import decisions
-from .rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext
-from .rules.registry import RULES
-from .rules.watermark import Watermark
-from .settings import Settings
-from .topics import EVENT_SOURCES
-from .unit_of_work import UnitOfWork
+from reglink.core.contract import record_key, report_time
+from reglink.core.metrics import PipelineMetrics
+from reglink.core.outbox import Out, Outbox
+from reglink.core.rules import decisions
+from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext
+from reglink.core.rules.registry import RULES
+from reglink.core.rules.watermark import Watermark
+from reglink.core.settings import Settings
+from reglink.core.topics import EVENT_SOURCES
+from reglink.core.unit_of_work import UnitOfWork
+from reglink.stores import schema as sk
+from reglink.stores.identity import KVIdentityStore
+from reglink.stores.kv import KeyValue, PrefixedView, TxKV, UnitOfWorkKV
 
 __all__ = ["Out", "Pipeline"]
 
@@ -41,8 +40,8 @@ __all__ = ["Out", "Pipeline"]
 class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out.
 
-    ``rules``: the alert rules to run (default :data:`reglink.rules.registry.RULES`), called in that
-    order."""
+    ``rules``: the alert rules to run (default
+    :data:`reglink.core.rules.registry.RULES`), called in that order."""
 
     def __init__(self, settings: Settings, kv: KeyValue | TxKV,
                  metrics: PipelineMetrics | None = None, outbox: bool = False,
@@ -246,7 +245,7 @@ class Pipeline:
         """A reviewer's decision (``decisions`` topic) feeds back into matching: a dismissal
         suppresses its (person, watch entry) pair, permanently for "different person"
         (cannot-link); a misused-identity mark stops watchlist hits on that person.
-        See :mod:`reglink.rules.decisions`. Emits nothing. Committed at once."""
+        See :mod:`reglink.core.rules.decisions`. Emits nothing. Committed at once."""
         return self.work.run(self._apply_decision, decision)
 
     def _apply_decision(self, decision: dict) -> list[Out]:
@@ -307,7 +306,7 @@ class Pipeline:
 
 
 class _BatchSteps:
-    """:meth:`Pipeline.process_batch` as :class:`~reglink.unit_of_work.BatchSteps`: items
+    """:meth:`Pipeline.process_batch` as :class:`~reglink.core.unit_of_work.BatchSteps`: items
     are ``(record, channel)``; the in-process memory is the watermark."""
 
     def __init__(self, pipe: Pipeline, now: float | None) -> None:

@@ -11,9 +11,9 @@ This module is the one implementation; ``deploy/stack.sh`` and ``reglink stack``
 
 A service counts as up only when it *answers*: Kafka an admin ``list_topics`` call, Redis a PING.
 
-``python -m reglink.stack topics`` waits for Kafka and creates the topics and (scram mode, the
-default) their ACLs (used by the Docker Compose ``topics`` service, as ``admin``, where nothing
-else of this module runs).
+``python -m reglink.devstack.stack topics`` waits for Kafka and creates the topics and (scram
+mode, the default) their ACLs (used by the Docker Compose ``topics`` service, as ``admin``,
+where nothing else of this module runs).
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import kafka_auth
-from .errors import ServiceUnavailable, StackError
-from .settings import Settings
-from .topics import topic_specs
+from reglink import kafka_auth
+from reglink.core.errors import ServiceUnavailable, StackError
+from reglink.core.settings import Settings
+from reglink.core.topics import topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _say(msg: str) -> None:
 # --- paths ---------------------------------------------------------------------------------
 def repo_root() -> Path:
     """The source checkout holding ``deploy/`` (the stack runs from a checkout, not a wheel)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "deploy" / "kafka" / "pom.xml").is_file():
         raise StackError(
             f"deploy/ not found next to {Path(__file__).parent}: run `reglink stack` from a "
@@ -584,8 +584,8 @@ def _check_running_mode(settings: Settings, p: _Paths) -> None:
 
 
 def _ensure_tls(settings: Settings) -> Path:
-    """Make or reuse the CA and broker certificate (reglink/tls.py); returns the tls dir."""
-    from . import tls
+    """Make or reuse the CA and broker certificate (devstack/tls.py); returns the tls dir."""
+    from reglink.devstack import tls
 
     files, made = tls.ensure(kafka_auth.tls_dir(settings))
     what = f"made {' and '.join(made)}" if made else "reused CA and broker certificate"
@@ -875,12 +875,12 @@ def status(settings: Settings) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m reglink.stack topics [--wait SECONDS]``: wait for Kafka, create topics."""
-    from .errors import ReglinkError
-    from .settings import load_settings
+    """``python -m reglink.devstack.stack topics [--wait S]``: wait for Kafka, create topics."""
+    from reglink.core.errors import ReglinkError
+    from reglink.core.settings import load_settings
 
     if not argv or argv[0] != "topics":
-        print("usage: python -m reglink.stack topics [--wait SECONDS]", file=sys.stderr)
+        print("usage: python -m reglink.devstack.stack topics [--wait SECONDS]", file=sys.stderr)
         return 2
     wait = float(argv[argv.index("--wait") + 1]) if "--wait" in argv else 120.0
     try:

@@ -23,7 +23,7 @@ import os
 import secrets
 from pathlib import Path
 
-from . import kafka_auth
+from reglink import kafka_auth
 
 ENV_FILE = ".env"
 

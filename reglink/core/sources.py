@@ -2,16 +2,16 @@
 
 Every per-source fact lives here, and the rest of reglink derives from it:
 
-* :mod:`reglink.topics` -- the ``<source>.raw`` topics, in declaration order;
-* :mod:`reglink.contract` -- the schema each source is validated against
+* :mod:`reglink.core.topics` -- the ``<source>.raw`` topics, in declaration order;
+* :mod:`reglink.core.contract` -- the schema each source is validated against
   (``reglink/schemas/<name>.json``), the report time, the date periods that must not run
   backwards (the presence periods below);
-* :mod:`reglink.rules.merge` -- the canonical order of records with equal report times (rank);
+* :mod:`reglink.core.rules.merge` -- the canonical order of records with equal report times (rank);
 * the watermark -- the sources that move it (``event``);
 * ``reglink publish --source`` -- the CLI choices;
 * :mod:`reglink.kafka_auth` -- one ``connector-<name>`` principal per source and its ACLs;
 * the review console -- the fields shown per source and the evidence timeline;
-* :mod:`reglink.simulate` -- one output file per source.
+* :mod:`reglink.sim.simulate` -- one output file per source.
 
 docker-compose.yml cannot import Python; ``tests/unit/test_compose_consistency.py`` checks
 that its principals, secrets and publish loop name exactly the sources registered here.
@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, overload
 
-from .rules.clock import day_end, day_start, ts
+from reglink.core.rules.clock import day_end, day_start, ts
 
 
 # --- presence: how a record places a person in a prefecture ------------------------------
 # The unregistered_stay rule (docs/contract.md §2) builds presence intervals per person and
 # prefecture and looks for a residence registration that covers them. These descriptors say,
 # per source, which fields make an interval (or a registration); the helpers turn a valid
-# record into epoch seconds with the same arithmetic as the rule (reglink.rules.clock).
+# record into epoch seconds with the same arithmetic as the rule (reglink.core.rules.clock).
 @dataclass(frozen=True)
 class CheckInOut:
     """Presence from paired events: a ``check_in`` opens an interval at ``time``; the

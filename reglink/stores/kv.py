@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import Protocol
 
-from . import schema
-from .schema import LAYOUT
+from reglink.stores import schema
+from reglink.stores.schema import LAYOUT
 
 
 class KeyValue(Protocol):
@@ -1187,7 +1187,7 @@ class UnitOfWorkKV(Protocol):
 
 class PrefixedView:
     """The identity-store operations of a unit of work under a key namespace (the watchlist
-    index, ``wl/``): exactly what :class:`~matchers.stores.identity.KVIdentityStore` uses to
+    index, ``wl/``): exactly what :class:`~reglink.stores.identity.KVIdentityStore` uses to
     save entries and find them."""
 
     def __init__(self, kv: UnitOfWorkKV, prefix: str) -> None:

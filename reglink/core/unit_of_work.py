@@ -1,6 +1,6 @@
 """The unit of work: a record's (or a batch's) state changes commit together or not at all.
 
-On a shared Redis the commit is optimistic (:class:`~matchers.stores.kv.TxKV`): if another
+On a shared Redis the commit is optimistic (:class:`~reglink.stores.kv.TxKV`): if another
 worker changed something the unit read, nothing is applied and the unit runs again on fresh
 state, after a short growing pause (:func:`conflict_backoff`). A batch resolves conflicts per
 record (:meth:`UnitOfWork.run_batch`).
@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from matchers.stores.kv import Conflict, UnitOfWorkKV
-
-from .metrics import PipelineMetrics
+from reglink.core.metrics import PipelineMetrics
+from reglink.stores.kv import Conflict, UnitOfWorkKV
 
 MAX_CONFLICT_RETRIES = 20
 # Pause before conflict retry n: min(cap, base * 2**n), jittered x0.5-1.5. Retrying at once
@@ -55,7 +54,7 @@ class BatchSteps(Protocol):
 
 
 class UnitOfWork:
-    """Runs units of work over a :class:`~matchers.stores.kv.UnitOfWorkKV`.
+    """Runs units of work over a :class:`~reglink.stores.kv.UnitOfWorkKV`.
 
     ``forget``: drops in-process caches that may hold a rolled-back unit's changes (decoded
     identities)."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from matchers.stores import schema as sk
-from matchers.stores.kv import UnitOfWorkKV
+from reglink.stores import schema as sk
+from reglink.stores.kv import UnitOfWorkKV
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class Out:
 
 class Outbox:
     """Messages awaiting delivery in the state store: ``o:<oid>`` holds one, the sorted set
-    ``outbox`` their ids (:mod:`matchers.stores.schema`). Ids come from the atomic counter
+    ``outbox`` their ids (:mod:`reglink.stores.schema`). Ids come from the atomic counter
     ``n:outbox`` (unique across workers)."""
 
     def __init__(self, kv: UnitOfWorkKV, enabled: bool) -> None:

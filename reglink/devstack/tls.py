@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StackError
+from reglink.core.errors import StackError
 
 CA_DAYS = 3650
 BROKER_DAYS = 825

@@ -1,8 +1,8 @@
 """The alert-rule plug-in interface: what a rule is, what it may use, when it is called.
 
 A rule is a subclass of :class:`AlertRule` in a module of its own, registered with one line
-in :data:`reglink.rules.registry.RULES`; the pipeline builds one instance per rule and calls its
-hooks inside the unit of work of the record (or tick) that caused them:
+in :data:`reglink.core.rules.registry.RULES`; the pipeline builds one instance per rule and
+calls its hooks inside the unit of work of the record (or tick) that caused them:
 
 * :meth:`AlertRule.on_identity_change` for each identity change a linked record caused (the
   linker reports merges), before
@@ -26,15 +26,14 @@ from typing import ClassVar
 
 from matchers.linker import Linker, LinkResult
 from matchers.pseudo import Pseudonymiser
-from matchers.stores import schema as sk
-from matchers.stores.identity import KVIdentityStore
-from matchers.stores.kv import UnitOfWorkKV
 from matchers.types import Identity, PersonRecord
-
-from ..metrics import PipelineMetrics
-from ..outbox import Out, Outbox
-from ..settings import Settings
-from .watermark import Watermark
+from reglink.core.metrics import PipelineMetrics
+from reglink.core.outbox import Out, Outbox
+from reglink.core.rules.watermark import Watermark
+from reglink.core.settings import Settings
+from reglink.stores import schema as sk
+from reglink.stores.identity import KVIdentityStore
+from reglink.stores.kv import UnitOfWorkKV
 
 
 def alert_id(*parts: str) -> str:
@@ -99,7 +98,7 @@ class AlertRule(ABC):
 
     #: The rule's name: the ``rule`` of its alerts and the tag of its timers.
     name: ClassVar[str]
-    #: Key families (:mod:`matchers.stores.schema`) the rule reads and writes.
+    #: Key families (:mod:`reglink.stores.schema`) the rule reads and writes.
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     #: Topics it emits to.

@@ -1,7 +1,7 @@
-"""The identity store over a :class:`~matchers.stores.kv.KeyValue` backend.
+"""The identity store over a :class:`~reglink.stores.kv.KeyValue` backend.
 
 Its keys (identities, merged-into pointers, record links, the blocking index, the identity
-count) are the identity families of :mod:`matchers.stores.schema`.
+count) are the identity families of :mod:`reglink.stores.schema`.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from .. import fastjson
-from ..types import SET_FIELDS, Identity, PurgeReport
-from . import schema as sk
-from .kv import Conflict, KeyValue, MemoryKV, RedisKV
+from matchers import fastjson
+from matchers.types import SET_FIELDS, Identity, PurgeReport
+from reglink.stores import schema as sk
+from reglink.stores.kv import Conflict, KeyValue, MemoryKV, RedisKV
 
 _SET_FIELDS = SET_FIELDS
 

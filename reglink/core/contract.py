@@ -12,7 +12,7 @@ exactly the keywords the schemas use and refuses any other, so a schema edit can
 stop being enforced.
 
 The sources, their schema files and report times come from the registry
-(:mod:`reglink.sources`). The checks a schema pattern cannot make (a real calendar date, a real
+(:mod:`reglink.core.sources`). The checks a schema pattern cannot make (a real calendar date, a real
 time, a presence period that does not run backwards) are derived from the source's schema and
 its presence declaration.
 
@@ -33,7 +33,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
-from . import sources
+from reglink.core import sources
 
 try:  # pragma: no cover - exercised by whichever is installed
     import msgspec
@@ -209,7 +209,7 @@ class _Compiler:
             "anyOf", "oneOf", "if", "then", "else",
         }
         if unknown:
-            raise ValueError(f"schema keyword(s) not supported by reglink.contract: {unknown}")
+            raise ValueError(f"schema keyword(s) not supported by reglink.core.contract: {unknown}")
         checks: list[Check] = []
         if "$ref" in s:
             checks.append(self.ref(s["$ref"], base))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError
+from reglink.core.errors import ConfigError
 
 DEV_HMAC_KEY = "reglink-dev-key-change-me"
 
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     link_threshold: float = Field(0.90, ge=0.0, le=1.0)
     watchlist_threshold: float = Field(0.99, ge=0.0, le=1.0)
     # A watch entry names no one it cannot tell apart from another identity at the watchlist
-    # threshold (reglink.rules.watchlist). Off, every identity at the threshold is named: the
+    # threshold (reglink.core.rules.watchlist). Off, every identity at the threshold is named: the
     # matching benchmark (benchmarks/matching/watchlist.py) and a unit test compare the two.
     watchlist_ambiguity_guard: bool = True
 

@@ -5,7 +5,7 @@ Writes into ``out_dir``:
 
 - ``events.jsonl``: person records, then watchlist records (adds, then removes), then all hotel,
   rental, residence and job records sorted by report time;
-- ``<source>.jsonl`` for each registered source (reglink.sources), each in report-time order;
+- ``<source>.jsonl`` for each registered source (reglink.core.sources), each in report-time order;
 - ``truth.jsonl``: per record ``{source, record_id|watch_id, person, [action], [noise]}``;
 - ``truth_alerts.jsonl``: the alerts a perfect linker raises under docs/contract.md §2 with the
   default settings (``unregistered_stay`` and ``watchlist_match``).
@@ -20,10 +20,10 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from . import sources
-from .sim import geo, truth
-from .sim.events import ID_PREFIX, WATCH_SHARE, Rec, World, iso
-from .sim.population import make_population
+from reglink.core import sources
+from reglink.sim import geo, truth
+from reglink.sim.events import ID_PREFIX, WATCH_SHARE, Rec, World, iso
+from reglink.sim.population import make_population
 
 SOURCES = sources.NAMES
 

@@ -1,13 +1,13 @@
 """``watchlist_match`` (docs/contract.md §2): a linked identity that matches a watch entry.
 
 Watch entries are the records of the ``watchlist`` source, which this rule owns: an entry
-is stored (``w:<watch_id>``, :class:`~matchers.stores.schema.WatchEntry`) and indexed like an
+is stored (``w:<watch_id>``, :class:`~reglink.stores.schema.WatchEntry`) and indexed like an
 identity in the ``wl/`` namespace, then compared with the identities it could mean. Every
 linked record then probes the watchlist index with its identity's blocking keys. Which
 persons an entry named is kept in ``wp:<watch_id>``, its alerts in ``wa:<watch_id>``; the
-ambiguity guard (:mod:`reglink.rules.watchlist`) keeps an entry from naming one of several
+ambiguity guard (:mod:`reglink.core.rules.watchlist`) keeps an entry from naming one of several
 people it cannot tell apart. Reviewers' dismissals and misused-identity marks
-(:mod:`reglink.rules.decisions`) clear pairs. Removing an entry withdraws its alerts.
+(:mod:`reglink.core.rules.decisions`) clear pairs. Removing an entry withdraws its alerts.
 
 ``wk`` holds every blocking key some entry is indexed under and ``wv`` a token of its
 additions, so that most records skip the watchlist index without reading it.
@@ -19,15 +19,14 @@ import hashlib
 from typing import ClassVar
 
 from matchers.features import person_record
-from matchers.stores import schema as sk
-from matchers.stores.schema import WatchEntry
 from matchers.types import Identity, PersonRecord
-
-from ..outbox import Out
-from . import decisions
-from . import watchlist as wl
-from .base import AlertRule, LinkedRecord, alert_id
-from .clock import day_end, iso
+from reglink.core.outbox import Out
+from reglink.core.rules import decisions
+from reglink.core.rules import watchlist as wl
+from reglink.core.rules.base import AlertRule, LinkedRecord, alert_id
+from reglink.core.rules.clock import day_end, iso
+from reglink.stores import schema as sk
+from reglink.stores.schema import WatchEntry
 
 
 def watch_alert_id(watch_id: str, anchor: str) -> str:
@@ -219,7 +218,7 @@ class WatchlistMatch(AlertRule):
     def _rivals(self, watch_id: str, entry: PersonRecord, ident: Identity, comp,
                 report_ts: float | None, pool: list[Identity] | None) -> list[str]:
         """Other identities the entry cannot tell apart from ``ident``
-        (:mod:`reglink.rules.watchlist`): candidates of the entry with no hard conflict,
+        (:mod:`reglink.core.rules.watchlist`): candidates of the entry with no hard conflict,
         except those review has cleared for this entry (they are neither named nor rivals)."""
         ctx = self.ctx
         comparator = ctx.linker.comparator
