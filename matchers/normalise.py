@@ -1,6 +1,6 @@
 """Normalisers for the person block: resident IDs, names, birth dates, sex, phones.
 
-Pure functions, no I/O. See ../shared/DOMAIN.md for the rules they implement.
+Pure functions, no I/O. docs/matching.md describes the rules they implement.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ _DOTS = "\u00b7\u2022\u30fb\u2027\uff0e."
 _DOT_RE = re.compile(f"[{re.escape(_DOTS)}]")
 _HAN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_SPLIT = re.compile(r"[^A-Za-z]+")
-# Surnames whose reading differs from the common one (DOMAIN.md).
+# Surnames whose reading differs from the common one (单 shan, 曾 zeng, 仇 qiu, ...).
 SURNAME_READINGS = {"单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "查": "zha",
                     "区": "ou", "朴": "piao", "覃": "qin", "尉迟": "yuchi", "万俟": "moqi",
                     "繁": "po", "缪": "miao", "乐": "yue", "盖": "ge", "员": "yun"}

@@ -3,5 +3,5 @@
 Modules: :mod:`ids` (resident IDs), :mod:`geo` (places, hotels, employers), :mod:`names`
 (Chinese names, romanisation, name noise), :mod:`population` (persons, namesakes, relatives),
 :mod:`events` (stays, moves, registrations, watchlist), :mod:`noise` (per-source record noise),
-:mod:`truth` (ground-truth alerts per CONTRACT section 2).
+:mod:`truth` (ground-truth alerts per docs/contract.md §2).
 """

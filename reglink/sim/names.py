@@ -34,7 +34,7 @@ for _tok in _SURNAMES.split():
 SURNAME_CW = list(accumulate(SURNAME_W))
 COMPOUND = {s for s in SURNAMES if len(s) == 2}
 
-# Special surname readings (DOMAIN.md); everything else goes through pypinyin.
+# Special surname readings (单 shan, 曾 zeng, ...); everything else goes through pypinyin.
 SURNAME_READING = {"单": "shan", "曾": "zeng", "仇": "qiu", "解": "xie", "查": "zha", "区": "ou",
                    "朴": "piao", "盖": "ge", "覃": "qin", "尉迟": "yuchi", "长孙": "zhangsun",
                    "乐": "yue", "召": "shao", "缪": "miao", "单于": "chanyu"}

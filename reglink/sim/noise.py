@@ -1,4 +1,5 @@
-"""Person blocks per source, with the noise each source is known for (DOMAIN.md).
+"""Person blocks per source, with the noise each source is known for (homophones, wrong
+digits, missing or legacy IDs).
 
 Each builder returns ``(block, tags)``; the tags name the noise applied and go to truth.jsonl,
 so evaluations can break recall down by noise kind. Rates are module constants so tests and

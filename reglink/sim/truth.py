@@ -1,5 +1,5 @@
 """Ground-truth alerts, computed from the emitted records and the true person of each, by the
-rules of CONTRACT section 2 with default settings. Independent of reglink's own rule code."""
+rules of docs/contract.md §2 with default settings. Independent of reglink's own rule code."""
 
 from __future__ import annotations
 
