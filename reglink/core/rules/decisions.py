@@ -5,8 +5,8 @@ Pure: no Kafka, no Redis, no web. The console builds decision messages here and 
 into suppression state in its ``KeyValue`` (:func:`effects`, :func:`suppressed`).
 
 Safeguards (docs/console.md, docs/security.md): a human reviews every alert; each review
-state carries a reason code; a ``watchlist_match`` needs two *different* reviewers to confirm; a dismissal suppresses the
-(person, watch entry) pair for a period, and a "different person" dismissal is a permanent
+state carries a reason code; a ``watchlist_match`` needs two *different* reviewers to
+confirm; a dismissal suppresses the (person, watch entry) pair for a period, and a "different person" dismissal is a permanent
 cannot-link for that pair; a person can be marked as a **misused identity** so that no
 watchlist entry hits them again.
 
