@@ -6,8 +6,9 @@ into suppression state in its ``KeyValue`` (:func:`effects`, :func:`suppressed`)
 
 Safeguards (docs/console.md, docs/security.md): a human reviews every alert; each review
 state carries a reason code; a ``watchlist_match`` needs two *different* reviewers to
-confirm; a dismissal suppresses the (person, watch entry) pair for a period, and a "different person" dismissal is a permanent
-cannot-link for that pair; a person can be marked as a **misused identity** so that no
+confirm; a dismissal suppresses the (person, watch entry) pair for a period, and a
+"different person" dismissal is a permanent cannot-link for that pair; a person can be
+marked as a **misused identity** so that no
 watchlist entry hits them again.
 
 A decision message (topic ``decisions``, key ``alert_id``)::
