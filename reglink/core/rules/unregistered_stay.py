@@ -15,26 +15,27 @@ from __future__ import annotations
 from typing import ClassVar
 
 from matchers.normalise import same_place
+from reglink.core import sources
 from reglink.core.outbox import Out
 from reglink.core.rules import stay as st
 from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, alert_id
-from reglink.core.rules.clock import day_end, day_start, iso, ts
-from reglink.core.topics import EVENT_SOURCES
+from reglink.core.rules.clock import iso
 from reglink.stores import schema as sk
 from reglink.stores.schema import PendingCheckout, Presence, Registered, StayState
 
 
-def presence_update(state: StayState, source: str, record: dict, key: str,
-                    grace: dict[str, float]) -> None:
-    """Add what one record of an event source says about the person's presence in the
-    prefecture (``grace``: seconds until registration is owed, per source)."""
-    if source == "hotel":
-        t, hotel = ts(record["time"]), record.get("hotel_id")
+def presence_update(state: StayState, presence: sources.Presence, record: dict, key: str,
+                    grace: float) -> None:
+    """Add what one record says about the person's presence in the prefecture, as its
+    source declares it (:mod:`reglink.core.sources`); ``grace``: seconds until registration
+    is owed for that source's presence (unused for a registration)."""
+    if isinstance(presence, sources.CheckInOut):
+        opens, venue, t = presence.mark(record)
         pending = state.pending_list()  # check-outs not matched yet
-        if record["event"] == "check_in":
-            iv = Presence(key, t, None, grace["hotel"], hotel)
+        if opens:
+            iv = Presence(key, t, None, grace, venue)
             # A check-out can be read before its check-in (another partition): match it.
-            outs = sorted((c for c in pending if c.hotel == hotel and c.at >= t),
+            outs = sorted((c for c in pending if c.hotel == venue and c.at >= t),
                           key=lambda c: (c.at, c.key))
             if outs:
                 iv.end = outs[0].at
@@ -43,23 +44,18 @@ def presence_update(state: StayState, source: str, record: dict, key: str,
             state.intervals.append(iv)
         else:
             open_ivs = [iv for iv in state.intervals if iv.end is None and iv.hotel is not None
-                        and iv.hotel == hotel and iv.start <= t]
+                        and iv.hotel == venue and iv.start <= t]
             if open_ivs:
                 max(open_ivs, key=lambda iv: iv.start).end = t
                 state.closed_list().append(key)
             elif key not in {c.key for c in pending}:
-                pending.append(PendingCheckout(key, hotel, t))
-    elif source == "rental":
-        end = day_end(record["lease_end"]) if record.get("lease_end") else None
-        state.intervals.append(Presence(key, day_start(record["lease_start"]), end,
-                                        grace["rental"], None))
-    elif source == "job":
-        state.intervals.append(Presence(key, day_start(record["start_date"]), None,
-                                        grace["job"], None))
-    elif source == "residence":
-        state.registrations.append(Registered(
-            key, ts(record["registered_at"]), day_start(record["valid_from"]),
-            day_end(record["valid_until"])))
+                pending.append(PendingCheckout(key, venue, t))
+    elif isinstance(presence, sources.DateInterval):
+        start, end = presence.interval(record)
+        state.intervals.append(Presence(key, start, end, grace, None))
+    else:
+        at, valid_from, valid_until = presence.period(record)
+        state.registrations.append(Registered(key, at, valid_from, valid_until))
 
 
 class UnregisteredStay(AlertRule):
@@ -69,9 +65,10 @@ class UnregisteredStay(AlertRule):
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
-        s = ctx.settings
-        self.grace = {"rental": s.grace_rental_s, "job": s.grace_job_s,
-                      "hotel": s.grace_hotel_s}
+        # what each source's records say about presence, and its grace period
+        self.presence = {src.name: src.presence for src in sources.current()
+                         if src.presence is not None}
+        self.grace = sources.graces(ctx.settings)
 
     # ------------------------------------------------------------------ state
     def _stays(self, pid: str) -> dict[str, StayState]:
@@ -98,7 +95,7 @@ class UnregisteredStay(AlertRule):
 
     def on_record(self, event: LinkedRecord) -> list[Out]:
         touched: set[str] = event.notes.get(self.name, set())  # type: ignore[assignment]
-        if event.source in EVENT_SOURCES:
+        if event.source in self.presence:
             touched |= self._update(event)
         outs: list[Out] = []
         for pref in sorted(touched):
@@ -119,7 +116,8 @@ class UnregisteredStay(AlertRule):
             ps = data[pref] = StayState()
         if key in ps.keys() or (ps.closed and key in ps.closed):
             return {pref}  # re-delivered: nothing to add, but re-evaluate (idempotent)
-        presence_update(ps, event.source, record, key, self.grace)
+        presence_update(ps, self.presence[event.source], record, key,
+                        self.grace.get(event.source, 0.0))
         ps.explanations[key] = [round(link.probability, 6), link.explanation]
         self._save(link.person_id, data)
         return {pref}
