@@ -1,13 +1,15 @@
 """reglink: cross-registry person matching on a stream.
 
-Layout (the architecture):
+Layout (docs/architecture.md), imports going down only:
 
-* ``matchers/``   pure core: normalise -> candidates -> compare -> decide, identity stores.
-* ``reglink/core/rules`` pure core: event-time watermark and the two alert rules.
-* ``reglink/core/pipeline.py`` glues the core together; no Kafka, no Redis inside.
-* ``streams/``    thin shell #1: the faust worker.
-* ``reglink/replay.py`` thin shell #2: one-process replay with the embedded store.
-* ``connectors/`` validate input and publish it to Kafka (dead-letter on failure).
+* ``reglink.cli``        the command line: the one composition root.
+* ``reglink.devstack``   local Kafka + Redis, compose settings, TLS, the demo.
+* shells                 ``streams/`` (faust worker), ``connectors/`` (validate and publish),
+                         ``reglink.replay``, ``rebuild``, ``purge``, ``person``, ``console``.
+* ``reglink.core``       contract, settings, sources, topics, pipeline, unit of work, outbox,
+                         and the alert rules (``reglink.core.rules``).
+* ``reglink.stores``     the key-value stores, the state schema, the identity store.
+* ``matchers/``          normalise -> candidates -> comparators -> decide (pure).
 """
 
 __version__ = "0.1.0"
