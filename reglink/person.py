@@ -81,7 +81,7 @@ class IdentityView:
                 "ids_on_file": len(ident.id_hashes), "phones_on_file": len(ident.phone_hashes),
                 "records": ident.records}
 
-    def stays(self, pid: str) -> dict[str, sk.StayState]:
+    def stays(self, pid: str) -> sk.Stays:
         """The person's stay state per prefecture (empty when none)."""
         return sk.decode_stays(self.kv.get(sk.stays(self.store.resolve(pid))))
 

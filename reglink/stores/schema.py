@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from matchers import fastjson
@@ -231,15 +232,63 @@ class StayState:
             tail=[k for k in d if k in ("closed", "co")])
 
 
-def decode_stays(raw: str | bytes | None) -> dict[str, StayState]:
-    """The value of :func:`stays`: prefecture -> :class:`StayState` (empty when absent)."""
-    if not raw:
-        return {}
-    return {pref: StayState.from_json(ps) for pref, ps in fastjson.loads(raw).items()}
+class Stays:
+    """The value of :func:`stays`: prefecture -> :class:`StayState`, in stored order.
+
+    A prefecture's state is decoded the first time it is asked for: a record touches one
+    prefecture, and the others go back to the store as they were read."""
+
+    __slots__ = ("_by_pref",)
+
+    def __init__(self, stored: dict[str, dict] | None = None) -> None:
+        self._by_pref: dict[str, StayState | dict] = stored if stored is not None else {}
+
+    def get(self, pref: str) -> StayState | None:
+        ps = self._by_pref.get(pref)
+        if ps is None or isinstance(ps, StayState):
+            return ps
+        state = self._by_pref[pref] = StayState.from_json(ps)
+        return state
+
+    def __getitem__(self, pref: str) -> StayState:
+        state = self.get(pref)
+        if state is None:
+            raise KeyError(pref)
+        return state
+
+    def __setitem__(self, pref: str, state: StayState) -> None:
+        self._by_pref[pref] = state
+
+    def __contains__(self, pref: object) -> bool:
+        return pref in self._by_pref
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_pref)
+
+    def __len__(self) -> int:
+        return len(self._by_pref)
+
+    def keys(self) -> list[str]:
+        return list(self._by_pref)
+
+    def items(self) -> list[tuple[str, StayState]]:
+        return [(pref, self[pref]) for pref in self._by_pref]
+
+    def values(self) -> list[StayState]:
+        return [self[pref] for pref in self._by_pref]
+
+    def to_json(self) -> dict[str, dict]:
+        return {pref: ps.to_json() if isinstance(ps, StayState) else ps
+                for pref, ps in self._by_pref.items()}
 
 
-def encode_stays(states: dict[str, StayState]) -> str:
-    return fastjson.dumps({pref: ps.to_json() for pref, ps in states.items()})
+def decode_stays(raw: str | bytes | None) -> Stays:
+    """The value of :func:`stays` (empty when absent)."""
+    return Stays(fastjson.loads(raw)) if raw else Stays()
+
+
+def encode_stays(states: Stays) -> str:
+    return fastjson.dumps(states.to_json())
 
 
 # ------------------------------------------------------------------ watch entries

@@ -39,7 +39,22 @@ def test_stay_state_fields_are_typed():
         "hotel:H1", 1700000000.0, 1700086400.0, 2592000, "H-9")
     assert ps.pending == [sk.PendingCheckout("hotel:H3", "H-7", 1700090000.0)]
     assert ps.closed == ["hotel:H2"] and ps.keys() == {"hotel:H1", "hotel:H3"}
-    assert sk.decode_stays(None) == {} and sk.decode_stays("") == {}
+    assert len(sk.decode_stays(None)) == 0 and len(sk.decode_stays("")) == 0
+
+
+def test_stays_decode_a_prefecture_only_when_asked_and_keep_the_others_as_stored():
+    stored = {"1101": STAYS[1]["1101"], "4403": {"iv": [["rental:R1", 1.0, None, 259200, None]],
+                                                 "reg": [], "ex": {}}}
+    stays = sk.decode_stays(fastjson.dumps(stored))
+    assert list(stays) == ["1101", "4403"] and len(stays) == 2 and "4403" in stays
+    ps = stays["4403"]
+    ps.intervals.append(sk.Presence("job:J1", 2.0, None, 259200))
+    assert isinstance(stays.to_json()["1101"], dict)  # untouched: the stored JSON as read
+    assert stays.to_json()["4403"]["iv"][1] == ["job:J1", 2.0, None, 259200, None]
+    assert [p for p, _ in stays.items()] == ["1101", "4403"]
+    assert stays.get("9999") is None
+    with pytest.raises(KeyError):
+        stays["9999"]
 
 
 def test_a_new_stay_state_stores_its_lists_in_the_order_first_needed():

@@ -71,10 +71,10 @@ class UnregisteredStay(AlertRule):
         self.grace = sources.graces(ctx.settings)
 
     # ------------------------------------------------------------------ state
-    def _stays(self, pid: str) -> dict[str, StayState]:
+    def _stays(self, pid: str) -> sk.Stays:
         return sk.decode_stays(self.ctx.kv.get(sk.stays(pid)))
 
-    def _save(self, pid: str, data: dict[str, StayState]) -> None:
+    def _save(self, pid: str, data: sk.Stays) -> None:
         self.ctx.kv.set(sk.stays(pid), sk.encode_stays(data))
 
     def person_keys(self, person_id: str) -> list[str]:
