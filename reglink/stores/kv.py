@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from reglink.stores import schema
 from reglink.stores.schema import LAYOUT
@@ -31,6 +31,7 @@ Caps = int | Sequence[int | None] | None
 """Caps of a multi-set read: one for every set, or one (or None) per key; None: no cap."""
 
 
+@runtime_checkable
 class IndexKV(Protocol):
     """What :class:`~reglink.stores.identity.KVIdentityStore` needs to save identities and
     find them (the watchlist index, :class:`PrefixedView`, offers no more)."""
@@ -48,12 +49,14 @@ class IndexKV(Protocol):
         ...
 
 
+@runtime_checkable
 class IdentityKV(IndexKV, Protocol):
     """What the identity store also needs to retire a merged identity."""
 
     def delete(self, key: str) -> None: ...
 
 
+@runtime_checkable
 class KeyValue(IdentityKV, Protocol):
     """A committed store (:class:`MemoryKV`, :class:`RedisKV`): what the unit of work
     (:class:`TxKV`) reads through and commits to, and what the retention sweep uses."""
@@ -73,6 +76,7 @@ class KeyValue(IdentityKV, Protocol):
         ...
 
 
+@runtime_checkable
 class SharedKV(KeyValue, Protocol):
     """A store several writers share (:class:`RedisKV`): :class:`TxKV` finds these by
     ``hasattr`` and then commits optimistically, reads ahead and reserves counter blocks."""
@@ -1046,7 +1050,8 @@ class TxKV:
 
     def smembers(self, key: str) -> builtins.set[str]:
         deleted, added = self._sets.get(key, (False, set()))
-        out: builtins.set[str] = set() if deleted else set(self._base_smembers(key))  # a fresh, mutable copy
+        # a fresh, mutable copy
+        out: builtins.set[str] = set() if deleted else set(self._base_smembers(key))
         if added:
             out |= added
         return out
@@ -1191,6 +1196,7 @@ class TxKV:
         return value
 
 
+@runtime_checkable
 class UnitOfWorkKV(IdentityKV, Protocol):
     """What the pure core needs of its state store (:class:`TxKV` implements it): reads with
     read-your-writes, buffered writes that :meth:`commit` applies at once (compare-and-apply
