@@ -3,6 +3,11 @@
 Two backends honour one :class:`KeyValue` contract: :class:`MemoryKV` (replay, unit tests) and
 :class:`RedisKV` (workers). Everything stored is a string; callers serialise.
 Keys handed in are already free of personal data (IDs and phones are HMAC-ed upstream).
+
+Each Protocol names what one user needs: :class:`IndexKV` (the identity store's saves and
+lookups; :class:`PrefixedView` offers that much) within :class:`IdentityKV` (and retiring)
+within :class:`KeyValue` (a committed store) within :class:`SharedKV` (one several writers
+share); :class:`UnitOfWorkKV` is what the core needs of :class:`TxKV`.
 """
 
 from __future__ import annotations
@@ -78,8 +83,9 @@ class KeyValue(IdentityKV, Protocol):
 
 @runtime_checkable
 class SharedKV(KeyValue, Protocol):
-    """A store several writers share (:class:`RedisKV`): :class:`TxKV` finds these by
-    ``hasattr`` and then commits optimistically, reads ahead and reserves counter blocks."""
+    """A store several writers share (:class:`RedisKV`): what :class:`TxKV` uses of a base
+    that has it (tested with ``hasattr``): compare-and-apply commits, reading ahead, counter
+    blocks."""
 
     def apply_checked(self, ops: list[Op], strings: dict[str, str | None],
                       cards: dict[str, int]) -> None: ...
