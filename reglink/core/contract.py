@@ -149,7 +149,7 @@ def schema_for(name: str) -> dict[str, Any]:
 
 # A compiled check returns None when the value is valid, else an error list
 # ``[code, key_n, ..., key_1]`` (the path is appended while unwinding: no cost when valid).
-Check = Callable[[Any], "list | None"]
+Check = Callable[[Any], "list[str] | None"]
 
 _ANNOTATIONS = frozenset({
     "$schema", "$id", "$defs", "$comment", "title", "description", "default", "examples",
@@ -169,9 +169,12 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
 
 
 def _json_equal(a: Any, b: Any) -> bool:
+    same: bool
     if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
+        same = type(a) is type(b) and a == b
+    else:
+        same = a == b
+    return same
 
 
 class _Compiler:
@@ -248,7 +251,7 @@ class _Compiler:
         if "minimum" in s or "maximum" in s:
             lo, hi = s.get("minimum"), s.get("maximum")
 
-            def bounds(v: Any) -> list | None:
+            def bounds(v: Any) -> list[str] | None:
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     return None
                 if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -259,7 +262,7 @@ class _Compiler:
         if "required" in s:
             req = tuple(s["required"])
 
-            def required(v: Any) -> list | None:
+            def required(v: Any) -> list[str] | None:
                 if isinstance(v, dict):
                     for k in req:
                         if k not in v:
@@ -273,7 +276,7 @@ class _Compiler:
             extra = s.get("additionalProperties", True)
             extra_check = None if extra is True else self.compile(extra, base)
 
-            def properties(v: Any) -> list | None:
+            def properties(v: Any) -> list[str] | None:
                 if not isinstance(v, dict):
                     return None
                 for k, chk in prop_items:
@@ -295,7 +298,7 @@ class _Compiler:
         if "items" in s:
             item_check = self.compile(s["items"], base)
 
-            def items(v: Any) -> list | None:
+            def items(v: Any) -> list[str] | None:
                 if isinstance(v, list):
                     for i, item in enumerate(v):
                         err = item_check(item)
@@ -310,7 +313,7 @@ class _Compiler:
         if "anyOf" in s:
             branches = [self.compile(sub, base) for sub in s["anyOf"]]
 
-            def any_of(v: Any) -> list | None:
+            def any_of(v: Any) -> list[str] | None:
                 first = None
                 for b in branches:
                     err = b(v)
@@ -323,7 +326,7 @@ class _Compiler:
         if "oneOf" in s:
             branches = [self.compile(sub, base) for sub in s["oneOf"]]
 
-            def one_of(v: Any) -> list | None:
+            def one_of(v: Any) -> list[str] | None:
                 errs = [b(v) for b in branches]
                 ok = sum(e is None for e in errs)
                 if ok == 1:
@@ -343,7 +346,7 @@ class _Compiler:
             return checks[0]
         seq = tuple(checks)
 
-        def all_checks(v: Any) -> list | None:
+        def all_checks(v: Any) -> list[str] | None:
             for c in seq:
                 err = c(v)
                 if err is not None:
@@ -404,7 +407,7 @@ def compiled_validator(name: str) -> Check:
     return compiler.ref(f"{name}.json", SCHEMA_BASE)
 
 
-def error_reason(err: list) -> str:
+def error_reason(err: list[str]) -> str:
     code, path = err[0], ".".join(reversed(err[1:]))
     return f"{code}: {path}" if path else code
 

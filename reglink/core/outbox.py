@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from reglink.stores import schema as sk
-from reglink.stores.kv import UnitOfWorkKV
+from reglink.stores.kv import Op, UnitOfWorkKV
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,7 @@ class Out:
 
     topic: str
     key: str
-    value: dict
+    value: dict[str, Any]  # a JSON object
     oid: str | None = None  # outbox id while the message awaits delivery (worker only)
 
 
@@ -46,7 +47,7 @@ class Outbox:
         return Out(out.topic, out.key, out.value, oid)
 
     @staticmethod
-    def _forget(oid: str) -> tuple[tuple, tuple]:
+    def _forget(oid: str) -> tuple[Op, Op]:
         return ("zrem", sk.OUTBOX, oid), ("delete", sk.outbox_message(oid))
 
     def delivered(self, oid: str) -> None:

@@ -14,6 +14,11 @@ outbox (:mod:`reglink.core.outbox`) keeps its messages until they are delivered.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
 
 from matchers import fastjson
 from matchers.features import person_record
@@ -26,13 +31,13 @@ from reglink.core.outbox import Out, Outbox
 from reglink.core.rules import decisions
 from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext
 from reglink.core.rules.registry import RULES
-from reglink.core.rules.watermark import Watermark
+from reglink.core.rules.watermark import Watermark, WatermarkState
 from reglink.core.settings import Settings
 from reglink.core.topics import EVENT_SOURCES
 from reglink.core.unit_of_work import UnitOfWork
 from reglink.stores import schema as sk
 from reglink.stores.identity import KVIdentityStore
-from reglink.stores.kv import KeyValue, PrefixedView, TxKV, UnitOfWorkKV
+from reglink.stores.kv import KeyValue, Op, PrefixedView, TxKV, UnitOfWorkKV
 
 __all__ = ["Out", "Pipeline"]
 
@@ -60,14 +65,15 @@ class Pipeline:
         # Through the buffer too: identity writes (save, merge pointers, links) land in the
         # record's MULTI/EXEC with the rule state, not one round trip each ahead of it.
         # identity_cache: decoded identities kept (see KVIdentityStore); replay keeps them all.
-        self.store = KVIdentityStore(self.kv, cache=identity_cache)
+        self.store: KVIdentityStore[UnitOfWorkKV] = KVIdentityStore(self.kv,
+                                                                    cache=identity_cache)
         # Watchlist entries are indexed like identities, in their own namespace.
         self.watch_store = KVIdentityStore(PrefixedView(self.kv, sk.WATCH_NS))
         self.linker = Linker(self.store, self.pseudo, settings.link_threshold)
         if outbox:
             self.linker.prefetch_extra = (sk.OUTBOX_COUNTER,)
         self.metrics = metrics or PipelineMetrics()
-        self._children: dict[tuple[int, str], object] = {}
+        self._children: dict[tuple[int, str], Counter] = {}
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = Outbox(self.kv, outbox)
@@ -93,7 +99,7 @@ class Pipeline:
         self.watch_store.forget()
 
     # ------------------------------------------------------------------ entry points
-    def process(self, record: dict, now: float | None = None,
+    def process(self, record: dict[str, Any], now: float | None = None,
                 channel: str | None = None) -> tuple[str | None, list[Out]]:
         """Handle one validated record. Returns (person_id it linked to, messages).
 
@@ -103,7 +109,7 @@ class Pipeline:
         pid, outs = self.work.run(self._process_one, record, now, channel)
         return pid, outs
 
-    def _process_one(self, record: dict, now: float | None,
+    def _process_one(self, record: dict[str, Any], now: float | None,
                      channel: str | None) -> tuple[str | None, list[Out]]:
         """One record as a unit of work of its own. Over Redis, what it will read is fetched
         ahead as for a batch (:meth:`_prefetch_batch`: two round trips, where reading as it
@@ -117,8 +123,9 @@ class Pipeline:
             self.linker.fetched_ahead = False
             self._pre.clear()
 
-    def process_batch(self, items: list[tuple[dict, str | None]], now: float | None = None,
-                      max_retries: int = 2) -> list[tuple[str | None, list[Out]]]:
+    def process_batch(self, items: list[tuple[dict[str, Any], str | None]],
+                      now: float | None = None, max_retries: int = 2
+                      ) -> list[tuple[str | None, list[Out]]]:
         """Handle several validated records ``(record, channel)``, in the order given, as one
         unit of work: the same results as calling :meth:`process` on each in turn, committed
         at once, with per-record conflict resolution (:meth:`UnitOfWork.run_batch`; a
@@ -127,7 +134,7 @@ class Pipeline:
         pipelined round trips."""
         return self.work.run_batch(items, _BatchSteps(self, now), max_retries)
 
-    def _prefetch_batch(self, records: list[dict]) -> bool:
+    def _prefetch_batch(self, records: list[dict[str, Any]]) -> bool:
         """Warm the overlay's read cache with what the batch will read, in two round trips:
         each record's link, blocking sets, the identity it would found and what the rules
         read for it (:meth:`AlertRule.keys_ahead`, :meth:`AlertRule.person_keys`); then the
@@ -177,7 +184,7 @@ class Pipeline:
         return [sk.merged(pid), sk.identity(pid),
                 *(k for rule in self.rules for k in rule.person_keys(pid))]
 
-    def _counter(self, metric, label: str):
+    def _counter(self, metric: Counter, label: str) -> Counter:
         """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
         tuple key per call)."""
         key = (id(metric), label)
@@ -200,7 +207,7 @@ class Pipeline:
         return self.outbox.undelivered()
 
     # ------------------------------------------------------------------ one record
-    def _process(self, record: dict, now: float | None,
+    def _process(self, record: dict[str, Any], now: float | None,
                  channel: str | None) -> tuple[str | None, list[Out]]:
         source = record["source"]
         key = record_key(record)
@@ -241,14 +248,14 @@ class Pipeline:
         """A channel has records waiting that the shell has not read yet (stream only)."""
         self.wm.expect(channel, now)
 
-    def apply_decision(self, decision: dict) -> list[Out]:
+    def apply_decision(self, decision: dict[str, Any]) -> list[Out]:
         """A reviewer's decision (``decisions`` topic) feeds back into matching: a dismissal
         suppresses its (person, watch entry) pair, permanently for "different person"
         (cannot-link); a misused-identity mark stops watchlist hits on that person.
         See :mod:`reglink.core.rules.decisions`. Emits nothing. Committed at once."""
         return self.work.run(self._apply_decision, decision)
 
-    def _apply_decision(self, decision: dict) -> list[Out]:
+    def _apply_decision(self, decision: dict[str, Any]) -> list[Out]:
         for op, key, value in decisions.effects(decision):
             if op == "sadd":
                 self.kv.sadd(key, [value])
@@ -260,7 +267,8 @@ class Pipeline:
         """End of input (replay): the watermark moves to the top report time - lateness."""
         return self.work.run(self._advance, None, True)
 
-    def _link_outputs(self, record: dict, rec: PersonRecord, link: LinkResult, rt) -> list[Out]:
+    def _link_outputs(self, record: dict[str, Any], rec: PersonRecord, link: LinkResult,
+                      rt: datetime | None) -> list[Out]:
         outs = []
         if not link.repeated:
             self._counter(self.metrics.linked, rec.source).inc()
@@ -312,12 +320,12 @@ class _BatchSteps:
     def __init__(self, pipe: Pipeline, now: float | None) -> None:
         self.pipe, self.now = pipe, now
 
-    def start(self, items: list[tuple[dict, str | None]]) -> None:
+    def start(self, items: Sequence[tuple[dict[str, Any], str | None]]) -> None:
         pipe = self.pipe
         pipe._batch = True
         pipe.linker.fetched_ahead = pipe._prefetch_batch([r for r, _c in items])
 
-    def step(self, item: tuple[dict, str | None]) -> tuple[str | None, list[Out]]:
+    def step(self, item: tuple[dict[str, Any], str | None]) -> tuple[str | None, list[Out]]:
         record, channel = item
         return self.pipe._process(record, self.now, channel)
 
@@ -327,13 +335,13 @@ class _BatchSteps:
         pipe.linker.fetched_ahead = False
         pipe._pre.clear()
 
-    def memory(self) -> dict:
+    def memory(self) -> WatermarkState:
         """A watermark state (``Watermark.to_json``) that later changes do not alter."""
         d = self.pipe.wm.to_json()
         return {**d, "max_seen": dict(d["max_seen"]), "last_active": dict(d["last_active"])}
 
-    def restore(self, memory: dict) -> None:
+    def restore(self, memory: WatermarkState) -> None:
         self.pipe.wm.load_json(memory)
 
-    def closing_writes(self, memory: dict) -> list[tuple]:
+    def closing_writes(self, memory: WatermarkState) -> list[Op]:
         return [("set", sk.WATERMARK, fastjson.dumps(memory))]

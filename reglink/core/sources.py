@@ -62,7 +62,8 @@ class CheckInOut:
         return record[self.event] == self.opens, record.get(self.venue), ts(record[self.time])
 
     def grace_s(self, settings: Any) -> float:
-        return getattr(settings, self.grace)
+        grace: float = getattr(settings, self.grace)
+        return grace
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class DateInterval:
         return day_start(record[self.start]), day_end(end) if end else None
 
     def grace_s(self, settings: Any) -> float:
-        return getattr(settings, self.grace)
+        grace: float = getattr(settings, self.grace)
+        return grace
 
 
 @dataclass(frozen=True)

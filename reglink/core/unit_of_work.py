@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar, TypeVarTuple
 
 from reglink.core.metrics import PipelineMetrics
-from reglink.stores.kv import Conflict, UnitOfWorkKV
+from reglink.stores.kv import Conflict, Op, UnitOfWorkKV
 
 MAX_CONFLICT_RETRIES = 20
 # Pause before conflict retry n: min(cap, base * 2**n), jittered x0.5-1.5. Retrying at once
@@ -24,31 +24,42 @@ BACKOFF_BASE_S = 0.0005
 BACKOFF_CAP_S = 0.05
 
 
-def conflict_backoff(attempt: int, rand=random.random) -> float:
+_Item = TypeVar("_Item", contravariant=True)
+_Result = TypeVar("_Result", covariant=True)
+_Memory = TypeVar("_Memory")
+_I = TypeVar("_I")
+_R = TypeVar("_R")
+_Args = TypeVarTuple("_Args")
+
+
+def conflict_backoff(attempt: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before re-running a unit of work after its ``attempt``-th conflict."""
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(attempt, 16))) * (0.5 + rand())
+    pause: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(attempt, 16))) * (0.5 + rand())
+    return pause
 
 
-class BatchSteps(Protocol):
-    """What :meth:`UnitOfWork.run_batch` asks of the code that processes the records."""
+class BatchSteps(Protocol[_Item, _Result, _Memory]):
+    """What :meth:`UnitOfWork.run_batch` asks of the code that processes the records: items
+    of type ``_Item`` give results of type ``_Result``; ``_Memory`` is a copy of the
+    in-process state they change."""
 
-    def start(self, items: list) -> None:
+    def start(self, items: Sequence[_Item]) -> None:
         """An attempt over ``items`` begins (segment 0 is open): read ahead what it needs."""
 
-    def step(self, item) -> Any:
+    def step(self, item: _Item) -> _Result:
         """Process one item on the attempt's read-your-writes overlay; its result."""
 
     def end(self) -> None:
         """The attempt is over (committed, conflicted or failed)."""
 
-    def memory(self) -> Any:
+    def memory(self) -> _Memory:
         """A copy of the in-process state the items change (not in the store), which
         later items do not alter."""
 
-    def restore(self, memory: Any) -> None:
+    def restore(self, memory: _Memory) -> None:
         """Put the in-process state back to ``memory``."""
 
-    def closing_writes(self, memory: Any) -> list[tuple]:
+    def closing_writes(self, memory: _Memory) -> list[Op]:
         """Writes ``(op, key, *args)`` that save ``memory`` in the store, committed after
         the items they follow."""
 
@@ -75,7 +86,7 @@ class UnitOfWork:
         self.kv.rollback()
         self.forget()
 
-    def run(self, fn: Callable[..., Any], *args) -> Any:
+    def run(self, fn: Callable[[*_Args], _R], *args: *_Args) -> _R:
         """Run ``fn(*args)`` as one unit of work; commit its state changes at once, or none.
 
         After a conflict the unit runs again on fresh state (its in-process effects must be
@@ -97,7 +108,8 @@ class UnitOfWork:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def run_batch(self, items: list, steps: BatchSteps, max_retries: int = 2) -> list:
+    def run_batch(self, items: list[_I], steps: BatchSteps[_I, _R, _Memory],
+                  max_retries: int = 2) -> list[_R]:
         """Process ``items`` in order as one unit of work; their results.
 
         Every item runs on a batch-wide read-your-writes overlay (item i+1 sees item i's
@@ -116,15 +128,15 @@ class UnitOfWork:
         others (one at a time). Any other error rolls the uncommitted items back too and is
         raised, likewise with ``done``."""
         kv = self.kv
-        done: list = []
+        done: list[_R] = []
         misses = 0
         track = kv.optimistic
         limit = len(items)  # items per attempt: halved after each conflict
         while True:
             pending = items[len(done):len(done) + limit]
             before = steps.memory()
-            snaps: list = []  # the memory after each item (to commit a prefix)
-            results: list = []
+            snaps: list[_Memory] = []  # the memory after each item (to commit a prefix)
+            results: list[_R] = []
             try:
                 kv.begin(0)
                 steps.start(pending)
@@ -169,7 +181,8 @@ class UnitOfWork:
                 conflict.done = done  # type: ignore[attr-defined]
                 raise conflict
 
-    def _commit_leading(self, segment: int, snaps: list, steps: BatchSteps) -> int:
+    def _commit_leading(self, segment: int, snaps: list[_Memory],
+                        steps: BatchSteps[_I, _R, _Memory]) -> int:
         """After a conflict first seen at item ``segment``: commit the items before it
         (their own reads are checked again; a conflict there moves the cut further up).
         Returns how many leading items were committed."""

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 from matchers import fastjson
 from matchers.types import SET_FIELDS, Identity, PurgeReport
 from reglink.stores import schema as sk
-from reglink.stores.kv import Conflict, KeyValue, MemoryKV, RedisKV
+from reglink.stores.kv import (
+    Conflict,
+    IdentityKV,
+    IndexKV,
+    KeyValue,
+    MemoryKV,
+    Op,
+    RedisKV,
+)
 
 _SET_FIELDS = SET_FIELDS
 
@@ -24,7 +33,7 @@ def _dump(ident: Identity) -> str:
     a one-record identity."""
     anchor = "=" if ident.rid_hash is not None and ident.anchor == f"rid:{ident.rid_hash}" \
         else ident.anchor
-    row: list = [anchor, ident.rid_hash, ident.home, ident.records, ident.last_report,
+    row: list[Any] = [anchor, ident.rid_hash, ident.home, ident.records, ident.last_report,
                  ident.last_record]
     row += [sorted(getattr(ident, f)) for f in _SET_FIELDS]
     if ident.rid_hash is not None and ident.rid_hash in ident.id_hashes:
@@ -38,7 +47,7 @@ def _dump(ident: Identity) -> str:
 _HEAD = 6  # anchor, rid_hash, home, records, last_report, last_record
 
 
-def _from_row(person_id: str, row: list) -> Identity:
+def _from_row(person_id: str, row: list[Any]) -> Identity:
     anchor, rid_hash = row[0], row[1]
     ident = Identity(person_id=person_id,
                      anchor=f"rid:{rid_hash}" if anchor == "=" else anchor,
@@ -68,7 +77,7 @@ try:  # msgspec decodes straight into the dataclass (lists -> sets): ~4x faster 
     import msgspec
 
     _typed = msgspec.json.Decoder(Identity)
-    _rows = msgspec.json.Decoder(list)
+    _rows = msgspec.json.Decoder(list[Any])
 
     def _load_fast(raw: str, person_id: str = "") -> Identity:
         if raw[:1] == "{":
@@ -78,10 +87,15 @@ except ImportError:  # pragma: no cover
     _load_fast = _load
 
 
-class KVIdentityStore:
-    """Implements :class:`matchers.types.IdentityStore`."""
+_KV = TypeVar("_KV", bound=IndexKV, covariant=True)
 
-    def __init__(self, kv: KeyValue, max_bucket: int = 200, cache: int = 50_000) -> None:
+
+class KVIdentityStore(Generic[_KV]):
+    """Implements :class:`matchers.types.IdentityStore` over ``kv``: an :class:`IndexKV`
+    saves and finds; :meth:`retire` needs an :class:`IdentityKV`, :meth:`purge` a
+    committed store (:class:`KeyValue`)."""
+
+    def __init__(self, kv: _KV, max_bucket: int = 200, cache: int = 50_000) -> None:
         self.kv = kv
         self.max_bucket = max_bucket  # a blocking key shared by more ids is too common to use
         # Decoded identities by person id, with the exact JSON they were decoded from: a hit
@@ -129,9 +143,7 @@ class KVIdentityStore:
         """``limits`` (optional, one per key): a smaller bucket bound for that key."""
         found: set[str] = set()
         mx = self.max_bucket
-        read = getattr(self.kv, "smembers_many_shared", None)  # uncopied: only read here
-        if read is None:
-            read = self.kv.smembers_many
+        read = self.kv.smembers_many_shared  # uncopied: only read here
         # A bucket over its bound comes back as its size only (Redis does not send it):
         # a lookup's cost does not grow with a common key's population.
         caps = mx if limits is None else [mx if lim is None else min(lim, mx) for lim in limits]
@@ -163,7 +175,7 @@ class KVIdentityStore:
         for key in keys:
             self.kv.sadd(sk.blocking(key), [identity.person_id])
 
-    def retire(self, absorbed_id: str, into: str) -> None:
+    def retire(self: KVIdentityStore[IdentityKV], absorbed_id: str, into: str) -> None:
         if absorbed_id == into:
             return
         self.kv.set(sk.merged(absorbed_id), into)
@@ -177,7 +189,9 @@ class KVIdentityStore:
         """Warm the unit of work's read cache with what linking reads first (the record's
         link, its blocking sets, the identity it would found, the counter; ``extra`` raw
         keys): one round trip instead of several."""
-        pre = getattr(self.kv, "prefetch", None)
+        # a unit of work reads ahead (TxKV.prefetch); a store on its own has nothing to warm
+        pre: Callable[[list[str], list[str], int | None], None] | None = getattr(
+            self.kv, "prefetch", None)
         if pre is not None:
             pre([sk.link(record_key), *(sk.identity(p) for p in person_ids), sk.IDENTITY_COUNT,
                  *extra],
@@ -194,7 +208,8 @@ class KVIdentityStore:
         return int(self.kv.get(sk.IDENTITY_COUNT) or 0)
 
     # ------------------------------------------------------------------ retention sweep
-    def purge(self, before: float, keep: Callable[[Identity, dict], str | None] | None = None,
+    def purge(self: KVIdentityStore[KeyValue], before: float,
+              keep: Callable[[Identity, dict[str, str | None]], str | None] | None = None,
               state_keys: Callable[[str], list[str]] | None = None,
               dry_run: bool = False, batch: int = 500,
               yield_ratio: float = 1.0) -> PurgeReport:
@@ -282,19 +297,20 @@ class KVIdentityStore:
                     if (end := final(m)) in doomed:
                         members[end].append((k, m))
 
-        def unit(pid: str) -> tuple[list[tuple], dict[str, str | None]]:
+        def unit(pid: str) -> tuple[list[Op], dict[str, str | None]]:
             raw, state = doomed[pid]
-            ops: list[tuple] = [("delete", sk.identity(pid))]
+            ops: list[Op] = [("delete", sk.identity(pid))]
             ops += [("srem", k, m) for k, m in members[pid]]
             ops += [("delete", k) for k in sorted(extra[pid])]
             ops += [("delete", k) for k, v in state.items() if v is not None]
             ops.append(("incrby", sk.IDENTITY_COUNT, -1))
             return ops, {sk.identity(pid): raw, **state, **extra[pid]}
 
-        checked = getattr(self.kv, "apply_checked", None)  # None: embedded store
+        checked: Callable[[list[Op], dict[str, str | None], dict[str, int]], None] | None = \
+            getattr(self.kv, "apply_checked", None)  # None: embedded store (SharedKV: Redis)
 
         def commit(group: list[str]) -> None:
-            ops: list[tuple] = []
+            ops: list[Op] = []
             expect: dict[str, str | None] = {}
             for pid in group:
                 o, e = unit(pid)
@@ -334,9 +350,9 @@ class KVIdentityStore:
         return rep
 
 
-def embedded_store() -> KVIdentityStore:
+def embedded_store() -> KVIdentityStore[MemoryKV]:
     return KVIdentityStore(MemoryKV())
 
 
-def redis_store(client, prefix: str) -> KVIdentityStore:
+def redis_store(client: Any, prefix: str) -> KVIdentityStore[RedisKV]:
     return KVIdentityStore(RedisKV(client, prefix))

@@ -3,48 +3,95 @@
 Two backends honour one :class:`KeyValue` contract: :class:`MemoryKV` (replay, unit tests) and
 :class:`RedisKV` (workers). Everything stored is a string; callers serialise.
 Keys handed in are already free of personal data (IDs and phones are HMAC-ed upstream).
+
+Each Protocol names what one user needs: :class:`IndexKV` (the identity store's saves and
+lookups; :class:`PrefixedView` offers that much) within :class:`IdentityKV` (and retiring)
+within :class:`KeyValue` (a committed store) within :class:`SharedKV` (one several writers
+share); :class:`UnitOfWorkKV` is what the core needs of :class:`TxKV`.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import builtins
 import hashlib
 import re
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from reglink.stores import schema
 from reglink.stores.schema import LAYOUT
 
+_T = TypeVar("_T")
 
-class KeyValue(Protocol):
+
+Op = tuple[Any, ...]
+"""A buffered write ``(op, key, *args)``: ``("set", key, value)``, ``("delete", key)``,
+``("sadd", key, members)``, ``("srem", key, member)``, ``("zadd", key, member, score)``,
+``("zrem", key, member)``, ``("incrby", key, amount)``."""
+
+Caps = int | Sequence[int | None] | None
+"""Caps of a multi-set read: one for every set, or one (or None) per key; None: no cap."""
+
+
+@runtime_checkable
+class IndexKV(Protocol):
+    """What :class:`~reglink.stores.identity.KVIdentityStore` needs to save identities and
+    find them (the watchlist index, :class:`PrefixedView`, offers no more)."""
+
     def get(self, key: str) -> str | None: ...
     def mget(self, keys: list[str]) -> list[str | None]: ...
     def set(self, key: str, value: str) -> None: ...
-    def delete(self, key: str) -> None: ...
     def sadd(self, key: str, members: Iterable[str]) -> None: ...
-    def smembers(self, key: str) -> set[str]: ...
-    def scard(self, key: str) -> int: ...
-    def zadd(self, key: str, member: str, score: float) -> None: ...
-    def zrem(self, key: str, member: str) -> None: ...
+    def incr(self, key: str) -> int: ...
+    def smembers_many_shared(self, keys: list[str], caps: Caps = None
+                             ) -> Sequence[AbstractSet[str]]:
+        """Several sets in one round trip, for a reader that never mutates them (they may be
+        the store's own). ``caps``: a set with more members than its cap may come back as
+        :class:`Oversized` (its size, no members) instead of being transferred."""
+        ...
+
+
+@runtime_checkable
+class IdentityKV(IndexKV, Protocol):
+    """What the identity store also needs to retire a merged identity."""
+
+    def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class KeyValue(IdentityKV, Protocol):
+    """A committed store (:class:`MemoryKV`, :class:`RedisKV`): what the unit of work
+    (:class:`TxKV`) reads through and commits to, and what the retention sweep uses."""
+
+    def smembers_many(self, keys: list[str]) -> Sequence[AbstractSet[str]]:
+        """Several sets in one round trip (the sweep reads the index with it)."""
+        ...
     def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
         """Members with score <= max_score, lowest score first (ties by member)."""
         ...
-    def incr(self, key: str) -> int: ...
-    def srem(self, key: str, member: str) -> None: ...
-    def smembers_many(self, keys: list[str], caps=None) -> list[set[str]]:
-        """Several sets in one round trip. ``caps`` (an int, or one int or None per key): a
-        set with more members than its cap may come back as :class:`Oversized` (its size,
-        no members) instead of being transferred."""
-        ...
-    def apply(self, ops: list[tuple]) -> None:
-        """Apply buffered writes ``(op, key, *args)`` atomically, in order."""
+    def apply(self, ops: list[Op]) -> None:
+        """Apply buffered writes (:data:`Op`) atomically, in order."""
         ...
     def scan(self, prefix: str) -> Iterable[str]:
         """Every key starting with ``prefix`` (any type), in no particular order. For sweeps
         (``reglink purge``), never on the per-record path."""
         ...
+
+
+@runtime_checkable
+class SharedKV(KeyValue, Protocol):
+    """A store several writers share (:class:`RedisKV`): what :class:`TxKV` uses of a base
+    that has it (tested with ``hasattr``): compare-and-apply commits, reading ahead, counter
+    blocks."""
+
+    def apply_checked(self, ops: list[Op], strings: dict[str, str | None],
+                      cards: dict[str, int]) -> None: ...
+    def fetch(self, strings: list[str], sets: list[str], caps: Caps = None
+              ) -> tuple[Sequence[str | None], Sequence[AbstractSet[str]]]: ...
+    def incrby(self, key: str, amount: int) -> int: ...
 
 
 class MemoryKV:
@@ -74,7 +121,7 @@ class MemoryKV:
     def sadd(self, key: str, members: Iterable[str]) -> None:
         self._set.setdefault(key, set()).update(members)
 
-    def smembers(self, key: str) -> set[str]:
+    def smembers(self, key: str) -> builtins.set[str]:
         return set(self._set.get(key, ()))
 
     def scard(self, key: str) -> int:
@@ -114,17 +161,17 @@ class MemoryKV:
         return [k for d in (self._str, self._set, self._z) for k in list(d)
                 if k.startswith(prefix) and (d is self._str or d[k])]
 
-    def smembers_many(self, keys: list[str], caps=None) -> list[set[str]]:
+    def smembers_many(self, keys: list[str], caps: Caps = None) -> list[builtins.set[str]]:
         return [self.smembers(k) for k in keys]  # embedded: reading is free, caps unused
 
-    def smembers_many_shared(self, keys: list[str],
-                             caps=None) -> list[set[str] | frozenset[str]]:
+    def smembers_many_shared(self, keys: list[str], caps: Caps = None
+                             ) -> list[AbstractSet[str]]:
         """The stored sets themselves, not copies: for readers that never mutate them
         (:class:`TxKV`), so a large blocking bucket is not copied on every lookup."""
         got = self._set.get
         return [got(k, _EMPTY) for k in keys]
 
-    def apply(self, ops: list[tuple]) -> None:
+    def apply(self, ops: list[Op]) -> None:
         for op, key, *args in ops:
             getattr(self, op)(key, *args)
 
@@ -132,7 +179,7 @@ class MemoryKV:
 _EMPTY: frozenset[str] = frozenset()
 
 
-def _remove_sorted(lst: list, item) -> None:
+def _remove_sorted(lst: list[tuple[float, str]], item: tuple[float, str]) -> None:
     """Remove ``item`` from a sorted list in O(log n) search (list.remove scans)."""
     i = bisect.bisect_left(lst, item)
     if i < len(lst) and lst[i] == item:
@@ -192,12 +239,14 @@ def ensure_layout(kv: KeyValue, force: bool = False) -> None:
         "docs/capacity.md, 'Migrating'), then point the workers at it")
 
 
-class Oversized(frozenset):
+class Oversized(frozenset[str]):
     """A set read with a cap it exceeds (``smembers_many(keys, caps)``): its size, no members.
     ``len()`` is the set's size, so a caller's "too common" test and the optimistic commit's
     size check both work on it; iterating it yields nothing."""
 
-    def __new__(cls, size: int):
+    size: int
+
+    def __new__(cls, size: int) -> Oversized:
         self = super().__new__(cls)
         self.size = int(size)
         return self
@@ -483,8 +532,13 @@ def _is_bucket(name: str) -> bool | None:
     return "@" not in rest
 
 
-def _direct(fn, *args, **kw):
+def _direct(fn: Callable[..., _T], *args: Any, **kw: Any) -> _T:
     return fn(*args, **kw)
+
+
+def _text(v: bytes | str) -> str:
+    """A Redis reply as text (the client decodes replies or not, as it was built)."""
+    return v.decode() if isinstance(v, bytes) else v
 
 
 class RedisKV:
@@ -496,7 +550,8 @@ class RedisKV:
 
     LOC_MEMO = 1 << 16  # blocking-index locations remembered (see _loc)
 
-    def __init__(self, client, prefix: str, buckets_hex: int = BUCKET_HEX) -> None:
+    def __init__(self, client: Any, prefix: str, buckets_hex: int = BUCKET_HEX) -> None:
+        # a redis-py client; its replies are untyped (bytes or str, as it was built)
         self._r = client
         self._p = prefix
         self._bh = buckets_hex
@@ -507,7 +562,7 @@ class RedisKV:
         # Reads (fetch, get) stay direct: a read that waited for the loop would lengthen the
         # time between a unit's reads and its commit, in which another worker's commit
         # makes it conflict.
-        self.io = _direct
+        self.io: Callable[..., Any] = _direct
 
     def _k(self, key: str) -> str:
         return self._p + key
@@ -530,20 +585,21 @@ class RedisKV:
         return got
 
     @staticmethod
-    def _s(v) -> str | None:
+    def _s(v: bytes | str | None) -> str | None:
         return v.decode() if isinstance(v, bytes) else v
 
-    def _unpack(self, raw, mapped: bool) -> set[str] | Oversized:
+    def _unpack(self, raw: int | bytes | str | list[bytes | str], mapped: bool
+                ) -> builtins.set[str] | Oversized:
         """A set as the fetch script returns it: an integer (over its cap), a packed string
         (a field), or the members of a Redis set (mapped: packed members)."""
         if isinstance(raw, int):
             return Oversized(raw)
         if isinstance(raw, bytes | str):
-            raw = self._s(raw)
-            return {_dec_member(m) for m in raw.split(",")} if raw else set()
+            packed = _text(raw)
+            return {_dec_member(m) for m in packed.split(",")} if packed else set()
         if mapped:
-            return {_dec_member(self._s(m)) for m in raw}
-        return {self._s(m) for m in raw}
+            return {_dec_member(_text(m)) for m in raw}
+        return {_text(m) for m in raw}
 
     def get(self, key: str) -> str | None:
         return self._s(self._r.get(self._k(key)))
@@ -571,10 +627,10 @@ class RedisKV:
         else:
             self._r.sadd(self._k(key), *members)
 
-    def smembers(self, key: str) -> set[str]:
+    def smembers(self, key: str) -> builtins.set[str]:
         if self._loc(key)[1] is not None:
-            return self._read_plain([key])[0]
-        return {self._s(m) for m in self._r.smembers(self._k(key))}
+            return cast(builtins.set[str], self._read_plain([key])[0])  # no cap: a set
+        return {_text(m) for m in self._r.smembers(self._k(key))}
 
     def scard(self, key: str) -> int:
         rk, f = self._loc(key)
@@ -593,7 +649,7 @@ class RedisKV:
 
     def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
         rows = self._r.zrangebyscore(self._k(key), "-inf", max_score, withscores=True)
-        return [(self._s(m), float(s)) for m, s in rows]
+        return [(_text(m), float(s)) for m, s in rows]
 
     def incr(self, key: str) -> int:
         return int(self._r.incr(self._k(key)))
@@ -607,7 +663,7 @@ class RedisKV:
     def incrby(self, key: str, amount: int) -> int:
         return int(self._r.incrby(self._k(key), int(amount)))
 
-    def scan(self, prefix: str):
+    def scan(self, prefix: str) -> Iterator[str]:
         """SCAN (cursor, not KEYS: the server keeps answering others) for ``prefix*``; the
         fields of the index's bucket hashes come out as logical keys (``b:<64 bits>``)."""
         n = len(self._p)
@@ -619,7 +675,7 @@ class RedisKV:
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._p + physical) + "*"
         buckets: list[str] = []
         for k in self._r.scan_iter(match=pattern, count=1000):
-            name = self._s(k)[n:]
+            name = _text(k)[n:]
             kind = _is_bucket(name)
             if kind is None:
                 if self._loc(name)[1] is not None:
@@ -637,7 +693,7 @@ class RedisKV:
                     buckets = []
         yield from self._scan_fields(buckets, prefix)
 
-    def _scan_fields(self, buckets: list[str], prefix: str):
+    def _scan_fields(self, buckets: list[str], prefix: str) -> Iterator[str]:
         if not buckets:
             return
         pipe = self._r.pipeline(transaction=False)
@@ -645,11 +701,11 @@ class RedisKV:
             pipe.hkeys(self._p + name)
         for name, fields in zip(buckets, pipe.execute(), strict=True):
             for f in fields:
-                key = _logical(name, self._s(f))
+                key = _logical(name, _text(f))
                 if key.startswith(prefix):
                     yield key
 
-    def _read_plain(self, keys: list[str]) -> list[set[str]]:
+    def _read_plain(self, keys: list[str]) -> list[builtins.set[str] | Oversized]:
         """Sets without a script (a read-only user may not run one): pipelined SMEMBERS and
         HGET, then HGETALL of the large sets that moved to a hash of their own."""
         pipe = self._r.pipeline(transaction=False)
@@ -667,12 +723,13 @@ class RedisKV:
                 rk, f = locs[i]
                 pipe.hgetall(f"{rk}@{f}")
             for i, fields in zip(over, pipe.execute(), strict=True):
-                raw[i] = [m for sl, v in fields.items() if self._s(sl)[:1] == "s"
-                          for m in self._s(v).split(",")]
+                raw[i] = [m for sl, v in fields.items() if _text(sl)[:1] == "s"
+                          for m in _text(v).split(",")]
         return [self._unpack(v if v is not None else "", f is not None)
                 for v, (_rk, f) in zip(raw, locs, strict=True)]
 
-    def smembers_many(self, keys: list[str], caps=None) -> list[set[str]]:
+    def smembers_many(self, keys: list[str], caps: Caps = None
+                      ) -> list[builtins.set[str] | Oversized]:
         if not keys:
             return []
         from redis.exceptions import NoPermissionError
@@ -685,7 +742,13 @@ class RedisKV:
                 self._no_scripts = True
         return self._read_plain(keys)
 
-    def fetch(self, strings: list[str], sets: list[str], caps=None) -> tuple[list, list]:
+    def smembers_many_shared(self, keys: list[str], caps: Caps = None
+                             ) -> list[builtins.set[str] | Oversized]:
+        """:meth:`smembers_many`: sets read from Redis are the caller's own anyway."""
+        return self.smembers_many(keys, caps)
+
+    def fetch(self, strings: list[str], sets: list[str], caps: Caps = None
+              ) -> tuple[list[str | None], list[builtins.set[str] | Oversized]]:
         """GETs and set reads in one round trip: one script call, so a batch's thousands of
         keys cost one command to pack and send, not one each. ``caps``: see
         :meth:`KeyValue.smembers_many`."""
@@ -694,12 +757,11 @@ class RedisKV:
         script = getattr(self, "_fetch_script", None)
         if script is None:
             script = self._fetch_script = self._r.register_script(_FETCH)
-        if caps is None or isinstance(caps, int):
-            caps = [caps] * len(sets)
+        per_key = [caps] * len(sets) if caps is None or isinstance(caps, int) else caps
         keys = [self._k(k) for k in strings]
-        argv: list = [len(strings)]
+        argv: list[str | int] = [len(strings)]
         mapped = []
-        for k, cap in zip(sets, caps, strict=True):
+        for k, cap in zip(sets, per_key, strict=True):
             rk, f = self._loc(k)
             keys.append(rk)
             argv += ["" if f is None else f, "" if cap is None else int(cap)]
@@ -709,7 +771,7 @@ class RedisKV:
         vals = [self._s(v) for v in res[:n]]
         return vals, [self._unpack(v, m) for v, m in zip(res[n:], mapped, strict=True)]
 
-    def apply_checked(self, ops: list[tuple], strings: dict[str, str | None],
+    def apply_checked(self, ops: list[Op], strings: dict[str, str | None],
                       cards: dict[str, int]) -> None:
         """Apply ``ops`` atomically only if every string in ``strings`` still has the value
         read and every set in ``cards`` still has that many members (one EVALSHA);
@@ -722,19 +784,19 @@ class RedisKV:
         res = int(self.io(script, keys=keys, args=argv))
         if res != 1:
             # -i: KEYS[i] is the first check that failed (strings first, then sets)
-            i, key = -res - 1, None
+            i, key = -res - 1, cast(str | None, None)
             if 0 <= i < len(strings):
                 key = list(strings)[i]
             elif len(strings) <= i < len(strings) + len(cards):
                 key = list(cards)[i - len(strings)]
             raise Conflict("a key read by this unit of work changed", key)
 
-    def cas_args(self, ops: list[tuple], strings: dict[str, str | None],
-                 cards: dict[str, int]) -> tuple[list[str], list]:
+    def cas_args(self, ops: list[Op], strings: dict[str, str | None],
+                 cards: dict[str, int]) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of the compare-and-apply script (:data:`CAS_SCRIPT`) for
         :meth:`apply_checked`; a bulk loader sends them itself (benchmarks/store.py)."""
         keys: list[str] = []
-        argv: list = [len(strings), len(cards)]
+        argv: list[str | int] = [len(strings), len(cards)]
         for k, v in strings.items():
             keys.append(self._k(k))
             if v is None:
@@ -762,7 +824,7 @@ class RedisKV:
             argv += [op, len(vals), *vals]
         return keys, argv
 
-    def apply(self, ops: list[tuple]) -> None:
+    def apply(self, ops: list[Op]) -> None:
         """All of a record's writes land together or not at all: one MULTI/EXEC, or the
         compare-and-apply script without checks when a blocking-index set is written."""
         if any(self._loc(key)[1] is not None for _op, key, *_ in ops):
@@ -793,14 +855,14 @@ class RedisKV:
 _DELETED = object()
 
 
-def _coalesce(ops: list[tuple]) -> list[tuple]:
+def _coalesce(ops: list[Op]) -> list[Op]:
     """Drop string writes that a later write of the same key overwrites (a batch sets the
     watermark or an identity many times; only the last value needs to reach the base)."""
     if len(ops) < 2:
         return ops
     overwritten: set[str] = set()  # keys whose every later op is a set or delete
     touched: set[str] = set()
-    keep: list[tuple] = []
+    keep: list[Op] = []
     for op in reversed(ops):
         key = op[1]
         if op[0] == "set" and key in overwritten:
@@ -861,11 +923,11 @@ class TxKV:
         self._str: dict[str, object] = {}
         self._sets: dict[str, tuple[bool, set[str]]] = {}  # key -> (base deleted?, added)
         self._z: dict[str, tuple[bool, dict[str, float | None]]] = {}
-        self._ops: list[tuple] = []
+        self._ops: list[Op] = []
         # Base reads of this unit of work (strings and sets): a key read twice in one record
         # costs one round trip. Dropped at commit/rollback, so nothing outlives the record.
         self._rs: dict[str, str | None] = {}
-        self._rset: dict[str, set[str]] = {}
+        self._rset: dict[str, AbstractSet[str]] = {}  # shared, never mutated here
         self._rz: dict[str, tuple[float, list[tuple[str, float]]]] = {}  # key -> (upto, rows)
         self._zhint = {}
         self._used = None
@@ -903,10 +965,10 @@ class TxKV:
                 cards[k] = len(rset[k])
         return strings, cards
 
-    def _apply_checked(self, ops: list[tuple], before: int | None = None) -> None:
+    def _apply_checked(self, ops: list[Op], before: int | None = None) -> None:
         strings, cards = self._checks(before)
         try:
-            self.base.apply_checked(ops, strings, cards)  # type: ignore[attr-defined]
+            cast(SharedKV, self.base).apply_checked(ops, strings, cards)  # optimistic: shared
         except Conflict as exc:
             if self._used is not None and exc.key is not None:
                 exc.segment = self._used.get(exc.key, 0)
@@ -921,7 +983,7 @@ class TxKV:
                 self.base.apply(ops)
         self.rollback()
 
-    def commit_prefix(self, segment: int, extra: list[tuple] = ()) -> None:
+    def commit_prefix(self, segment: int, extra: Sequence[Op] = ()) -> None:
         """Commit only what records ``0 .. segment-1`` of this unit of work wrote (plus
         ``extra`` writes), checked against only what they read; then roll back the rest.
         Raises :class:`Conflict` (nothing applied, its ``segment`` < ``segment``) if one of
@@ -944,7 +1006,7 @@ class TxKV:
         whose reads cost nothing."""
         return hasattr(self.base, "fetch")
 
-    def cached_set(self, key: str) -> set[str] | frozenset[str] | None:
+    def cached_set(self, key: str) -> AbstractSet[str] | None:
         """The base set ``key`` as this unit of work read or prefetched it (an
         :class:`Oversized` when it was read over a cap), or None if it was not read. Never
         a base read; not to be mutated."""
@@ -965,7 +1027,7 @@ class TxKV:
         v = rs[key] = self.base.get(key)
         return v
 
-    def _base_smembers(self, key: str) -> set[str]:
+    def _base_smembers(self, key: str) -> AbstractSet[str]:
         used = self._used
         if used is not None and key not in used:
             used[key] = self._seg
@@ -974,14 +1036,10 @@ class TxKV:
             got = self._rset[key] = self._read_sets([key])[0]
         return got
 
-    def _read_sets(self, keys: list[str], caps=None) -> list:
-        """Base sets, shared (uncopied) when the base offers it: never mutated here, every
-        set handed out is a fresh union. ``caps``: see :meth:`KeyValue.smembers_many`."""
-        shared = getattr(self.base, "smembers_many_shared", None)
-        if shared is not None:
-            return shared(keys)
-        return self.base.smembers_many(keys, caps) if caps is not None else \
-            self.base.smembers_many(keys)
+    def _read_sets(self, keys: list[str], caps: Caps = None) -> Sequence[AbstractSet[str]]:
+        """Base sets, shared (uncopied) when the base keeps them: never mutated here, every
+        set handed out is a fresh union. ``caps``: see :meth:`IndexKV.smembers_many_shared`."""
+        return self.base.smembers_many_shared(keys, caps)
 
     def get(self, key: str) -> str | None:
         if key in self._str:
@@ -996,31 +1054,31 @@ class TxKV:
             rs.update(zip(missing, self.base.mget(missing), strict=True))
         return [self.get(k) for k in keys]
 
-    def smembers(self, key: str) -> set[str]:
+    def smembers(self, key: str) -> builtins.set[str]:
         deleted, added = self._sets.get(key, (False, set()))
-        out = set() if deleted else set(self._base_smembers(key))  # a fresh, mutable copy
+        # a fresh, mutable copy
+        out: builtins.set[str] = set() if deleted else set(self._base_smembers(key))
         if added:
             out |= added
         return out
 
-    def smembers_many(self, keys: list[str]) -> list[set[str]]:
+    def smembers_many(self, keys: list[str]) -> list[builtins.set[str]]:
         want = [k for k in dict.fromkeys(keys)
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
         if want:
             self._rset.update(zip(want, self._read_sets(want), strict=True))
         return [self.smembers(k) for k in keys]
 
-    def smembers_many_shared(self, keys: list[str], caps=None
-                             ) -> list[set[str] | frozenset[str]]:
+    def smembers_many_shared(self, keys: list[str], caps: Caps = None
+                             ) -> list[AbstractSet[str]]:
         """Like :meth:`smembers_many`, but a set this unit of work did not change is handed
         out uncopied (the base's own set when it shares them): for readers that never mutate
         what they get (the identity store's ``find``). With ``caps``, a set over its cap may
         come back as :class:`Oversized` (a size, no members)."""
-        if caps is None or isinstance(caps, int):
-            caps = [caps] * len(keys)
+        per_key = [caps] * len(keys) if caps is None or isinstance(caps, int) else caps
         want: dict[str, int | None] = {}
         rset = self._rset
-        for k, cap in zip(keys, caps, strict=True):
+        for k, cap in zip(keys, per_key, strict=True):
             if self._sets.get(k, (False,))[0]:
                 continue
             got = rset.get(k)
@@ -1038,7 +1096,7 @@ class TxKV:
                     used[k] = seg
         return [rset[k] if k not in sets else self._shared_union(k) for k in keys]
 
-    def _shared_union(self, key: str) -> set[str] | frozenset[str]:
+    def _shared_union(self, key: str) -> AbstractSet[str]:
         """A set this unit of work changed: base + added, or, when the base was read over
         its cap, still only a size (the base's plus what was added: over the cap too)."""
         deleted, added = self._sets[key]
@@ -1056,7 +1114,7 @@ class TxKV:
         a set with more members comes back as :class:`Oversized` (see ``smembers_many``)."""
         if not self.can_prefetch:  # an embedded base: reads cost nothing
             return
-        fetch = self.base.fetch  # type: ignore[attr-defined]
+        fetch = cast(SharedKV, self.base).fetch
         strings = [k for k in dict.fromkeys(strings) if k not in self._str and k not in self._rs]
         sets = [k for k in dict.fromkeys(sets)
                 if not self._sets.get(k, (False,))[0] and k not in self._rset]
@@ -1131,7 +1189,7 @@ class TxKV:
                 return self.base.incr(key)
             nxt, last = self._blocks.get(key, (1, 0))
             if nxt > last:
-                last = self.base.incrby(key, self.counter_block)  # type: ignore[attr-defined]
+                last = cast(SharedKV, self.base).incrby(key, self.counter_block)
                 nxt = last - self.counter_block + 1
             self._blocks[key] = (nxt + 1, last)
             return nxt
@@ -1144,51 +1202,43 @@ class TxKV:
         return value
 
 
-class UnitOfWorkKV(Protocol):
+@runtime_checkable
+class UnitOfWorkKV(IdentityKV, Protocol):
     """What the pure core needs of its state store (:class:`TxKV` implements it): reads with
     read-your-writes, buffered writes that :meth:`commit` applies at once (compare-and-apply
-    on a shared store), prefetching, sets and sorted sets."""
+    on a shared store), prefetching, sets and sorted sets; and what the identity store needs
+    (:class:`IdentityKV`)."""
 
     base: KeyValue  # the committed store (the outbox confirms deliveries on it directly)
     optimistic: bool  # commits are checked against what the unit of work read
 
     # reads
-    def get(self, key: str) -> str | None: ...
-    def mget(self, keys: list[str]) -> list[str | None]: ...
-    def smembers(self, key: str) -> set[str]: ...
-    def smembers_many(self, keys: list[str]) -> list[set[str]]: ...
-    def smembers_many_shared(self, keys: list[str], caps=None
-                             ) -> list[set[str] | frozenset[str]]: ...
-    def scard(self, key: str) -> int: ...
+    def smembers(self, key: str) -> builtins.set[str]: ...
     def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]: ...
 
     # reading ahead
     @property
     def can_prefetch(self) -> bool: ...
     def prefetch(self, strings: list[str], sets: list[str], cap: int | None = None) -> None: ...
-    def cached_set(self, key: str) -> set[str] | frozenset[str] | None: ...
+    def cached_set(self, key: str) -> AbstractSet[str] | None: ...
     def zhint(self, key: str, max_score: float) -> None: ...
 
     # writes
-    def set(self, key: str, value: str) -> None: ...
-    def delete(self, key: str) -> None: ...
-    def sadd(self, key: str, members: Iterable[str]) -> None: ...
     def srem(self, key: str, member: str) -> None: ...
     def zadd(self, key: str, member: str, score: float) -> None: ...
     def zrem(self, key: str, member: str) -> None: ...
-    def incr(self, key: str) -> int: ...
 
     # the transaction
     def begin(self, segment: int) -> None: ...
     def commit(self) -> None: ...
-    def commit_prefix(self, segment: int, extra: list[tuple] = ()) -> None: ...
+    def commit_prefix(self, segment: int, extra: Sequence[Op] = ()) -> None: ...
     def rollback(self) -> None: ...
 
 
 class PrefixedView:
     """The identity-store operations of a unit of work under a key namespace (the watchlist
     index, ``wl/``): exactly what :class:`~reglink.stores.identity.KVIdentityStore` uses to
-    save entries and find them."""
+    save entries and find them (:class:`IndexKV`)."""
 
     def __init__(self, kv: UnitOfWorkKV, prefix: str) -> None:
         self._kv, self._p = kv, prefix
@@ -1208,9 +1258,6 @@ class PrefixedView:
     def incr(self, key: str) -> int:
         return self._kv.incr(self._p + key)
 
-    def smembers_many(self, keys: list[str]) -> list[set[str]]:
-        return self._kv.smembers_many([self._p + k for k in keys])
-
-    def smembers_many_shared(self, keys: list[str], caps=None
-                             ) -> list[set[str] | frozenset[str]]:
+    def smembers_many_shared(self, keys: list[str], caps: Caps = None
+                             ) -> Sequence[AbstractSet[str]]:
         return self._kv.smembers_many_shared([self._p + k for k in keys], caps)

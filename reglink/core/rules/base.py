@@ -22,7 +22,7 @@ import hashlib
 import json
 from abc import ABC
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from matchers.linker import Linker, LinkResult
 from matchers.pseudo import Pseudonymiser
@@ -33,7 +33,7 @@ from reglink.core.rules.watermark import Watermark
 from reglink.core.settings import Settings
 from reglink.stores import schema as sk
 from reglink.stores.identity import KVIdentityStore
-from reglink.stores.kv import UnitOfWorkKV
+from reglink.stores.kv import PrefixedView, UnitOfWorkKV
 
 
 def alert_id(*parts: str) -> str:
@@ -48,7 +48,7 @@ class LinkedRecord:
     ``notes``: scratch space of this record's hooks, by rule name (an identity-change hook
     may leave there what the rule's record hook needs)."""
 
-    record: dict
+    record: dict[str, Any]  # the validated record (JSON)
     key: str  # record key, ``<source>:<record_id>``
     source: str
     person: PersonRecord
@@ -82,8 +82,8 @@ class RuleContext:
 
     settings: Settings
     kv: UnitOfWorkKV
-    store: KVIdentityStore
-    watch_store: KVIdentityStore
+    store: KVIdentityStore[UnitOfWorkKV]
+    watch_store: KVIdentityStore[PrefixedView]
     linker: Linker
     pseudo: Pseudonymiser
     watermark: Watermark
@@ -127,7 +127,7 @@ class AlertRule(ABC):
         """The watermark passed a timer set with :meth:`schedule` (``parts`` as given)."""
         return []
 
-    def on_own_record(self, record: dict, key: str,
+    def on_own_record(self, record: dict[str, Any], key: str,
                       report_ts: float | None) -> tuple[str | None, list[Out]]:
         """A record of :attr:`own_source`: (the person it designates, if any; messages)."""
         raise NotImplementedError(f"{self.name} owns no source")
@@ -137,7 +137,7 @@ class AlertRule(ABC):
         """The rule's per-person state keys, fetched ahead with a candidate's identity."""
         return []
 
-    def keys_ahead(self, record: dict, person: PersonRecord,
+    def keys_ahead(self, record: dict[str, Any], person: PersonRecord,
                    blocking_keys: list[str]) -> tuple[list[str], list[str]]:
         """Strings and sets the rule will read for ``record`` (fetched ahead, batched)."""
         return [], []
@@ -155,13 +155,15 @@ class AlertRule(ABC):
     def cancel(self, parts: tuple[str, ...]) -> None:
         self.ctx.kv.zrem(sk.DUE, sk.timer_member(self.name, *parts))
 
-    def alert_state(self, aid: str) -> dict | None:
+    def alert_state(self, aid: str) -> dict[str, Any] | None:
         """The latest value of an alert (its last message), or None."""
         raw = self.ctx.kv.get(sk.alert(aid))
-        return json.loads(raw) if raw else None
+        value: dict[str, Any] | None = json.loads(raw) if raw else None
+        return value
 
     def alert(self, aid: str, status: str, ident: Identity, record_ids: list[str],
-              prob: float | None, explanation: dict, raised_at: str | None, **extra) -> Out:
+              prob: float | None, explanation: dict[str, Any], raised_at: str | None,
+              **extra: Any) -> Out:
         """An alert message of this rule about ``ident`` (evidence: ``record_ids``)."""
         value = {
             "alert_id": aid, "rule": self.name, "status": status,
@@ -173,7 +175,7 @@ class AlertRule(ABC):
         }
         return self.update_alert(value)
 
-    def update_alert(self, value: dict) -> Out:
+    def update_alert(self, value: dict[str, Any]) -> Out:
         """Store an alert's new value and emit it (through the outbox)."""
         self.ctx.kv.set(sk.alert(value["alert_id"]), json.dumps(value, ensure_ascii=False))
         self.ctx.metrics.alerts.labels(self.name, value["status"]).inc()

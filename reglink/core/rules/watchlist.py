@@ -46,7 +46,8 @@ def exclusive_probability(bits: float, rival_bits: float) -> float:
         return 1.0
     if x < -60:
         return 0.0
-    return 1.0 / (1.0 + 2.0 ** -x)
+    p: float = 1.0 / (1.0 + 2.0 ** -x)
+    return p
 
 
 def rivals(person_id: str, bits: float, others: Mapping[str, float],

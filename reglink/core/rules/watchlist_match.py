@@ -16,14 +16,14 @@ additions, so that most records skip the watchlist index without reading it.
 from __future__ import annotations
 
 import hashlib
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from matchers.features import person_record
-from matchers.types import Identity, PersonRecord
+from matchers.types import Comparison, Identity, PersonRecord
 from reglink.core.outbox import Out
 from reglink.core.rules import decisions
 from reglink.core.rules import watchlist as wl
-from reglink.core.rules.base import AlertRule, LinkedRecord, alert_id
+from reglink.core.rules.base import AlertRule, LinkedRecord, RuleContext, alert_id
 from reglink.core.rules.clock import day_end, iso
 from reglink.stores import schema as sk
 from reglink.stores.schema import WatchEntry
@@ -45,7 +45,7 @@ class WatchlistMatch(AlertRule):
         sk.WATCH_NS, sk.ALERT)
     own_source: ClassVar[str | None] = "watchlist"
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
         # In-process copy of "wk" (every blocking key some watchlist entry is indexed under)
         # and the "wv" token it reflects; see _watch_keys().
@@ -53,7 +53,7 @@ class WatchlistMatch(AlertRule):
         self._wkeys_v: str | None = None
 
     # ------------------------------------------------------------------ reading ahead
-    def keys_ahead(self, record: dict, person: PersonRecord,
+    def keys_ahead(self, record: dict[str, Any], person: PersonRecord,
                    blocking_keys: list[str]) -> tuple[list[str], list[str]]:
         strings = [sk.WATCH_KEYS_TOKEN, sk.watch_index(sk.IDENTITY_COUNT)]
         if record["source"] == self.own_source:
@@ -62,7 +62,7 @@ class WatchlistMatch(AlertRule):
                          if k in self._wkeys]
 
     # ------------------------------------------------------------------ hooks
-    def on_own_record(self, record: dict, key: str,
+    def on_own_record(self, record: dict[str, Any], key: str,
                       report_ts: float | None) -> tuple[str | None, list[Out]]:
         """A watch entry added (compared with the identities it could mean) or removed."""
         ctx = self.ctx
@@ -215,7 +215,7 @@ class WatchlistMatch(AlertRule):
         return decisions.suppressed(kv.get, kv.smembers, self.ctx.store.resolve, aid,
                                     person_id, report_ts) is not None
 
-    def _rivals(self, watch_id: str, entry: PersonRecord, ident: Identity, comp,
+    def _rivals(self, watch_id: str, entry: PersonRecord, ident: Identity, comp: Comparison,
                 report_ts: float | None, pool: list[Identity] | None) -> list[str]:
         """Other identities the entry cannot tell apart from ``ident``
         (:mod:`reglink.core.rules.watchlist`): candidates of the entry with no hard conflict,
@@ -237,13 +237,13 @@ class WatchlistMatch(AlertRule):
         by_id = {o.person_id: o for o in (pool or ())}
         kept = []
         for pid in found:
-            other = by_id.get(pid) or ctx.store.get(pid)
-            if other is not None and not self._cleared(
-                    watch_alert_id(watch_id, other.rule_anchor), pid, report_ts):
+            rival = by_id.get(pid) or ctx.store.get(pid)
+            if rival is not None and not self._cleared(
+                    watch_alert_id(watch_id, rival.rule_anchor), pid, report_ts):
                 kept.append(pid)
         return kept
 
-    def _withdraw_ambiguous(self, watch_id: str, entry: PersonRecord, comp,
+    def _withdraw_ambiguous(self, watch_id: str, entry: PersonRecord, comp: Comparison,
                             report_ts: float | None) -> list[Out]:
         """Withdraw the entry's raised alerts on persons whose claim on the entry falls below
         the threshold now that the identity of ``comp`` is known (:func:`wl.outclassed`);
@@ -252,7 +252,7 @@ class WatchlistMatch(AlertRule):
         ctx = self.ctx
         kv, store = ctx.kv, ctx.store
         model = ctx.linker.comparator.model
-        raised: dict[str, list[tuple[str, dict]]] = {}
+        raised: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         named: dict[str, float] = {}
         for aid in sorted(kv.smembers(sk.watch_alerts(watch_id))):
             prev = self.alert_state(aid)

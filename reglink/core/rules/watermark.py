@@ -11,14 +11,25 @@ is what makes the stream agree with replay when topics are consumed unevenly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 NEG_INF = float("-inf")
 
 
+class WatermarkState(TypedDict):
+    """A watermark as stored (:meth:`Watermark.to_json`); ``value`` None: no value yet."""
+
+    max_seen: dict[str, float]
+    last_active: dict[str, float]
+    expected: list[str]
+    value: float | None
+
+
 @dataclass
 class Watermark:
-    sources: tuple[str, ...]
+    sources: Sequence[str]
     lateness: float
     idle_timeout: float
     max_seen: dict[str, float] = field(default_factory=dict)
@@ -72,13 +83,14 @@ class Watermark:
             self.value = candidate
         return self.value
 
-    def to_json(self) -> dict:
+    def to_json(self) -> WatermarkState:
         return {"max_seen": self.max_seen, "last_active": self.last_active,
                 "expected": sorted(self.expected),
                 "value": None if self.value == NEG_INF else self.value}
 
-    def load_json(self, d: dict) -> None:
+    def load_json(self, d: WatermarkState) -> None:
         self.max_seen = dict(d.get("max_seen", {}))
         self.last_active = dict(d.get("last_active", {}))
         self.expected = set(d.get("expected", ()))
-        self.value = NEG_INF if d.get("value") is None else float(d["value"])
+        value = d.get("value")
+        self.value = NEG_INF if value is None else float(value)
