@@ -41,6 +41,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from matchers import fastjson
 from matchers.types import PersonRecord
@@ -182,7 +183,7 @@ class StayState:
 
     intervals: list[Presence] = field(default_factory=list)
     registrations: list[Registered] = field(default_factory=list)
-    explanations: dict[str, list] = field(default_factory=dict)
+    explanations: dict[str, list[Any]] = field(default_factory=dict)
     closed: list[str] | None = None
     pending: list[PendingCheckout] | None = None
     tail: list[str] = field(default_factory=list)
@@ -206,8 +207,8 @@ class StayState:
             known |= {c.key for c in self.pending}
         return known
 
-    def to_json(self) -> dict:
-        d: dict = {
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "iv": [[iv.key, iv.start, iv.end, iv.grace, iv.hotel] for iv in self.intervals],
             "reg": [[r.key, r.registered_at, r.valid_from, r.valid_until_end]
                     for r in self.registrations],
@@ -221,7 +222,7 @@ class StayState:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> StayState:
+    def from_json(cls, d: dict[str, Any]) -> StayState:
         co = d.get("co")
         return cls(
             intervals=[Presence(*iv) for iv in d.get("iv", ())],
@@ -240,8 +241,11 @@ class Stays:
 
     __slots__ = ("_by_pref",)
 
-    def __init__(self, stored: dict[str, dict] | None = None) -> None:
-        self._by_pref: dict[str, StayState | dict] = stored if stored is not None else {}
+    def __init__(self, stored: dict[str, dict[str, Any]] | None = None) -> None:
+        by_pref: dict[str, StayState | dict[str, Any]] = {}
+        if stored is not None:
+            by_pref = stored  # type: ignore[assignment]  # values are decoded in place
+        self._by_pref = by_pref
 
     def get(self, pref: str) -> StayState | None:
         ps = self._by_pref.get(pref)
@@ -277,7 +281,7 @@ class Stays:
     def values(self) -> list[StayState]:
         return [self[pref] for pref in self._by_pref]
 
-    def to_json(self) -> dict[str, dict]:
+    def to_json(self) -> dict[str, dict[str, Any]]:
         return {pref: ps.to_json() if isinstance(ps, StayState) else ps
                 for pref, ps in self._by_pref.items()}
 
@@ -310,6 +314,7 @@ class WatchEntry:
     @classmethod
     def decode(cls, raw: str) -> WatchEntry:
         d = json.loads(raw)
-        rec = PersonRecord(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in d["rec"].items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in d["rec"].items()}
+        rec = PersonRecord(**fields)
         return cls(rec, d.get("priority"), d.get("valid_until"), bool(d.get("active")))

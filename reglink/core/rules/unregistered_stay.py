@@ -12,19 +12,20 @@ The episode and deadline arithmetic is pure (:mod:`reglink.core.rules.stay`).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from matchers.normalise import same_place
 from reglink.core import sources
 from reglink.core.outbox import Out
 from reglink.core.rules import stay as st
-from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, alert_id
+from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext, alert_id
 from reglink.core.rules.clock import iso
 from reglink.stores import schema as sk
 from reglink.stores.schema import PendingCheckout, Presence, Registered, StayState
 
 
-def presence_update(state: StayState, presence: sources.Presence, record: dict, key: str,
+def presence_update(state: StayState, presence: sources.Presence, record: dict[str, Any],
+                    key: str,
                     grace: float) -> None:
     """Add what one record says about the person's presence in the prefecture, as its
     source declares it (:mod:`reglink.core.sources`); ``grace``: seconds until registration
@@ -63,7 +64,7 @@ class UnregisteredStay(AlertRule):
     reads: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.ALERT, sk.IDENTITY, sk.MERGED, sk.DUE)
     writes: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.ALERT, sk.DUE)
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: RuleContext) -> None:
         super().__init__(ctx)
         # what each source's records say about presence, and its grace period
         self.presence = {src.name: src.presence for src in sources.current()
