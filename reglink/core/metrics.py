@@ -19,6 +19,10 @@ class PipelineMetrics:
                                   ["source", "reason"], registry=r)
         self.linked = Counter("reglink_linked", "Records linked to an identity", ["source"],
                               registry=r)
+        self.redelivered = Counter(
+            "reglink_redelivered", "Records seen again after they had been linked (a "
+            "re-delivery after a crash or rebalance, or the same record published twice); "
+            "they link to the same identity and change nothing", ["source"], registry=r)
         self.created = Counter("reglink_identities_created", "New identities", registry=r)
         self.merges = Counter("reglink_identity_merges", "Identity merges", registry=r)
         self.alerts = Counter("reglink_alerts", "Alert messages emitted", ["rule", "status"],
