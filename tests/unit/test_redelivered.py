@@ -16,7 +16,7 @@ def test_a_repeated_record_counts_as_redelivered_and_links_to_the_same_person():
     hotel = next(r for r in records if r["source"] == "hotel")
     first, _ = pipe.process(hotel)
     text = generate_latest(pipe.metrics.registry).decode()
-    assert 'reglink_redelivered_total{source="hotel"}' not in text
+    assert 'reglink_redelivered_total{source="hotel"} 0.0' in text
     again, outs = pipe.process(dict(hotel))
     assert again == first
     assert [o.topic for o in outs if o.topic == "identity.events"] == []
