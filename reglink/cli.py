@@ -386,6 +386,35 @@ def person(ctx: click.Context, query: str, justification: str | None, as_json: b
     run_person(_settings(ctx), query, justification, as_json=as_json)
 
 
+@main.command()
+@click.option("--justification", "-j", default=None,
+              help="Why you read the dead letters (they hold raw records). Required; audited.")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Only those dead-lettered since: a duration (30m, 2h, 7d) or an ISO date/time.")
+@click.option("--source", default=None, type=SourceChoice(), help="Only this source.")
+@click.option("--reason", default=None,
+              help="Only this reason code (missing_field) or full reason.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Rows in the table (the last ones; 0: all). The summary counts all.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: the summary by reason and every dead letter.")
+@click.option("--export", "export_dir", default=None, type=click.Path(file_okay=False),
+              help="Write the original records per source to DIR/<source>.jsonl (.csv) for "
+                   "fixing and `reglink publish`.")
+@click.pass_context
+def deadletter(ctx: click.Context, justification: str | None, since: str | None,
+               source: str | None, reason: str | None, limit: int, as_json: bool,
+               export_dir: str | None) -> None:
+    """List the dead letters (records reglink could not use) with their reasons and places.
+
+    The use is written to the audit topic (who, when, what, why) before the topic is read.
+    """
+    from reglink.deadletter import run_deadletter
+
+    run_deadletter(_settings(ctx), justification, since=since, source=source, reason=reason,
+                   as_json=as_json, export_dir=export_dir, limit=limit)
+
+
 # --- docker compose ----------------------------------------------------------------------
 @main.command("compose-env")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,

@@ -12,8 +12,9 @@
   and check that the broker's certificate names the host they connect to.
 
 Roles: ``admin`` (stack set-up, super user), ``connector-<source>`` for each source of the
-registry (:mod:`reglink.core.sources`), ``worker``, ``console``
-(review console and ``reglink person``), ``reader`` (``reglink alerts``, downstream).
+registry (:mod:`reglink.core.sources`), ``worker``, ``console`` (the operators' role: review
+console, ``reglink person``, ``reglink deadletter``), ``reader`` (``reglink alerts``,
+downstream).
 Passwords come from ``settings.kafka_username``/``kafka_password`` (a deployed process gets
 only its own), else from the credentials file (``settings.kafka_credentials_file``, default
 ``<state_dir>/credentials.json``) that the first ``reglink stack up`` in scram mode writes
@@ -288,9 +289,11 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     for name in ("linked", "identity.events", "alerts", "deadletter"):
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "WRITE"))
     rows.append(("worker", "GROUP", settings.app_id, "PREFIXED", "READ"))
-    # The console shows alert evidence (the raw records), person timelines (linked,
-    # identity.events) and the audit trail; it writes decisions and audit entries.
-    for name in ["alerts", "decisions", "audit", "linked", "identity.events", *raw]:
+    # The console is the operators' role: it shows alert evidence (the raw records), person
+    # timelines (linked, identity.events), the audit trail and, for `reglink deadletter`,
+    # the dead letters (raw records too); it writes decisions and audit entries.
+    for name in ["alerts", "decisions", "audit", "linked", "identity.events", "deadletter",
+                 *raw]:
         rows.append(("console", "TOPIC", t(name), "LITERAL", "READ"))
     for name in ("decisions", "audit"):
         rows.append(("console", "TOPIC", t(name), "LITERAL", "WRITE"))

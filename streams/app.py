@@ -24,7 +24,8 @@ from reglink.core.settings import Settings
 from reglink.core.topics import SOURCES
 from reglink.kafka_auth import faust_broker_credentials
 from streams import intake, overlap
-from streams.shell import RetryLater, WorkerShell
+from streams.outage import STATUS_HINT, Outage, redis_address
+from streams.shell import Contended, RetryLater, WorkerShell
 
 log = logging.getLogger("reglink.worker")
 
@@ -44,6 +45,51 @@ LAG_WAIT = 32
 BATCH_MIN = 16
 BATCH_GROW = 16
 YIELD_EVERY = 256  # records of one fetch parsed between two turns of the event loop
+TICK_S = 1.0  # between two ticks (watermark of idle sources, rule timers, outbox re-sends)
+KAFKA_PROBE_S = 2.0  # between two checks that a Kafka bootstrap server accepts connections
+
+
+class StoreHealth:
+    """The state store's outages (the ``reglink_stalled`` gauge and the log lines of
+    streams/outage.py): Redis unreachable, or contended (other writers kept changing what a
+    unit read, through all its conflict retries)."""
+
+    def __init__(self, settings: Settings, metrics) -> None:
+        address = redis_address(settings.redis_url)
+        self.metrics = metrics
+        self.down = Outage(log, "Redis", address,
+                           hint=STATUS_HINT + "; the worker keeps its records and retries")
+        self.contended = Outage(
+            log, "Redis", address,
+            problem="contended: commits keep conflicting with other writers (a purge sweep "
+                    "or other workers)",
+            hint="the worker keeps its records and retries", recovered="no longer contended")
+
+    def failed(self, exc: RetryLater) -> None:
+        self.metrics.stalled.set(1)
+        (self.contended if isinstance(exc, Contended) else self.down).failed(str(exc))
+
+    def ok(self) -> None:
+        self.metrics.stalled.set(0)
+        self.down.ok()
+        self.contended.ok()
+
+
+async def kafka_unreachable(bootstrap: str, timeout: float = 2.0) -> str | None:
+    """None when one of the bootstrap servers (``host:port,...``) accepts a TCP connection,
+    else why the last one did not (an exception's class name)."""
+    cause = "no bootstrap server"
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port)), timeout)
+        except (OSError, ValueError, TimeoutError) as exc:
+            cause = type(exc).__name__
+            continue
+        writer.close()
+        return None
+    return cause
 
 
 def _records_histogram(registry, name: str, doc: str):
@@ -87,6 +133,9 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                         value_serializer="raw")
     metrics = shell.pipe.metrics
     state = {"last_resend": 0.0, "pushed": 0}
+    store = StoreHealth(settings, metrics)
+    kafka = Outage(log, "Kafka", settings.kafka_bootstrap,
+                   hint=STATUS_HINT + "; the worker keeps its records and reconnects")
 
     def _confirm(oid: str):
         def done(fut) -> None:
@@ -110,7 +159,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
     # a Redis outage (a tick's watermark update would otherwise land between its attempts).
     pipe_lock = asyncio.Lock()
 
-    async def with_retry(what: str, fn, *args):
+    async def with_retry(fn, *args):
         """Back off while the state store is down; the record is kept, never dead-lettered.
         The caller holds ``pipe_lock``."""
         delay = 0.2
@@ -118,13 +167,11 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
             try:
                 result = await overlap.run(redis_io, fn, *args)
             except RetryLater as exc:
-                metrics.stalled.set(1)
-                log.warning("%s (%s) during %s; retrying in %.1fs",
-                            exc.what, exc, what, delay)
+                store.failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            metrics.stalled.set(0)
+            store.ok()
             return result
 
     merger = EventTimeMerger()
@@ -167,7 +214,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                 items = [item for item, _msg in batch]
                 shell.starting(items)
                 conflicts = shell.pipe.conflicts
-                msgs = await with_retry("a batch", shell.process_batch, items)
+                msgs = await with_retry(shell.process_batch, items)
                 if shell.pipe.conflicts != conflicts:
                     unit["max"] = max(BATCH_MIN, min(unit["max"], len(batch)) // 2)
                 else:
@@ -285,7 +332,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                             event.message.offset)
                 continue
             async with pipe_lock:
-                outs = await with_retry("a decision", shell.pipe.apply_decision, decision)
+                outs = await with_retry(shell.pipe.apply_decision, decision)
             await send_all(shell.encode(outs))
 
     @app.on_partitions_revoked.connect
@@ -309,14 +356,14 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
             if n > 0 or merger.buffered(ch):
                 shell.pipe.backlog(ch, now)
 
-    @app.timer(interval=1.0)
-    async def tick():
+    async def tick_once() -> None:
         async with pipe_lock:
             refresh_backlog()  # first: the idle decision in shell.tick() relies on it
         try:
             await drain()  # a channel that caught up no longer holds the merge back
             async with pipe_lock:
                 msgs = await overlap.run(redis_io, shell.tick, time.time())
+            store.ok()
             await send_all(msgs)
             if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
                 state["last_resend"] = time.monotonic()
@@ -324,7 +371,33 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                     msgs = await overlap.run(redis_io, shell.undelivered)
                 await send_all(msgs)
         except RetryLater as exc:
-            metrics.stalled.set(1)
-            log.warning("%s (%s) during tick", exc.what, exc)
+            store.failed(exc)
+
+    @app.task
+    async def ticker() -> None:
+        """Ticks a second apart, one at a time: a tick that waits (a unit backing off through
+        a Redis outage holds the pipeline) delays the next one instead of overlapping it."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await tick_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as if a timer had crashed
+                log.exception("tick failed")
+                await app.crash(exc)
+                return
+
+    @app.task
+    async def kafka_watch() -> None:
+        """Says when no Kafka bootstrap server accepts a connection, and when one does
+        again (the clients themselves retry: records wait in the broker or the producer)."""
+        while True:
+            await asyncio.sleep(KAFKA_PROBE_S)
+            cause = await kafka_unreachable(settings.kafka_bootstrap)
+            if cause is None:
+                kafka.ok()
+            else:
+                kafka.failed(cause)
 
     return app

@@ -90,10 +90,10 @@ class WorkerProcess:
 
 
 # Who reads a topic in a test, in scram mode: the principal the ACL table lets read it
-# (docs/security.md), so that reading the results also exercises the ACLs. Nobody but admin
-# reads the dead-letter topic (it holds raw input; an operator fixes and re-feeds it).
+# (docs/security.md), so that reading the results also exercises the ACLs. The dead letters
+# (raw input) are read by the operators' role, as `reglink deadletter` does.
 READER_OF = {"alerts": "reader", "linked": "console", "identity.events": "console",
-             "decisions": "console", "audit": "console"}
+             "decisions": "console", "audit": "console", "deadletter": "console"}
 
 
 def reader_role(name: str) -> str:

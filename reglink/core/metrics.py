@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from reglink.core import sources
+
 _LAT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600,
                 86400, 7 * 86400)
 
@@ -19,6 +21,12 @@ class PipelineMetrics:
                                   ["source", "reason"], registry=r)
         self.linked = Counter("reglink_linked", "Records linked to an identity", ["source"],
                               registry=r)
+        self.redelivered = Counter(
+            "reglink_redelivered", "Records seen again after they had been linked (a "
+            "re-delivery after a crash or rebalance, or the same record published twice); "
+            "they link to the same identity and change nothing", ["source"], registry=r)
+        for name in sources.current().names:  # at 0 from the start: rate() sees the first one
+            self.redelivered.labels(name)
         self.created = Counter("reglink_identities_created", "New identities", registry=r)
         self.merges = Counter("reglink_identity_merges", "Identity merges", registry=r)
         self.alerts = Counter("reglink_alerts", "Alert messages emitted", ["rule", "status"],

@@ -270,7 +270,9 @@ class Pipeline:
     def _link_outputs(self, record: dict[str, Any], rec: PersonRecord, link: LinkResult,
                       rt: datetime | None) -> list[Out]:
         outs = []
-        if not link.repeated:
+        if link.repeated:
+            self._counter(self.metrics.redelivered, rec.source).inc()
+        else:
             self._counter(self.metrics.linked, rec.source).inc()
         for ev in link.events:
             if ev["event"] == "created":

@@ -87,5 +87,7 @@ def test_redis_restarted_from_its_aof(fault_stack, corpus, tmp_path, fault_redis
     assert out.restarts == 0, "the worker must pause and resume, not crash"
     assert "reglink_stalled 1.0" in STALLS, STALLS  # metrics show the stall...
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log"))
-    assert "state store unavailable" in logs  # ...and so do the logs
+    where = f"Redis at 127.0.0.1:{fault_stack.redis_port}"
+    assert f"{where} unreachable (" in logs  # ...and so do the logs, and its end
+    assert f"{where} recovered after " in logs
     check(out, corpus)

@@ -38,8 +38,9 @@ def allowed_topic_op(principal: str, topic: str, op: str) -> bool:
         reads = {f"{s}.raw" for s in SOURCES} | {"decisions"}
         writes = {"linked", "identity.events", "alerts", "deadletter"}
     elif principal == "console":
-        reads = {"alerts", "decisions", "audit", "linked", "identity.events"} | {
-            f"{s}.raw" for s in SOURCES}  # evidence shown to an authorised operator
+        # evidence shown to an authorised operator; dead letters for `reglink deadletter`
+        reads = {"alerts", "decisions", "audit", "linked", "identity.events", "deadletter"} | {
+            f"{s}.raw" for s in SOURCES}
         writes = {"decisions", "audit"}
     elif principal == "reader":
         reads = {"alerts"}

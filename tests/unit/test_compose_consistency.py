@@ -506,6 +506,7 @@ def test_dashboard_only_uses_known_metric_names() -> None:
         "reglink_alerts_total", "reglink_link_latency_seconds_bucket",
         "reglink_alert_latency_seconds_bucket", "reglink_consumer_lag",
         "reglink_published_total", "reglink_publish_to_linked_seconds_bucket",
+        "reglink_stalled", "reglink_redelivered_total",
     }
     # the worker's publish -> linked stages (reglink/core/metrics.py), means from _sum / _count
     known |= {f"reglink_worker_{stage}_seconds_{part}" for stage in ("intake", "hold", "unit")

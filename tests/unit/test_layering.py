@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "reglink.rebuild": 3,
     "reglink.purge": 3,
     "reglink.person": 3,
+    "reglink.deadletter": 3,
     "reglink.console": 3,
     "reglink.evaluate": 3,
     "reglink.tail": 3,
