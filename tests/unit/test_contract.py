@@ -17,12 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.readers import csv_row_to_record, iter_records, read_csv, read_files
+from matchers.features import ID_FORM, QUALITY_FLAGS
 from reglink.core.contract import (
     REASON_CODES,
     SCHEMA_BASE,
     SOURCES,
     DeadLetter,
     _validators,
+    encode_record,
     load_schemas,
     parse_record,
     reason_code,
@@ -171,30 +173,87 @@ def test_unusable_bytes(raw, expected):
     ("record_id", _DELETE, "missing_field: record_id"),
     ("record_id", "", "missing_field: record_id"),
     ("person", _DELETE, "missing_field: person"),
-    ("person.name", _DELETE, "missing_field: person.name"),
     ("time", _DELETE, "missing_field: time"),
     ("record_id", 17, "wrong_type: record_id"),
     ("person", "陈丽", "wrong_type: person"),
     ("person.name", ["陈丽"], "wrong_type: person.name"),
+    ("person.name", None, "wrong_type: person.name"),
     ("city_code", 440305, "wrong_type: city_code"),
     ("event", "arrive", "bad_value: event"),
-    ("person.sex", "X", "bad_value: person.sex"),
-    ("person.id_type", "license", "bad_value: person.id_type"),
     ("city_code", "44030", "bad_value: city_code"),
     ("time", "2026-03-02T21:14:00", "bad_date: time"),  # no offset
     ("time", "2026-03-02 21:14:00+08:00", "bad_date: time"),
     ("time", "2026-02-30T21:14:00+08:00", "bad_date: time"),
     ("time", "yesterday", "bad_date: time"),
-    ("person.birth_date", "1988-13-01", "bad_date: person.birth_date"),
-    ("person.birth_date", "19880230", "bad_date: person.birth_date"),
-    ("person.birth_date", "15/03/1988", "bad_date: person.birth_date"),
     ("person.name", "陈" * 1001, "too_long: person.name"),
+    ("person.birth_date", "1" * 1001, "too_long: person.birth_date"),
+    ("person.phone", ["1" * 1001], "too_long: person.phone.0"),
     ("hotel_name", "x" * 1001, "too_long: hotel_name"),
     ("vendor_note", {"deep": ["ok", "y" * 1001]}, "too_long: vendor_note.deep.1"),
     ("source", "rental", "source_mismatch: source"),
 ])
 def test_field_violations_hotel(path, value, expected):
     assert reason_of(enc(with_(HOTEL, path, value))) == expected
+
+
+# --- the person block: a name or an ID number; bad optional fields are flagged ---------------
+@pytest.mark.parametrize("person", [
+    {},
+    {"sex": "F", "birth_date": "1988-03-15", "phone": "13955501234"},
+    {"name": ""},
+    {"name": " \u3000\t"},
+    {"name": "", "id_number": ""},
+    {"id_number": "不详"},
+    {"id_number": "N/A"},
+    {"id_number": "---"},
+    {"id_number": 340102198803150022},
+    {"name": "", "id_number": None},
+])
+def test_a_record_with_neither_a_name_nor_a_usable_id_number_is_dead_lettered(person):
+    assert reason_of(enc(with_(HOTEL, "person", person))) == "missing_field: person.name"
+
+
+@pytest.mark.parametrize("person", [
+    {"id_number": "340102198803150022"},
+    {"name": "", "id_number": "340102 19880315 002x"},
+    {"name": "  ", "id_number": "E12345678", "id_type": "passport"},
+    {"id_number": "A123456(7)"},
+    {"id_number": "３４０１０２１９８８０３１５００２２"},
+])
+def test_a_record_with_an_id_number_and_no_name_is_kept(person):
+    record, dead = parse_record(enc(with_(HOTEL, "person", person)), "hotel", ORIGIN)
+    assert dead is None and record["person"] == person
+
+
+@pytest.mark.parametrize("field, value", [
+    ("birth_date", "19450493"), ("birth_date", "1988-13-01"), ("birth_date", "19880230"),
+    ("birth_date", "15/03/1988"), ("birth_date", 19880315), ("birth_date", ""),
+    ("sex", "X"), ("sex", "男性"), ("sex", 1), ("sex", None),
+    ("phone", "12"), ("phone", 13955501234), ("phone", {"mobile": "13955501234"}),
+    ("id_number", "不详"), ("id_number", 340102198803150022),
+    ("id_type", "license"), ("id_type", ["passport"]),
+])
+def test_a_bad_optional_person_field_keeps_the_record_with_its_raw_value(field, value):
+    record, dead = parse_record(enc(with_(HOTEL, f"person.{field}", value)), "hotel", ORIGIN)
+    assert dead is None
+    assert record["person"][field] == value  # published as it came: the raw value is evidence
+    assert json.loads(encode_record(record))["person"][field] == value
+
+
+def test_watchlist_add_needs_a_name_or_an_id_number_in_a_known_form():
+    add = {"watch_id": "W-9", "action": "add", "priority": "low", "person": {"name": "刘建国"}}
+    assert reason_of(enc(add), "watchlist") is None
+    assert reason_of(enc(with_(add, "person.birth_date", "1979-02-30")), "watchlist") is None
+    for person in ({"name": " "}, {"id_number": "不详"}, {"name": "", "id_number": 1}):
+        assert reason_of(enc(with_(add, "person", person)), "watchlist") == (
+            "missing_field: person.name")
+
+
+def test_the_schema_states_the_id_forms_and_flags_the_code_uses():
+    block = schema_for("person-block")
+    assert block["$defs"]["identified"]["properties"]["id_number"]["pattern"] == ID_FORM
+    linked = schema_for("linked")["properties"]["quality_flags"]["items"]["enum"]
+    assert tuple(linked) == QUALITY_FLAGS
 
 
 def test_string_of_exactly_1000_chars_is_fine():
