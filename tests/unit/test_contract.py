@@ -516,3 +516,112 @@ def test_follow_reads_a_growing_file_until_stopped(tmp_path):
     assert not t.is_alive()
     assert [item.origin["line"] for item in got] == [1, 2, 3]
     assert got[2].data == b'{"partial": 1}'
+
+
+# --- linking what remains: quality flags, absent evidence -------------------------------------
+def _linked(records: list[dict]) -> list[dict]:
+    """The ``linked`` messages of ``records``, each validated first, through one pipeline."""
+    from reglink.core.pipeline import Pipeline
+    from reglink.core.settings import load_settings
+    from reglink.stores.kv import MemoryKV
+
+    pipe = Pipeline(load_settings(hmac_key="k"), MemoryKV())
+    out = []
+    for n, obj in enumerate(records, 1):
+        record, dead = parse_record(enc(obj), obj["source"], {"file": "t", "line": n})
+        assert dead is None, dead
+        out += [o.value for o in pipe.process(record)[1] if o.topic == "linked"]
+    return out
+
+
+def _features(linked: dict) -> dict[str, str]:
+    return {f["feature"]: f["level"] for f in linked["explanation"].get("features", [])}
+
+
+PERSON = {"source": "person", "record_id": "HR-1",
+          "person": {"name": "陈丽", "birth_date": "1988-03-15", "phone": "13955501234"}}
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("birth_date", "19450493", "bad_birth_date"),
+    ("birth_date", 19880315, "bad_birth_date"),
+    ("phone", "12", "bad_phone"),
+    ("phone", 13955501234, "bad_phone"),
+])
+def test_a_bad_field_is_no_evidence_and_is_flagged(field, value, flag):
+    first, second = _linked([PERSON, with_(with_(PERSON, "record_id", "HR-2"),
+                                           f"person.{field}", value)])
+    assert first["quality_flags"] == []
+    assert second["quality_flags"] == [flag]
+    assert second["person_id"] == first["person_id"]  # linked on what remains
+    feature = "birth_date" if field == "birth_date" else "phone"
+    assert _features(second)[feature] == "missing"
+
+
+def test_a_mistyped_birth_date_does_not_count_against_the_match():
+    """A birth date that is a real date but another one counts against the match; one that is
+    no date is absent evidence."""
+    second = with_(PERSON, "record_id", "HR-2")
+    first, wrong = _linked([PERSON, with_(second, "person.birth_date", "1971-07-01")])
+    _, bad = _linked([PERSON, with_(second, "person.birth_date", "19710799")])
+    assert wrong["quality_flags"] == [] and bad["quality_flags"] == ["bad_birth_date"]
+    assert bad["person_id"] == first["person_id"]
+    assert (wrong["person_id"] != first["person_id"]
+            or wrong["match_probability"] < bad["match_probability"])
+
+
+def test_quality_flags_come_in_the_fixed_order():
+    person = {"name": "陈丽", "phone": "x", "birth_date": "1988-02-30", "sex": "?",
+              "id_number": "340102198803150023", "id_type": "身份证"}
+    [linked] = _linked([with_(PERSON, "person", person)])
+    assert linked["quality_flags"] == ["bad_id_type", "bad_checksum", "bad_sex",
+                                       "bad_birth_date", "bad_phone"]
+    assert linked["quality_flags"] == sorted(linked["quality_flags"], key=QUALITY_FLAGS.index)
+    [linked] = _linked([with_(with_(PERSON, "person.id_number", "不详"), "person.sex", 7)])
+    assert linked["quality_flags"] == ["bad_id_number", "bad_sex"]
+
+
+def test_an_id_number_in_no_known_form_is_no_evidence():
+    """Two different people who both wrote 不详 (unknown) as their ID number do not share it."""
+    a, b = _linked([with_(PERSON, "person", {"name": "陈丽", "id_number": "不详"}),
+                    {"source": "person", "record_id": "HR-2",
+                     "person": {"name": "王建国", "id_number": "不详"}}])
+    assert a["person_id"] != b["person_id"]
+    assert _features(b).get("id", "missing") == "missing"
+    assert a["quality_flags"] == b["quality_flags"] == ["bad_id_number"]
+
+
+def test_a_record_with_an_id_number_and_no_name_is_linked_on_the_id():
+    rid = "11010519491231002X"
+    named = with_(PERSON, "person", {"name": "刘建国", "id_number": rid})
+    nameless = {**HOTEL, "record_id": "H-9", "person": {"name": "", "id_number": rid}}
+    missing = {**HOTEL, "record_id": "H-10", "person": {"id_number": rid}}
+    first, second, third = _linked([named, nameless, missing])
+    assert first["quality_flags"] == []  # a valid ID
+    assert second["person_id"] == third["person_id"] == first["person_id"]
+    assert second["quality_flags"] == third["quality_flags"] == []
+
+
+def test_version_1_records_are_read_as_before(tmp_path):
+    """The example records and a simulated corpus (all version 1) are all valid, and the only
+    quality flags they get are the ID's own, where the simulator put its noise."""
+    from reglink.sim.simulate import run_simulate
+
+    examples = _linked([json.loads(line) for line in example_lines()
+                        if b'"watchlist"' not in line])
+    assert {m["record_id"]: m["quality_flags"] for m in examples if m["quality_flags"]} == {
+        "H-90002": ["upgraded_15"]}  # its legacy 15-digit ID
+    assert len(examples) == len(example_lines()) - 1
+    run_simulate(persons=400, days=20, start="2026-03-01", seed=5, out_dir=tmp_path)
+    truth = {f"{t['source']}:{t.get('record_id') or t.get('watch_id')}": set(t.get("noise", ()))
+             for t in map(json.loads, (tmp_path / "truth.jsonl").open(encoding="utf-8"))}
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").open(encoding="utf-8")]
+    linked = _linked([e for e in events if e["source"] != "watchlist"])
+    assert len(linked) == sum(e["source"] != "watchlist" for e in events)
+    for m in linked:
+        noise = truth[f"{m['source']}:{m['record_id']}"]
+        expected = (["bad_checksum"] if noise & {"id_wrong_digit", "id_transposed"} else
+                    ["upgraded_15"] if "id_legacy15" in noise else [])
+        assert m["quality_flags"] == expected, (m, noise)
+    assert any(m["quality_flags"] == ["bad_checksum"] for m in linked)
+    assert any(m["quality_flags"] == ["upgraded_15"] for m in linked)
