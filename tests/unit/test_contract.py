@@ -625,3 +625,51 @@ def test_version_1_records_are_read_as_before(tmp_path):
         assert m["quality_flags"] == expected, (m, noise)
     assert any(m["quality_flags"] == ["bad_checksum"] for m in linked)
     assert any(m["quality_flags"] == ["upgraded_15"] for m in linked)
+
+
+def test_fuzzed_records_are_linked_with_their_flag_or_dead_lettered(tmp_path):
+    """Every mutation of a simulated record is either linked, with the quality flag it must
+    get, or dead-lettered with the reason it must get; read = published + dead-lettered and
+    published = linked."""
+    import random
+    from collections import Counter
+
+    from fuzzkit import ID_FLAGS, mutate, required_fields
+
+    from reglink.core.pipeline import Pipeline
+    from reglink.core.settings import load_settings
+    from reglink.sim.simulate import run_simulate
+    from reglink.stores.kv import MemoryKV
+
+    run_simulate(persons=300, days=15, start="2026-03-01", seed=4, out_dir=tmp_path)
+    good = [json.loads(x) for x in (tmp_path / "events.jsonl").open(encoding="utf-8")]
+    good = [r for r in good if r["source"] != "watchlist"]
+    rng, required = random.Random(11), required_fields()
+    pipe = Pipeline(load_settings(hmac_key="k"), MemoryKV())
+    fates: Counter[str] = Counter()
+    published = linked = 0
+    for n in range(3000):
+        base = rng.choice(good)
+        m = mutate(base, rng, required)
+        record, dead = parse_record(m.raw, base["source"], {"file": "fuzz", "line": n})
+        if m.dead is not None:
+            assert dead is not None and dead.code == m.dead, (m, dead)
+            assert dead.original == m.raw
+            fates["dead"] += 1
+            continue
+        assert dead is None, (m, dead)
+        published += 1
+        [msg] = [o.value for o in pipe.process(record)[1] if o.topic == "linked"]
+        linked += 1
+        assert msg["record_id"] == record["record_id"]
+        flags = msg["quality_flags"]
+        assert flags == sorted(flags, key=QUALITY_FLAGS.index)
+        assert set(flags) - {m.flag} <= ID_FLAGS, (m, flags)
+        if m.flag is not None:
+            assert m.flag in flags, (m, flags)
+            fates[m.flag] += 1
+        else:
+            fates["no_name"] += 1
+    assert published + fates["dead"] == 3000 and published == linked
+    assert set(fates) == {"dead", "no_name", "bad_birth_date", "bad_sex", "bad_phone",
+                          "bad_id_number", "bad_id_type"}, fates
