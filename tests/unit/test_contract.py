@@ -673,3 +673,23 @@ def test_fuzzed_records_are_linked_with_their_flag_or_dead_lettered(tmp_path):
     assert published + fates["dead"] == 3000 and published == linked
     assert set(fates) == {"dead", "no_name", "bad_birth_date", "bad_sex", "bad_phone",
                           "bad_id_number", "bad_id_type"}, fates
+
+
+def test_csv_cells_of_bad_optional_fields_keep_the_row(tmp_path):
+    path = tmp_path / "hotel.csv"
+    path.write_text(
+        "record_id,event,hotel_id,city_code,time,person.name,person.id_number,person.sex,"
+        "person.birth_date,person.phone\n"
+        "H-1,check_in,H1,440305,2026-03-02T21:14:00+08:00,陈丽,,未知,1945/04/93,无\n"
+        "H-2,check_in,H1,440305,2026-03-02T21:15:00+08:00,,11010519491231002X,,,\n"
+        "H-3,check_in,H1,440305,2026-03-02T21:16:00+08:00,,不详,M,,\n"
+        "H-4,check_in,H1,440305,2026-03-02T21:17:00+08:00, ,,,,\n", encoding="utf-8")
+    results = list(iter_records([path], "hotel"))
+    good = {r["record_id"]: r for r, _d in results if r is not None}
+    assert good["H-1"]["person"] == {"name": "陈丽", "sex": "未知", "birth_date": "1945/04/93",
+                                     "phone": "无"}
+    assert good["H-2"]["person"] == {"id_number": "11010519491231002X"}
+    assert [(d.origin["line"], d.reason) for _r, d in results if d is not None] == [
+        (4, "missing_field: person.name"), (5, "missing_field: person.name")]
+    flags = {m["record_id"]: m["quality_flags"] for m in _linked(list(good.values()))}
+    assert flags == {"H-1": ["bad_sex", "bad_birth_date", "bad_phone"], "H-2": []}
