@@ -58,18 +58,19 @@ _BAD_ID: IdPart = (None, None, (), (), (), None, "bad_id_number")
 
 
 def _id_part(raw: str, id_type: str | None, pseudo: Pseudonymiser) -> IdPart:
-    """``(IdInfo, its hash, near, swap, deletion hashes, area, flag)`` of a raw ID number that
-    is not blank, memoised per pseudonymiser: a person's records repeat their ID, and
+    """``(IdInfo, its hash, near, swap, deletion hashes, area, flag)`` of a raw ID number,
+    memoised per pseudonymiser: a person's records repeat their ID, and
     normalising it, its typo neighbourhood and their HMACs are about half of normalising a
     record (py-spy, 100k replay; the memo cut 6-10 % of the replay's CPU,
     docs/performance-history.md). ``flag``: ``bad_id_number`` for a number in no known form
-    (:data:`ID_FORM`, then no evidence), else the ID's own flag."""
+    (:data:`ID_FORM`, then no evidence; a blank one is absent, no flag), else the ID's own
+    flag."""
     key = ("id", raw, id_type)
     hit = pseudo.derived.get(key)
     if hit is not None:
         return hit  # type: ignore[return-value]  # what remember() stored under this key
     if not _ID_FORM.match(raw):
-        return pseudo.remember(key, _BAD_ID)
+        return pseudo.remember(key, _BAD_ID if raw.strip() else _NO_ID)
     idi = normalise_id(raw, id_type)
     near: tuple[str, ...] = ()
     swap: tuple[str, ...] = ()
@@ -98,27 +99,26 @@ def person_record(record: dict[str, Any], key: str, pseudo: Pseudonymiser) -> Pe
     flags: list[str] = []
     name = normalise_name(person.get("name") or "")
     id_type = person.get("id_type")
-    if _given(id_type) and (type(id_type) is not str or id_type not in _ID_TYPES):
+    if id_type is not None and (type(id_type) is not str
+                                or (id_type not in _ID_TYPES and id_type.strip())):
         flags.append("bad_id_type")
         id_type = None
     raw_id = person.get("id_number")
-    if not _given(raw_id):
-        id_part = _NO_ID
-    elif type(raw_id) is str:
+    if type(raw_id) is str:
         id_part = _id_part(raw_id, id_type, pseudo)
     else:
-        id_part = _BAD_ID
+        id_part = _NO_ID if raw_id is None else _BAD_ID
     idi, id_hash, near, swap, dels, area, id_flag = id_part
     if id_flag is not None:
         flags.append(id_flag)
     raw = person.get("sex")
     sex = normalise_sex(raw) if type(raw) is str else None
-    if sex is None and _given(raw):
+    if sex is None and raw is not None and _given(raw):
         flags.append("bad_sex")
     raw = person.get("birth_date")
     birth = (normalise_birth_date(raw) if type(raw) is str and _BIRTH_FORM.fullmatch(raw)
              else None)
-    if birth is None and _given(raw):
+    if birth is None and raw is not None and _given(raw):
         flags.append("bad_birth_date")
     if idi is not None and idi.valid:
         # A valid ID carries birth date and sex: evidence when the form left them out.
@@ -126,7 +126,7 @@ def person_record(record: dict[str, Any], key: str, pseudo: Pseudonymiser) -> Pe
         sex = sex or idi.sex
     raw = person.get("phone")
     phone = normalise_phone(raw) if type(raw) is str else None
-    if phone is None and _given(raw):
+    if phone is None and raw is not None and _given(raw):
         flags.append("bad_phone")
     aliases = tuple(normalise_name(a) for a in person.get("aliases") or () if a)
     return PersonRecord(
