@@ -44,7 +44,7 @@ def kept_ids(lines: list[tuple[str, Mutation]]) -> dict[tuple[str, str], Mutatio
 
 def check_linked(linked: list[dict], kept: dict[tuple[str, str], Mutation]) -> None:
     """One linked message per kept record, with the flag its mutation must get."""
-    assert Counter((m["source"], m["record_id"]) for m in linked) == Counter(kept)
+    assert Counter((m["source"], m["record_id"]) for m in linked) == Counter(list(kept))
     for msg in linked:
         mutation = kept[(msg["source"], msg["record_id"])]
         flags = msg["quality_flags"]
