@@ -35,6 +35,7 @@ class PersonRecord:
     id_hash: str | None = None  # HMAC of the normalised ID number
     id_valid: bool = False
     id_flag: str | None = None  # 'bad_checksum' | 'upgraded_15' | None
+    quality_flags: tuple[str, ...] = ()  # matchers.features.QUALITY_FLAGS, in that order
     birth_date: str | None = None
     sex: str | None = None
     phone_hash: str | None = None

@@ -16,6 +16,12 @@ The sources, their schema files and report times come from the registry
 time, a presence period that does not run backwards) are derived from the source's schema and
 its presence declaration.
 
+The person block needs a name or an ID number in a known form; its optional fields
+(``id_type``, ``id_number``, ``sex``, ``birth_date``, ``phone``) are not checked here beyond
+the length of their strings: a value that cannot be read keeps the record, is no matching
+evidence and flags it (:mod:`matchers.features`, ``quality_flags`` on the ``linked``
+message). The record is published as it came, the raw value included.
+
 A dead-letter reason is ``"<code>"`` or ``"<code>: <field path>"``; the code is one of
 :data:`REASON_CODES` and is safe to use as a metric label (no personal data).
 """
@@ -428,15 +434,6 @@ def _parse_date(value: str) -> date | None:
         return None
 
 
-def _parse_birth_date(value: str) -> date | None:
-    if len(value) == 8 and value.isascii() and value.isdigit():
-        try:
-            return date(int(value[:4]), int(value[4:6]), int(value[6:]))
-        except ValueError:
-            return None
-    return _parse_date(value)
-
-
 def _semantic(obj: dict[str, Any], checks: _Semantic) -> str | None:
     for f in checks.times:
         if f in obj and _parse_time(obj[f]) is None:
@@ -451,10 +448,6 @@ def _semantic(obj: dict[str, Any], checks: _Semantic) -> str | None:
     pair = checks.period
     if pair and pair[0] in dates and pair[1] in dates and dates[pair[1]] < dates[pair[0]]:
         return f"bad_value: {pair[1]}"
-    person = obj.get("person")
-    if isinstance(person, dict) and "birth_date" in person:
-        if _parse_birth_date(person["birth_date"]) is None:
-            return "bad_date: person.birth_date"
     cc = obj.get("city_code")
     if cc is not None and not _CITY_CODE.fullmatch(cc):
         return "bad_value: city_code"
@@ -466,7 +459,7 @@ def validate_record(obj: dict[str, Any], source: str) -> str | None:
     """The reason ``obj`` breaks the contract for ``source``, or None when it is valid.
 
     ``obj`` must already carry ``source`` (:func:`parse_record` sets it when absent).
-    A resident ID that fails its checksum is valid here: it is evidence, flagged later.
+    A bad optional person field is valid here: it is flagged when the record is linked.
     """
     checks, semantic = _compiled(sources.current())
     check = checks.get(source)

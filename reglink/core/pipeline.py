@@ -285,9 +285,8 @@ class Pipeline:
             "record_id": rid, "source": rec.source, "person_id": link.person_id,
             "match_probability": round(link.probability, 6), "explanation": link.explanation,
             "report_time": rt.isoformat() if rt else None, "linker": self.linker.version,
+            "quality_flags": list(rec.quality_flags),
         }
-        if rec.id_flag:
-            value["flags"] = [rec.id_flag]
         outs.append(Out("linked", link.person_id, value))
         return outs
 

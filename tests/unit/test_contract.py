@@ -17,12 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.readers import csv_row_to_record, iter_records, read_csv, read_files
+from matchers.features import ID_FORM, QUALITY_FLAGS
 from reglink.core.contract import (
     REASON_CODES,
     SCHEMA_BASE,
     SOURCES,
     DeadLetter,
     _validators,
+    encode_record,
     load_schemas,
     parse_record,
     reason_code,
@@ -171,30 +173,87 @@ def test_unusable_bytes(raw, expected):
     ("record_id", _DELETE, "missing_field: record_id"),
     ("record_id", "", "missing_field: record_id"),
     ("person", _DELETE, "missing_field: person"),
-    ("person.name", _DELETE, "missing_field: person.name"),
     ("time", _DELETE, "missing_field: time"),
     ("record_id", 17, "wrong_type: record_id"),
     ("person", "陈丽", "wrong_type: person"),
     ("person.name", ["陈丽"], "wrong_type: person.name"),
+    ("person.name", None, "wrong_type: person.name"),
     ("city_code", 440305, "wrong_type: city_code"),
     ("event", "arrive", "bad_value: event"),
-    ("person.sex", "X", "bad_value: person.sex"),
-    ("person.id_type", "license", "bad_value: person.id_type"),
     ("city_code", "44030", "bad_value: city_code"),
     ("time", "2026-03-02T21:14:00", "bad_date: time"),  # no offset
     ("time", "2026-03-02 21:14:00+08:00", "bad_date: time"),
     ("time", "2026-02-30T21:14:00+08:00", "bad_date: time"),
     ("time", "yesterday", "bad_date: time"),
-    ("person.birth_date", "1988-13-01", "bad_date: person.birth_date"),
-    ("person.birth_date", "19880230", "bad_date: person.birth_date"),
-    ("person.birth_date", "15/03/1988", "bad_date: person.birth_date"),
     ("person.name", "陈" * 1001, "too_long: person.name"),
+    ("person.birth_date", "1" * 1001, "too_long: person.birth_date"),
+    ("person.phone", ["1" * 1001], "too_long: person.phone.0"),
     ("hotel_name", "x" * 1001, "too_long: hotel_name"),
     ("vendor_note", {"deep": ["ok", "y" * 1001]}, "too_long: vendor_note.deep.1"),
     ("source", "rental", "source_mismatch: source"),
 ])
 def test_field_violations_hotel(path, value, expected):
     assert reason_of(enc(with_(HOTEL, path, value))) == expected
+
+
+# --- the person block: a name or an ID number; bad optional fields are flagged ---------------
+@pytest.mark.parametrize("person", [
+    {},
+    {"sex": "F", "birth_date": "1988-03-15", "phone": "13955501234"},
+    {"name": ""},
+    {"name": " \u3000\t"},
+    {"name": "", "id_number": ""},
+    {"id_number": "不详"},
+    {"id_number": "N/A"},
+    {"id_number": "---"},
+    {"id_number": 340102198803150022},
+    {"name": "", "id_number": None},
+])
+def test_a_record_with_neither_a_name_nor_a_usable_id_number_is_dead_lettered(person):
+    assert reason_of(enc(with_(HOTEL, "person", person))) == "missing_field: person.name"
+
+
+@pytest.mark.parametrize("person", [
+    {"id_number": "340102198803150022"},
+    {"name": "", "id_number": "340102 19880315 002x"},
+    {"name": "  ", "id_number": "E12345678", "id_type": "passport"},
+    {"id_number": "A123456(7)"},
+    {"id_number": "３４０１０２１９８８０３１５００２２"},
+])
+def test_a_record_with_an_id_number_and_no_name_is_kept(person):
+    record, dead = parse_record(enc(with_(HOTEL, "person", person)), "hotel", ORIGIN)
+    assert dead is None and record["person"] == person
+
+
+@pytest.mark.parametrize("field, value", [
+    ("birth_date", "19450493"), ("birth_date", "1988-13-01"), ("birth_date", "19880230"),
+    ("birth_date", "15/03/1988"), ("birth_date", 19880315), ("birth_date", ""),
+    ("sex", "X"), ("sex", "男性"), ("sex", 1), ("sex", None),
+    ("phone", "12"), ("phone", 13955501234), ("phone", {"mobile": "13955501234"}),
+    ("id_number", "不详"), ("id_number", 340102198803150022),
+    ("id_type", "license"), ("id_type", ["passport"]),
+])
+def test_a_bad_optional_person_field_keeps_the_record_with_its_raw_value(field, value):
+    record, dead = parse_record(enc(with_(HOTEL, f"person.{field}", value)), "hotel", ORIGIN)
+    assert dead is None
+    assert record["person"][field] == value  # published as it came: the raw value is evidence
+    assert json.loads(encode_record(record))["person"][field] == value
+
+
+def test_watchlist_add_needs_a_name_or_an_id_number_in_a_known_form():
+    add = {"watch_id": "W-9", "action": "add", "priority": "low", "person": {"name": "刘建国"}}
+    assert reason_of(enc(add), "watchlist") is None
+    assert reason_of(enc(with_(add, "person.birth_date", "1979-02-30")), "watchlist") is None
+    for person in ({"name": " "}, {"id_number": "不详"}, {"name": "", "id_number": 1}):
+        assert reason_of(enc(with_(add, "person", person)), "watchlist") == (
+            "missing_field: person.name")
+
+
+def test_the_schema_states_the_id_forms_and_flags_the_code_uses():
+    block = schema_for("person-block")
+    assert block["$defs"]["identified"]["properties"]["id_number"]["pattern"] == ID_FORM
+    linked = schema_for("linked")["properties"]["quality_flags"]["items"]["enum"]
+    assert tuple(linked) == QUALITY_FLAGS
 
 
 def test_string_of_exactly_1000_chars_is_fine():
@@ -457,3 +516,180 @@ def test_follow_reads_a_growing_file_until_stopped(tmp_path):
     assert not t.is_alive()
     assert [item.origin["line"] for item in got] == [1, 2, 3]
     assert got[2].data == b'{"partial": 1}'
+
+
+# --- linking what remains: quality flags, absent evidence -------------------------------------
+def _linked(records: list[dict]) -> list[dict]:
+    """The ``linked`` messages of ``records``, each validated first, through one pipeline."""
+    from reglink.core.pipeline import Pipeline
+    from reglink.core.settings import load_settings
+    from reglink.stores.kv import MemoryKV
+
+    pipe = Pipeline(load_settings(hmac_key="k"), MemoryKV())
+    out = []
+    for n, obj in enumerate(records, 1):
+        record, dead = parse_record(enc(obj), obj["source"], {"file": "t", "line": n})
+        assert dead is None, dead
+        out += [o.value for o in pipe.process(record)[1] if o.topic == "linked"]
+    return out
+
+
+def _features(linked: dict) -> dict[str, str]:
+    return {f["feature"]: f["level"] for f in linked["explanation"].get("features", [])}
+
+
+PERSON = {"source": "person", "record_id": "HR-1",
+          "person": {"name": "陈丽", "birth_date": "1988-03-15", "phone": "13955501234"}}
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("birth_date", "19450493", "bad_birth_date"),
+    ("birth_date", 19880315, "bad_birth_date"),
+    ("phone", "12", "bad_phone"),
+    ("phone", 13955501234, "bad_phone"),
+])
+def test_a_bad_field_is_no_evidence_and_is_flagged(field, value, flag):
+    first, second = _linked([PERSON, with_(with_(PERSON, "record_id", "HR-2"),
+                                           f"person.{field}", value)])
+    assert first["quality_flags"] == []
+    assert second["quality_flags"] == [flag]
+    assert second["person_id"] == first["person_id"]  # linked on what remains
+    feature = "birth_date" if field == "birth_date" else "phone"
+    assert _features(second)[feature] == "missing"
+
+
+def test_a_mistyped_birth_date_does_not_count_against_the_match():
+    """A birth date that is a real date but another one counts against the match; one that is
+    no date is absent evidence."""
+    second = with_(PERSON, "record_id", "HR-2")
+    first, wrong = _linked([PERSON, with_(second, "person.birth_date", "1971-07-01")])
+    _, bad = _linked([PERSON, with_(second, "person.birth_date", "19710799")])
+    assert wrong["quality_flags"] == [] and bad["quality_flags"] == ["bad_birth_date"]
+    assert bad["person_id"] == first["person_id"]
+    assert (wrong["person_id"] != first["person_id"]
+            or wrong["match_probability"] < bad["match_probability"])
+
+
+def test_quality_flags_come_in_the_fixed_order():
+    person = {"name": "陈丽", "phone": "x", "birth_date": "1988-02-30", "sex": "?",
+              "id_number": "340102198803150023", "id_type": "身份证"}
+    [linked] = _linked([with_(PERSON, "person", person)])
+    assert linked["quality_flags"] == ["bad_id_type", "bad_checksum", "bad_sex",
+                                       "bad_birth_date", "bad_phone"]
+    assert linked["quality_flags"] == sorted(linked["quality_flags"], key=QUALITY_FLAGS.index)
+    [linked] = _linked([with_(with_(PERSON, "person.id_number", "不详"), "person.sex", 7)])
+    assert linked["quality_flags"] == ["bad_id_number", "bad_sex"]
+
+
+def test_an_id_number_in_no_known_form_is_no_evidence():
+    """Two different people who both wrote 不详 (unknown) as their ID number do not share it."""
+    a, b = _linked([with_(PERSON, "person", {"name": "陈丽", "id_number": "不详"}),
+                    {"source": "person", "record_id": "HR-2",
+                     "person": {"name": "王建国", "id_number": "不详"}}])
+    assert a["person_id"] != b["person_id"]
+    assert _features(b).get("id", "missing") == "missing"
+    assert a["quality_flags"] == b["quality_flags"] == ["bad_id_number"]
+
+
+def test_a_record_with_an_id_number_and_no_name_is_linked_on_the_id():
+    rid = "11010519491231002X"
+    named = with_(PERSON, "person", {"name": "刘建国", "id_number": rid})
+    nameless = {**HOTEL, "record_id": "H-9", "person": {"name": "", "id_number": rid}}
+    missing = {**HOTEL, "record_id": "H-10", "person": {"id_number": rid}}
+    first, second, third = _linked([named, nameless, missing])
+    assert first["quality_flags"] == []  # a valid ID
+    assert second["person_id"] == third["person_id"] == first["person_id"]
+    assert second["quality_flags"] == third["quality_flags"] == []
+
+
+def test_version_1_records_are_read_as_before(tmp_path):
+    """The example records and a simulated corpus (all version 1) are all valid, and the only
+    quality flags they get are the ID's own, where the simulator put its noise."""
+    from reglink.sim.simulate import run_simulate
+
+    examples = _linked([json.loads(line) for line in example_lines()
+                        if b'"watchlist"' not in line])
+    assert {m["record_id"]: m["quality_flags"] for m in examples if m["quality_flags"]} == {
+        "H-90002": ["upgraded_15"]}  # its legacy 15-digit ID
+    assert len(examples) == len(example_lines()) - 1
+    run_simulate(persons=400, days=20, start="2026-03-01", seed=5, out_dir=tmp_path)
+    truth = {f"{t['source']}:{t.get('record_id') or t.get('watch_id')}": set(t.get("noise", ()))
+             for t in map(json.loads, (tmp_path / "truth.jsonl").open(encoding="utf-8"))}
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").open(encoding="utf-8")]
+    linked = _linked([e for e in events if e["source"] != "watchlist"])
+    assert len(linked) == sum(e["source"] != "watchlist" for e in events)
+    for m in linked:
+        noise = truth[f"{m['source']}:{m['record_id']}"]
+        expected = (["bad_checksum"] if noise & {"id_wrong_digit", "id_transposed"} else
+                    ["upgraded_15"] if "id_legacy15" in noise else [])
+        assert m["quality_flags"] == expected, (m, noise)
+    assert any(m["quality_flags"] == ["bad_checksum"] for m in linked)
+    assert any(m["quality_flags"] == ["upgraded_15"] for m in linked)
+
+
+def test_fuzzed_records_are_linked_with_their_flag_or_dead_lettered(tmp_path):
+    """Every mutation of a simulated record is either linked, with the quality flag it must
+    get, or dead-lettered with the reason it must get; read = published + dead-lettered and
+    published = linked."""
+    import random
+    from collections import Counter
+
+    from fuzzkit import ID_FLAGS, mutate, required_fields
+
+    from reglink.core.pipeline import Pipeline
+    from reglink.core.settings import load_settings
+    from reglink.sim.simulate import run_simulate
+    from reglink.stores.kv import MemoryKV
+
+    run_simulate(persons=300, days=15, start="2026-03-01", seed=4, out_dir=tmp_path)
+    good = [json.loads(x) for x in (tmp_path / "events.jsonl").open(encoding="utf-8")]
+    good = [r for r in good if r["source"] != "watchlist"]
+    rng, required = random.Random(11), required_fields()
+    pipe = Pipeline(load_settings(hmac_key="k"), MemoryKV())
+    fates: Counter[str] = Counter()
+    published = linked = 0
+    for n in range(3000):
+        base = rng.choice(good)
+        m = mutate(base, rng, required)
+        record, dead = parse_record(m.raw, base["source"], {"file": "fuzz", "line": n})
+        if m.dead is not None:
+            assert dead is not None and dead.code == m.dead, (m, dead)
+            assert dead.original == m.raw
+            fates["dead"] += 1
+            continue
+        assert dead is None, (m, dead)
+        published += 1
+        [msg] = [o.value for o in pipe.process(record)[1] if o.topic == "linked"]
+        linked += 1
+        assert msg["record_id"] == record["record_id"]
+        flags = msg["quality_flags"]
+        assert flags == sorted(flags, key=QUALITY_FLAGS.index)
+        assert set(flags) - {m.flag} <= ID_FLAGS, (m, flags)
+        if m.flag is not None:
+            assert m.flag in flags, (m, flags)
+            fates[m.flag] += 1
+        else:
+            fates["no_name"] += 1
+    assert published + fates["dead"] == 3000 and published == linked
+    assert set(fates) == {"dead", "no_name", "bad_birth_date", "bad_sex", "bad_phone",
+                          "bad_id_number", "bad_id_type"}, fates
+
+
+def test_csv_cells_of_bad_optional_fields_keep_the_row(tmp_path):
+    path = tmp_path / "hotel.csv"
+    path.write_text(
+        "record_id,event,hotel_id,city_code,time,person.name,person.id_number,person.sex,"
+        "person.birth_date,person.phone\n"
+        "H-1,check_in,H1,440305,2026-03-02T21:14:00+08:00,陈丽,,未知,1945/04/93,无\n"
+        "H-2,check_in,H1,440305,2026-03-02T21:15:00+08:00,,11010519491231002X,,,\n"
+        "H-3,check_in,H1,440305,2026-03-02T21:16:00+08:00,,不详,M,,\n"
+        "H-4,check_in,H1,440305,2026-03-02T21:17:00+08:00, ,,,,\n", encoding="utf-8")
+    results = list(iter_records([path], "hotel"))
+    good = {r["record_id"]: r for r, _d in results if r is not None}
+    assert good["H-1"]["person"] == {"name": "陈丽", "sex": "未知", "birth_date": "1945/04/93",
+                                     "phone": "无"}
+    assert good["H-2"]["person"] == {"id_number": "11010519491231002X"}
+    assert [(d.origin["line"], d.reason) for _r, d in results if d is not None] == [
+        (4, "missing_field: person.name"), (5, "missing_field: person.name")]
+    flags = {m["record_id"]: m["quality_flags"] for m in _linked(list(good.values()))}
+    assert flags == {"H-1": ["bad_sex", "bad_birth_date", "bad_phone"], "H-2": []}
