@@ -155,7 +155,7 @@ class Pipeline:
             rec = person_record(record, key, self.pseudo)
             self._pre[id(record)] = rec
             keys = finder.keys(rec)
-            index += [sk.blocking(k) for k in keys]
+            index += [sk.BLOCKING + k for k in keys]
             for rule in self.rules:
                 more, more_sets = rule.keys_ahead(record, rec, keys)
                 strings += more

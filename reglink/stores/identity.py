@@ -130,7 +130,7 @@ class KVIdentityStore(Generic[_KV]):
         return self._decode(person_id, raw) if raw else None
 
     def get_many(self, person_ids: list[str]) -> list[Identity]:
-        raws = self.kv.mget([sk.identity(p) for p in person_ids])
+        raws = self.kv.mget([sk.IDENTITY + p for p in person_ids])
         return [self._decode(p, r) for p, r in zip(person_ids, raws, strict=True) if r]
 
     def resolve(self, person_id: str) -> str:
@@ -147,7 +147,7 @@ class KVIdentityStore(Generic[_KV]):
         # A bucket over its bound comes back as its size only (Redis does not send it):
         # a lookup's cost does not grow with a common key's population.
         caps = mx if limits is None else [mx if lim is None else min(lim, mx) for lim in limits]
-        sets = read([sk.blocking(k) for k in keys], caps)
+        sets = read([sk.BLOCKING + k for k in keys], caps)
         if limits is None:
             for members in sets:
                 if len(members) <= mx:  # a key shared by more is too common to use
@@ -161,7 +161,7 @@ class KVIdentityStore(Generic[_KV]):
         ids = sorted(found)
         # One round trip for the first hop and the identities themselves (get_many reads them
         # from the unit of work's read cache when the store sits on a TxKV).
-        both = self.kv.mget([sk.merged(p) for p in ids] + [sk.identity(p) for p in ids])
+        both = self.kv.mget([sk.MERGED + p for p in ids] + [sk.IDENTITY + p for p in ids])
         pointers = both[:len(ids)]
         return {p if ptr is None else self.resolve(ptr) for p, ptr in zip(ids, pointers,
                                                                            strict=True)}
@@ -193,9 +193,9 @@ class KVIdentityStore(Generic[_KV]):
         pre: Callable[[list[str], list[str], int | None], None] | None = getattr(
             self.kv, "prefetch", None)
         if pre is not None:
-            pre([sk.link(record_key), *(sk.identity(p) for p in person_ids), sk.IDENTITY_COUNT,
+            pre([sk.link(record_key), *[sk.IDENTITY + p for p in person_ids], sk.IDENTITY_COUNT,
                  *extra],
-                [sk.blocking(k) for k in keys], self.max_bucket)
+                [sk.BLOCKING + k for k in keys], self.max_bucket)
 
     def link_of(self, record_key: str) -> str | None:
         pid = self.kv.get(sk.link(record_key))
@@ -242,7 +242,7 @@ class KVIdentityStore(Generic[_KV]):
         pids = sorted(k[len(sk.IDENTITY):] for k in kinds[sk.IDENTITY])
         for n in range(0, len(pids), batch):
             chunk = pids[n:n + batch]
-            for pid, raw in zip(chunk, self.kv.mget([sk.identity(p) for p in chunk]), strict=True):
+            for pid, raw in zip(chunk, self.kv.mget([sk.IDENTITY + p for p in chunk]), strict=True):
                 if raw is None:
                     continue
                 rep.examined += 1

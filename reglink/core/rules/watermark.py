@@ -36,9 +36,14 @@ class Watermark:
     last_active: dict[str, float] = field(default_factory=dict)  # processing time
     expected: set[str] = field(default_factory=set)
     value: float = NEG_INF
+    _known_sources: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # looked up once per record: a set of the names, not the registry's live view
+        self._known_sources = frozenset(self.sources)
 
     def _known(self, channel: str) -> bool:
-        return channel.split("#", 1)[0] in self.sources
+        return channel.split("#", 1)[0] in self._known_sources
 
     def observe(self, source: str, report_ts: float, now: float | None = None) -> None:
         if not self._known(source):
