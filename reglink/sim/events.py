@@ -36,7 +36,7 @@ WATCH_SHARE = 0.01
 TRAP_SHARE = 0.2             # innocent-namesake traps, relative to real entries
 REMOVE_SHARE = 0.08
 FLOATING_SHARE = 0.10        # persons with a registration away from home when the window opens
-FLOATING_MOVE = 0.45         # of those not moving anyway: they move in the window
+FLOATING_MOVE = 0.45         # of those not moving anyway: they move in the window too
 FLOATING_SINCE_DAYS = 200    # their registration was recorded up to this long before the move
 DEREG_TIMELY, DEREG_LATE = 0.55, 0.25   # of their moves; the rest never deregister
 DEREG_DELAYED = 0.30         # of in-time deregistrations: uploaded days after being recorded
@@ -324,6 +324,11 @@ class World:
             if rng.random() < p_move:
                 moved_on = self.start + timedelta(days=rng.randrange(self.days))
                 busy = self.move(p, moved_on)
+            elif p.pid in floating:
+                with self._side():
+                    if self.rng.random() < FLOATING_MOVE:
+                        moved_on = self.start + timedelta(days=self.rng.randrange(self.days))
+                        busy = self.move(p, moved_on)
             self.trips(p, force=p.pid in watched and rng.random() < 0.85, busy=busy)
             if p.pid in floating:
                 with self._side():
@@ -347,13 +352,10 @@ class World:
             self.rng, self.reg.rng = rng, reg_rng
 
     def floating(self, p: Person, moved_on: date | None) -> None:
-        """A person registered away from home (in ``P``) since before the move, if any; a
-        move deregisters that registration in time, late or never."""
+        """A person registered away from home since before the move on ``moved_on``, if
+        any (``last_move`` says where to and when the new registration starts); the move
+        deregisters the old registration in time, late or never."""
         rng = self.rng
-        if moved_on is None and rng.random() < FLOATING_MOVE:
-            moved_on = self.start + timedelta(days=rng.randrange(self.days))
-            self.last_move = None
-            self.move(p, moved_on)
         old = self.elsewhere(p)
         if moved_on is None:
             since = self.start + timedelta(days=rng.randrange(-FLOATING_SINCE_DAYS, self.days))
