@@ -321,7 +321,8 @@ def worker(ctx: click.Context, workdir: str | None) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON alert per line.")
 @click.option("--rule", default=None,
-              type=click.Choice(["unregistered_stay", "watchlist_match"]), help="Only this rule.")
+              type=click.Choice(["unregistered_stay", "stale_registration", "watchlist_match"]),
+              help="Only this rule.")
 @click.option("--status", default=None, type=click.Choice(["raised", "resolved", "withdrawn"]),
               help="Only this status.")
 @click.option("--priority", default=None, type=click.Choice(["high", "medium", "low"]),

@@ -2,7 +2,10 @@
 
 Links: pairwise precision/recall/F1 over record pairs, and B-cubed.
 Alerts: unregistered_stay keyed by (true person, prefecture, deadline); watchlist_match by
-(watch_id, true person). An alert's true person is the majority truth of its evidence records.
+(watch_id, true person); stale_registration by (true person, stale registration, deadline,
+final status), counting ``raised`` and ``resolved`` (a ``withdrawn`` alert counts as none). An
+alert's true person is the majority truth of its evidence records; a stale registration's is
+the true person of the registration itself.
 """
 
 from __future__ import annotations
@@ -80,6 +83,12 @@ def evaluate(sim_dir: Path, out_dir: Path) -> dict:
     true_stay = {(t["person"], t["prefecture"], t["deadline"]) for t in ta
                  if t["rule"] == "unregistered_stay"}
     true_watch = {(t["watch_id"], t["person"]) for t in ta if t["rule"] == "watchlist_match"}
+    pred_stale = {(truth.get(a["record_ids"][0]), a["record_ids"][0], a["deadline"], a["status"])
+                  for a in alerts.values()
+                  if a["rule"] == "stale_registration" and a["status"] in ("raised", "resolved")}
+    true_stale = {(t["person"], t["registration"], t["deadline"], t["status"]) for t in ta
+                  if t["rule"] == "stale_registration"}
     result["unregistered_stay"] = _prf(pred_stay, true_stay)
+    result["stale_registration"] = _prf(pred_stale, true_stale)
     result["watchlist_match"] = _prf(pred_watch, true_watch)
     return result

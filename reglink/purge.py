@@ -170,7 +170,8 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
                                 {"cutoff": cutoff.isoformat()}, why, "cli", now=now)
             record([start])
         report = store.purge(limit, keep=keep,
-                             state_keys=lambda p: [sk.stays(p), *alert_keys.get(p, [])],
+                             state_keys=lambda p: [sk.stays(p), sk.residences(p),
+                                                     *alert_keys.get(p, [])],
                              dry_run=dry_run)
         at = now or datetime.now(UTC)
         ids = [] if dry_run else report.person_ids  # a dry run records its counts only

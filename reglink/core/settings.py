@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     grace_rental_s: int = 3 * 86400
     grace_job_s: int = 3 * 86400
     grace_hotel_s: int = 30 * 86400
+    grace_deregistration_s: int = 14 * 86400  # stale_registration: superseded -> deregistered
     lateness_s: int = 3600
     episode_gap_s: int = 86400
     idle_timeout_s: float = 300.0

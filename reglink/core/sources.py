@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, overload
 
-from reglink.core.rules.clock import day_end, day_start, ts
+from reglink.core.rules.clock import day_end, day_start, iso, ts
 
 
 # --- presence: how a record places a person in a prefecture ------------------------------
@@ -69,17 +69,30 @@ class CheckInOut:
 @dataclass(frozen=True)
 class DateInterval:
     """Presence from civil dates (CST): from 00:00 of ``start`` to the end of ``end``
-    (00:00 of the next day). Open-ended when ``end`` is None or the record lacks it."""
+    (00:00 of the next day). Open-ended when ``end`` is None or the record lacks it.
+
+    ``revised_at``: the report-time field of a source whose later records may revise an
+    interval (same record key, later report time, an ``end``); None: a repeated key is a
+    duplicate. :meth:`revision` says whether a repeated record revises the stored one."""
 
     kind: ClassVar[Literal["date_interval"]] = "date_interval"
     start: str
     end: str | None
     grace: str  # the Settings attribute with the grace period, in seconds
+    revised_at: str | None = None
 
     def interval(self, record: dict[str, Any]) -> tuple[float, float | None]:
         """``(start_ts, end_ts or None)`` in epoch seconds."""
         end = record.get(self.end) if self.end is not None else None
         return day_start(record[self.start]), day_end(end) if end else None
+
+    def revision(self, record: dict[str, Any]) -> float | None:
+        """The report time (epoch s) at which ``record`` states the interval's end, when it
+        is a record that can revise an interval (its source takes revisions and it has an
+        end); else None."""
+        if self.revised_at is None or self.end is None or not record.get(self.end):
+            return None
+        return ts(record[self.revised_at])
 
     def grace_s(self, settings: Any) -> float:
         grace: float = getattr(settings, self.grace)
@@ -89,20 +102,47 @@ class DateInterval:
 @dataclass(frozen=True)
 class Registration:
     """Not presence: a residence registration made at ``at``, valid from 00:00 of
-    ``valid_from`` to the end of ``valid_until``. It answers presence; it has no grace."""
+    ``valid_from`` to the end of ``valid_until``. It answers presence; it has no grace.
+
+    A record whose ``action`` is ``deregister`` is a deregistration instead: recorded at
+    ``at``, the person left on ``left_on`` (default: the date of ``at``); it names the
+    registration it ends by ``permit`` or, without one, ends the person's registrations in
+    its prefecture (docs/contract.md §1.2)."""
 
     kind: ClassVar[Literal["registration"]] = "registration"
     at: str
     valid_from: str
     valid_until: str
+    action: str | None = None
+    deregister: str = "deregister"
+    left_on: str | None = None
+    permit: str | None = None
 
     def period(self, record: dict[str, Any]) -> tuple[float, float, float]:
         """``(registered_ts, valid_from_ts, valid_until_end_ts)`` in epoch seconds."""
         return (ts(record[self.at]), day_start(record[self.valid_from]),
                 day_end(record[self.valid_until]))
 
+    def is_deregistration(self, record: dict[str, Any]) -> bool:
+        return self.action is not None and record.get(self.action) == self.deregister
+
+    def departure(self, record: dict[str, Any]) -> tuple[float, float]:
+        """A deregistration's ``(registered_ts, left_ts)``: when it was recorded and 00:00
+        (CST) of the day the person left, from which the registration counts as closed."""
+        at = record[self.at]
+        left = record.get(self.left_on) if self.left_on is not None else None
+        return ts(at), day_start(left) if left else _cst_midnight(ts(at))
+
+    def permit_of(self, record: dict[str, Any]) -> str | None:
+        return record.get(self.permit) if self.permit is not None else None
+
 
 Presence = CheckInOut | DateInterval | Registration
+
+
+def _cst_midnight(epoch: float) -> float:
+    """00:00 (CST) of the day of an instant."""
+    return day_start(iso(epoch)[:10])
 
 
 @dataclass(frozen=True)
@@ -167,18 +207,21 @@ DECLARED: tuple[Source, ...] = (
     Source(
         name="residence", rank=4, report_time="registered_at", event=True,
         presence=Registration(at="registered_at", valid_from="valid_from",
-                              valid_until="valid_until"),
+                              valid_until="valid_until", action="action",
+                              deregister="deregister", left_on="left_on", permit="permit_no"),
         organisation=Organisation("city_code", digits=4),
-        console_fields=("permit_no", "city_code", "address", "registered_at", "valid_from",
-                        "valid_until"),
+        console_fields=("action", "permit_no", "city_code", "address", "registered_at",
+                        "valid_from", "valid_until", "left_on"),
     ),
     Source(
-        # A job lasts from start_date on: the interval is open-ended. Version 2 of the
-        # contract adds an optional end_date; until the rule takes it, end stays None.
+        # A job lasts from start_date to the end of end_date, open-ended while no end_date
+        # is known; a later record of the same job (later posted_at) with an end_date
+        # revises it (docs/contract.md §1.2, job updates).
         name="job", rank=5, report_time="posted_at", event=True,
-        presence=DateInterval(start="start_date", end=None, grace="grace_job_s"),
+        presence=DateInterval(start="start_date", end="end_date", grace="grace_job_s",
+                              revised_at="posted_at"),
         organisation=Organisation("employer_id"),
-        console_fields=("employer_name", "city_code", "start_date", "posted_at"),
+        console_fields=("employer_name", "city_code", "start_date", "end_date", "posted_at"),
     ),
     Source(
         name="watchlist", rank=1, report_time=None, event=False, presence=None,

@@ -1,9 +1,18 @@
 """Life in the window: hotel trips, moves (rent, job, residence registration), household-register
-imports and the watchlist. Produces records without record_ids plus who they truly belong to."""
+imports and the watchlist. Produces records without record_ids plus who they truly belong to.
+
+Some persons already live away from home with a residence registration, recorded before or in
+the window. When such a person moves, the old registration is deregistered in time, late or
+never, and some in-time deregistrations reach the stream days after they were recorded (a
+registry's late upload): the only records placed out of report-time order. These persons'
+records are drawn from a random stream of their own, so the rest of the world is the same as
+without them."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from itertools import accumulate
@@ -26,6 +35,13 @@ PERSON_RECORD_SHARE = 0.25
 WATCH_SHARE = 0.01
 TRAP_SHARE = 0.2             # innocent-namesake traps, relative to real entries
 REMOVE_SHARE = 0.08
+FLOATING_SHARE = 0.10        # persons with a registration away from home when the window opens
+FLOATING_MOVE = 0.45         # of those not moving anyway: they move in the window too
+FLOATING_SINCE_DAYS = 200    # their registration was recorded up to this long before the move
+DEREG_TIMELY, DEREG_LATE = 0.55, 0.25   # of their moves; the rest never deregister
+DEREG_DELAYED = 0.30         # of in-time deregistrations: uploaded days after being recorded
+DEREG_BY_PERMIT = 0.70       # of deregistrations of a registration with a permit number
+DEREG_GRACE_DAYS = 14
 
 _NIGHTS = list(range(1, 6)) + list(range(6, 15)) + list(range(20, 61, 5))
 _NIGHTS_W = list(accumulate([35, 25, 15, 10, 7] + [5 / 9] * 9 + [3 / 9] * 9))  # cumulative
@@ -68,8 +84,14 @@ class World:
         self.hidden: list[Person] = []
         self.emitted: dict[str, int] = {}
         self.stats = {"moves": 0, "moves_local": 0, "reg_timely": 0, "reg_late": 0, "reg_never": 0,
-                      "trips": 0, "long_stays": 0, "dropped_outside_window": 0}
+                      "trips": 0, "long_stays": 0, "dropped_outside_window": 0,
+                      "floating": 0, "dereg_timely": 0, "dereg_delayed": 0, "dereg_late": 0,
+                      "dereg_never": 0}
         self._permit = 0
+        # the floating persons' own stream (seeded from the world's, which it leaves as is)
+        self.side = random.Random(repr(rng.getstate()))
+        self.last_move: tuple[geo.County, date | None] | None = None
+        self.last_residence: dict = {}
 
     # --- helpers ---------------------------------------------------------------------------
     def at(self, d: date, h_lo: float, h_hi: float) -> datetime:
@@ -77,8 +99,10 @@ class World:
         return datetime.combine(d, time(0), TZ) + timedelta(minutes=minutes)
 
     def emit(self, at: datetime | None, source: str, body: dict, p: Person,
-             tags: list[str]) -> bool:
-        if at is not None and not (self.t0 <= at < self.t_end):
+             tags: list[str], before_window: bool = False) -> bool:
+        """Add a record arriving at ``at`` (its report time, but for a delayed upload);
+        ``before_window``: a registration recorded before the window opened is kept."""
+        if at is not None and not ((before_window or self.t0 <= at) and at < self.t_end):
             self.stats["dropped_outside_window"] += 1
             return False
         self.recs.append(Rec(at, source, body, p.pid, tags, len(self.recs)))
@@ -132,7 +156,8 @@ class World:
             self.emit(co, "hotel", cbody, p, ctags)
         return co
 
-    def residence(self, p: Person, c: geo.County, addr: str, reg_at: datetime, tag: str) -> None:
+    def residence(self, p: Person, c: geo.County, addr: str, reg_at: datetime, tag: str,
+                  before_window: bool = False) -> bool:
         rng = self.rng
         block, tags = noise.residence_block(rng, p)
         vf = reg_at.date()
@@ -143,7 +168,23 @@ class World:
             body["permit_no"] = f"{c.code}{vf:%y}{self._permit:06d}"
         body.update({"city_code": c.code, "address": addr, "registered_at": iso(reg_at),
                      "valid_from": vf.isoformat(), "valid_until": vu.isoformat(), "person": block})
-        self.emit(reg_at, "residence", body, p, tags + [tag])
+        self.last_residence = body
+        return self.emit(reg_at, "residence", body, p, tags + [tag], before_window)
+
+    def deregistration(self, p: Person, reg: dict, reg_at: datetime, left_on: date | None,
+                       arrives: datetime, tags: list[str]) -> None:
+        """A deregistration of ``reg``, recorded at ``reg_at`` and arriving at ``arrives``:
+        by its permit number, or by the prefecture of its ``city_code``."""
+        rng = self.rng
+        block, noise_tags = noise.residence_block(rng, p)
+        body: dict = {"action": "deregister"}
+        if "permit_no" in reg and rng.random() < DEREG_BY_PERMIT:
+            body["permit_no"] = reg["permit_no"]
+        body.update({"city_code": reg["city_code"], "registered_at": iso(reg_at)})
+        if left_on is not None:
+            body["left_on"] = left_on.isoformat()
+        body["person"] = block
+        self.emit(arrives, "residence", body, p, noise_tags + tags)
 
     def rental(self, p: Person, c: geo.County, addr: str, lease_start: date) -> None:
         rng = self.rng
@@ -248,6 +289,7 @@ class World:
             sd = m + timedelta(days=rng.randint(0, 10) if rent else 0)
             self.job(p, jc, sd)
             cands.append(datetime.combine(sd, time(0), TZ) + timedelta(days=3))
+        self.last_move = (dest, None)
         if local:
             return busy
         deadline = min(cands)
@@ -255,11 +297,13 @@ class World:
         if r < REG_TIMELY:
             reg_at = self.at(deadline.date() - timedelta(days=rng.randint(1, 3)), 9, 17.5)
             self.stats["reg_timely"] += 1
-            self.residence(p, dest, addr, reg_at, "timely")
+            if self.residence(p, dest, addr, reg_at, "timely"):
+                self.last_move = (dest, reg_at.date())
         elif r < REG_TIMELY + REG_LATE:
             reg_at = self.at(deadline.date() + timedelta(days=rng.randint(0, 20)), 9, 17.5)
             self.stats["reg_late"] += 1
-            self.residence(p, dest, addr, reg_at, "late")
+            if self.residence(p, dest, addr, reg_at, "late"):
+                self.last_move = (dest, reg_at.date())
         else:
             self.stats["reg_never"] += 1
         return busy
@@ -272,11 +316,23 @@ class World:
         rng = self.rng
         p_move = 1.0 - (1.0 - MOVE_RATE) ** self.days
         watched = self.pick_watched()
+        floating = {p.pid for p in self.people if self.side.random() < FLOATING_SHARE}
         for p in self.people:
             busy = None
+            self.last_move = None
+            moved_on = None
             if rng.random() < p_move:
-                busy = self.move(p, self.start + timedelta(days=rng.randrange(self.days)))
+                moved_on = self.start + timedelta(days=rng.randrange(self.days))
+                busy = self.move(p, moved_on)
+            elif p.pid in floating:
+                with self._side():
+                    if self.rng.random() < FLOATING_MOVE:
+                        moved_on = self.start + timedelta(days=self.rng.randrange(self.days))
+                        busy = self.move(p, moved_on)
             self.trips(p, force=p.pid in watched and rng.random() < 0.85, busy=busy)
+            if p.pid in floating:
+                with self._side():
+                    self.floating(p, moved_on)
         self.build_watchlist(watched)
         for p in self.people + self.hidden:
             share = 0.4 if p.hidden else PERSON_RECORD_SHARE
@@ -284,6 +340,57 @@ class World:
                 body = {"person": noise.register_block(p),
                         "address": geo.address(rng, geo.BY_CODE[p.area]), "city_code": p.area}
                 self.emit(None, "person", body, p, [])
+
+    @contextmanager
+    def _side(self) -> Iterator[None]:
+        """Draw from the floating persons' stream (the world's and the ID registry's)."""
+        rng, reg_rng = self.rng, self.reg.rng
+        self.rng = self.reg.rng = self.side
+        try:
+            yield
+        finally:
+            self.rng, self.reg.rng = rng, reg_rng
+
+    def floating(self, p: Person, moved_on: date | None) -> None:
+        """A person registered away from home since before the move on ``moved_on``, if
+        any (``last_move`` says where to and when the new registration starts); the move
+        deregisters the old registration in time, late or never."""
+        rng = self.rng
+        old = self.elsewhere(p)
+        if moved_on is None:
+            since = self.start + timedelta(days=rng.randrange(-FLOATING_SINCE_DAYS, self.days))
+        else:
+            since = moved_on - timedelta(days=rng.randint(20, FLOATING_SINCE_DAYS))
+        self.stats["floating"] += 1
+        if not self.residence(p, old, geo.address(rng, old), self.at(since, 9, 17.5),
+                              "floating", before_window=True):
+            return
+        reg = self.last_residence
+        if moved_on is None or self.last_move is None:
+            return
+        new_from = self.last_move[1]
+        deadline = (new_from or moved_on) + timedelta(days=DEREG_GRACE_DAYS)
+        left_on = moved_on - timedelta(days=rng.randint(0, 2)) if rng.random() < 0.6 else None
+        r = rng.random()
+        if r < DEREG_TIMELY:
+            day = moved_on + timedelta(days=rng.randint(-2, 12))
+            day = min(day, deadline - timedelta(days=1))
+            if left_on is not None:
+                left_on = min(left_on, day)
+            at = self.at(day, 9, 17.5)
+            arrives, tags = at, ["dereg_timely"]
+            if rng.random() < DEREG_DELAYED:
+                arrives = at + timedelta(days=rng.randint(3, 25))
+                tags.append("out_of_order")
+                self.stats["dereg_delayed"] += 1
+            self.stats["dereg_timely"] += 1
+            self.deregistration(p, reg, at, left_on, arrives, tags)
+        elif r < DEREG_TIMELY + DEREG_LATE:
+            at = self.at(deadline + timedelta(days=rng.randint(0, 30)), 9, 17.5)
+            self.stats["dereg_late"] += 1
+            self.deregistration(p, reg, at, left_on, at, ["dereg_late"])
+        else:
+            self.stats["dereg_never"] += 1
 
     def pick_watched(self) -> dict[str, int]:
         n = max(2, round(len(self.people) * self.watch_share))

@@ -4,11 +4,12 @@ ground truth. See :mod:`reglink.sim` for the parts.
 Writes into ``out_dir``:
 
 - ``events.jsonl``: person records, then watchlist records (adds, then removes), then all hotel,
-  rental, residence and job records sorted by report time;
-- ``<source>.jsonl`` for each registered source (reglink.core.sources), each in report-time order;
+  rental, residence and job records in arrival order: by report time, except deregistrations
+  uploaded days after they were recorded (tagged ``out_of_order`` in ``truth.jsonl``);
+- ``<source>.jsonl`` for each registered source (reglink.core.sources), each in arrival order;
 - ``truth.jsonl``: per record ``{source, record_id|watch_id, person, [action], [noise]}``;
 - ``truth_alerts.jsonl``: the alerts a perfect linker raises under docs/contract.md §2 with the
-  default settings (``unregistered_stay`` and ``watchlist_match``).
+  default settings (``unregistered_stay``, ``stale_registration`` and ``watchlist_match``).
 """
 
 from __future__ import annotations
@@ -119,10 +120,11 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path,
 
     recs = [(_record(r), r.pid) for r in world.recs]
     stays = truth.unregistered_stays(recs)
+    stale = truth.stale_registrations(recs)
     watch = [(_record(r), r.pid) for r in world.watch]
     leads = truth.watchlist_matches(watch, recs)
     with open(out_dir / "truth_alerts.jsonl", "w", encoding="utf-8") as f:
-        for a in stays + leads:
+        for a in stays + stale + leads:
             f.write(dumps(a, ensure_ascii=False) + "\n")
 
     elapsed = _time.perf_counter() - t_start
@@ -135,7 +137,11 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path,
             f"{pstats['shared_phone_pairs']} shared phones; "
             f"{world.stats['moves']} moves (registered on time {world.stats['reg_timely']}, "
             f"late {world.stats['reg_late']}, never {world.stats['reg_never']}); "
-            f"truth: {len(stays)} unregistered stays, {len(leads)} watchlist leads, {traps} traps; "
+            f"{world.stats['floating']} registered away from home (deregistered on time "
+            f"{world.stats['dereg_timely']}, {world.stats['dereg_delayed']} of them uploaded late; "
+            f"late {world.stats['dereg_late']}, never {world.stats['dereg_never']}); "
+            f"truth: {len(stays)} unregistered stays, {len(stale)} stale registrations, "
+            f"{len(leads)} watchlist leads, {traps} traps; "
             f"{out_dir} in {elapsed:.1f}s ({total / max(elapsed, 1e-9):,.0f} records/s)")
 
 

@@ -1,5 +1,6 @@
 """Ground-truth alerts, computed from the emitted records and the true person of each, by the
-rules of docs/contract.md §2 with default settings. Independent of reglink's own rule code."""
+rules of docs/contract.md §2 with default settings (``unregistered_stay``,
+``stale_registration``, ``watchlist_match``). Independent of reglink's own rule code."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from reglink.sim import geo, ids
 GRACE = {"rental": timedelta(days=3), "job": timedelta(days=3), "hotel": timedelta(days=30)}
 GAP = timedelta(hours=24)
 LATENESS = timedelta(hours=1)
+DEREG_GRACE = timedelta(days=14)
 
 
 def known_id(id_number: str | None) -> str | None:
@@ -55,6 +57,13 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
         idn = next((k for r in recs if (k := known_id(r["person"].get("id_number")))), None)
         if idn is None:
             continue
+        # a job is what its latest report with an end_date says, else its first report
+        jobs: dict[str, dict] = {}
+        for r in sorted((r for r in recs if r["source"] == "job"),
+                        key=lambda r: (bool(r.get("end_date")), r["posted_at"])):
+            if r.get("end_date") or r["record_id"] not in jobs:
+                jobs[r["record_id"]] = r
+        jobs_seen: set[str] = set()
         # presence intervals per prefecture: (start, end, grace, record_ids)
         iv: dict[str, list[tuple[datetime, datetime, timedelta, list[str]]]] = defaultdict(list)
         hotel = sorted((r for r in recs if r["source"] == "hotel"), key=lambda r: r["time"])
@@ -83,10 +92,17 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
                     end = _midnight(r["lease_end"], tz) + timedelta(days=1)
                 iv[r["city_code"][:4]].append((_midnight(r["lease_start"], tz), end,
                                                GRACE["rental"], [r["record_id"]]))
-            elif r["source"] == "job":
-                iv[r["city_code"][:4]].append((_midnight(r["start_date"], tz), far, GRACE["job"],
-                                               [r["record_id"]]))
-        regs = [r for r in recs if r["source"] == "residence"]
+            elif r["source"] == "job" and r["record_id"] not in jobs_seen:
+                job = jobs[r["record_id"]]
+                jobs_seen.add(r["record_id"])
+                end = far
+                if job.get("end_date"):
+                    end = _midnight(job["end_date"], tz) + timedelta(days=1)
+                iv[r["city_code"][:4]].append((_midnight(job["start_date"], tz), end,
+                                               GRACE["job"], [r["record_id"]]))
+        regs = [r for r in recs if r["source"] == "residence" and not _is_dereg(r)]
+        deregs = [r for r in recs if r["source"] == "residence" and _is_dereg(r)]
+        ends = {r["record_id"]: _closed(r, deregs, tz) for r in regs}
         for pref in sorted(iv):
             if geo.is_local(idn, pref + "00"):
                 continue
@@ -100,7 +116,7 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
                     continue
                 if any(r["city_code"][:4] == pref
                        and datetime.fromisoformat(r["registered_at"]) <= deadline
-                       and deadline < _midnight(r["valid_until"], tz) + timedelta(days=1)
+                       and deadline < ends[r["record_id"]]
                        and _midnight(r["valid_from"], tz) <= deadline for r in regs):
                     continue
                 rids = sorted({i for m in members for i in m[3]})
@@ -110,6 +126,82 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
                                "episode_end": (None if end == far
                                                else end.isoformat(timespec="seconds")),
                                "record_ids": rids})
+    return alerts
+
+
+def _is_dereg(rec: dict) -> bool:
+    return rec.get("action") == "deregister"
+
+
+def _left(dereg: dict, tz) -> datetime:
+    """00:00 of the day the person left: ``left_on``, else the day it was recorded."""
+    day = dereg.get("left_on") or dereg["registered_at"][:10]
+    return _midnight(day, tz)
+
+
+def _ends(dereg: dict, reg: dict, tz) -> bool:
+    """Whether ``dereg`` ends ``reg`` (docs/contract.md §1.2)."""
+    if dereg.get("permit_no"):
+        return dereg["permit_no"] == reg.get("permit_no")
+    left = _left(dereg, tz)
+    return (dereg["city_code"][:4] == reg["city_code"][:4]
+            and datetime.fromisoformat(reg["registered_at"])
+            < datetime.fromisoformat(dereg["registered_at"])
+            and _midnight(reg["valid_from"], tz) <= left
+            < _midnight(reg["valid_until"], tz) + timedelta(days=1))
+
+
+def _closed(reg: dict, deregs: list[dict], tz) -> datetime:
+    """The end of a registration: its expiry, or the earliest departure that ends it."""
+    end = _midnight(reg["valid_until"], tz) + timedelta(days=1)
+    return min([end] + [_left(d, tz) for d in deregs if _ends(d, reg, tz)])
+
+
+def stale_registrations(records: list[tuple[dict, str]]) -> list[dict]:
+    """``records``: (record, true person id) for every emitted record. One dict per
+    registration that a correct system leaves alerted (``raised``, or ``resolved`` when the
+    deregistration came after the deadline) by the end of the replay (docs/contract.md §2.4)."""
+    by_person: dict[str, list[dict]] = defaultdict(list)
+    reports = []
+    for rec, pid in records:
+        rt = report_time(rec)
+        if rt:
+            reports.append(datetime.fromisoformat(rt))
+        if rec["source"] == "residence":
+            by_person[pid].append(rec)
+    if not reports:
+        return []
+    watermark = max(reports) - LATENESS
+    tz = reports[0].tzinfo
+    alerts = []
+    for pid in sorted(by_person):
+        regs = [r for r in by_person[pid] if not _is_dereg(r)]
+        deregs = [r for r in by_person[pid] if _is_dereg(r)]
+        for a in regs:
+            a_at = datetime.fromisoformat(a["registered_at"])
+            a_from = _midnight(a["valid_from"], tz)
+            a_end = _midnight(a["valid_until"], tz) + timedelta(days=1)
+            newer = [b for b in regs
+                     if datetime.fromisoformat(b["registered_at"]) > a_at
+                     and b["city_code"][:4] != a["city_code"][:4]
+                     and a_from <= _midnight(b["valid_from"], tz) < a_end]
+            if not newer:
+                continue
+            b = min(newer, key=lambda r: (r["valid_from"], r["registered_at"], r["record_id"]))
+            deadline = _midnight(b["valid_from"], tz) + DEREG_GRACE
+            if deadline > watermark or a_end <= deadline:
+                continue
+            ended = sorted(datetime.fromisoformat(d["registered_at"]) for d in deregs
+                           if _ends(d, a, tz))
+            if ended and ended[0] <= deadline:
+                continue
+            alerts.append({"rule": "stale_registration", "person": pid,
+                           "status": "resolved" if ended else "raised",
+                           "registration": a["record_id"], "superseded_by": b["record_id"],
+                           "prefecture": a["city_code"][:4],
+                           "new_prefecture": b["city_code"][:4],
+                           "deadline": deadline.isoformat(timespec="seconds"),
+                           "record_ids": [a["record_id"], b["record_id"]]})
     return alerts
 
 

@@ -17,6 +17,9 @@ Watchlist index: the same families under the namespace ``wl/`` (``wl/i:``, ``wl/
 
 Rule state (:mod:`reglink.core.rules`):
   ``s:<person_id>``   stays of ``unregistered_stay`` (:class:`StayState` per prefecture)
+  ``rg:<person_id>``  residence registrations and deregistrations of a person, every
+                      prefecture (:class:`ResidenceLedger`): ``stale_registration``
+                      keeps it, ``unregistered_stay`` reads the closures from it
   ``a:<alert_id>``    latest value of an alert (its last message)
   ``w:<watch_id>``    a watch entry (:class:`WatchEntry`)
   ``wp:<watch_id>``   set: person ids the entry names
@@ -56,6 +59,7 @@ MERGED = "m:"
 LINK = "l:"
 BLOCKING = "b:"
 STAYS = "s:"
+RESIDENCES = "rg:"
 ALERT = "a:"
 WATCH_ENTRY = "w:"
 WATCH_NAMED = "wp:"
@@ -93,6 +97,10 @@ def blocking(key: str) -> str:
 
 def stays(person_id: str) -> str:
     return STAYS + person_id
+
+
+def residences(person_id: str) -> str:
+    return RESIDENCES + person_id
 
 
 def alert(alert_id: str) -> str:
@@ -144,13 +152,16 @@ def parse_timer(member: str) -> tuple[str, tuple[str, ...]]:
 class Presence:
     """Evidence that places the person in the prefecture from ``start`` (epoch s) to ``end``
     (None: open), owing registration ``grace`` seconds after ``start``. ``hotel``: the hotel
-    id of a check-in (matched with its check-out), else None."""
+    id of a check-in (matched with its check-out), else None. ``revised``: for a source
+    whose later records revise an interval, the report time of the record its ``end`` comes
+    from (stored only when set)."""
 
     key: str
     start: float
     end: float | None
     grace: float
     hotel: str | None = None
+    revised: float | None = None  # report time of the record that set ``end`` (revisable)
 
 
 @dataclass(slots=True)
@@ -209,7 +220,9 @@ class StayState:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "iv": [[iv.key, iv.start, iv.end, iv.grace, iv.hotel] for iv in self.intervals],
+            "iv": [[iv.key, iv.start, iv.end, iv.grace, iv.hotel] if iv.revised is None
+                   else [iv.key, iv.start, iv.end, iv.grace, iv.hotel, iv.revised]
+                   for iv in self.intervals],
             "reg": [[r.key, r.registered_at, r.valid_from, r.valid_until_end]
                     for r in self.registrations],
             "ex": self.explanations,
@@ -293,6 +306,70 @@ def decode_stays(raw: str | bytes | None) -> Stays:
 
 def encode_stays(states: Stays) -> str:
     return fastjson.dumps(states.to_json())
+
+
+# ------------------------------------------------------------------ residence ledger
+@dataclass(slots=True)
+class ResidenceRegistration:
+    """A registration in prefecture ``pref``: recorded at, valid from, end of its last
+    valid day (epoch s); ``permit``: pseudonym of its permit number, or None."""
+
+    key: str
+    pref: str
+    registered_at: float
+    valid_from: float
+    valid_until_end: float
+    permit: str | None = None
+
+
+@dataclass(slots=True)
+class Deregistration:
+    """A deregistration recorded at ``registered_at`` in ``pref``: the person left at
+    ``left_at`` (00:00 CST of ``left_on``); ``permit``: pseudonym of the permit number it
+    names, or None (it ends the person's registrations in ``pref``)."""
+
+    key: str
+    pref: str
+    registered_at: float
+    left_at: float
+    permit: str | None = None
+
+
+@dataclass(slots=True)
+class ResidenceLedger:
+    """The value of :func:`residences`: a person's registrations and deregistrations, and
+    the (match probability, explanation) of each record, by record key."""
+
+    registrations: list[ResidenceRegistration] = field(default_factory=list)
+    deregistrations: list[Deregistration] = field(default_factory=list)
+    explanations: dict[str, list[Any]] = field(default_factory=dict)
+
+    def keys(self) -> set[str]:
+        return ({r.key for r in self.registrations}
+                | {d.key for d in self.deregistrations})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reg": [[r.key, r.pref, r.registered_at, r.valid_from, r.valid_until_end, r.permit]
+                    for r in self.registrations],
+            "dereg": [[d.key, d.pref, d.registered_at, d.left_at, d.permit]
+                      for d in self.deregistrations],
+            "ex": self.explanations,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ResidenceLedger:
+        return cls([ResidenceRegistration(*r) for r in d.get("reg", ())],
+                   [Deregistration(*x) for x in d.get("dereg", ())], d.get("ex", {}))
+
+
+def decode_residences(raw: str | bytes | None) -> ResidenceLedger:
+    """The value of :func:`residences` (empty when absent)."""
+    return ResidenceLedger.from_json(fastjson.loads(raw)) if raw else ResidenceLedger()
+
+
+def encode_residences(ledger: ResidenceLedger) -> str:
+    return fastjson.dumps(ledger.to_json())
 
 
 # ------------------------------------------------------------------ watch entries

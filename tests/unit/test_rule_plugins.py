@@ -156,8 +156,10 @@ def test_identity_changes_reach_every_rule_before_the_record_hook(tmp_path):
 def test_the_registry_names_each_rule_once_with_its_state_in_the_schema():
     families = {v for k, v in vars(sk).items() if k.isupper() and isinstance(v, str)}
     names = [rule.name for rule in RULES]
-    assert names == ["unregistered_stay", "watchlist_match"]  # the order messages come in
+    # the order messages come in; stale_registration keeps the residence ledger that
+    # unregistered_stay reads, so it comes first
+    assert names == ["stale_registration", "unregistered_stay", "watchlist_match"]
     for rule in RULES:
         assert set(rule.reads) | set(rule.writes) <= families, rule.name
         assert rule.emits == ("alerts",)
-    assert [r.own_source for r in RULES] == [None, "watchlist"]
+    assert [r.own_source for r in RULES] == [None, None, "watchlist"]

@@ -79,9 +79,9 @@ def test_contract_checks_derive_from_schemas_and_presence() -> None:
         "hotel": (("time",), (), None),
         "rental": (("registered_at",), ("lease_start", "lease_end"),
                    ("lease_start", "lease_end")),
-        "residence": (("registered_at",), ("valid_from", "valid_until"),
+        "residence": (("registered_at",), ("valid_from", "valid_until", "left_on"),
                       ("valid_from", "valid_until")),
-        "job": (("posted_at",), ("start_date",), None),
+        "job": (("posted_at",), ("start_date", "end_date"), ("start_date", "end_date")),
         "watchlist": ((), ("valid_until",), None),
         "person": ((), (), None),
     }
@@ -105,9 +105,19 @@ def test_date_interval_from_start_of_day_to_end_of_last_day() -> None:
     assert end == _epoch("2026-09-04T00:00:00+08:00")
     assert rental.interval({"lease_start": "2026-03-04"}) == (start, None)  # open-ended
     job = sources.current()["job"].presence
-    assert isinstance(job, sources.DateInterval) and job.end is None
-    # a job interval stays open-ended, even for a record that carries an end_date
-    assert job.interval({"start_date": "2026-03-04", "end_date": "2026-03-10"}) == (start, None)
+    assert isinstance(job, sources.DateInterval) and job.end == "end_date"
+    # a job lasts to the end of its last day worked; open-ended while none is known
+    assert job.interval({"start_date": "2026-03-04", "end_date": "2026-03-10"}) == (
+        start, _epoch("2026-03-11T00:00:00+08:00"))
+    assert job.interval({"start_date": "2026-03-04"}) == (start, None)
+    # a job record with an end revises the stored interval as of its posted_at; a rental
+    # record never revises one (a repeated key is a duplicate), nor does a job without an end
+    posted = "2026-03-12T09:00:00+08:00"
+    assert job.revision({"start_date": "2026-03-04", "end_date": "2026-03-10",
+                         "posted_at": posted}) == _epoch(posted)
+    assert job.revision({"start_date": "2026-03-04", "posted_at": posted}) is None
+    assert rental.revision({"lease_start": "2026-03-04", "lease_end": "2026-09-03",
+                            "registered_at": posted}) is None
 
 
 def test_check_in_out_marks_and_registration_period() -> None:
@@ -124,6 +134,18 @@ def test_check_in_out_marks_and_registration_period() -> None:
                                      _epoch("2026-03-12T00:00:00+08:00"),
                                      _epoch("2026-04-01T00:00:00+08:00"))
     assert datetime.fromtimestamp(residence.period(reg)[2], CST).hour == 0
+    assert not residence.is_deregistration(reg)
+    assert not residence.is_deregistration({**reg, "action": "register"})
+    # a deregistration: recorded at registered_at, closed from 00:00 of left_on (by default
+    # of the day it was recorded)
+    dereg = {"action": "deregister", "registered_at": "2026-04-02T10:00:00+08:00",
+             "left_on": "2026-03-28", "permit_no": "P-1"}
+    assert residence.is_deregistration(dereg)
+    assert residence.departure(dereg) == (_epoch(dereg["registered_at"]),
+                                          _epoch("2026-03-28T00:00:00+08:00"))
+    late_night = {"action": "deregister", "registered_at": "2026-04-02T23:30:00+08:00"}
+    assert residence.departure(late_night)[1] == _epoch("2026-04-02T00:00:00+08:00")
+    assert residence.permit_of(dereg) == "P-1" and residence.permit_of(late_night) is None
 
 
 def test_graces_are_settings_fields() -> None:

@@ -1,13 +1,18 @@
 """The alert rules the pipeline runs, one line each, in the order it calls them (which is the
-order their messages are emitted in). Adding a rule: its module, one line here, its tests."""
+order their messages are emitted in). Adding a rule: its module, one line here, its tests.
+
+``stale_registration`` comes before ``unregistered_stay``, which reads the deregistrations from
+its ledger."""
 
 from __future__ import annotations
 
 from reglink.core.rules.base import AlertRule
+from reglink.core.rules.stale_registration import StaleRegistration
 from reglink.core.rules.unregistered_stay import UnregisteredStay
 from reglink.core.rules.watchlist_match import WatchlistMatch
 
 RULES: tuple[type[AlertRule], ...] = (
+    StaleRegistration,
     UnregisteredStay,
     WatchlistMatch,
 )

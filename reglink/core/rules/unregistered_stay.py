@@ -2,7 +2,9 @@
 elsewhere who stays in a prefecture past the grace period without a valid registration.
 
 State: ``s:<person_id>``, the person's :class:`~reglink.stores.schema.StayState` per
-prefecture (presence intervals, registrations, evidence explanations). Every linked record
+prefecture (presence intervals, registrations, evidence explanations); a registration counts
+as closed from the ``left_on`` of a deregistration that ends it, as the person's residence
+ledger ``rg:<person_id>`` (kept by ``stale_registration``) says. Every linked record
 of an event source updates it (:func:`presence_update`); then the alerts of (person,
 prefecture) are brought in line with it (:meth:`UnregisteredStay.evaluate`), and a timer
 tagged ``unregistered_stay|<person_id>|<prefecture>`` re-evaluates when the watermark passes
@@ -20,8 +22,28 @@ from reglink.core.outbox import Out
 from reglink.core.rules import stay as st
 from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext, alert_id
 from reglink.core.rules.clock import iso
+from reglink.core.rules.stale_registration import closed_at, closes
 from reglink.stores import schema as sk
 from reglink.stores.schema import PendingCheckout, Presence, Registered, StayState
+
+
+def presence_revise(state: StayState, presence: sources.Presence, record: dict[str, Any],
+                    key: str) -> bool:
+    """A record whose key the state already holds: a revision of its date interval (a
+    later report of the same job with an end) takes the place of what is stored; the
+    latest report with an end wins, whatever the order they arrive in. Anything else (a
+    re-delivery, an earlier report) is a duplicate. True when the state changed."""
+    if not isinstance(presence, sources.DateInterval):
+        return False
+    at = presence.revision(record)
+    iv = next((iv for iv in state.intervals if iv.key == key), None)
+    if at is None or iv is None:
+        return False
+    start, end = presence.interval(record)
+    if iv.revised is not None and (at, end or 0.0) <= (iv.revised, iv.end or 0.0):
+        return False
+    iv.start, iv.end, iv.revised = start, end, at
+    return True
 
 
 def presence_update(state: StayState, presence: sources.Presence, record: dict[str, Any],
@@ -53,7 +75,8 @@ def presence_update(state: StayState, presence: sources.Presence, record: dict[s
                 pending.append(PendingCheckout(key, venue, t))
     elif isinstance(presence, sources.DateInterval):
         start, end = presence.interval(record)
-        state.intervals.append(Presence(key, start, end, grace, None))
+        state.intervals.append(Presence(key, start, end, grace, None,
+                                        presence.revision(record)))
     else:
         at, valid_from, valid_until = presence.period(record)
         state.registrations.append(Registered(key, at, valid_from, valid_until))
@@ -61,7 +84,8 @@ def presence_update(state: StayState, presence: sources.Presence, record: dict[s
 
 class UnregisteredStay(AlertRule):
     name: ClassVar[str] = "unregistered_stay"
-    reads: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.ALERT, sk.IDENTITY, sk.MERGED, sk.DUE)
+    reads: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.RESIDENCES, sk.ALERT, sk.IDENTITY,
+                                        sk.MERGED, sk.DUE)
     writes: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.ALERT, sk.DUE)
 
     def __init__(self, ctx: RuleContext) -> None:
@@ -78,12 +102,15 @@ class UnregisteredStay(AlertRule):
     def _save(self, pid: str, data: sk.Stays) -> None:
         self.ctx.kv.set(sk.stays(pid), sk.encode_stays(data))
 
+    def _ledger(self, pid: str) -> sk.ResidenceLedger:
+        return sk.decode_residences(self.ctx.kv.get(sk.residences(pid)))
+
     def person_keys(self, person_id: str) -> list[str]:
         return [sk.stays(person_id)]
 
     def timer_keys(self, parts: tuple[str, ...]) -> list[str]:
         pid = parts[0]
-        return [sk.merged(pid), sk.identity(pid), sk.stays(pid)]
+        return [sk.merged(pid), sk.identity(pid), sk.stays(pid), sk.residences(pid)]
 
     # ------------------------------------------------------------------ hooks
     def on_identity_change(self, change: IdentityChange, event: LinkedRecord) -> list[Out]:
@@ -110,14 +137,25 @@ class UnregisteredStay(AlertRule):
     # ------------------------------------------------------------------ the rule
     def _update(self, event: LinkedRecord) -> set[str]:
         record, key, link = event.record, event.key, event.link
+        presence = self.presence[event.source]
+        registers = presence if isinstance(presence, sources.Registration) else None
         pref = str(record["city_code"])[:4]
         data = self._stays(link.person_id)
         ps = data.get(pref)
         if ps is None:
             ps = data[pref] = StayState()
+        if registers is not None and registers.is_deregistration(record):
+            # Not a registration: it closes some (in the ledger kept by stale_registration).
+            ledger = self._ledger(link.person_id)
+            dereg = next((d for d in ledger.deregistrations if d.key == key), None)
+            return {pref} | {r.pref for r in ledger.registrations
+                             if dereg is not None and closes(dereg, r)}
         if key in ps.keys() or (ps.closed and key in ps.closed):
-            return {pref}  # re-delivered: nothing to add, but re-evaluate (idempotent)
-        presence_update(ps, self.presence[event.source], record, key,
+            # re-delivered or revised: re-evaluate either way (idempotent)
+            if presence_revise(ps, presence, record, key):
+                self._save(link.person_id, data)
+            return {pref}
+        presence_update(ps, presence, record, key,
                         self.grace.get(event.source, 0.0))
         ps.explanations[key] = [round(link.probability, 6), link.explanation]
         self._save(link.person_id, data)
@@ -158,6 +196,14 @@ class UnregisteredStay(AlertRule):
         intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
         regs = [st.Registration(r.key, r.registered_at, r.valid_from, r.valid_until_end)
                 for r in ps.registrations]
+        if regs:  # a deregistration closes a registration from its left_on
+            ledger = self._ledger(pid)
+            if ledger.deregistrations:
+                closed = {r.key: at for r in ledger.registrations
+                          if (at := closed_at(r, ledger.deregistrations)) is not None}
+                regs = [st.Registration(r.record_id, r.registered_at, r.valid_from,
+                                        min(r.valid_until_end, closed[r.record_id]))
+                        if r.record_id in closed else r for r in regs]
         ex = ps.explanations
         watermark = self.ctx.watermark.value
         outs: list[Out] = []
