@@ -72,8 +72,8 @@ def waterfall(explanation: dict | None, width: int = 560) -> str:
                    'class="lab"><tspan font-weight="bold">probability</tspan></text>'
                    f'<text x="{label_w}" y="{rows * row_h + 16}" class="prob" '
                    f'font-weight="bold">{escape(fmt.prob(prob))}</text>')
-    out.append(f'<text x="4" y="{height - 4}" class="axis">bits of evidence (log2 Bayes factor):'
-               ' right of the dashed line, same person; the bars add up to the total</text>')
+    out.append(f'<text x="4" y="{height - 4}" class="axis">bits of evidence (log2 Bayes '
+               'factor); right of the dashed line: same person</text>')
     out.append("</svg>")
     return "".join(out)
 
