@@ -595,9 +595,9 @@ def run_console(settings: Settings, port: int | None = None) -> None:
     from reglink.core.errors import ServiceUnavailable
     from reglink.logs import configure_json_logging
 
-    configure_json_logging()
     check_secret(settings)
     fmt.zone(settings.console_tz)
+    configure_json_logging()
     users = Users.load(settings.console_users_file)
     try:
         sink = Publisher(settings)
