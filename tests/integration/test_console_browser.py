@@ -56,8 +56,9 @@ class ConsoleProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ConsoleProcess:
+        env = {**settings_env(self.s), "REGLINK_CONSOLE_DEV_SECRET": "1"}  # a test's console
         self.proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", "console"],
-                                     env=settings_env(self.s), stdout=self.log.open("wb"),
+                                     env=env, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -99,7 +100,7 @@ def stack(kafka_settings, redis_client, tmp_path):
         add_user(users, name, ROLES[name], pw)
     s = kafka_settings.model_copy(update={
         "idle_timeout_s": 3.0, "worker_metrics_port": free_port(),
-        "console_port": free_port(), "console_users_file": users, "console_dev_secret": True})
+        "console_port": free_port(), "console_users_file": users})
     sim = tmp_path / "sim"
     run_simulate(persons=400, days=14, start="2026-03-01", seed=3, out_dir=sim)
     worker = WorkerProcess(s, tmp_path).start()

@@ -181,6 +181,7 @@ def test_a_watchlist_dismissal_awaits_a_second_reviewer_a_supervisor_for_high_pr
     assert "Dismissal proposed (1 of 2)" in page and "a supervisor" in page
     assert "awaiting second dismissal (1/2)" in page
     assert "awaiting second dismissal 1/2" in ana.get("/").text  # the queue row
+    assert "(1 of 2: nothing suppressed yet)" in page  # the review history
     # another operator may not complete it: a high-priority entry needs a supervisor
     page = cy.get(f"/alerts/{aid}").text
     assert 'id="pending-dismissal"' in page and "ana (operator) proposed dismissing" in page
