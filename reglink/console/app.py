@@ -163,8 +163,8 @@ def check_secret(settings: Settings) -> None:
 
 
 def subject_text(subject: dict | None) -> str:
-    """An audit subject for a reader: ``alert_id A1…, person_id P1…``; a long list by its
-    count and first items."""
+    """An audit subject for a reader: ``alert id A1; person id P1``; a list by its count and
+    first three items, a mapping as ``key=value`` pairs."""
     parts = []
     for k, v in (subject or {}).items():
         if isinstance(v, list):
@@ -191,8 +191,9 @@ def _bound(value: str, tz: tzinfo, end: bool) -> datetime | None:
 
 
 def audit_matches(e: dict, f: dict[str, str], tz: tzinfo) -> bool:
-    """Whether audit entry ``e`` passes the filters: who and action exactly, subject as a
-    substring of its ids, time from ``since`` up to ``until``."""
+    """Whether audit entry ``e`` passes the filters: who and action exactly, subject as any
+    part of the subject's JSON (an alert, person or decision id), time from ``since`` up to
+    (not including) ``until``."""
     if f.get("who") and e.get("principal") != f["who"]:
         return False
     if f.get("action") and e.get("action") != f["action"]:
