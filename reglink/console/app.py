@@ -247,8 +247,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         return f"{fmt.when(first, tz)} (published)" if first else ""
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
-    env.filters.update(when=lambda v: fmt.when(v, tz), prob=fmt.prob, place=fmt.place,
-                       subject=subject_text)
+    env.filters.update(when=lambda v: fmt.when(v, tz), field=lambda v: fmt.field(v, tz),
+                       prob=fmt.prob, place=fmt.place, subject=subject_text)
     env.globals.update(REASONS=dec.REASONS, ALLOWED=dec.ALLOWED, TERMINAL=dec.TERMINAL,
                        STATUSES=dec.STATUSES, needed=dec.confirmations_needed,
                        dismissals_needed=dec.dismissals_needed,

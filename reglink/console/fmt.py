@@ -97,6 +97,17 @@ def place(code: str | None) -> str:
     return geo.place_label(code)
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}.*")
+
+
+def field(value: object, tz: tzinfo) -> object:
+    """A record's field for a reader: a date-time in ``tz`` like every other time on the
+    page; anything else (a bare date too) as it is."""
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value) and _aware(value) is not None:
+        return when(value, tz)
+    return value
+
+
 # ---------------------------------------------------------------- match weights in words
 FEATURE_NAMES = {"id": "ID number", "name": "name", "birth_date": "birth date", "sex": "sex",
                  "phone": "phone", "address": "address"}
@@ -123,12 +134,13 @@ def verdict(p: float | None) -> str:
     return "these records are probably not the same person"
 
 
-def summary(explanation: dict | None) -> str:
+def summary(explanation: dict | None) -> str | None:
     """One plain sentence from the per-feature weights: what agrees, what is only similar,
     what differs, and what the probability means. E.g. "Same ID number, name and birth
-    date: these records are almost certainly the same person."."""
+    date: these records are almost certainly the same person."; ``None`` without weights
+    (the chart says so)."""
     if not explanation or not explanation.get("features"):
-        return "No feature weights: this record founded the identity or was not compared."
+        return None
     same, similar, differ = [], [], []
     for f in explanation["features"]:
         w, level = float(f.get("weight") or 0.0), str(f.get("level") or "")

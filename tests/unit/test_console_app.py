@@ -131,6 +131,7 @@ def test_detail_shows_evidence_weights_and_audits_the_view(env):
     page = c.get(f"/alerts/{WATCH['alert_id']}").text
     assert 'class="chart waterfall"' in page and 'data-feature="id"' in page
     assert "陈丽" in page and "340102••••" in page and "340102198803150026" not in page
+    assert "<td>2026-03-02 10:00 +08:00</td>" in page  # the hotel record's time, as elsewhere
     assert "•••1234" in page
     assert sink.of("audit")[-1]["action"] == "alert_view"
     stay = c.get(f"/alerts/{STAY['alert_id']}").text
@@ -299,6 +300,7 @@ def test_one_plain_sentence_above_the_waterfall(env):
                                               "weight": -6.0}]}
     assert fmt.summary(weak) == ("Different name: these records are probably not the same "
                                  "person.")
+    assert fmt.summary({"new_identity": True}) is None  # the chart says there are none
     app, _state, _ = env
     page = login(app, "ana").get(f"/alerts/{WATCH['alert_id']}").text
     sentence = page.index('<p class="summary">Same ID number; similar name (pinyin)')
@@ -420,7 +422,7 @@ def test_the_audit_trail_is_a_filtered_paged_table(tmp_path):
     rows = re.findall(r'<tr data-action="(\w+)"><td>[^<]*</td><td>(\w+)</td>', only)
     expected = [e for e in trail if e["principal"] == "ana" and e["action"] == "alert_view"]
     assert f"{len(expected)} entries" in only and set(rows) == {("alert_view", "ana")}
-    assert "1 entries" in c.get("/audit?subject=A0042").text
+    assert "1 entry" in c.get("/audit?subject=A0042").text
     window = c.get("/audit?since=2026-03-01T10:00&until=2026-03-01T12:00").text  # +08:00
     assert "2 entries" in window  # 02:00 and 03:00 UTC = 10:00 and 11:00 +08:00
     assert "16 entries" in c.get("/audit?until=2026-03-01").text  # the whole day, +08:00
