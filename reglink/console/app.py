@@ -9,7 +9,8 @@ Routes::
     POST /alerts/{id}/decide    confirm / dismiss / more_info / misused_identity + reason code
     GET  /persons, POST /persons            name search (justification, audited)
     GET  /persons/{pid}, POST /persons/{pid} identity timeline (justification, audited)
-    GET  /audit                 the audit trail (auditor, supervisor)
+    GET  /audit                 the audit trail, filtered and paged (auditor, supervisor)
+    GET  /audit.csv             the filtered audit trail as CSV (auditor, supervisor)
     GET  /metrics, GET /healthz
 
 Every decision goes to ``decisions`` and ``audit`` (acknowledged by the broker) before the page
@@ -17,38 +18,50 @@ says it is done. Every route that shows personal data writes one ``audit`` recor
 what, why) before the data is shown: ``/`` (queue_view), ``/events`` (queue_stream when it
 opens, queue_row for each row it pushes), ``/alerts/{id}`` (alert_view), ``/persons`` POST
 (person_search) and ``/persons/{pid}`` POST (person_lookup; both need a justification, checked
-by one gate, :func:`justified`), ``/audit`` (audit_view); the decision POST (decision) and the
-login (login) too. The other routes show no personal data (forms, metrics, health); the
-classification is checked route by route in ``tests/integration/test_audit_completeness.py``.
+by one gate, :func:`justified`), ``/audit`` (audit_view), ``/audit.csv`` (audit_export); the
+decision POST (decision) and the login (login) too. The other routes show no personal data
+(forms, metrics, health); the classification is checked route by route in
+``tests/integration/test_audit_completeness.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
 from reglink import person as people
-from reglink.console import charts
+from reglink.console import charts, fmt
 from reglink.console.auth import User, Users
 from reglink.console.state import ConsoleState, matches
 from reglink.core import sources
+from reglink.core.errors import ConfigError
 from reglink.core.rules import decisions as dec
 from reglink.core.rules.clock import ts
-from reglink.core.settings import Settings
+from reglink.core.settings import DEV_CONSOLE_SECRET, Settings
 from reglink.stores.schema import StayState
 
 log = logging.getLogger("reglink.console")
 TEMPLATES = Path(__file__).parent / "templates"
 FILTERS = ("rule", "priority", "status", "prefecture", "review")
+AUDIT_FILTERS = ("who", "action", "subject", "since", "until")
+AUDIT_PAGE = 50
+#: the audit actions the console and ``reglink person`` / ``reglink purge`` write
+AUDIT_ACTIONS = ("login", "queue_view", "queue_stream", "queue_row", "alert_view", "decision",
+                 "person_search", "person_lookup", "audit_view", "audit_export", "purge_start",
+                 "purge", "purge_ids", "purge_dry_run")
 
 
 class Sink(Protocol):
@@ -86,7 +99,10 @@ def evidence_view(key: str, rec: dict | None) -> dict:
             "rows": {k: v for k, v in rows.items() if v not in (None, "")}}
 
 
-def _stay_chart(alert: dict, stays: dict[str, StayState], state: ConsoleState) -> str:
+def stay_data(alert: dict, stays: dict[str, StayState],
+              state: ConsoleState) -> tuple[list[dict], list[dict]]:
+    """The presence intervals and registrations of the alert's prefecture: from the
+    workers' stay state, or, with no identity store, from the evidence records."""
     pref = alert.get("prefecture")
     ps = stays.get(pref) if stays else None
     intervals, regs = [], []
@@ -114,20 +130,130 @@ def _stay_chart(alert: dict, stays: dict[str, StayState], state: ConsoleState) -
                                  "valid_from": valid_from, "valid_until": valid_until})
             except (KeyError, ValueError):
                 continue
-    deadline = ts(alert["deadline"]) if alert.get("deadline") else None
-    return charts.timeline(intervals, regs, deadline)
+    return intervals, regs
+
+
+def late_registrations(regs: list[dict], deadline: float | None, tz: tzinfo) -> list[str]:
+    """One sentence per registration made after the deadline: it does not clear the alert
+    (a registration counts from when it was made), but the reviewer should know of it."""
+    if deadline is None:
+        return []
+    out = []
+    for r in sorted(regs, key=lambda r: r["registered_at"]):
+        late = r["registered_at"] - deadline
+        if late <= 0:
+            continue
+        days, hours = int(late // 86400), int(late % 86400 // 3600)
+        by = f"{days} d {hours} h" if days else f"{max(hours, 1)} h" if hours else "under 1 h"
+        cover = (" Its validity covers the deadline, but it was made too late to count."
+                 if r["valid_from"] <= deadline < r["valid_until"] else "")
+        out.append(f"{r['label']} was registered {fmt.when(r['registered_at'], tz)}, {by} "
+                   f"after the deadline.{cover}")
+    return out
+
+
+def check_secret(settings: Settings) -> None:
+    """Refuse the default session secret (anyone could forge a session with it) unless the
+    settings opt in for development."""
+    if (settings.console_secret.get_secret_value() == DEV_CONSOLE_SECRET
+            and not settings.console_dev_secret):
+        raise ConfigError("the console's session secret is the public default: set "
+                          "REGLINK_CONSOLE_SECRET=$(openssl rand -hex 32), or "
+                          "REGLINK_CONSOLE_DEV_SECRET=1 to run with it for development")
+
+
+def subject_text(subject: dict | None) -> str:
+    """An audit subject for a reader: ``alert id A1; person id P1``; a list by its count and
+    first three items, a mapping as ``key=value`` pairs."""
+    parts = []
+    for k, v in (subject or {}).items():
+        if isinstance(v, list):
+            head = ", ".join(str(x) for x in v[:3])
+            v = f"{len(v)}: {head}{', …' if len(v) > 3 else ''}" if v else "none"
+        elif isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items()) or "none"
+        parts.append(f"{k.replace('_', ' ')} {v}")
+    return "; ".join(parts)
+
+
+def _bound(value: str, tz: tzinfo, end: bool) -> datetime | None:
+    """A filter's date (``2026-03-09``) or minute (``2026-03-09T10:00``) in ``tz``: the start
+    of it, or for ``end`` the start of the next day for a bare date."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if len(value) == 10 and end:
+        t += timedelta(days=1)
+    return t if t.tzinfo else t.replace(tzinfo=tz)
+
+
+def audit_matches(e: dict, f: dict[str, str], tz: tzinfo) -> bool:
+    """Whether audit entry ``e`` passes the filters: who and action exactly, subject as any
+    part of the subject's JSON (an alert, person or decision id), time from ``since`` up to
+    (not including) ``until``."""
+    if f.get("who") and e.get("principal") != f["who"]:
+        return False
+    if f.get("action") and e.get("action") != f["action"]:
+        return False
+    if f.get("subject") and f["subject"] not in json.dumps(e.get("subject"),
+                                                           ensure_ascii=False):
+        return False
+    since, until = _bound(f.get("since", ""), tz, False), _bound(f.get("until", ""), tz, True)
+    if since or until:
+        try:
+            at = datetime.fromisoformat(e["at"])
+        except (KeyError, ValueError):
+            return False
+        if (since and at < since) or (until and at >= until):
+            return False
+    return True
+
+
+def read_audit(settings: Settings) -> list[dict]:
+    """The audit topic from the beginning, oldest first."""
+    got = people._read_all(settings, ["audit"], 800)
+    return [e for _t, e in got["audit"] if isinstance(e, dict)]
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
+    s = "" if value is None else str(value)
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
 
 
 def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink,
-               identities: people.IdentityView | None = None) -> FastAPI:
+               identities: people.IdentityView | None = None,
+               audit_reader: Callable[[], list[dict]] | None = None) -> FastAPI:
+    """The console on ``state``, writing to ``sink``; ``audit_reader`` returns the audit
+    trail oldest first (default: the ``audit`` topic, read from the beginning)."""
     app = FastAPI(title="reglink review console", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.add_middleware(SessionMiddleware, secret_key=settings.console_secret.get_secret_value(),
                        session_cookie="reglink_console", same_site="strict", https_only=False,
                        max_age=8 * 3600)
+    tz = fmt.zone(settings.console_tz)
+    read_trail = audit_reader or (lambda: read_audit(settings))
+
+    def raised(a: dict) -> str:
+        """When a queue row's alert fell due: its deadline (a stay), its event time (a
+        watchlist match), or else when the alert was published."""
+        for key in ("deadline", "raised_at"):
+            if a.get(key):
+                return fmt.when(a[key], tz)
+        first = state.first_seen.get(a.get("alert_id", ""))
+        return f"{fmt.when(first, tz)} (published)" if first else ""
+
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+    env.filters.update(when=lambda v: fmt.when(v, tz), field=lambda v: fmt.field(v, tz),
+                       prob=fmt.prob, place=fmt.place, subject=subject_text)
     env.globals.update(REASONS=dec.REASONS, ALLOWED=dec.ALLOWED, TERMINAL=dec.TERMINAL,
-                       needed=dec.confirmations_needed)
+                       STATUSES=dec.STATUSES, needed=dec.confirmations_needed,
+                       dismissals_needed=dec.dismissals_needed,
+                       supervisor_needed=dec.supervisor_needed, raised=raised,
+                       TZ=fmt.offset(tz), SUPPRESS_DAYS=settings.dismissal_suppress_s // 86400)
     row_tpl = env.get_template("_row.html")
 
     def page(name: str, request: Request, user: User | None, status_code: int = 200, **ctx):
@@ -278,11 +404,17 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                 log.warning("identity store not reachable", exc_info=True)
         evidence = [evidence_view(k, state.record(k)) for k in alert.get("evidence", [])]
         expl = alert.get("explanation") or {}
+        late: list[str] = []
         if alert.get("rule") == "unregistered_stay":
-            weight_charts = [(k, charts.waterfall(v)) for k, v in sorted(expl.items())]
-            timeline = _stay_chart(alert, stays, state)
+            weight_charts = [(k, fmt.summary(v), charts.waterfall(v))
+                             for k, v in sorted(expl.items())]
+            intervals, regs = stay_data(alert, stays, state)
+            deadline = ts(alert["deadline"]) if alert.get("deadline") else None
+            timeline = charts.timeline(intervals, regs, deadline, tz=tz)
+            late = late_registrations(regs, deadline, tz)
         else:
-            weight_charts = [("watch entry vs identity", charts.waterfall(expl))]
+            weight_charts = [("watch entry vs identity", fmt.summary(expl),
+                              charts.waterfall(expl))]
             timeline = None
         row_names = ["name", "aliases", "sex", "birth date", "ID", "ID type", "phone"]
         row_names = [n for n in row_names if any(n in ev["rows"] for ev in evidence)]
@@ -291,11 +423,11 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         review = state.review(aid)
         return page("alert.html", request, user, a=alert, r=review, evidence=evidence,
                     identity=identity, row_names=row_names, weight_charts=weight_charts,
-                    timeline=timeline, actions=sorted(dec.ALLOWED[user.role],
-                                                      key=dec.ACTIONS.index))
+                    timeline=timeline, late=late, mine=review.acted(user.name),
+                    actions=sorted(dec.ALLOWED[user.role], key=dec.ACTIONS.index))
 
     @app.post("/alerts/{aid}/decide")
-    def decide(request: Request, aid: str, action: str = Form(...), reason: str = Form(...),
+    def decide(request: Request, aid: str, action: str = Form(...), reason: str = Form(""),
                note: str = Form("")):
         user = current(request)
         if user is None:
@@ -308,20 +440,27 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                         message="Your role is read-only: auditors cannot decide on alerts.")
         review = state.review(aid)
         try:
+            if not reason:
+                raise dec.DecisionError(f"choose a reason to {action.replace('_', ' ')}")
             dec.check(alert, review, action, reason, user.name, user.role)
         except dec.DecisionError as exc:
             request.session["flash"] = {"kind": "error", "text": str(exc)}
             return RedirectResponse(f"/alerts/{aid}", status_code=303)
         d = dec.make_decision(alert, action, reason, user.name, user.role, note.strip(),
-                              suppress_s=settings.dismissal_suppress_s)
+                              suppress_s=settings.dismissal_suppress_s, review=review)
         sink.send("decisions", aid, d)
         audit(user, "decision", {"alert_id": aid, "decision_id": d["decision_id"],
                                  "person_id": alert.get("person_id")},
               f"{action}: {reason}" + (f" ({note.strip()[:200]})" if note.strip() else ""))
         state.add_decision(d)
         after = state.review(aid)
+        second = ("a second, different reviewer, a supervisor," if dec.supervisor_needed(alert)
+                  and user.role != "supervisor" else "a second, different reviewer")
         text = {dec.AWAITING_SECOND: "Confirmed (1 of 2): a second, different reviewer must "
                                      "confirm this watchlist match.",
+                dec.AWAITING_SECOND_DISMISSAL: f"Dismissal proposed (1 of 2): {second} must "
+                                               "dismiss it too; until then the match is not "
+                                               "suppressed.",
                 dec.CONFIRMED: "Confirmed.", dec.DISMISSED: "Dismissed.",
                 dec.MORE_INFO: "Marked as needing more information.",
                 dec.MISUSED: "Marked as misused identity: this person is not hit again."}
@@ -371,22 +510,68 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                     error=None, why=why)
 
     # ------------------------------------------------------------------ audit trail
-    @app.get("/audit", response_class=HTMLResponse)
-    async def audit_trail(request: Request):
+    def trail_filters(request: Request) -> dict[str, str]:
+        return {k: request.query_params.get(k, "").strip() for k in AUDIT_FILTERS}
+
+    def overseer(request: Request) -> User | Response:
         user = current(request)
         if user is None:
             return login_redirect(request)
         if user.role not in ("auditor", "supervisor"):
             return page("error.html", request, user, status_code=403,
                         message="The audit trail is for auditors and supervisors.")
-        got = await asyncio.to_thread(people._read_all, settings, ["audit"], 800)
-        entries = [e for _t, e in got["audit"]][-300:][::-1]
+        return user
+
+    @app.get("/audit", response_class=HTMLResponse)
+    async def audit_trail(request: Request, page_no: int = Query(1, alias="page")):
+        user = overseer(request)
+        if isinstance(user, Response):
+            return user
+        f = trail_filters(request)
+        trail = await asyncio.to_thread(read_trail)
+        found = [e for e in reversed(trail) if audit_matches(e, f, tz)]
+        pages = max(1, -(-len(found) // AUDIT_PAGE))
+        page_no = min(max(page_no, 1), pages)
+        entries = found[(page_no - 1) * AUDIT_PAGE: page_no * AUDIT_PAGE]
         # the trail names persons and justifications: reading it is audited too
         await asyncio.to_thread(
             audit, user, "audit_view",
-            {"entries": len(entries), "newest": entries[0].get("audit_id") if entries else None},
+            {"filters": {k: v for k, v in f.items() if v}, "page": page_no,
+             "entries": len(entries), "newest": entries[0].get("audit_id") if entries else None},
             "audit trail: oversight")
-        return page("audit.html", request, user, entries=entries)
+        query = urlencode({k: v for k, v in f.items() if v})
+        return page("audit.html", request, user, entries=entries, filters=f, found=len(found),
+                    page_no=page_no, pages=pages, query=query, actions=AUDIT_ACTIONS,
+                    people=sorted({str(e.get("principal")) for e in trail
+                                   if e.get("principal")}))
+
+    @app.get("/audit.csv")
+    async def audit_export(request: Request):
+        user = overseer(request)
+        if isinstance(user, Response):
+            return user
+        f = trail_filters(request)
+        trail = await asyncio.to_thread(read_trail)
+        found = [e for e in reversed(trail) if audit_matches(e, f, tz)]
+        # an export carries the same personal data as the page: audited before it is sent
+        await asyncio.to_thread(
+            audit, user, "audit_export",
+            {"filters": {k: v for k, v in f.items() if v}, "entries": len(found),
+             "newest": found[0].get("audit_id") if found else None},
+            "audit trail export: oversight")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["audit_id", "at", f"at ({fmt.offset(tz)})", "principal", "role", "action",
+                    "subject", "justification", "via"])
+        for e in found:
+            w.writerow([csv_cell(v) for v in (
+                e.get("audit_id"), e.get("at"), fmt.when(e.get("at"), tz), e.get("principal"),
+                e.get("role"), e.get("action"),
+                json.dumps(e.get("subject"), ensure_ascii=False, sort_keys=True),
+                e.get("justification"), e.get("via"))])
+        name = f"reglink-audit-{datetime.now(tz):%Y%m%d-%H%M%S}.csv"
+        return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     # ------------------------------------------------------------------ ops
     @app.get("/metrics")
@@ -411,6 +596,8 @@ def run_console(settings: Settings, port: int | None = None) -> None:
     from reglink.core.errors import ServiceUnavailable
     from reglink.logs import configure_json_logging
 
+    check_secret(settings)
+    fmt.zone(settings.console_tz)
     configure_json_logging()
     users = Users.load(settings.console_users_file)
     try:

@@ -5,12 +5,21 @@ Pure functions returning SVG markup (escaped); no JavaScript.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, tzinfo
 from html import escape
+
+from reglink.console import fmt
+
+#: room right of the plot for a value label such as ``+35.75`` (11 px text)
+VALUE_W = 52
+#: width of ``deadline 2026-03-09 00:00 +08:00`` (10 px text)
+DEADLINE_W = 180
 
 
 def waterfall(explanation: dict | None, width: int = 560) -> str:
-    """Splink-style waterfall: prior, then each feature's log2 Bayes factor, then the total."""
+    """Splink-style waterfall: the prior, then each feature's bits of evidence (log2 Bayes
+    factor), then the total and its probability, on a row of its own below the bars. The value
+    labels have room to the right of the plot, so no text runs past the chart's edge."""
     if not explanation or not explanation.get("features"):
         return '<p class="muted">No feature weights (new identity or no comparison).</p>'
     steps = [("prior", None, float(explanation.get("prior_weight") or 0.0))]
@@ -24,10 +33,10 @@ def waterfall(explanation: dict | None, width: int = 560) -> str:
     lo = min([0.0, total] + [min(b[2], b[3]) for b in bars])
     hi = max([0.0, total] + [max(b[2], b[3]) for b in bars])
     span = (hi - lo) or 1.0
-    label_w, row_h, pad = 170, 22, 50
+    label_w, row_h, pad = 170, 22, VALUE_W
     plot_w = width - label_w - pad
     rows = len(bars) + 1
-    height = rows * row_h + 24
+    height = rows * row_h + 44
 
     def x(v: float) -> float:
         return label_w + (v - lo) / span * plot_w
@@ -35,7 +44,7 @@ def waterfall(explanation: dict | None, width: int = 560) -> str:
     out = [f'<svg class="chart waterfall" role="img" aria-label="match weights" '
            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'xmlns="http://www.w3.org/2000/svg">',
-           f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{height - 20}" stroke="#888" '
+           f'<line x1="{x(0):.1f}" y1="0" x2="{x(0):.1f}" y2="{rows * row_h}" stroke="#888" '
            'stroke-dasharray="3,3"/>']
     for i, (name, level, a, b, w) in enumerate(bars):
         y = i * row_h + 4
@@ -52,28 +61,28 @@ def waterfall(explanation: dict | None, width: int = 560) -> str:
         out.append(f'<text x="{x1 + 4:.1f}" y="{y + 14}" class="val">{w:+.2f}</text>')
     y = len(bars) * row_h + 4
     x0, x1 = sorted((x(0), x(total)))
-    prob = explanation.get("probability")
-    ptxt = f" → p={prob:.4f}" if isinstance(prob, int | float) else ""
     out.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="lab">'
                f'<tspan font-weight="bold">total</tspan></text>')
     out.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1):.1f}" '
                f'height="{row_h - 6}" fill="#1565c0"/>')
-    out.append(f'<text x="{x1 + 4:.1f}" y="{y + 14}" class="val">{total:+.2f}'
-               f'{escape(ptxt)}</text>')
-    out.append(f'<text x="{label_w}" y="{height - 4}" class="axis">log2 Bayes factor '
-               f'(weights add up; total = {total:+.2f})</text>')
+    out.append(f'<text x="{x1 + 4:.1f}" y="{y + 14}" class="val">{total:+.2f}</text>')
+    prob = explanation.get("probability")
+    if isinstance(prob, int | float):
+        out.append(f'<text x="{label_w - 6}" y="{rows * row_h + 16}" text-anchor="end" '
+                   'class="lab"><tspan font-weight="bold">probability</tspan></text>'
+                   f'<text x="{label_w}" y="{rows * row_h + 16}" class="prob" '
+                   f'font-weight="bold">{escape(fmt.prob(prob))}</text>')
+    out.append(f'<text x="4" y="{height - 4}" class="axis">bits of evidence (log2 Bayes '
+               'factor); right of the dashed line: same person</text>')
     out.append("</svg>")
     return "".join(out)
 
 
-def _day(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%m-%d")
-
-
 def timeline(intervals: list[dict], registrations: list[dict], deadline: float | None,
-             width: int = 760) -> str:
+             width: int = 760, tz: tzinfo = UTC) -> str:
     """Presence intervals (``{label, start, end|None, grace}``), registrations
-    (``{label, registered_at, valid_from, valid_until}``) and the deadline on one time axis."""
+    (``{label, registered_at, valid_from, valid_until}``) and the deadline on one time axis,
+    its days and the deadline written in ``tz`` (the zone the page shows times in)."""
     # The window spans the starts, registrations and deadline (not far-off ends, which
     # would squash the episode): bars running past it are clipped at the edge.
     times = [iv["start"] for iv in intervals]
@@ -95,13 +104,13 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
            f'height="{height}" viewBox="0 0 {width} {height}" '
            'xmlns="http://www.w3.org/2000/svg">']
     step = max(86400, int((hi - lo) / 8 // 86400) * 86400)
-    t = lo - lo % 86400 + 86400
+    t = fmt.local_midnight_after(lo, tz)
     while t < hi:
         out.append(f'<line x1="{x(t):.1f}" y1="0" x2="{x(t):.1f}" y2="{rows * row_h}" '
                    'stroke="#eee"/>')
         out.append(f'<text x="{x(t):.1f}" y="{rows * row_h + 14}" class="axis" '
-                   f'text-anchor="middle">{_day(t)}</text>')
-        t += step
+                   f'text-anchor="middle">{fmt.day(t, tz)}</text>')
+        t = fmt.local_midnight_after(t + step - 3600, tz)
     y = 2
     for iv in intervals:
         end = iv.get("end") or hi
@@ -131,8 +140,12 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
         out.append(f'<line class="deadline" x1="{x(deadline):.1f}" y1="0" '
                    f'x2="{x(deadline):.1f}" y2="{rows * row_h}" stroke="#c62828" '
                    'stroke-width="2"/>')
-        out.append(f'<text x="{x(deadline) + 3:.1f}" y="{rows * row_h + 30}" fill="#c62828" '
-                   f'class="axis">deadline {escape(_day(deadline))}</text>')
+        # the label reads right of the line, or left of it near the right edge
+        right = x(deadline) + DEADLINE_W <= width
+        out.append(f'<text class="axis deadline-label" x="{x(deadline) + (3 if right else -3):.1f}"'
+                   f' y="{rows * row_h + 30}" fill="#c62828" '
+                   f'text-anchor="{"start" if right else "end"}">'
+                   f'deadline {escape(fmt.when(deadline, tz))}</text>')
     out.append(f'<text x="4" y="{height - 4}" class="axis">orange: presence (tick: grace '
                'ends) · green: registration valid (dot: registered) · red: deadline</text>')
     out.append("</svg>")

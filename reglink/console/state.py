@@ -180,8 +180,7 @@ class ConsoleState:
             "priority": ["high", "medium", "low"],
             "status": ["raised", "resolved", "withdrawn"],
             "prefecture": sorted({a["prefecture"] for a in alerts if a.get("prefecture")}),
-            "review": [dec.OPEN, dec.AWAITING_SECOND, dec.MORE_INFO, dec.CONFIRMED,
-                       dec.DISMISSED, dec.MISUSED],
+            "review": list(dec.STATUSES),
         }
 
     # ------------------------------------------------------------------ SSE

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reglink.core.errors import ConfigError
 
 DEV_HMAC_KEY = "reglink-dev-key-change-me"
+DEV_CONSOLE_SECRET = "reglink-console-dev-secret"
 
 
 class Settings(BaseSettings):
@@ -63,7 +64,9 @@ class Settings(BaseSettings):
     console_host: str = "127.0.0.1"
     console_port: int = 8088
     console_users_file: Path | None = None  # JSON {user: {role, password_hash}}; see docs
-    console_secret: SecretStr = SecretStr("reglink-console-dev-secret")  # signs session cookies
+    console_secret: SecretStr = SecretStr(DEV_CONSOLE_SECRET)  # signs session cookies
+    console_dev_secret: bool = False  # let the console start with the default secret (dev)
+    console_tz: str = "+08:00"  # the zone the console shows every time in (offset or IANA)
     dismissal_suppress_s: int = 90 * 86400  # a dismissed (person, watch entry) pair stays quiet
 
     # --- privacy ------------------------------------------------------------------------

@@ -42,9 +42,9 @@ def redis_hash_placeholder(user: str) -> str:
     return "${REDIS_HASH_" + user.upper().replace("-", "_") + "}"
 
 
-# Secrets that are not passwords of a principal: the pseudonymisation key and the console's
-# first supervisor.
-OTHER_VARS = ("REGLINK_HMAC_KEY", "CONSOLE_ADMIN_PASSWORD")
+# Secrets that are not passwords of a principal: the pseudonymisation key, the console's
+# first supervisor and the console's session secret.
+OTHER_VARS = ("REGLINK_HMAC_KEY", "CONSOLE_ADMIN_PASSWORD", "REGLINK_CONSOLE_SECRET")
 
 
 def secret_vars() -> list[str]:

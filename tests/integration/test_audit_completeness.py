@@ -51,6 +51,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/persons/{pid}"): None,  # the justification form (the id the user typed)
     ("POST", "/persons/{pid}"): "person_lookup",  # justification required
     ("GET", "/audit"): "audit_view",  # who looked up whom, and why
+    ("GET", "/audit.csv"): "audit_export",  # the same, as a file
     ("GET", "/metrics"): None,  # labels: sources, rules, statuses, prefectures
     ("GET", "/healthz"): None,
 }
@@ -135,7 +136,8 @@ def world(kafka_settings, redis_client, tmp_path):
     for name, (role, pw) in PASSWORDS.items():
         add_user(users, name, role, pw)
     s = kafka_settings.model_copy(update={"console_port": free_port(),
-                                          "console_users_file": users})
+                                          "console_users_file": users,
+                                          "console_dev_secret": True})
     pipe = Pipeline(s, RedisKV(redis_client, s.redis_prefix))
     # set-up data for the look-ups, written as admin (the connectors' ACLs are tested elsewhere)
     prod = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all",
@@ -180,7 +182,8 @@ def test_every_lookup_is_audited_once_and_nothing_else(world):
     # Refused and unauthenticated requests first: nothing shown, nothing audited.
     anon = httpx.Client(base_url=con.url, timeout=30)
     for method, path in (("GET", "/"), ("GET", f"/alerts/{aids[0]}"), ("GET", "/audit"),
-                         ("POST", f"/persons/{pids['李娜']}"), ("POST", "/persons")):
+                         ("GET", "/audit.csv"), ("POST", f"/persons/{pids['李娜']}"),
+                         ("POST", "/persons")):
         r = anon.request(method, path, data={"q": "李娜", "justification": "x" * 20})
         assert r.status_code == 303 and r.headers["location"].startswith("/login")
     assert anon.get("/events").status_code == 401
@@ -196,6 +199,7 @@ def test_every_lookup_is_audited_once_and_nothing_else(world):
         assert r.status_code == 400 and pids["李娜"] not in r.text
     r = ana.get("/audit")
     assert r.status_code == 403  # operators do not see the trail; nothing shown
+    assert ana.get("/audit.csv").status_code == 403
 
     # Queue: 3 views with different filters.
     for query in ("", "?rule=unregistered_stay", "?status=raised&prefecture=4403"):
@@ -247,6 +251,10 @@ def test_every_lookup_is_audited_once_and_nothing_else(world):
     r = sup.get("/audit")
     assert r.status_code == 200
     expected.append(("sup", "audit_view", {}, "audit trail: oversight"))
+    r = sup.get("/audit.csv?who=ana")
+    assert r.status_code == 200 and "person_lookup" in r.text
+    expected.append(("sup", "audit_export", {"filters": {"who": "ana"}},
+                     "audit trail export: oversight"))
     # The command line: one look-up by person id, one by name; one refused (no record).
     cli = [sys.executable, "-m", "reglink.cli", "person"]
     env = settings_env(s)

@@ -1,9 +1,12 @@
 """The review console in a real browser (Debian's headless Chromium via Selenium) against a
 console process on the real stack: Kafka, Redis, a real `reglink worker`, real connectors.
 
-Covers: an alert appearing live (SSE, no reload); opening it and seeing its explanation;
-two-reviewer confirmation; a "different person" dismissal turning into a cannot-link that
-changes the next replay's result; a read-only auditor not being able to decide.
+Covers: an alert appearing live (SSE, no reload); opening it and seeing its explanation (a
+sentence above the waterfall, the probability inside the chart, the deadline written alike in
+the header and the chart); two-reviewer confirmation; a "different person" dismissal that
+waits for a second reviewer (a supervisor for a high-priority entry) and then turns into a
+cannot-link that changes the next replay's result; a reviewer who acted seeing their decision
+instead of the forms; a read-only auditor not being able to decide; the audit table filtered.
 Screenshots of the main pages go to docs/screenshots/ (REGLINK_SCREENSHOTS=0 skips them).
 """
 
@@ -53,8 +56,9 @@ class ConsoleProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> ConsoleProcess:
+        env = {**settings_env(self.s), "REGLINK_CONSOLE_DEV_SECRET": "1"}  # a test's console
         self.proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", "console"],
-                                     env=settings_env(self.s), stdout=self.log.open("wb"),
+                                     env=env, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -145,6 +149,7 @@ def shot(b: webdriver.Chrome, name: str) -> None:
 
 
 def decide(b: webdriver.Chrome, url: str, aid: str, action: str, reason: str) -> str:
+    """Take a decision through the form; returns the review state the page then shows."""
     b.get(f"{url}/alerts/{aid}")
     Select(b.find_element(By.ID, f"reason-{action}")).select_by_value(reason)
     b.find_element(By.ID, f"do-{action}").click()
@@ -184,6 +189,18 @@ def test_alert_appears_live_and_shows_its_explanation(stack):
     bars = b.find_elements(By.CSS_SELECTOR, "#weights svg rect.bar")
     features = {r.get_attribute("data-feature") for r in bars}
     assert {f["feature"] for f in watch["explanation"]["features"]} <= features
+    # one sentence above the chart; the probability drawn whole inside it, as in the header
+    summary = b.find_element(By.CSS_SELECTOR, "#weights p.summary").text
+    assert summary.endswith("the same person.") or summary.endswith("closely.")
+    prob = b.find_element(By.CSS_SELECTOR, "#weights svg text.prob")
+    inside = b.execute_script(
+        "const t = arguments[0].getBoundingClientRect(),"
+        " s = arguments[0].ownerSVGElement.getBoundingClientRect();"
+        "return t.width > 0 && t.left >= s.left && t.right <= s.right"
+        " && t.top >= s.top && t.bottom <= s.bottom;", prob)
+    assert inside, "the probability runs past the chart's edge"
+    assert prob.text == b.find_element(By.ID, "probability").text
+    assert b.find_element(By.ID, "raised").text  # when it was raised, never blank
     table = b.find_element(By.ID, "evidence").text
     assert watch["watch_id"] in table and "identity" in table
     shot(b, "alert-watchlist")
@@ -196,6 +213,11 @@ def test_alert_appears_live_and_shows_its_explanation(stack):
     b.get(f"{url}/alerts/{stay['alert_id']}")
     assert b.find_elements(By.CSS_SELECTOR, "#timeline svg rect.presence")
     assert b.find_elements(By.CSS_SELECTOR, "#timeline svg line.deadline")
+    # the header and the chart write the deadline alike, in the console's zone
+    header = b.find_element(By.ID, "deadline").text
+    assert header.endswith("+08:00")
+    label = b.find_element(By.CSS_SELECTOR, "#timeline svg text.deadline-label").text
+    assert label == f"deadline {header}"
     if any((e or {}).get("features") for e in stay["explanation"].values()):
         assert b.find_elements(By.CSS_SELECTOR, "#weights svg rect.bar")
     else:
@@ -219,47 +241,85 @@ def test_alert_appears_live_and_shows_its_explanation(stack):
 
 def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
     url, s = stack.console.url, stack.s
+    # every watch entry high priority: its dismissal then needs a supervisor
+    entries = stack.sim / "watchlist.jsonl"
+    entries.write_text("".join(json.dumps({**json.loads(x), "priority": "high"},
+                                          ensure_ascii=False) + "\n"
+                               for x in entries.read_text(encoding="utf-8").splitlines()),
+                       encoding="utf-8")
     stack.publish()
     watch = sorted((a for a in stack.alerts() if a["rule"] == "watchlist_match"),
                    key=lambda a: a["alert_id"])
-    assert len(watch) >= 2
+    assert len(watch) >= 2 and {a["priority"] for a in watch} == {"high"}
     keep, drop = watch[0], watch[1]
 
-    ana, bo = stack.browser(), stack.browser()
+    ana, bo, sup = stack.browser(), stack.browser(), stack.browser()
     login(ana, url, "ana")
     login(bo, url, "bo")
+    login(sup, url, "sup")
     WebDriverWait(ana, 30).until(
         lambda d: d.find_elements(By.ID, f"row-{keep['alert_id']}") or d.refresh())
 
-    # Two-reviewer confirmation: the same reviewer cannot confirm twice.
+    # Two-reviewer confirmation; the first reviewer then sees their decision, not the forms,
+    # and a hand-made second confirmation of theirs is refused.
     assert "1/2" in decide(ana, url, keep["alert_id"], "confirm", "identity_verified")
-    decide(ana, url, keep["alert_id"], "confirm", "identity_verified")
-    assert "different reviewer" in ana.find_element(By.ID, "flash").text
-    assert "1/2" in ana.find_element(By.ID, "review-status").text
+    ana.get(f"{url}/alerts/{keep['alert_id']}")
+    assert "You confirmed this alert" in ana.find_element(By.ID, "your-decision").text
+    assert ana.find_elements(By.CSS_SELECTOR, "form.decide") == []
     shot(ana, "alert-awaiting-second")
+    refused = ana.execute_script(
+        "const r = await fetch(arguments[0], {method: 'POST', body: new URLSearchParams("
+        "{action: 'confirm', reason: 'identity_verified'})}); return await r.text();",
+        f"{url}/alerts/{keep['alert_id']}/decide")
+    assert "you already confirmed this alert" in refused
+    ana.get(f"{url}/alerts/{keep['alert_id']}")
+    assert "1/2" in ana.find_element(By.ID, "review-status").text
     assert decide(bo, url, keep["alert_id"], "confirm", "documents_checked") == "confirmed"
 
-    # A "different person" dismissal: a cannot-link for (person, watch entry).
-    assert decide(ana, url, drop["alert_id"], "dismiss", "different_person") == "dismissed"
-    assert "cannot-link" in ana.find_element(By.ID, "history").text
+    # A "different person" dismissal by one operator suppresses nothing: it waits for a
+    # second, different reviewer (a supervisor for a high-priority entry).
+    state = decide(ana, url, drop["alert_id"], "dismiss", "different_person")
+    assert state == "awaiting second dismissal (1/2)"
+    assert "Dismissal proposed (1 of 2)" in ana.find_element(By.ID, "flash").text
+    assert "You dismissed this alert" in ana.find_element(By.ID, "your-decision").text
+    assert ana.find_elements(By.CSS_SELECTOR, "form.decide") == []
+    shot(ana, "alert-dismissal-awaiting-second")
+    decide(bo, url, drop["alert_id"], "dismiss", "different_person")  # another operator
+    assert "supervisor must dismiss it" in bo.find_element(By.ID, "flash").text
+    assert "(1/2)" in bo.find_element(By.ID, "review-status").text
+    sup.get(f"{url}/alerts/{drop['alert_id']}")
+    pending = sup.find_element(By.ID, "pending-dismissal").text
+    assert "ana (operator) proposed dismissing" in pending
+    assert "final" in sup.find_element(By.ID, "do-dismiss").text
+    shot(sup, "alert-dismissal-second-reviewer")
+    assert decide(sup, url, drop["alert_id"], "dismiss", "different_person") == "dismissed"
+    assert "cannot-link" in sup.find_element(By.ID, "history").text
 
-    decisions = wait_for_count(s, "decisions", 3, timeout=30)
-    assert [d["action"] for d in decisions] == ["confirm", "confirm", "dismiss"]
+    decisions = wait_for_count(s, "decisions", 4, timeout=30)
+    assert [d["action"] for d in decisions] == ["confirm", "confirm", "dismiss", "dismiss"]
     assert {d["reviewer"] for d in decisions[:2]} == {"ana", "bo"}
+    assert [(d["reviewer"], d["final"], d["cannot_link"]) for d in decisions[2:]] == [
+        ("ana", False, False), ("sup", True, True)]
     audit = [e for e in read_topic(s, "audit") if e["action"] == "decision"]
-    assert [e["principal"] for e in audit] == ["ana", "ana", "bo", "ana"][:len(audit)] \
-        or len(audit) == 3
+    assert [e["principal"] for e in audit] == ["ana", "bo", "ana", "sup"]
 
+    # One dismissal alone changes nothing in the next replay; both make a cannot-link.
+    first_only = stack.tmp / "first-only.jsonl"
+    first_only.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n"
+                                  for d in decisions[:3]))
     # The next replay, with the decisions topic dumped to a file, no longer pairs them.
     dump = stack.tmp / "decisions.jsonl"
     dump.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in decisions))
     env = settings_env(s)
-    for out, extra in (("before", []), ("after", ["--decisions", str(dump)])):
+    for out, extra in (("before", []), ("one", ["--decisions", str(first_only)]),
+                       ("after", ["--decisions", str(dump)])):
         subprocess.run([sys.executable, "-m", "reglink.cli", "replay",
                         str(stack.sim / "events.jsonl"), "--out", str(stack.tmp / out), *extra],
                        env=env, check=True, capture_output=True)
     before = {json.loads(x)["alert_id"] for x in (stack.tmp / "before/alerts.jsonl").open()}
     after = {json.loads(x)["alert_id"] for x in (stack.tmp / "after/alerts.jsonl").open()}
+    one = {json.loads(x)["alert_id"] for x in (stack.tmp / "one/alerts.jsonl").open()}
+    assert one == before
     assert drop["alert_id"] in before and drop["alert_id"] not in after
     assert keep["alert_id"] in after and before - after == {drop["alert_id"]}
 
@@ -290,8 +350,19 @@ def test_read_only_auditor_cannot_decide(stack):
     assert status == 403
     assert read_topic(s, "decisions", idle_ms=1000) == []
     b.get(f"{url}/audit")
-    assert "alert_view" in b.find_element(By.ID, "audit").text
+    assert "alert view" in b.find_element(By.ID, "audit").text
+    # the trail as a table, filtered by who and action: only those rows remain
+    Select(b.find_element(By.ID, "a-action")).select_by_value("alert_view")
+    Select(b.find_element(By.ID, "a-who")).select_by_value("audrey")
+    b.find_element(By.ID, "a-apply").click()
+    WebDriverWait(b, 10).until(lambda d: "action=alert_view" in d.current_url)
+    rows = b.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
+    assert rows and {r.get_attribute("data-action") for r in rows} == {"alert_view"}
+    assert all("audrey" in r.text and alert["alert_id"] in r.text for r in rows)
+    assert f"{len(rows)} entr" in b.find_element(By.ID, "audit-count").text
     shot(b, "audit")
+    href = b.find_element(By.ID, "a-export").get_attribute("href")
+    assert href.endswith("/audit.csv?who=audrey&action=alert_view")
 
 
 def test_cli_person_is_audited_and_alerts_filter(stack):

@@ -343,13 +343,13 @@ def test_app_services_run_as_their_own_principals(compose) -> None:
         assert env["REGLINK_KAFKA_USERNAME"] == role, svc
         assert _interpolated(env["REGLINK_KAFKA_PASSWORD"])[0][0] == compose_mod.kafka_var(role)
         # a service gets only its own Kafka secret (plus the HMAC key and, for the console,
-        # its first supervisor's password)
+        # its first supervisor's password and its session secret)
         secrets = {name for v in env.values() for name, *_ in _interpolated(v)}
         allowed = {compose_mod.kafka_var(role), "REGLINK_HMAC_KEY"}
         if svc in REDIS_USER:
             allowed.add(compose_mod.redis_var(REDIS_USER[svc]))
         if svc == "console":
-            allowed.add("CONSOLE_ADMIN_PASSWORD")
+            allowed |= {"CONSOLE_ADMIN_PASSWORD", "REGLINK_CONSOLE_SECRET"}
         assert secrets == allowed, svc
     for svc, user in REDIS_USER.items():
         url = _env(compose["services"][svc])["REGLINK_REDIS_URL"]

@@ -1,21 +1,31 @@
 """The console's web logic without services: login and roles, queue filters and de-dup,
-decisions (two reviewers, read-only auditors), audit entries, charts, metrics.
+decisions (two reviewers to confirm or dismiss a watchlist match, the already-acted view,
+read-only auditors), what the pages say (one time zone, probabilities, prefecture names, the
+sentence above the waterfall, late registrations), the audit table and its CSV export, the
+session secret, charts, metrics.
 
 The Kafka sink here is a list (this is a unit test of the web layer); the browser tests in
 tests/integration/test_console_browser.py run the same app against the real stack."""
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from reglink.console import charts
-from reglink.console.app import create_app, mask_id
+from reglink.console import app as console_app
+from reglink.console import charts, fmt
+from reglink.console.app import check_secret, create_app, mask_id
 from reglink.console.auth import Users, add_user, hash_password, verify_password
 from reglink.console.state import ConsoleState
+from reglink.core.errors import ConfigError
 from reglink.core.settings import load_settings
 
 EXPL = {"prior_weight": -8.0, "features": [
@@ -46,12 +56,15 @@ class Sink:
         return [v for t, _k, v in self.sent if t == topic]
 
 
-@pytest.fixture
-def env(tmp_path: Path):
+def make_env(tmp_path: Path, trail: list[dict] | None = None, **overrides):
+    """The app on a state with two alerts; the audit trail it shows is ``trail``, or what
+    it wrote to the sink."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     users = tmp_path / "users.json"
-    for name, role in (("ana", "operator"), ("bo", "supervisor"), ("au", "auditor")):
+    for name, role in (("ana", "operator"), ("bo", "supervisor"), ("au", "auditor"),
+                       ("cy", "operator")):
         add_user(users, name, role, f"{name}-pw-123")
-    s = load_settings(hmac_key="k", console_users_file=str(users))
+    s = load_settings(hmac_key="k", console_users_file=str(users), **overrides)
     state, sink = ConsoleState(), Sink()
     state.add_record("hotel:H-1", {"source": "hotel", "record_id": "H-1", "event": "check_in",
                                    "city_code": "440305", "time": "2026-03-02T10:00:00+08:00",
@@ -63,8 +76,14 @@ def env(tmp_path: Path):
                                     "address": "x", "person": {"name": "陈丽"}})
     state.add_alert(WATCH)
     state.add_alert(STAY)
-    app = create_app(s, Users.load(users), state, sink, identities=None)
+    app = create_app(s, Users.load(users), state, sink, identities=None,
+                     audit_reader=lambda: sink.of("audit") if trail is None else trail)
     return app, state, sink
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    return make_env(tmp_path)
 
 
 def login(app, name):
@@ -112,6 +131,7 @@ def test_detail_shows_evidence_weights_and_audits_the_view(env):
     page = c.get(f"/alerts/{WATCH['alert_id']}").text
     assert 'class="chart waterfall"' in page and 'data-feature="id"' in page
     assert "陈丽" in page and "340102••••" in page and "340102198803150026" not in page
+    assert "<td>2026-03-02 10:00 +08:00</td>" in page  # the hotel record's time, as elsewhere
     assert "•••1234" in page
     assert sink.of("audit")[-1]["action"] == "alert_view"
     stay = c.get(f"/alerts/{STAY['alert_id']}").text
@@ -149,14 +169,61 @@ def test_auditor_is_read_only(env):
     assert login(app, "ana").get("/audit").status_code == 403  # operators: no audit trail
 
 
-def test_different_person_dismissal_is_a_cannot_link_decision(env):
+def test_a_watchlist_dismissal_awaits_a_second_reviewer_a_supervisor_for_high_priority(env):
+    app, state, sink = env
+    aid = WATCH["alert_id"]  # priority high
+    ana, cy, bo = login(app, "ana"), login(app, "cy"), login(app, "bo")
+    page = ana.post(f"/alerts/{aid}/decide",
+                    data={"action": "dismiss", "reason": "different_person",
+                          "note": "other 陈丽"}).text
+    first = sink.of("decisions")[-1]
+    assert not first["final"] and not first["cannot_link"] and first["suppress_until"] is None
+    assert state.review(aid).status == "awaiting_second_dismissal"
+    assert "Dismissal proposed (1 of 2)" in page and "a supervisor" in page
+    assert "awaiting second dismissal (1/2)" in page
+    assert "awaiting second dismissal 1/2" in ana.get("/").text  # the queue row
+    assert "(1 of 2: nothing suppressed yet)" in page  # the review history
+    # another operator may not complete it: a high-priority entry needs a supervisor
+    page = cy.get(f"/alerts/{aid}").text
+    assert 'id="pending-dismissal"' in page and "ana (operator) proposed dismissing" in page
+    page = cy.post(f"/alerts/{aid}/decide",
+                   data={"action": "dismiss", "reason": "different_person"}).text
+    assert "supervisor must dismiss it" in page and len(sink.of("decisions")) == 1
+    bo.post(f"/alerts/{aid}/decide", data={"action": "dismiss", "reason": "different_person"})
+    d = sink.of("decisions")[-1]
+    assert d["final"] and d["cannot_link"] and d["reviewer"] == "bo"
+    assert d["watch_id"] == "W-1" and d["person_id"] == WATCH["person_id"]
+    assert json.loads(json.dumps(d)) == d
+    assert state.review(aid).status == "dismissed"
+
+
+def test_the_dismiss_form_has_no_default_reason(env):
     app, _state, sink = env
     c = login(app, "ana")
-    c.post(f"/alerts/{WATCH['alert_id']}/decide",
-           data={"action": "dismiss", "reason": "different_person", "note": "other 陈丽"})
-    d = sink.of("decisions")[-1]
-    assert d["cannot_link"] and d["watch_id"] == "W-1" and d["person_id"] == WATCH["person_id"]
-    assert json.loads(json.dumps(d)) == d
+    page = c.get(f"/alerts/{WATCH['alert_id']}").text
+    select = re.search(r'<select name="reason" id="reason-dismiss" required>(.*?)</select>',
+                       page).group(1)
+    assert select.startswith('<option value="" selected disabled>')
+    assert select.index("different_person") > select.index("data_error")
+    page = c.post(f"/alerts/{WATCH['alert_id']}/decide",
+                  data={"action": "dismiss", "reason": ""}).text
+    assert "choose a reason to dismiss" in page and sink.of("decisions") == []
+
+
+def test_a_reviewer_who_acted_sees_their_decision_not_the_form(env):
+    app, _state, _sink = env
+    aid = WATCH["alert_id"]
+    ana, cy = login(app, "ana"), login(app, "cy")
+    page = ana.post(f"/alerts/{aid}/decide",
+                    data={"action": "confirm", "reason": "identity_verified",
+                          "note": "photo matches"}).text
+    assert 'id="your-decision"' in page and "You confirmed this alert on" in page
+    assert "Identity verified against the evidence (photo matches)" in page
+    assert "A second, different reviewer must confirm it" in page
+    assert 'class="decide"' not in page
+    other = cy.get(f"/alerts/{aid}").text
+    assert 'id="your-decision"' not in other and 'id="do-confirm"' in other
+    assert "(2 of 2, final)" in other and 'id="pending-confirmation"' in other
 
 
 def test_person_lookup_requires_a_justification(env):
@@ -178,11 +245,10 @@ def test_charts_and_masks():
     assert mask_id("340102198803150026") == "340102" + "•" * 12
 
 
-def test_the_stay_chart_draws_the_stored_stays_of_the_alert_prefecture(monkeypatch):
+def test_the_stay_chart_draws_the_stored_stays_of_the_alert_prefecture():
     """The detail page's timeline reads the person's stays through the schema codec: the
     intervals and registrations of the alert's prefecture, not the evidence records."""
     from matchers import fastjson
-    from reglink.console import app as console_app
     from reglink.stores.schema import decode_stays
 
     stays = decode_stays(fastjson.dumps({
@@ -190,18 +256,209 @@ def test_the_stay_chart_draws_the_stored_stays_of_the_alert_prefecture(monkeypat
                         ["hotel:H1", 1.71e9, 1.7101e9, 2592000, "H-1"]],
                  "reg": [["residence:S1", 1.72e9, 1.715e9, 1.8e9]], "ex": {}},
         "1101": {"iv": [["job:J9", 1.5e9, None, 259200, None]], "reg": [], "ex": {}}}))
-    drawn = {}
-
-    def timeline(intervals, regs, deadline):
-        drawn.update(intervals=intervals, regs=regs, deadline=deadline)
-        return "<svg/>"
-
-    monkeypatch.setattr(console_app.charts, "timeline", timeline)
     alert = {"prefecture": "4403", "deadline": "2023-11-17T00:00:00+08:00", "evidence": []}
-    assert console_app._stay_chart(alert, stays, ConsoleState()) == "<svg/>"
-    assert drawn["intervals"] == [
+    intervals, regs = console_app.stay_data(alert, stays, ConsoleState())
+    assert intervals == [
         {"label": "rental:R1", "start": 1.70e9, "end": None, "grace": 259200},
         {"label": "hotel:H1", "start": 1.71e9, "end": 1.7101e9, "grace": 2592000}]
-    assert drawn["regs"] == [{"label": "residence:S1", "registered_at": 1.72e9,
-                              "valid_from": 1.715e9, "valid_until": 1.8e9}]
-    assert drawn["deadline"] is not None
+    assert regs == [{"label": "residence:S1", "registered_at": 1.72e9,
+                     "valid_from": 1.715e9, "valid_until": 1.8e9}]
+
+
+# ---------------------------------------------------------------- what the pages say
+def test_the_queue_shows_the_probability_with_the_precision_of_the_detail(env):
+    app, state, _ = env
+    near = {**WATCH, "alert_id": "Anear00000001", "match_probability": 0.9999786,
+            "explanation": {**EXPL, "probability": 0.999979}}
+    state.add_alert(near)
+    c = login(app, "ana")
+    queue = c.get("/").text
+    row = re.search(r'<tr id="row-Anear00000001".*?</tr>', queue, re.S).group(0)
+    assert '<td class="p">&gt; 0.9999</td>' in row and "1.000" not in row
+    detail = c.get("/alerts/Anear00000001").text
+    assert '<strong id="probability">&gt; 0.9999</strong>' in detail
+    assert 'class="prob" font-weight="bold">&gt; 0.9999</text>' in detail  # the waterfall
+    row = re.search(r'<tr id="row-Awatch0000001".*?</tr>', queue, re.S).group(0)
+    assert '<td class="p">0.9941</td>' in row
+    assert '<strong id="probability">0.9941</strong>' in c.get("/alerts/Awatch0000001").text
+    assert [fmt.prob(p) for p in (1.0, 0.0, 0.99994, 0.99996, 0.00004, None)] == [
+        "1.0000", "0.0000", "0.9999", "> 0.9999", "< 0.0001", ""]
+
+
+def test_one_plain_sentence_above_the_waterfall(env):
+    assert fmt.summary(EXPL) == ("Same ID number; similar name (pinyin); different sex: these "
+                                 "records are very likely the same person.")
+    strong = {"prior_weight": 0.97, "probability": 1.0, "total_weight": 35.7, "features": [
+        {"feature": "id", "level": "exact_valid", "weight": 11.2},
+        {"feature": "name", "level": "exact", "weight": 11.5},
+        {"feature": "birth_date", "level": "exact", "weight": 11.1},
+        {"feature": "sex", "level": "same", "weight": 0.99},
+        {"feature": "phone", "level": "missing", "weight": 0.0}]}
+    assert fmt.summary(strong) == ("Same ID number, name and birth date: these records are "
+                                   "almost certainly the same person.")
+    weak = {"probability": 0.3, "features": [{"feature": "name", "level": "different",
+                                              "weight": -6.0}]}
+    assert fmt.summary(weak) == ("Different name: these records are probably not the same "
+                                 "person.")
+    assert fmt.summary({"new_identity": True}) is None  # the chart says there are none
+    app, _state, _ = env
+    page = login(app, "ana").get(f"/alerts/{WATCH['alert_id']}").text
+    sentence = page.index('<p class="summary">Same ID number; similar name (pinyin)')
+    assert sentence < page.index('class="chart waterfall"')
+
+
+def _texts(svg: str):
+    for m in re.finditer(r'<text x="([\d.-]+)"[^>]*?(?:text-anchor="(\w+)")?[^>]*>(.*?)</text>',
+                         svg):
+        yield float(m[1]), m[2] or "start", html.unescape(re.sub(r"<[^>]+>", "", m[3]))
+
+
+@pytest.mark.parametrize("total", [7.4, 35.75, -20.0])
+def test_the_waterfall_keeps_every_label_inside_the_chart(total):
+    """Each text fits between 0 and the chart's width (an upper bound of 7 px a character
+    at the chart's 11 px), whatever the sign and size of the weights."""
+    expl = {**EXPL, "features": [*EXPL["features"],
+                                 {"feature": "birth_date", "level": "exact",
+                                  "weight": total - 7.4 + 8.0 - 15.4 + 8.0}],
+            "total_weight": total, "probability": 0.9999786}
+    svg = charts.waterfall(expl, width=560)
+    width = float(re.search(r'width="(\d+)"', svg)[1])
+    texts = list(_texts(svg))
+    assert any(t == "> 0.9999" for _x, _a, t in texts)
+    for x, anchor, text in texts:
+        if anchor == "end":
+            assert x - 7 * len(text) >= 0, text
+        elif not text.startswith("bits of evidence"):  # the caption, in 10 px text
+            assert x + 7 * len(text) <= width, (text, x)
+    caption = next(t for _x, _a, t in texts if t.startswith("bits of evidence"))
+    assert 4 + 6 * len(caption) <= width
+
+
+def test_every_time_is_shown_in_one_zone(env, tmp_path):
+    app, _state, _ = env
+    c = login(app, "ana")
+    stay = c.get(f"/alerts/{STAY['alert_id']}").text
+    assert '<span id="deadline">2026-03-04 00:00 +08:00</span>' in stay
+    assert "deadline 2026-03-04 00:00 +08:00</text>" in stay  # the chart, same day
+    assert ">03-04</text>" in stay and "T00:00:00" not in stay
+    c.post(f"/alerts/{STAY['alert_id']}/decide",
+           data={"action": "confirm", "reason": "stay_confirmed"})
+    history = c.get(f"/alerts/{STAY['alert_id']}").text
+    decided = re.search(r'<table id="history">.*?<td>([^<]*)</td>', history, re.S)[1]
+    assert decided.endswith(" +08:00")
+    shown = datetime.strptime(decided, "%Y-%m-%d %H:%M %z")
+    assert shown.utcoffset() == timedelta(hours=8)
+    assert abs(shown - datetime.now(UTC)) < timedelta(minutes=2)
+    # another zone, set once, moves every time with it
+    app_utc, _s, _k = make_env(tmp_path / "utc", console_tz="UTC")
+    stay = login(app_utc, "ana").get(f"/alerts/{STAY['alert_id']}").text
+    assert '<span id="deadline">2026-03-03 16:00 +00:00</span>' in stay
+    assert "deadline 2026-03-03 16:00 +00:00</text>" in stay
+    with pytest.raises(ConfigError, match="console_tz"):
+        fmt.zone("Mars/Olympus")
+    assert fmt.when("2026-03-09T00:00:00+08:00", fmt.zone("Asia/Shanghai")) == (
+        "2026-03-09 00:00 +08:00")
+
+
+def test_prefectures_have_names(env):
+    app, _state, _ = env
+    c = login(app, "ana")
+    queue = c.get("/").text
+    assert "<td>4403 深圳市, 广东省</td>" in queue
+    assert '<option value="4403" >4403 深圳市, 广东省</option>' in queue  # the filter
+    assert "(4403 深圳市, 广东省)</h2>" in c.get(f"/alerts/{STAY['alert_id']}").text
+
+
+def test_watchlist_rows_show_when_they_were_raised(env):
+    app, state, _ = env
+    published = datetime(2026, 3, 5, 2, 30, tzinfo=UTC).timestamp()
+    state.add_alert({**WATCH, "alert_id": "Anotime000001", "raised_at": None}, at=published)
+    queue = login(app, "ana").get("/").text
+    row = re.search(r'<tr id="row-Awatch0000001".*?</tr>', queue, re.S).group(0)
+    assert '<td class="raised">2026-03-02 10:00 +08:00</td>' in row
+    row = re.search(r'<tr id="row-Anotime000001".*?</tr>', queue, re.S).group(0)
+    assert '<td class="raised">2026-03-05 10:30 +08:00 (published)</td>' in row
+
+
+def test_a_registration_after_the_deadline_is_noted(env):
+    app, state, _ = env
+    state.add_record("residence:S-1", {"source": "residence", "permit_no": "S-1",
+                                       "city_code": "440305",
+                                       "registered_at": "2026-03-06T10:00:00+08:00",
+                                       "valid_from": "2026-03-01", "valid_until": "2026-09-01",
+                                       "person": {"name": "陈丽"}})
+    state.add_alert({**STAY, "alert_id": "Alate00000001",
+                     "evidence": ["rental:R-1", "residence:S-1"]})
+    c = login(app, "ana")
+    page = c.get("/alerts/Alate00000001").text
+    note = re.search(r'<div class="notice" id="late-registration">(.*?)</div>', page, re.S)[1]
+    assert "residence:S-1 was registered 2026-03-06 10:00 +08:00, 2 d 10 h after the deadline" \
+        in note and "made too late to count" in note
+    assert 'id="late-registration"' not in c.get(f"/alerts/{STAY['alert_id']}").text
+
+
+# ---------------------------------------------------------------- audit trail
+def _trail(n: int) -> list[dict]:
+    from reglink.person import audit_entry
+
+    t0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+    return [audit_entry("ana" if i % 2 else "bo", "operator", "alert_view" if i % 3 else
+                        "person_lookup", {"alert_id": f"A{i:04d}", "person_id": f"P{i % 7}"},
+                        "=HYPERLINK(\"x\")" if i == 5 else f"case {i}", "console",
+                        now=t0 + timedelta(hours=i)) for i in range(n)]
+
+
+def test_the_audit_trail_is_a_filtered_paged_table(tmp_path):
+    trail = _trail(120)
+    app, _state, sink = make_env(tmp_path, trail)
+    c = login(app, "bo")
+    page = c.get("/audit").text
+    assert "120 entries, page 1 of 3" in page and page.count('<tr data-action=') == 50
+    assert "{&#34;" not in page and "alert id A0119; person id P0" in page  # not raw JSON
+    assert "2026-03-05 23:00 +08:00" in page  # the newest, in the console's zone
+    older = c.get("/audit?page=3").text
+    assert older.count('<tr data-action=') == 20 and "alert id A0000" in older
+    only = c.get("/audit?who=ana&action=alert_view").text
+    rows = re.findall(r'<tr data-action="(\w+)"><td>[^<]*</td><td>(\w+)</td>', only)
+    expected = [e for e in trail if e["principal"] == "ana" and e["action"] == "alert_view"]
+    assert f"{len(expected)} entries" in only and set(rows) == {("alert_view", "ana")}
+    assert "1 entry" in c.get("/audit?subject=A0042").text
+    window = c.get("/audit?since=2026-03-01T10:00&until=2026-03-01T12:00").text  # +08:00
+    assert "2 entries" in window  # 02:00 and 03:00 UTC = 10:00 and 11:00 +08:00
+    assert "16 entries" in c.get("/audit?until=2026-03-01").text  # the whole day, +08:00
+    assert "10 entries" in c.get("/audit?until=2026-03-01T18:00").text
+    views = [e for e in sink.of("audit") if e["action"] == "audit_view"]
+    assert views[-1]["subject"]["filters"] == {"until": "2026-03-01T18:00"}
+    assert len(views) == 7 and views[1]["subject"]["page"] == 3
+
+
+def test_the_audit_trail_exports_csv_and_the_export_is_audited(tmp_path):
+    trail = _trail(30)
+    app, _state, sink = make_env(tmp_path, trail)
+    au = login(app, "au")
+    r = au.get("/audit.csv?who=ana")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-disposition"].startswith('attachment; filename="reglink-audit-')
+    rows = list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))
+    expected = [e for e in reversed(trail) if e["principal"] == "ana"]
+    assert [row["audit_id"] for row in rows] == [e["audit_id"] for e in expected]
+    assert json.loads(rows[0]["subject"]) == expected[0]["subject"]
+    assert rows[0]["at (+08:00)"].endswith("+08:00")
+    hyper = next(row for row in rows if row["audit_id"] == trail[5]["audit_id"])
+    assert hyper["justification"] == "'=HYPERLINK(\"x\")"  # text, not a formula
+    (export,) = [e for e in sink.of("audit") if e["action"] == "audit_export"]
+    assert export["principal"] == "au" and export["subject"]["filters"] == {"who": "ana"}
+    assert export["subject"]["entries"] == len(expected)
+    assert login(app, "ana").get("/audit.csv").status_code == 403
+    assert len([e for e in sink.of("audit") if e["action"] == "audit_export"]) == 1
+
+
+# ---------------------------------------------------------------- the session secret
+def test_the_console_refuses_the_default_secret_unless_opted_in():
+    with pytest.raises(ConfigError) as exc:
+        check_secret(load_settings(hmac_key="k"))
+    msg = str(exc.value)
+    assert "\n" not in msg and "REGLINK_CONSOLE_SECRET" in msg
+    assert "REGLINK_CONSOLE_DEV_SECRET=1" in msg
+    check_secret(load_settings(hmac_key="k", console_dev_secret=True))
+    check_secret(load_settings(hmac_key="k", console_secret="0" * 64))

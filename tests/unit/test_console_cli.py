@@ -37,3 +37,22 @@ def test_person_lookup_needs_a_justification():
     assert check_justification(" case 7: verify lead ") == "case 7: verify lead"
     e = audit_entry("ana", "operator", "person_lookup", {"person_id": "P1"}, "case 7", "cli")
     assert {"audit_id", "at", "principal", "action", "subject", "justification"} <= set(e)
+
+
+def test_console_refuses_to_start_with_the_default_secret(tmp_path):
+    """`reglink console` with the public default session secret stops before it serves or
+    connects, with one line that says how to go on; the development opt-in lets it past that
+    check (it then fails on the missing users file, the next thing it needs)."""
+    from click.testing import CliRunner
+
+    from reglink.cli import main
+
+    env = {"REGLINK_CONSOLE_SECRET": None, "REGLINK_CONSOLE_DEV_SECRET": None,
+           "REGLINK_CONSOLE_USERS_FILE": None, "REGLINK_CONFIG": None}
+    got = CliRunner().invoke(main, ["console"], env=env)
+    assert got.exit_code == 2
+    lines = got.output.strip().splitlines()
+    assert len(lines) == 1 and "session secret is the public default" in lines[0]
+    assert "REGLINK_CONSOLE_DEV_SECRET=1" in lines[0]
+    got = CliRunner().invoke(main, ["console"], env={**env, "REGLINK_CONSOLE_DEV_SECRET": "1"})
+    assert got.exit_code == 2 and "no console users" in got.output

@@ -45,9 +45,19 @@ STAY_ALERT = {"alert_id": "As1", "rule": "unregistered_stay", "person_id": "P1",
 
 def decide(review, alert, action, reason, who, role="operator", now=NOW):
     dec.check(alert, review, action, reason, who, role)
-    d = dec.make_decision(alert, action, reason, who, role, now=now)
+    d = dec.make_decision(alert, action, reason, who, role, now=now, review=review)
     review.apply(d)
     return d
+
+
+def dismissed(alert, reason="different_person", second_reason=None, suppress_s=90 * 86400):
+    """The decisions of two reviewers dismissing ``alert`` (first ana, then the supervisor)."""
+    review = dec.Review(alert["alert_id"], alert["rule"])
+    first = decide(review, alert, "dismiss", reason, "ana")
+    dec.check(alert, review, "dismiss", second_reason or reason, "sup", "supervisor")
+    second = dec.make_decision(alert, "dismiss", second_reason or reason, "sup", "supervisor",
+                               now=NOW, suppress_s=suppress_s, review=review)
+    return [first, second]
 
 
 def test_watchlist_match_needs_two_different_reviewers():
@@ -80,9 +90,10 @@ def test_auditor_cannot_decide_and_reason_codes_are_checked():
 
 def test_terminal_states_take_no_more_decisions_and_fold_is_idempotent():
     review = dec.Review("Aw1", "watchlist_match")
-    d = decide(review, WATCH_ALERT, "dismiss", "data_error", "ana")
+    decide(review, WATCH_ALERT, "dismiss", "data_error", "ana")
+    d = decide(review, WATCH_ALERT, "dismiss", "data_error", "cy")
     review.apply(d)  # re-delivered
-    assert review.status == dec.DISMISSED and len(review.history) == 1
+    assert review.status == dec.DISMISSED and len(review.history) == 2
     with pytest.raises(dec.DecisionError, match="already dismissed"):
         dec.check(WATCH_ALERT, review, "more_info", "need_documents", "bo", "operator")
     again = dec.fold("Aw1", review.history, "watchlist_match")
@@ -94,16 +105,16 @@ def test_more_info_keeps_the_alert_open_for_decisions():
     decide(review, WATCH_ALERT, "more_info", "need_documents", "ana")
     assert review.status == dec.MORE_INFO
     decide(review, WATCH_ALERT, "dismiss", "different_person", "bo")
-    assert review.status == dec.DISMISSED
+    assert review.status == dec.AWAITING_SECOND_DISMISSAL
+    decide(review, WATCH_ALERT, "dismiss", "different_person", "ana")
+    assert review.status == dec.DISMISSED and review.dismissers == ["bo", "ana"]
 
 
 def test_different_person_is_a_permanent_cannot_link_other_dismissals_expire():
-    cl = dec.make_decision(WATCH_ALERT, "dismiss", "different_person", "ana", "operator",
-                           now=NOW)
+    cl = dismissed(WATCH_ALERT)[-1]
     assert cl["cannot_link"] and cl["suppress_until"] is None
-    tmp = dec.make_decision(WATCH_ALERT, "dismiss", "data_error", "ana", "operator", now=NOW,
-                            suppress_s=86400)
-    assert tmp["suppress_until"] == "2026-03-11T09:00:00+00:00"
+    tmp = dismissed(WATCH_ALERT, "data_error", suppress_s=86400)[-1]
+    assert tmp["suppress_until"] == "2026-03-11T09:00:00+00:00" and not tmp["cannot_link"]
     kv = MemoryKV()
     for _op, key, value in dec.effects(tmp):
         kv.set(key, value)
@@ -128,8 +139,9 @@ def _watch_alerts(pipe_decisions):
 def test_a_different_person_dismissal_stops_the_pair_in_the_next_run():
     first = _watch_alerts([])
     assert len(first) == 1
-    d = dec.make_decision(first[0], "dismiss", "different_person", "ana", "operator", now=NOW)
-    assert _watch_alerts([json.loads(json.dumps(d))]) == []
+    both = dismissed(first[0])
+    assert _watch_alerts([json.loads(json.dumps(both[0]))]) == first  # one is not enough
+    assert _watch_alerts([json.loads(json.dumps(d)) for d in both]) == []
 
 
 def test_a_misused_identity_mark_stops_every_watch_entry_for_that_person():
@@ -151,8 +163,7 @@ def test_replay_applies_a_decisions_file(tmp_path: Path):
                            [WATCH, hotel_in("H1", CHEN, "2026-03-01T10:00:00+08:00")]))
     r1 = run_replay(settings(), [src], tmp_path / "o1")
     alert = json.loads((tmp_path / "o1" / "alerts.jsonl").read_text().splitlines()[0])
-    d = dec.make_decision(alert, "dismiss", "different_person", "ana", "operator", now=NOW)
-    r2 = run_replay(settings(), [src], tmp_path / "o2", decisions=[d])
+    r2 = run_replay(settings(), [src], tmp_path / "o2", decisions=dismissed(alert))
     assert (r1.alerts, r2.alerts) == (1, 0)
 
 
@@ -160,6 +171,78 @@ def test_a_decision_is_committed_to_the_base_store_at_once():
     base = MemoryKV()
     pipe = Pipeline(settings(), base)
     first = _watch_alerts([])
-    d = dec.make_decision(first[0], "dismiss", "different_person", "ana", "operator", now=NOW)
-    pipe.apply_decision(d)
+    for d in dismissed(first[0]):
+        pipe.apply_decision(d)
     assert base.get(f"sup:{first[0]['alert_id']}") is not None
+
+
+def test_a_watchlist_dismissal_needs_a_second_different_reviewer():
+    review = dec.Review("Aw1", "watchlist_match")
+    first = decide(review, WATCH_ALERT, "dismiss", "different_person", "ana")
+    assert review.status == dec.AWAITING_SECOND_DISMISSAL and review.dismissers == ["ana"]
+    assert not first["final"] and not first["cannot_link"] and first["suppress_until"] is None
+    assert dec.effects(first) == []  # nothing is suppressed until a second reviewer agrees
+    with pytest.raises(dec.DecisionError, match="already dismissed"):
+        dec.check(WATCH_ALERT, review, "dismiss", "different_person", "ana", "operator")
+    second = decide(review, WATCH_ALERT, "dismiss", "different_person", "bo")
+    assert second["final"] and second["cannot_link"] and review.status == dec.DISMISSED
+    assert [op for op, _k, _v in dec.effects(second)] == ["set"]
+    assert dec.fold("Aw1", review.history).to_json() == review.to_json()
+
+
+def test_a_cannot_link_needs_both_reviewers_to_say_different_person():
+    mixed = dismissed(WATCH_ALERT, "different_person", second_reason="data_error")
+    assert not mixed[-1]["cannot_link"] and mixed[-1]["suppress_until"]
+    mixed = dismissed(WATCH_ALERT, "data_error", second_reason="different_person")
+    assert not mixed[-1]["cannot_link"] and mixed[-1]["suppress_until"]
+
+
+def test_a_high_priority_dismissal_needs_a_supervisor():
+    high = {**WATCH_ALERT, "priority": "high"}
+    review = dec.Review("Aw1", "watchlist_match")
+    decide(review, high, "dismiss", "data_error", "ana")
+    with pytest.raises(dec.DecisionError, match="supervisor"):
+        dec.check(high, review, "dismiss", "data_error", "bo", "operator")
+    decide(review, high, "dismiss", "data_error", "sup", "supervisor")
+    assert review.status == dec.DISMISSED
+    # a supervisor first: an operator may complete it
+    review = dec.Review("Aw1", "watchlist_match")
+    decide(review, high, "dismiss", "data_error", "sup", "supervisor")
+    decide(review, high, "dismiss", "data_error", "bo")
+    assert review.status == dec.DISMISSED
+    # medium priority: two operators
+    review = dec.Review("Aw1", "watchlist_match")
+    decide(review, WATCH_ALERT, "dismiss", "data_error", "ana")
+    decide(review, WATCH_ALERT, "dismiss", "data_error", "bo")
+    assert review.status == dec.DISMISSED
+
+
+def test_a_stay_dismissal_takes_one_reviewer():
+    review = dec.Review("As1", "unregistered_stay")
+    d = decide(review, STAY_ALERT, "dismiss", "registered_elsewhere", "ana")
+    assert d["final"] and review.status == dec.DISMISSED and dec.effects(d) == []
+
+
+def test_a_reviewer_who_acted_takes_no_second_decision():
+    review = dec.Review("Aw1", "watchlist_match")
+    decide(review, WATCH_ALERT, "confirm", "identity_verified", "ana")
+    assert review.acted("ana")["action"] == "confirm" and review.acted("bo") is None
+    for action, reason in (("dismiss", "data_error"), ("more_info", "need_documents")):
+        with pytest.raises(dec.DecisionError, match="already confirmed"):
+            dec.check(WATCH_ALERT, review, action, reason, "ana", "operator")
+    decide(review, WATCH_ALERT, "more_info", "need_documents", "bo")  # bo has not acted yet
+    assert review.acted("bo") is None
+
+
+def test_the_default_dismissal_reason_is_not_the_permanent_one():
+    assert next(iter(dec.REASONS["dismiss"])) != "different_person"
+
+
+def test_a_single_dismissal_without_final_is_final():
+    """Messages of schema reglink/decision/v1 have no ``final``: one dismissal ended it."""
+    v1 = {"decision_id": "D1", "alert_id": "Aw1", "rule": "watchlist_match", "person_id": "P1",
+          "action": "dismiss", "reason": "data_error", "reviewer": "ana", "role": "operator",
+          "decided_at": "2026-03-10T09:00:00+00:00", "cannot_link": False,
+          "suppress_until": "2026-06-08T09:00:00+00:00", "schema": "reglink/decision/v1"}
+    assert dec.fold("Aw1", [v1]).status == dec.DISMISSED
+    assert [k for _op, k, _v in dec.effects(v1)] == [dec.suppression_key("Aw1")]

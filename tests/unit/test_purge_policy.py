@@ -55,7 +55,9 @@ def test_under_review_means_raised_and_no_final_decision():
         "A3": ("P3", "raised", [("confirm", "identity_verified", "ana")], True),  # 1 of 2
         "A4": ("P4", "raised", [("confirm", "identity_verified", "ana"),
                                 ("confirm", "documents_checked", "bo")], False),
-        "A5": ("P5", "raised", [("dismiss", "different_person", "ana")], False),
+        "A5": ("P5", "raised", [("dismiss", "different_person", "ana"),
+                                ("dismiss", "different_person", "bo")], False),
+        "A9": ("P9", "raised", [("dismiss", "different_person", "ana")], True),  # 1 of 2
         "A6": ("P6", "resolved", [], False),
         "A7": ("P7", "withdrawn", [], False),
     }
@@ -63,9 +65,12 @@ def test_under_review_means_raised_and_no_final_decision():
     for aid, (pid, status, ds, _) in cases.items():
         alert = _alert(aid, pid, status)
         kv.set(f"a:{aid}", json.dumps(alert))
+        review = dec.Review(aid, alert["rule"])
         for n, (action, reason, who) in enumerate(ds):
             decisions.append(dec.make_decision(alert, action, reason, who, "operator",
-                                               now=datetime(2026, 1, 1, 0, n, tzinfo=UTC)))
+                                               now=datetime(2026, 1, 1, 0, n, tzinfo=UTC),
+                                               review=review))
+            review.apply(decisions[-1])
     kv.set("m:P8", "P1")  # an alert on an identity since merged into P1
     kv.set("a:A8", json.dumps(_alert("A8", "P8", "resolved")))
     under, keys = alerts_by_person(kv, store, decisions)

@@ -290,7 +290,8 @@ class _Records:
 
 
 def test_console_timeline_from_evidence_draws_each_presence_kind() -> None:
-    from reglink.console.app import _stay_chart
+    from reglink.console import charts
+    from reglink.console.app import stay_data
 
     records = {
         "hotel:H-1": {"event": "check_in", "hotel_id": "H1",
@@ -303,7 +304,7 @@ def test_console_timeline_from_evidence_draws_each_presence_kind() -> None:
     }
     alert = {"prefecture": "4403", "evidence": list(records),
              "deadline": "2026-03-07T00:00:00+08:00"}
-    svg = _stay_chart(alert, {}, _Records(records))
+    svg = charts.timeline(*stay_data(alert, {}, _Records(records)), None)
     for key in ("hotel:H-1", "rental:R-1", "job:J-1", "residence:T-1"):
         assert f">{key}</text>" in svg, key
     assert "person:P-1" not in svg  # gives no presence

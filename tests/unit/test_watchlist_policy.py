@@ -127,8 +127,12 @@ def test_a_namesake_cleared_by_review_is_no_longer_a_rival():
     _pid, outs = pipe.process(hotel("H1", NAMESAKE, T1))
     first = next(o.value for o in outs if o.topic == "alerts")
     assert first["status"] == "raised"
-    pipe.apply_decision(decisions.make_decision(first, "dismiss", "different_person",
-                                                "rev-a", "operator"))
+    review = decisions.Review(first["alert_id"], first["rule"])
+    for reviewer in ("rev-a", "rev-b"):  # a watchlist dismissal takes two reviewers
+        d = decisions.make_decision(first, "dismiss", "different_person", reviewer, "operator",
+                                    review=review)
+        review.apply(d)
+        pipe.apply_decision(d)
     pid, outs = pipe.process(hotel("H2", WANTED, T2))
     got = [(o.value["person_id"], o.value["status"]) for o in outs if o.topic == "alerts"]
     assert got == [(pid, "raised")]

@@ -6,15 +6,20 @@ into suppression state in its ``KeyValue`` (:func:`effects`, :func:`suppressed`)
 
 Safeguards (docs/console.md, docs/security.md): a human reviews every alert; each review
 state carries a reason code; a ``watchlist_match`` needs two *different* reviewers to
-confirm; a dismissal suppresses the (person, watch entry) pair for a period, and a
-"different person" dismissal is a permanent cannot-link for that pair; a person can be
-marked as a **misused identity** so that no
-watchlist entry hits them again.
+confirm it and two to dismiss it (one of them a supervisor for a high-priority entry), since
+its dismissal suppresses the (person, watch entry) pair for a period, or for good when both
+reviewers say "different person" (a cannot-link); a reviewer who has confirmed or dismissed
+takes no second decision on the alert; a person can be marked as a **misused identity** so
+that no watchlist entry hits them again.
 
 A decision message (topic ``decisions``, key ``alert_id``)::
 
     {decision_id, alert_id, rule, person_id, watch_id?, action, reason, note, reviewer, role,
-     decided_at, suppress_until?, cannot_link, schema}
+     decided_at, final, suppress_until?, cannot_link, schema}
+
+``final`` is true when the decision ends the review (the second of two watchlist
+dismissals, or a one-step decision); only a final dismissal feeds back into matching. A
+message without ``final`` (schema ``reglink/decision/v1``) is final.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from datetime import UTC, datetime
 
 from reglink.stores import schema as sk
 
-SCHEMA = "reglink/decision/v1"
+SCHEMA = "reglink/decision/v2"
 
 ACTIONS = ("confirm", "dismiss", "more_info", "misused_identity")
 
@@ -39,11 +44,11 @@ REASONS: dict[str, dict[str, str]] = {
         "stay_confirmed": "Unregistered stay confirmed",
     },
     "dismiss": {
-        "different_person": "Different person (cannot-link: never pair them again)",
-        "registered_elsewhere": "Registration exists (not in the data)",
         "data_error": "Data-entry error in the evidence",
+        "registered_elsewhere": "Registration exists (not in the data)",
         "entry_outdated": "Watchlist entry outdated",
         "duplicate": "Duplicate of another alert",
+        "different_person": "Different person (cannot-link: never pair them again)",
     },
     "more_info": {
         "need_documents": "Need documents",
@@ -63,14 +68,30 @@ ALLOWED: dict[str, frozenset[str]] = {
     "auditor": frozenset(),
 }
 
-OPEN, AWAITING_SECOND, CONFIRMED, DISMISSED, MORE_INFO, MISUSED = (
-    "open", "awaiting_second", "confirmed", "dismissed", "more_info", "misused_identity")
+OPEN, AWAITING_SECOND, AWAITING_SECOND_DISMISSAL = (
+    "open", "awaiting_second", "awaiting_second_dismissal")
+CONFIRMED, DISMISSED, MORE_INFO, MISUSED = (
+    "confirmed", "dismissed", "more_info", "misused_identity")
 TERMINAL = frozenset({CONFIRMED, DISMISSED, MISUSED})
+#: the review states, in the order the console lists them
+STATUSES = (OPEN, AWAITING_SECOND, AWAITING_SECOND_DISMISSAL, MORE_INFO, CONFIRMED, DISMISSED,
+            MISUSED)
 
 
 def confirmations_needed(rule: str | None) -> int:
     """A watchlist hit needs two separate confirmations (EU AI Act art. 14(5))."""
     return 2 if rule == "watchlist_match" else 1
+
+
+def dismissals_needed(rule: str | None) -> int:
+    """A watchlist dismissal suppresses a wanted-person match: two separate reviewers, as
+    for a confirmation."""
+    return 2 if rule == "watchlist_match" else 1
+
+
+def supervisor_needed(alert: dict) -> bool:
+    """One of the reviewers who dismiss a high-priority watchlist match is a supervisor."""
+    return alert.get("rule") == "watchlist_match" and alert.get("priority") == "high"
 
 
 class DecisionError(ValueError):
@@ -86,13 +107,26 @@ class Review:
     status: str = OPEN
     reason: str | None = None
     confirmers: list[str] = field(default_factory=list)
+    dismissals: list[dict] = field(default_factory=list)  # dismissals awaiting a second
     history: list[dict] = field(default_factory=list)
     decided_at: str | None = None  # when it reached a terminal state
 
+    @property
+    def dismissers(self) -> list[str]:
+        return [d.get("reviewer", "") for d in self.dismissals]
+
+    def acted(self, reviewer: str) -> dict | None:
+        """``reviewer``'s confirmation or dismissal of this alert, if they gave one: they
+        take no second decision on it."""
+        for d in reversed(self.history):
+            if d.get("reviewer") == reviewer and d.get("action") in ("confirm", "dismiss"):
+                return d
+        return None
+
     def to_json(self) -> dict:
         return {"alert_id": self.alert_id, "status": self.status, "reason": self.reason,
-                "confirmers": list(self.confirmers), "decided_at": self.decided_at,
-                "decisions": len(self.history)}
+                "confirmers": list(self.confirmers), "dismissers": self.dismissers,
+                "decided_at": self.decided_at, "decisions": len(self.history)}
 
     def apply(self, d: dict) -> None:
         """Fold one (already validated) decision in. Idempotent on ``decision_id``."""
@@ -109,7 +143,12 @@ class Review:
             else:
                 self.status, self.reason = AWAITING_SECOND, d.get("reason")
         elif action == "dismiss":
-            self._terminal(DISMISSED, d)
+            if d.get("reviewer") not in self.dismissers:
+                self.dismissals.append(d)
+            if d.get("final", True):
+                self._terminal(DISMISSED, d)
+            else:
+                self.status, self.reason = AWAITING_SECOND_DISMISSAL, d.get("reason")
         elif action == "misused_identity":
             self._terminal(MISUSED, d)
         elif action == "more_info":
@@ -141,9 +180,16 @@ def check(alert: dict, review: Review, action: str, reason: str, reviewer: str,
         raise DecisionError("misused identity applies to watchlist matches only")
     if review.status in TERMINAL:
         raise DecisionError(f"alert already {review.status.replace('_', ' ')}")
-    if action == "confirm" and reviewer in review.confirmers:
-        raise DecisionError("you already confirmed this alert: a second, different reviewer "
-                            "must confirm it")
+    done = review.acted(reviewer)
+    if done is not None:
+        verb = "confirmed" if done["action"] == "confirm" else "dismissed"
+        raise DecisionError(f"you already {verb} this alert: a second, different reviewer "
+                            "must decide it")
+    if (action == "dismiss" and role != "supervisor" and supervisor_needed(alert)
+            and len(review.dismissals) + 1 >= dismissals_needed(review.rule or alert.get("rule"))
+            and not any(d.get("role") == "supervisor" for d in review.dismissals)):
+        raise DecisionError("a high-priority watchlist match is dismissed by two reviewers, "
+                            "one of them a supervisor: a supervisor must dismiss it")
 
 
 def _iso(t: datetime) -> str:
@@ -152,17 +198,31 @@ def _iso(t: datetime) -> str:
 
 def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: str,
                   note: str = "", now: datetime | None = None,
-                  suppress_s: int = 90 * 86400) -> dict:
-    """The decision message for ``alert`` (validate with :func:`check` first)."""
+                  suppress_s: int = 90 * 86400, review: Review | None = None) -> dict:
+    """The decision message for ``alert`` after the decisions folded in ``review`` (none if
+    ``None``); validate with :func:`check` first. A dismissal is final when it is the last
+    one the rule needs; a final dismissal of a watchlist match is a cannot-link when every
+    reviewer who dismissed it said "different person", and otherwise suppresses the pair for
+    ``suppress_s`` from now."""
     now = now or datetime.now(UTC)
+    rule = alert.get("rule")
+    prior = review if review is not None else Review(alert["alert_id"], rule)
     decided_at = _iso(now)
-    cannot_link = action == "dismiss" and reason == "different_person"
+    if action == "dismiss":
+        final = len(prior.dismissals) + 1 >= dismissals_needed(rule)
+    elif action == "confirm":
+        final = len({*prior.confirmers, reviewer}) >= confirmations_needed(rule)
+    else:
+        final = action == "misused_identity"
+    reasons = [d.get("reason") for d in prior.dismissals] + [reason]
+    cannot_link = (action == "dismiss" and final
+                   and all(r == "different_person" for r in reasons))
     digest = hashlib.sha256(
         f"{alert['alert_id']}|{reviewer}|{action}|{decided_at}|{note}".encode()).hexdigest()
     d = {
         "decision_id": "D" + digest[:20],
         "alert_id": alert["alert_id"],
-        "rule": alert.get("rule"),
+        "rule": rule,
         "person_id": alert.get("person_id"),
         "watch_id": alert.get("watch_id"),
         "prefecture": alert.get("prefecture"),
@@ -172,11 +232,12 @@ def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: st
         "reviewer": reviewer,
         "role": role,
         "decided_at": decided_at,
+        "final": final,
         "cannot_link": cannot_link,
         "suppress_until": None,
         "schema": SCHEMA,
     }
-    if action == "dismiss" and not cannot_link:
+    if action == "dismiss" and final and not cannot_link:
         d["suppress_until"] = _iso(datetime.fromtimestamp(now.timestamp() + suppress_s, UTC))
     return d
 
@@ -189,9 +250,10 @@ suppression_key = sk.suppression
 
 def effects(decision: dict) -> list[tuple[str, str, str]]:
     """What a decision changes in the pipeline's state: ``(op, key, value)`` with op
-    ``set`` or ``sadd``. Only dismissals and misused-identity marks feed back."""
+    ``set`` or ``sadd``. Only final dismissals and misused-identity marks feed back."""
     action = decision.get("action")
-    if action == "dismiss" and decision.get("rule") == "watchlist_match":
+    if (action == "dismiss" and decision.get("rule") == "watchlist_match"
+            and decision.get("final", True)):
         until = None if decision.get("cannot_link") else decision.get("suppress_until")
         value = {"until": until, "reason": decision.get("reason"),
                  "decision_id": decision.get("decision_id")}

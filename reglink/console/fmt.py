@@ -1,0 +1,161 @@
+"""How the console writes times, probabilities, places and match weights for a reader.
+
+Every time on every page is shown in one zone (``Settings.console_tz``, ``+08:00`` unless set),
+with the zone written out; a probability is written the same way everywhere (four decimals,
+never rounded up to 1 or down to 0); a prefecture code comes with its name.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reglink.core import geo
+from reglink.core.errors import ConfigError
+
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+
+
+def zone(spec: str) -> tzinfo:
+    """``"+08:00"`` (a fixed offset), ``"UTC"`` or an IANA name (``"Asia/Shanghai"``)."""
+    spec = spec.strip()
+    if spec.upper() in ("UTC", "Z"):
+        return UTC
+    m = _OFFSET.fullmatch(spec)
+    if m:
+        sign = -1 if m[1] == "-" else 1
+        return timezone(sign * timedelta(hours=int(m[2]), minutes=int(m[3])))
+    try:
+        return ZoneInfo(spec)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"console_tz {spec!r} is not a zone: use an offset such as +08:00 "
+                          "or a name such as Asia/Shanghai") from None
+
+
+def _aware(value: str | float | datetime | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        t = value
+    elif isinstance(value, int | float):
+        t = datetime.fromtimestamp(value, UTC)
+    else:
+        try:
+            t = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def offset(tz: tzinfo, at: datetime | None = None) -> str:
+    """The zone as the offset it has at ``at`` (now if ``None``): ``+08:00``."""
+    delta = (at or datetime.now(UTC)).astimezone(tz).utcoffset() or timedelta(0)
+    minutes = int(delta.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def when(value: str | float | datetime | None, tz: tzinfo) -> str:
+    """An ISO time or epoch seconds as ``2026-03-09 00:00 +08:00`` in ``tz``; the input
+    unchanged if it is no time, ``""`` for none."""
+    t = _aware(value)
+    if t is None:
+        return "" if value is None else str(value)
+    local = t.astimezone(tz)
+    return f"{local:%Y-%m-%d %H:%M} {offset(tz, t)}"
+
+
+def day(value: str | float | datetime, tz: tzinfo) -> str:
+    """Month and day in ``tz``: ``03-09``."""
+    t = _aware(value)
+    return "" if t is None else f"{t.astimezone(tz):%m-%d}"
+
+
+def local_midnight_after(t: float, tz: tzinfo) -> float:
+    """Epoch seconds of the first midnight in ``tz`` after ``t``."""
+    local = datetime.fromtimestamp(t, UTC).astimezone(tz)
+    nxt = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return nxt.timestamp()
+
+
+def prob(p: float | None) -> str:
+    """A probability to four decimals, everywhere the same: ``0.9941``; ``> 0.9999`` when it
+    is below 1 but would round to 1, ``< 0.0001`` when above 0 but would round to 0."""
+    if not isinstance(p, int | float):
+        return ""
+    text = f"{p:.4f}"
+    if p < 1 and text == "1.0000":
+        return "> 0.9999"
+    if p > 0 and text == "0.0000":
+        return "< 0.0001"
+    return text
+
+
+def place(code: str | None) -> str:
+    """``4403`` -> ``4403 深圳市, 广东省`` (see :func:`reglink.core.geo.place_label`)."""
+    return geo.place_label(code)
+
+
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}.*")
+
+
+def field(value: object, tz: tzinfo) -> object:
+    """A record's field for a reader: a date-time in ``tz`` like every other time on the
+    page; anything else (a bare date too) as it is."""
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value) and _aware(value) is not None:
+        return when(value, tz)
+    return value
+
+
+# ---------------------------------------------------------------- match weights in words
+FEATURE_NAMES = {"id": "ID number", "name": "name", "birth_date": "birth date", "sex": "sex",
+                 "phone": "phone", "address": "address"}
+SAME_LEVELS = frozenset({"exact", "exact_valid", "exact_other", "same"})
+#: bits of evidence (log2 Bayes factor) a feature must give to be named in the sentence
+STRONG = 1.0
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def verdict(p: float | None) -> str:
+    if not isinstance(p, int | float):
+        return "the weights do not give a probability"
+    if p >= 0.999:
+        return "these records are almost certainly the same person"
+    if p >= 0.99:
+        return "these records are very likely the same person"
+    if p >= 0.9:
+        return "these records are probably the same person; check the evidence"
+    if p >= 0.5:
+        return "these records may be the same person; check the evidence closely"
+    return "these records are probably not the same person"
+
+
+def summary(explanation: dict | None) -> str | None:
+    """One plain sentence from the per-feature weights: what agrees, what is only similar,
+    what differs, and what the probability means. E.g. "Same ID number, name and birth
+    date: these records are almost certainly the same person."; ``None`` without weights
+    (the chart says so)."""
+    if not explanation or not explanation.get("features"):
+        return None
+    same, similar, differ = [], [], []
+    for f in explanation["features"]:
+        w, level = float(f.get("weight") or 0.0), str(f.get("level") or "")
+        name = FEATURE_NAMES.get(f.get("feature"), str(f.get("feature")).replace("_", " "))
+        if w >= STRONG:
+            (same if level in SAME_LEVELS else similar).append(
+                name if level in SAME_LEVELS else f"{name} ({level.replace('_', ' ')})")
+        elif w <= -STRONG:
+            differ.append(name)
+    parts = []
+    if same:
+        parts.append(f"Same {_join(same)}")
+    if similar:
+        parts.append(f"{'similar' if parts else 'Similar'} {_join(similar)}")
+    if differ:
+        parts.append(f"{'different' if parts else 'Different'} {_join(differ)}")
+    head = "; ".join(parts) if parts else "No feature agrees or differs strongly"
+    return f"{head}: {verdict(explanation.get('probability'))}."
