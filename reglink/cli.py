@@ -40,7 +40,7 @@ class SourceChoice(click.Choice):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="reglink", message="%(prog)s %(version)s")
+@click.version_option(package_name="reglink", message="reglink %(version)s")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Settings file (JSON or KEY=VALUE lines). Env REGLINK_* overrides it.")
 @click.pass_context

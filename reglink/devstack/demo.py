@@ -62,7 +62,9 @@ def next_steps(s: Settings, run: str, person_id: str | None, base: Path) -> list
 
 
 def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: float = 1.0,
-             seed: int = 7) -> None:
+             seed: int = 7, run: str | None = None, out_dir: Path | None = None) -> None:
+    """The demo; ``run`` names it (default demo<HHMMSS>), ``out_dir`` gets its files (default
+    <state_dir>/demo/<HHMMSS>)."""
     from connectors.publish import run_publish
     from reglink.devstack import stack
     from reglink.person import _read_all
@@ -71,10 +73,10 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
 
     stack.up(settings)
     run_id = datetime.now().astimezone().strftime("%H%M%S")
-    run = f"demo{run_id}"
+    run = run or f"demo{run_id}"
     s = demo_settings(settings, run)
     stack.create_topics_and_acls(s)  # scram: ACLs for the run's topics and worker group
-    base = Path(s.state_dir) / "demo" / run_id
+    base = out_dir or Path(s.state_dir) / "demo" / run_id
     print(run_simulate(persons=persons, days=days, start="2026-03-01", seed=seed,
                        out_dir=base / "sim"))
 

@@ -847,6 +847,10 @@ def service_pid(settings: Settings, name: str) -> int | None:
     return _running_pid(p.redis_pid, REDIS_MARKER)
 
 
+KAFKA_PORT_LINE = r"^advertised\.listeners=\w+://[^:,]+:(\d+)"  # in <state>/kafka/server.properties
+REDIS_PORT_LINE = r"^(?:tls-)?port (\d+)$"  # in <state>/redis/redis.conf
+
+
 def _started_port(config: Path, pattern: str) -> int | None:
     """The port a service of this state dir was started with, read from its rendered config."""
     try:
@@ -869,13 +873,13 @@ def status(settings: Settings) -> int:
     rows = [
         ("kafka", "REGLINK_KAFKA_PORT", settings.kafka_port,
          _running_pid(p.kafka_pid, KAFKA_MARKER),
-         _started_port(p.kafka / "server.properties", r"^advertised\.listeners=\w+://[^:,]+:(\d+)"),
+         _started_port(p.kafka / "server.properties", KAFKA_PORT_LINE),
          settings.kafka_bootstrap + (" (SASL_SSL)" if kafka_auth.tls(settings) else ""),
          lambda: _kafka_answers(settings, 3.0) if _bootstrap_open(settings) else "port closed",
          p.kafka_log),
         ("redis", "REGLINK_REDIS_PORT", settings.redis_port,
          _running_pid(p.redis_pid, REDIS_MARKER),
-         _started_port(p.redis / "redis.conf", r"^(?:tls-)?port (\d+)$"),
+         _started_port(p.redis / "redis.conf", REDIS_PORT_LINE),
          re.sub(r"//[^@/]*@", "//***@", settings.redis_url)
          + (" (TLS)" if kafka_auth.secure(settings) and settings.redis_tls else ""),
          lambda: _redis_answers(settings), p.redis_log),
