@@ -40,7 +40,7 @@ def demo_settings(settings: Settings, run: str) -> Settings:
 
 def next_steps(s: Settings, run: str, person_id: str | None, base: Path) -> list[str]:
     """The commands that look at what the run ``run`` made, as the demo prints them."""
-    state = Path(s.state_dir).resolve()
+    state, here = Path(s.state_dir).resolve(), base.resolve()
     users = state / "demo" / "users.json"
     who = person_id or "<a person id (P…) from the alerts>"
     return [
@@ -55,7 +55,7 @@ def next_steps(s: Settings, run: str, person_id: str | None, base: Path) -> list
         f"    reglink console-user demo --role supervisor --users-file {users}",
         f"    REGLINK_CONSOLE_USERS_FILE={users} reglink console --prefix {run}",
         "  replay the same input in one process (no stack):",
-        f"    reglink replay {base / 'sim' / 'events.jsonl'} --out {base / 'replay'}",
+        f"    reglink replay {here / 'sim' / 'events.jsonl'} --out {here / 'replay'}",
         "  reset: stop the stack and delete its data (every demo run, all topics and Redis keys):",
         f"    reglink stack down && rm -rf {state}",
     ]
