@@ -31,6 +31,14 @@ RUN_ON_THE_STACK = ("alerts", "person", "publish", "stack", "console", "console-
                     "worker")  # tests/integration/test_cli_first_hour.py
 
 
+@pytest.fixture(autouse=True)
+def _endpoints_from_the_test(monkeypatch) -> None:
+    """The endpoint settings come from each test alone, not from the caller's environment."""
+    for name in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_BOOTSTRAP", "REDIS_PORT",
+                 "REDIS_URL"):
+        monkeypatch.delenv(f"REGLINK_{name}", raising=False)
+
+
 def _help_texts() -> dict[str, str]:
     """The help of the group and of every command (sub-groups included), by command path."""
     out: dict[str, str] = {}
@@ -212,8 +220,6 @@ def test_status_probes_only_the_ports_the_settings_name(tmp_path, monkeypatch) -
     monkeypatch.setenv("REGLINK_KAFKA_SECURITY", "plaintext")
     monkeypatch.setenv("REGLINK_REDIS_PORT", str(redis_port))
     monkeypatch.setenv("REGLINK_KAFKA_PORT", str(kafka_port))
-    monkeypatch.delenv("REGLINK_REDIS_URL", raising=False)
-    monkeypatch.delenv("REGLINK_KAFKA_BOOTSTRAP", raising=False)
     got = CliRunner().invoke(cli.main, ["stack", "status"])
     thread.join(10)
     listener.close()
