@@ -99,28 +99,33 @@ def test_the_demo_says_what_to_run_next_and_it_works(kafka_settings: Settings, p
     try:
         run_demo(kafka_settings, persons=300, days=6, pace_s=0.2, run=run,
                  out_dir=tmp_path / "demo")
-        _check_what_the_demo_printed(s, run, capsys.readouterr().out, tmp_path)
+        # the commands run in the demo's environment: the stack's Redis prefix is the test's
+        env = {"REGLINK_REDIS_PREFIX": kafka_settings.redis_prefix}
+        _check_what_the_demo_printed(s, run, capsys.readouterr().out, tmp_path, env)
     finally:  # the run's topics, the worker's internal topics and the run's ACLs
         _delete_test_topics(s)
 
 
-def _check_what_the_demo_printed(s: Settings, run: str, printed: str, tmp_path: Path) -> None:
+def _check_what_the_demo_printed(s: Settings, run: str, printed: str, tmp_path: Path,
+                                 env: dict[str, str]) -> None:
     steps = printed[printed.index("The demo's records"):]
     commands = [line.strip() for line in steps.splitlines() if EXAMPLE.match(line)]
-    assert [shlex.split(c.split("reglink", 1)[1])[0] for c in commands] == [
+    assert [shlex.split(EXAMPLE.match("  " + c).group(2))[0]  # type: ignore[union-attr]
+            for c in commands] == [
         "alerts", "person", "console-user", "console", "replay", "stack"]
     assert commands[-1].startswith("reglink stack down && rm -rf ")  # the reset: not run here
 
-    shown = _invoke(commands[0])
+    shown = _invoke(commands[0], **env)
     assert shown.exit_code == 0, shown.output
     assert shown.stderr.splitlines()[0].startswith(f"reading topic {s.topic('alerts')} from "
                                                    "the oldest alert")
     alerts = read_topic(s, "alerts", idle_ms=3000)
     assert alerts, "the demo raised no alert: too small a world for this test"
+    assert len(shown.stdout.splitlines()) == len({(a["alert_id"], a["status"]) for a in alerts})
     for a in alerts:
-        assert a["alert_id"] in shown.stdout
+        assert a["person_id"] in shown.stdout
 
-    person = _invoke(commands[1])
+    person = _invoke(commands[1], **env)
     assert person.exit_code == 0, person.output
     pid = re.search(r"reglink person (P[0-9a-f]{16}) ", commands[1]).group(1)  # type: ignore[union-attr]
     assert pid in {a["person_id"] for a in alerts}
@@ -133,7 +138,7 @@ def _check_what_the_demo_printed(s: Settings, run: str, printed: str, tmp_path: 
     assert users.parent == Path(s.state_dir).resolve() / "demo"
     assert "--prefix" in commands[3] and run in commands[3]
 
-    replay = _invoke(commands[4])
+    replay = _invoke(commands[4], **env)
     assert replay.exit_code == 0, replay.output
     assert (tmp_path / "demo" / "replay" / "alerts.jsonl").is_file()
 
