@@ -41,7 +41,7 @@ def demo_settings(settings: Settings, run: str) -> Settings:
 def next_steps(s: Settings, run: str, person_id: str | None, base: Path) -> list[str]:
     """The commands that look at what the run ``run`` made, as the demo prints them."""
     state, here = Path(s.state_dir).resolve(), base.resolve()
-    users = state / "demo" / "users.json"
+    users = here / "users.json"
     who = person_id or "<a person id (P…) from the alerts>"
     return [
         f"The demo's records, identities and alerts stay on the stack under topic prefix "

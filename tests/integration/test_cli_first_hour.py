@@ -6,8 +6,13 @@ stack run (tests/unit/test_cli.py runs the others)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,13 +38,57 @@ def _name(s: Settings) -> str:
     return name
 
 
-def _invoke(line: str, **env: str):
+def _invoke(line: str, input: str | None = None, **env: str):
     """``line`` (``[VAR=value ...] reglink ARGS``) as a shell would run it, in this process."""
     m = EXAMPLE.match("  " + line)
     assert m is not None, line
     env.update(dict(a.split("=", 1) for a in shlex.split(m.group(1))))
-    return CliRunner().invoke(cli.main, shlex.split(m.group(2)), env=env,
+    return CliRunner().invoke(cli.main, shlex.split(m.group(2)), env=env, input=input,
                               catch_exceptions=False)
+
+
+def _console_shows(line: str, env: dict[str, str], person_ids: set[str]) -> None:
+    """Start the console as ``line`` says (on a free port), sign in as the user the demo's
+    previous command made, and wait for its queue to list ``person_ids``."""
+    import httpx
+
+    m = EXAMPLE.match("  " + line)
+    assert m is not None, line
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, **env, "REGLINK_CONSOLE_PORT": str(port),
+           **dict(a.split("=", 1) for a in shlex.split(m.group(1)))}
+    proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", *shlex.split(m.group(2))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=url, timeout=5, follow_redirects=True) as web:
+            while True:
+                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+                try:
+                    if web.get("/login").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the console did not answer"
+                time.sleep(0.5)
+            signed = web.post("/login", data={"username": "demo", "password": "demo-password-1"})
+            assert signed.status_code == 200, signed.text
+            while True:
+                page = web.get("/").text
+                if all(pid in page for pid in person_ids):
+                    return
+                assert time.monotonic() < deadline, f"the console's queue lacks {person_ids}"
+                time.sleep(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _send_alert(s: Settings, alert: dict) -> None:
@@ -135,8 +184,10 @@ def _check_what_the_demo_printed(s: Settings, run: str, printed: str, tmp_path: 
     assert [(e["subject"]["person_ids"], e["outcome"]) for e in lookups] == [([pid], "found")]
 
     users = Path(shlex.split(commands[2])[-1])
-    assert users.parent == Path(s.state_dir).resolve() / "demo"
-    assert "--prefix" in commands[3] and run in commands[3]
+    assert users.parent == (tmp_path / "demo").resolve()
+    made = _invoke(commands[2], **env, input="demo-password-1\ndemo-password-1\n")
+    assert made.exit_code == 0, made.output
+    _console_shows(commands[3], env, {a["person_id"] for a in alerts})
 
     replay = _invoke(commands[4], **env)
     assert replay.exit_code == 0, replay.output
