@@ -6,6 +6,7 @@ Errors that reglink raises on purpose print as one line with the fix, not a trac
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class SourceChoice(click.Choice):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reglink", message="reglink %(version)s")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Settings file (JSON or KEY=VALUE lines). Env REGLINK_* overrides it.")
 @click.pass_context
@@ -46,18 +48,55 @@ def main(ctx: click.Context, config_file: str | None) -> None:
     """reglink: link registry records to persons in real time and raise explainable alerts.
 
     \b
-    Quick start:
-      reglink stack up          start local Kafka (KRaft) + Redis (AOF)
-      reglink simulate --out data/
+    Without the stack (one process, in memory):
+      reglink simulate --persons 300 --days 5 --out data/
+      reglink replay data/events.jsonl --out out/
+      reglink evaluate data/ out/
+    \b
+    On the local stack (Kafka + Redis):
+      reglink demo
+      reglink stack up
       reglink publish --source hotel data/hotel.jsonl
-      reglink worker            link records, apply rules, publish alerts
-      reglink replay data/*.jsonl --out out/
+      reglink worker
+      reglink alerts --from-beginning --timeout 5
+
+    `reglink demo` runs the whole pipeline and prints the commands that show what it made.
+    data/events.jsonl holds every source in event order; data/<source>.jsonl one source each
+    (the other files in data/ are the simulator's ground truth, not input).
     """
     ctx.obj = {"config_file": config_file}
 
 
-def _settings(ctx: click.Context, **overrides) -> Settings:
-    return load_settings(ctx.obj.get("config_file"), **overrides)
+PREFIX_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+
+def _prefix_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    name = value.rstrip(".:")
+    if not PREFIX_NAME.match(name):
+        raise click.BadParameter(f"{value!r}: use letters, digits, '.', '_' and '-' (a run "
+                                 "name such as demo143025)")
+    return name
+
+
+def _prefix_option(f):
+    return click.option(
+        "--prefix", "prefix", default=None, metavar="NAME", callback=_prefix_name,
+        help="Look at the run NAME (e.g. one `reglink demo` made): topics NAME.* and Redis keys "
+             "under <REGLINK_REDIS_PREFIX>NAME: instead of the configured prefixes.")(f)
+
+
+def prefixed(settings: Settings, name: str) -> Settings:
+    """``settings`` for the run ``name``: topic prefix ``name.``, Redis prefix nested under the
+    configured one (in scram mode the Redis users may only touch keys below it)."""
+    return settings.model_copy(update={"topic_prefix": f"{name}.",
+                                       "redis_prefix": f"{settings.redis_prefix}{name}:"})
+
+
+def _settings(ctx: click.Context, prefix: str | None = None, **overrides) -> Settings:
+    settings = load_settings(ctx.obj.get("config_file"), **overrides)
+    return prefixed(settings, prefix) if prefix else settings
 
 
 # --- stack -------------------------------------------------------------------------------
@@ -166,7 +205,16 @@ def publish(ctx: click.Context, source: str, fmt: str, follow: bool, as_json: bo
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 def simulate(persons: int, days: int, start: str, seed: int, watch_share: float,
              out_dir: str) -> None:
-    """Write a realistic synthetic stream of registry events plus ground truth."""
+    """Write a realistic synthetic stream of registry events plus ground truth.
+
+    OUT gets events.jsonl (every source, in event order: the input for replay), one
+    <source>.jsonl per source (the input for publish), and truth.jsonl, truth_alerts.jsonl
+    (ground truth for evaluate).
+
+    \b
+    Example:
+      reglink simulate --persons 300 --days 5 --out data/
+    """
     from reglink.sim.simulate import run_simulate
 
     stats = run_simulate(persons=persons, days=days, start=start, seed=seed, out_dir=Path(out_dir),
@@ -185,7 +233,16 @@ def simulate(persons: int, days: int, start: str, seed: int, watch_share: float,
 @click.pass_context
 def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
            decisions_file: str | None) -> None:
-    """Run the worker's linking and rules in one process (no Kafka, no Redis)."""
+    """Run the worker's linking and rules in one process (no Kafka, no Redis).
+
+    Give the records once: a simulated data/events.jsonl holds every source (its per-source
+    files repeat the same records, and truth*.jsonl is not input). OUT gets links.jsonl and
+    alerts.jsonl.
+
+    \b
+    Example:
+      reglink replay data/events.jsonl --out out/
+    """
     from reglink.replay import load_decisions, run_replay
     from reglink.runtime import tune_gc
 
@@ -246,7 +303,12 @@ def purge(ctx: click.Context, before: str | None, older_than: int | None, dry_ru
 @click.argument("sim_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
 def evaluate(sim_dir: str, out_dir: str) -> None:
-    """Score OUT_DIR (links.jsonl, alerts.jsonl) against SIM_DIR's ground truth."""
+    """Score OUT_DIR (links.jsonl, alerts.jsonl) against SIM_DIR's ground truth.
+
+    \b
+    Example:
+      reglink evaluate data/ out/
+    """
     import json
 
     from reglink.evaluate import evaluate as _evaluate
@@ -328,33 +390,49 @@ def worker(ctx: click.Context, workdir: str | None) -> None:
 @click.option("--priority", default=None, type=click.Choice(["high", "medium", "low"]),
               help="Only watchlist matches of this priority.")
 @click.option("--prefecture", default=None, help="Only this prefecture (4 digits, or a prefix).")
-@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert.")
+@click.option("--from-beginning", is_flag=True,
+              help="Start at the oldest alert (default: only alerts that arrive from now on).")
 @click.option("--timeout", default=None, type=float, help="Stop after N idle seconds.")
+@_prefix_option
 @click.pass_context
 def alerts(ctx, as_json: bool, rule: str | None, status: str | None, priority: str | None,
-           prefecture: str | None, from_beginning: bool, timeout: float | None):
+           prefecture: str | None, from_beginning: bool, timeout: float | None,
+           prefix: str | None):
     """Tail the alerts topic: a live table on a terminal, else one line (or JSON) per alert.
 
-    De-duplicated by (alert_id, status); in the table the latest status per alert wins.
+    De-duplicated by (alert_id, status); in the table the latest status per alert wins. The
+    topic and the starting point are named on stderr first.
+
+    \b
+    Examples:
+      reglink alerts --from-beginning --timeout 5
+      reglink alerts --prefix demo143025 --from-beginning --timeout 5 --json
     """
     from reglink.tail import tail_alerts
 
-    tail_alerts(_settings(ctx), as_json=as_json, rule=rule, status=status, priority=priority,
-                prefecture=prefecture, from_beginning=from_beginning, idle_timeout=timeout)
+    tail_alerts(_settings(ctx, prefix), as_json=as_json, rule=rule, status=status,
+                priority=priority, prefecture=prefecture, from_beginning=from_beginning,
+                idle_timeout=timeout)
 
 
 # --- review console ----------------------------------------------------------------------
 @main.command()
 @click.option("--port", default=None, type=int, help="Port (default: settings console_port).")
+@_prefix_option
 @click.pass_context
-def console(ctx: click.Context, port: int | None) -> None:
+def console(ctx: click.Context, port: int | None, prefix: str | None) -> None:
     """Serve the review console on 127.0.0.1: live alert queue, explanations, decisions.
 
     Users come from REGLINK_CONSOLE_USERS_FILE (see `reglink console-user`).
+
+    \b
+    Example:
+      reglink console-user ana --role supervisor --users-file users.json
+      REGLINK_CONSOLE_USERS_FILE=users.json reglink console --prefix demo143025
     """
     from reglink.console.app import run_console
 
-    run_console(_settings(ctx), port=port)
+    run_console(_settings(ctx, prefix), port=port)
 
 
 @main.command("console-user")
@@ -376,15 +454,23 @@ def console_user(name: str, role: str, users_file: str, password: str) -> None:
 @click.option("--justification", "-j", default=None,
               help="Why you look this person up (case number and purpose). Required; audited.")
 @click.option("--json", "as_json", is_flag=True, help="Print the timeline as JSON.")
+@_prefix_option
 @click.pass_context
-def person(ctx: click.Context, query: str, justification: str | None, as_json: bool) -> None:
+def person(ctx: click.Context, query: str, justification: str | None, as_json: bool,
+           prefix: str | None) -> None:
     """Show the audited timeline of one identity: QUERY is a person id (P…) or a name.
 
-    The look-up is written to the audit topic (who, when, what, why) before anything is shown.
+    The look-up is written to the audit topic (who, when, what, why, and whether anyone was
+    found) before anything is shown. No identity found: "not found" on stderr, exit 1.
+
+    \b
+    Example:
+      reglink person P0123456789abcdef -j "case 2026-114: verify hotel lead"
     """
     from reglink.person import run_person
 
-    run_person(_settings(ctx), query, justification, as_json=as_json)
+    if not run_person(_settings(ctx, prefix), query, justification, as_json=as_json):
+        sys.exit(1)
 
 
 @main.command()
@@ -437,7 +523,11 @@ def compose_env(out: str | None) -> None:
 @click.option("--days", default=20, show_default=True)
 @click.pass_context
 def demo(ctx: click.Context, persons: int, days: int) -> None:
-    """Stack up, simulate, publish, run a worker and print alerts live."""
+    """Stack up, simulate, publish, run a worker and print alerts live.
+
+    The run gets its own topic and Redis prefix (demo<HHMMSS>); at the end the demo prints the
+    commands that show its alerts, a person, the console, and how to reset.
+    """
     from reglink.devstack.demo import run_demo
 
     run_demo(_settings(ctx), persons=persons, days=days)

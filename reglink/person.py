@@ -199,8 +199,12 @@ def _sortable(at: str | None) -> float:
 
 # ------------------------------------------------------------------ the CLI command
 def run_person(settings: Settings, query: str, justification: str | None,
-               as_json: bool = False, principal: str | None = None, out=None) -> int:
-    """``reglink person``: audit first, then show the timeline(s). Returns persons shown."""
+               as_json: bool = False, principal: str | None = None, out=None, err=None) -> int:
+    """``reglink person``: look up, audit (with the outcome), then show the timeline(s).
+
+    Returns the number of persons shown; none found is "not found" on ``err``, after the
+    audit record is written.
+    """
     import sys
 
     from kafka import KafkaProducer
@@ -208,19 +212,30 @@ def run_person(settings: Settings, query: str, justification: str | None,
     why = check_justification(justification)
     principal = principal or getpass.getuser()
     view = IdentityView(settings)
-    pids = [query] if PERSON_ID.match(query) else view.find_by_name(query)
+    by_id = bool(PERSON_ID.match(query))
+    if by_id:  # a merged-away id still finds the identity it was merged into
+        found = view.summary(query) is not None
+        pids = [query] if found else []
+    else:
+        pids = view.find_by_name(query)
+        found = bool(pids)
     producer = kafka_client(KafkaProducer, settings, "console", acks="all",
                             request_timeout_ms=15000)
     entry = audit_entry(principal, "cli", "person_lookup",
-                        {"query_kind": "person_id" if PERSON_ID.match(query) else "name",
-                         "person_ids": pids}, why, "cli")
+                        {"query_kind": "person_id" if by_id else "name",
+                         "person_ids": [query] if by_id else pids},
+                        why, "cli", outcome="found" if found else "not_found")
     producer.send(settings.topic("audit"), key=principal.encode(),
                   value=json.dumps(entry, ensure_ascii=False).encode()).get(timeout=15)
     producer.close(timeout=5)
     out = out or sys.stdout
-    if not pids:
-        raise ReglinkError(f"no identity found for {query!r}: try a person id (P…) from "
-                           "`reglink alerts` or another spelling of the name")
+    if not found:
+        (err or sys.stderr).write(
+            f"reglink person: not found: no identity {query!r} under topic prefix "
+            f"{settings.topic_prefix!r} and Redis prefix {settings.redis_prefix!r} (audited: "
+            f"{entry['audit_id']}); try a person id (P…) from `reglink alerts`, another "
+            "spelling of the name, or --prefix for a demo run\n")
+        return 0
     topics = _read_all(settings, ["identity.events", "linked", "alerts", "decisions"])
     timelines = [build_timeline(settings, p, view, topics) for p in pids]
     if as_json:

@@ -3,6 +3,7 @@
 De-duplicated: at-least-once delivery may repeat a message, so each ``(alert_id, status)``
 is shown once, and in the table the **latest status per alert_id wins** (one row per alert).
 Filters: rule, status, priority, prefecture. Not a TTY (or ``--json``): one line per message.
+Before anything else, one line on stderr names the topic and where reading starts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from reglink.core.settings import Settings
 from reglink.kafka_auth import kafka_client
@@ -66,12 +68,22 @@ def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = No
                 from_beginning: bool = False, idle_timeout: float | None = None,
                 out=None, until=None, status: str | None = None,
                 priority: str | None = None, prefecture: str | None = None,
-                live: bool | None = None) -> int:
+                live: bool | None = None, err=None,
+                on_alert: Callable[[dict], None] | None = None) -> int:
     """Show alerts until interrupted, ``idle_timeout`` seconds pass without one, or
-    ``until()`` turns true. Returns how many messages were shown."""
+    ``until()`` turns true. ``on_alert`` gets every alert shown. Returns how many messages
+    were shown."""
     from kafka import KafkaConsumer
 
     out = out or sys.stdout
+    err = err or sys.stderr
+    topic = settings.topic("alerts")
+    start = ("from the oldest alert" if from_beginning else
+             "from now on: only new alerts (--from-beginning shows the earlier ones)")
+    stop = (f", until {idle_timeout:g} s pass without one" if idle_timeout is not None
+            else ", until Ctrl-C" if until is None else "")
+    err.write(f"reading topic {topic} {start}{stop}\n")
+    err.flush()
     consumer = kafka_client(KafkaConsumer, settings, "reader", settings.topic("alerts"),
                             auto_offset_reset="earliest" if from_beginning else "latest",
                             enable_auto_commit=False, consumer_timeout_ms=500)
@@ -110,6 +122,8 @@ def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = No
                 if not wanted(alert, **filters) and not live:
                     continue
                 shown += 1
+                if on_alert is not None:
+                    on_alert(alert)
                 if as_json:
                     out.write(json.dumps(alert, ensure_ascii=False) + "\n")
                     out.flush()
@@ -123,6 +137,8 @@ def tail_alerts(settings: Settings, as_json: bool = False, rule: str | None = No
             if got:
                 last = time.monotonic()
             elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                if not shown:
+                    err.write(f"no alert on {topic} in {idle_timeout:g} s\n")
                 return shown
             if until is not None and until():
                 return shown

@@ -8,16 +8,31 @@ Nothing here runs at import time: call :func:`load_settings`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reglink.core.errors import ConfigError
 
 DEV_HMAC_KEY = "reglink-dev-key-change-me"
 DEV_CONSOLE_SECRET = "reglink-console-dev-secret"
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _local_port(address: str, default: int) -> int | None:
+    """The port of ``address`` (``host:port`` or a URL) if its host is this machine."""
+    parts = urlsplit(address if "//" in address else f"//{address}")
+    if parts.hostname not in LOCAL_HOSTS:
+        return None
+    try:
+        return parts.port or default
+    except ValueError:  # not a number: pydantic or the client reports the address itself
+        return None
 
 
 class Settings(BaseSettings):
@@ -32,6 +47,10 @@ class Settings(BaseSettings):
     source_partitions: int = Field(1, ge=1)
     derived_partitions: int = Field(1, ge=1)
     state_dir: Path = Path(".reglink")
+    # A local endpoint is one setting: the port alone implies the client address
+    # (127.0.0.1:<kafka_port>, redis://127.0.0.1:<redis_port>/0), a local address alone implies
+    # the port, and a port that contradicts a local address is refused. kafka_controller_port
+    # defaults to kafka_port + 1.
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     redis_port: int = 6379
@@ -92,6 +111,36 @@ class Settings(BaseSettings):
     # threshold (reglink.core.rules.watchlist). Off, every identity at the threshold is named: the
     # matching benchmark (benchmarks/matching/watchlist.py) and a unit test compare the two.
     watchlist_ambiguity_guard: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_setting_per_endpoint(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for port_name, address_name, address_of, default in (
+                ("kafka_port", "kafka_bootstrap", "127.0.0.1:{}".format, 9092),
+                ("redis_port", "redis_url", "redis://127.0.0.1:{}/0".format, 6379)):
+            port, address = data.get(port_name), data.get(address_name)
+            if address is None:
+                if port is not None:
+                    data[address_name] = address_of(port)
+                continue
+            implied = next((p for a in str(address).split(",")
+                            if (p := _local_port(a.strip(), default)) is not None), None)
+            if implied is None:
+                continue
+            if port is None:
+                data[port_name] = implied
+            elif str(port) != str(implied):
+                shown = re.sub(r"//[^@/]*@", "//***@", str(address))  # no password shown
+                raise ValueError(
+                    f"REGLINK_{port_name.upper()}={port} but REGLINK_{address_name.upper()}="
+                    f"{shown} names port {implied}: set only REGLINK_{port_name.upper()} (it "
+                    f"implies the address), or make the two agree")
+        if data.get("kafka_controller_port") is None and data.get("kafka_port") is not None:
+            data["kafka_controller_port"] = int(data["kafka_port"]) + 1
+        return data
 
     @model_validator(mode="after")
     def _tls_needs_scram(self) -> Settings:
@@ -157,5 +206,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     merged.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**merged)
-    except Exception as exc:  # pydantic ValidationError -> one clear line
+    except ValidationError as exc:  # one clear line per problem, without pydantic's framing
+        problems = "; ".join(
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None
+    except Exception as exc:
         raise ConfigError(f"invalid settings: {exc}") from None

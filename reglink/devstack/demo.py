@@ -2,7 +2,9 @@
 
 stack up -> simulate N days -> a worker process -> the simulated days are written out one at a
 time into per-source files, each followed by its source's connector (`publish --follow`) ->
-alerts are printed as the worker emits them. Each run uses its own topic prefix and Redis prefix.
+alerts are printed as the worker emits them. Each run uses its own topic prefix and Redis prefix
+(the run name, demo<HHMMSS>); at the end the demo prints the commands that look at what it made
+(`--prefix <run name>`) and the one that resets the stack.
 """
 
 from __future__ import annotations
@@ -27,22 +29,54 @@ def _day_of(record: dict) -> str:
     return record[field][:10] if field else ""
 
 
+def demo_settings(settings: Settings, run: str) -> Settings:
+    """The settings of the demo run ``run``: topic prefix ``<run>.``; the Redis prefix nests
+    under the stack's (in scram mode the Redis users may only touch keys under the prefix the
+    stack was started with). `--prefix <run>` on the command line names the same prefixes."""
+    return settings.model_copy(update={
+        "topic_prefix": f"{run}.", "redis_prefix": f"{settings.redis_prefix}{run}:",
+        "app_id": f"reglink-{run}", "idle_timeout_s": 5.0})
+
+
+def next_steps(s: Settings, run: str, person_id: str | None, base: Path) -> list[str]:
+    """The commands that look at what the run ``run`` made, as the demo prints them."""
+    state, here = Path(s.state_dir).resolve(), base.resolve()
+    users = here / "users.json"
+    who = person_id or "<a person id (P…) from the alerts>"
+    return [
+        f"The demo's records, identities and alerts stay on the stack under topic prefix "
+        f"{s.topic_prefix} and Redis prefix {s.redis_prefix} (run name {run}). Next:",
+        "  see its alerts (all of them, then stop after 5 idle seconds):",
+        f"    reglink alerts --prefix {run} --from-beginning --timeout 5",
+        "  look up a person (audited; the justification is required):",
+        f'    reglink person {who} --prefix {run} -j "demo: look at a linked person"',
+        "  review in the console (http://127.0.0.1:"
+        f"{s.console_port}/; the first command asks for a password):",
+        f"    reglink console-user demo --role supervisor --users-file {users}",
+        f"    REGLINK_CONSOLE_USERS_FILE={users} reglink console --prefix {run}",
+        "  replay the same input in one process (no stack):",
+        f"    reglink replay {here / 'sim' / 'events.jsonl'} --out {here / 'replay'}",
+        "  reset: stop the stack and delete its data (every demo run, all topics and Redis keys):",
+        f"    reglink stack down && rm -rf {state}",
+    ]
+
+
 def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: float = 1.0,
-             seed: int = 7) -> None:
+             seed: int = 7, run: str | None = None, out_dir: Path | None = None) -> None:
+    """The demo; ``run`` names it (default demo<HHMMSS>), ``out_dir`` gets its files (default
+    <state_dir>/demo/<HHMMSS>)."""
     from connectors.publish import run_publish
     from reglink.devstack import stack
+    from reglink.person import _read_all
     from reglink.sim.simulate import run_simulate
     from reglink.tail import tail_alerts
 
     stack.up(settings)
     run_id = datetime.now().astimezone().strftime("%H%M%S")
-    # The Redis prefix nests under the stack's: in scram mode the worker's Redis user may only
-    # touch keys under the prefix the stack was started with.
-    s = settings.model_copy(update={
-        "topic_prefix": f"demo{run_id}.", "redis_prefix": f"{settings.redis_prefix}demo{run_id}:",
-        "app_id": f"reglink-demo-{run_id}", "idle_timeout_s": 5.0})
+    run = run or f"demo{run_id}"
+    s = demo_settings(settings, run)
     stack.create_topics_and_acls(s)  # scram: ACLs for the run's topics and worker group
-    base = Path(s.state_dir) / "demo" / run_id
+    base = out_dir or Path(s.state_dir) / "demo" / run_id
     print(run_simulate(persons=persons, days=days, start="2026-03-01", seed=seed,
                        out_dir=base / "sim"))
 
@@ -90,11 +124,12 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
     feeder.start()
     print(f"metrics: worker http://127.0.0.1:{s.worker_metrics_port}/metrics  "
           f"(worker log: {base / 'worker.log'})")
-    print(f"alerts (topic {s.topic('alerts')}), live:", flush=True)
+    persons_seen: list[str] = []
     try:
         # After the feed, every source goes idle and the worker flushes its watermark.
         shown = tail_alerts(s, from_beginning=True, until=lambda: bool(fed) and
-                            time.monotonic() > fed[0] + s.idle_timeout_s + 8)
+                            time.monotonic() > fed[0] + s.idle_timeout_s + 8,
+                            on_alert=lambda a: persons_seen.append(a.get("person_id") or ""))
     finally:
         stop.set()
         for t in threads:
@@ -108,5 +143,9 @@ def run_demo(settings: Settings, persons: int = 400, days: int = 20, pace_s: flo
         summary = summaries.get(source)
         if summary is not None:
             print(f"  {source:9} {summary.line()}")
-    print(f"{shown} alert messages. Replay the same input: "
-          f"reglink replay {base / 'sim' / 'events.jsonl'} --out {base / 'replay'}")
+    person_id = next((p for p in persons_seen if p), None)
+    if person_id is None:
+        person_id = next((ln["person_id"] for _ts, ln in _read_all(s, ["linked"])["linked"]
+                          if ln.get("person_id")), None)
+    print(f"{shown} alert messages; the worker has stopped.\n")
+    print("\n".join(next_steps(s, run, person_id, base)), flush=True)

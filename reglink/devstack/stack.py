@@ -847,21 +847,51 @@ def service_pid(settings: Settings, name: str) -> int | None:
     return _running_pid(p.redis_pid, REDIS_MARKER)
 
 
+KAFKA_PORT_LINE = r"^advertised\.listeners=\w+://[^:,]+:(\d+)"  # in <state>/kafka/server.properties
+REDIS_PORT_LINE = r"^(?:tls-)?port (\d+)$"  # in <state>/redis/redis.conf
+
+
+def _started_port(config: Path, pattern: str) -> int | None:
+    """The port a service of this state dir was started with, read from its rendered config."""
+    try:
+        found = re.findall(pattern, config.read_text(encoding="utf-8"), re.MULTILINE)
+    except OSError:
+        return None
+    ports = [int(port) for port in found if int(port)]  # redis_tls: "port 0", then tls-port
+    return ports[-1] if ports else None
+
+
 def status(settings: Settings) -> int:
-    """Print one line per service; 0 only if both Kafka and Redis answer."""
+    """Print one line per service; 0 only if both Kafka and Redis answer.
+
+    Only the endpoints the settings name are probed. A service this state dir started on
+    another port is reported with the setting that reaches it, and not probed; a port served
+    by a process this state dir did not start is named as such.
+    """
     p = _paths(settings)
+    _say(f"stack  state dir {p.state}")
     rows = [
-        ("kafka", _running_pid(p.kafka_pid, KAFKA_MARKER),
+        ("kafka", "REGLINK_KAFKA_PORT", settings.kafka_port,
+         _running_pid(p.kafka_pid, KAFKA_MARKER),
+         _started_port(p.kafka / "server.properties", KAFKA_PORT_LINE),
          settings.kafka_bootstrap + (" (SASL_SSL)" if kafka_auth.tls(settings) else ""),
          lambda: _kafka_answers(settings, 3.0) if _bootstrap_open(settings) else "port closed",
          p.kafka_log),
-        ("redis", _running_pid(p.redis_pid, REDIS_MARKER),
+        ("redis", "REGLINK_REDIS_PORT", settings.redis_port,
+         _running_pid(p.redis_pid, REDIS_MARKER),
+         _started_port(p.redis / "redis.conf", REDIS_PORT_LINE),
          re.sub(r"//[^@/]*@", "//***@", settings.redis_url)
          + (" (TLS)" if kafka_auth.secure(settings) and settings.redis_tls else ""),
          lambda: _redis_answers(settings), p.redis_log),
     ]
     ok = True
-    for name, pid, where, probe, logfile in rows:
+    for name, variable, port, pid, started_port, where, probe, logfile in rows:
+        if pid is not None and started_port not in (None, port):
+            ok = False
+            _say(f"{name:<6} {'up':<5} pid {pid:<8} answers ?    {where}  (this state dir's "
+                 f"{name} listens on port {started_port}, the settings name port {port}: set "
+                 f"{variable}={started_port}; not probed)")
+            continue
         reason = probe()
         answers = reason is None
         ok &= answers
@@ -870,6 +900,9 @@ def status(settings: Settings) -> int:
                 f"answers {'yes' if answers else 'no '}  {where}")
         if pid is not None and not answers:
             line += f"  ({reason}; see {logfile})"
+        elif pid is None and not answers and _port_open(port):
+            line += (f"  (port {port} is served by a process not started from state dir "
+                     f"{p.state}: {reason})")
         _say(line)
     return 0 if ok else 1
 
