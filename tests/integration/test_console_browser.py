@@ -276,6 +276,11 @@ def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
     assert "1/2" in ana.find_element(By.ID, "review-status").text
     assert decide(bo, url, keep["alert_id"], "confirm", "documents_checked") == "confirmed"
 
+    # The dismissal form starts on no reason: the permanent one must be chosen on purpose.
+    ana.get(f"{url}/alerts/{drop['alert_id']}")
+    reasons = Select(ana.find_element(By.ID, "reason-dismiss"))
+    assert reasons.first_selected_option.get_attribute("value") == ""
+    assert reasons.options[1].get_attribute("value") != "different_person"
     # A "different person" dismissal by one operator suppresses nothing: it waits for a
     # second, different reviewer (a supervisor for a high-priority entry).
     state = decide(ana, url, drop["alert_id"], "dismiss", "different_person")
