@@ -51,9 +51,11 @@ def next_steps(s: Settings, run: str, person_id: str | None, base: Path) -> list
         "  look up a person (audited; the justification is required):",
         f'    reglink person {who} --prefix {run} -j "demo: look at a linked person"',
         "  review in the console (http://127.0.0.1:"
-        f"{s.console_port}/; the first command asks for a password):",
+        f"{s.console_port}/; the first command asks for a password; the demo's console runs "
+        "with the development session secret, never do that in production):",
         f"    reglink console-user demo --role supervisor --users-file {users}",
-        f"    REGLINK_CONSOLE_USERS_FILE={users} reglink console --prefix {run}",
+        f"    REGLINK_CONSOLE_DEV_SECRET=1 REGLINK_CONSOLE_USERS_FILE={users} "
+        f"reglink console --prefix {run}",
         "  replay the same input in one process (no stack):",
         f"    reglink replay {here / 'sim' / 'events.jsonl'} --out {here / 'replay'}",
         "  reset: stop the stack and delete its data (every demo run, all topics and Redis keys):",

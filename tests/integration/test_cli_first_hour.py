@@ -200,9 +200,12 @@ def test_the_help_examples_on_the_stack_run(kafka_settings: Settings, redis_clie
     `alerts` examples, on the test's prefix. `person`, `console` and `demo` examples name a
     run and a person: the demo test runs the commands the demo prints for them; `worker` is
     what the demo starts."""
-    s = kafka_settings
+    # the stack's own state dir (credentials, pids), named before leaving the checkout
+    s = kafka_settings.model_copy(update={"state_dir": Path(kafka_settings.state_dir).resolve()})
+    state_dir = str(s.state_dir)
     monkeypatch.chdir(tmp_path)
-    env = {"REGLINK_TOPIC_PREFIX": s.topic_prefix, "REGLINK_REDIS_PREFIX": s.redis_prefix}
+    env = {"REGLINK_TOPIC_PREFIX": s.topic_prefix, "REGLINK_REDIS_PREFIX": s.redis_prefix,
+           "REGLINK_STATE_DIR": state_dir}
     assert _invoke("reglink simulate --persons 300 --days 5 --out data/").exit_code == 0
     ran = set()
     for _path, line in help_examples():
