@@ -405,6 +405,7 @@ def test_cli_person_is_audited_and_alerts_filter(stack):
     assert len({(r["alert_id"], r["status"]) for r in rows}) == len(rows)
 
     down = subprocess.run([*cli, "alerts", "--timeout", "1"], capture_output=True, text=True,
-                          env={**env, "REGLINK_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+                          env={**env, "REGLINK_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                               "REGLINK_KAFKA_PORT": "1"})
     assert down.returncode == 2 and "reglink stack up" in down.stderr
     assert "Traceback" not in down.stderr
