@@ -445,13 +445,12 @@ def stats(ctx: click.Context, replay_out: str | None, prefecture: str | None,
     present_unregistered, arrivals, departures, stale_open.
 
     Reads REPLAY_OUT/stats.jsonl (a `reglink replay` output directory, or the file), else
-    the stats topic from its start (a progress line on stderr while it reads). Final rows
-    only; a re-issued row replaces the earlier one.
+    the stats topic from its start (a progress line on stderr while it reads; --prefix NAME
+    reads the run NAME's). Final rows only; a re-issued row replaces the earlier one.
 
     \b
-    Examples:
-      reglink stats out/ --prefecture 4403 --from 2026-03-01 --to 2026-03-07
-      reglink stats --prefix demo143025 --csv > stats.csv
+    Example:
+      reglink stats out/ --prefecture 44 --from 2026-03-01 --to 2026-03-07
     """
     from reglink import stats as st
 

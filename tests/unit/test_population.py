@@ -340,7 +340,7 @@ def test_final_rows_are_those_of_the_final_state_whatever_the_arrival_order(tmp_
             for a, b, (now,) in pop.segments([d], min(d), final):
                 for day in range(a, b + 1):
                     if any(now):
-                        want[f"{pref}|{pop.day_iso(day)}"] = dict(zip(pop.FIELDS, now))
+                        want[f"{pref}|{pop.day_iso(day)}"] = dict(zip(pop.FIELDS, now, strict=True))
         assert got == want
         # every measure occurs in the corpus
         assert all(any(r[f] for r in got.values()) for f in pop.FIELDS)
