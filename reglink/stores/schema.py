@@ -31,7 +31,9 @@ Rule state (:mod:`reglink.core.rules`):
   ``misused``         set: person ids whose identity a reviewer marked misused
   ``pc:<person_id>``  what a person adds to the population statistics (``population``):
                       day ranges per (prefecture, measure)
-  ``pp:<prefecture>`` the prefecture's population counts as day deltas (``population``)
+  ``pp:<prefecture>`` the prefecture's population counts: what each block of days of
+                      ``pb:`` changes them by (``population``)
+  ``pb:<prefecture>:<block>`` the changes of the counts on each day of one block of days
   ``pps``             set: every prefecture with population counts
 
 Pipeline:
@@ -72,6 +74,7 @@ OUTBOX_MESSAGE = "o:"
 SUPPRESSION = "sup:"
 POPULATION = "pc:"
 POPULATION_COUNTS = "pp:"
+POPULATION_BLOCK = "pb:"
 
 IDENTITY_COUNT = "n:identities"
 OUTBOX_COUNTER = "n:outbox"
@@ -140,6 +143,10 @@ def population(person_id: str) -> str:
 
 def population_counts(prefecture: str) -> str:
     return POPULATION_COUNTS + prefecture
+
+
+def population_block(prefecture: str, block: int) -> str:
+    return f"{POPULATION_BLOCK}{prefecture}:{block}"
 
 
 def watch_index(key: str) -> str:

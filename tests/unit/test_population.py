@@ -352,9 +352,17 @@ def test_state_grows_with_prefectures_and_days_not_with_records():
                    person={"name": f"人{i}", "id_number": rid("340102", "1990-01-01", i)})
             for i in range(1, 60)]
     run.feed(*recs)
-    counts_raw = run.pipe.kv.get(sk.population_counts("4403"))
-    deltas = pop.decode_deltas(counts_raw)
+    kv = run.pipe.kv.base
+    deltas: pop.Deltas = {}
+    for key in kv.scan(sk.population_block("4403", 0)[:-1]):
+        deltas.update(pop.decode_deltas(kv.get(key)))
     # 59 persons with the same days: three change days (start, deadline, after the end)
-    assert sorted(deltas) == [pop.day_of(1772294400.0), pop.day_of(1772294400.0) + 3,
-                              pop.day_of(1772294400.0) + 20]
-    assert deltas[pop.day_of(1772294400.0)][pop.PRESENT] == 59
+    first = pop.day_of(1772294400.0)
+    assert sorted(deltas) == [first, first + 3, first + 20]
+    assert deltas[first][pop.PRESENT] == 59
+    assert deltas[first + 3][pop.UNREGISTERED] == 59
+    assert deltas[first + 20] == [-59, 0, -59, 0, 0, 0]
+    # what each block adds up to, kept beside them
+    totals = pop.decode_deltas(kv.get(sk.population_counts("4403")))
+    assert sorted(totals) == sorted({d // pop.BLOCK for d in deltas})
+    assert [sum(v[pop.PRESENT] for v in totals.values())] == [0]

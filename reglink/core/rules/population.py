@@ -10,10 +10,13 @@ stays ``s:<person_id>`` of ``unregistered_stay``, the residence ledger ``rg:<per
 ``stale_registration``, the identity's resident ID and home) and of nothing else, so it does
 not depend on the order records arrive in (:func:`contribution`): day ranges per
 (prefecture, measure), kept in ``pc:<person_id>``. Each prefecture's counts are kept as a
-difference array ``pp:<prefecture>`` (day -> change of each count on that day): a range adds
-one on its first day and takes it off after its last, an open range never does. The state
-thus grows with prefectures x days of change, not with persons' records; the per-person
-ranges are what lets a merge or a late record take a person's old share off and add the new.
+difference array (day -> change of each count on that day): a range adds one on its first
+day and takes it off after its last, an open range never does. The array is stored in blocks
+of :data:`BLOCK` days, ``pb:<prefecture>:<block>``, with what each block adds up to in
+``pp:<prefecture>``: a record changes a block or two, and the counts of a day are the sums of
+the blocks before it plus the changes of its own block up to it. The state thus grows with
+prefectures x days of change, not with persons' records; the per-person ranges are what lets
+a merge or a late record take a person's old share off and add the new.
 
 Rows are emitted once final: when the watermark has passed the end of the day plus the
 allowed lateness. A chain of timers ``population|<day>`` emits the rows of every prefecture
@@ -45,6 +48,8 @@ PRESENT, REGISTERED, UNREGISTERED, ARRIVALS, DEPARTURES, STALE_OPEN = range(len(
 OPEN = 10**7
 DAY = 86400
 CST_OFFSET = 8 * 3600
+#: Days per stored block of a prefecture's difference array.
+BLOCK = 32
 EPOCH = date(1970, 1, 1)
 
 Range = tuple[int, int]  # first and last day (inclusive), days since 1970-01-01 in CST
@@ -224,9 +229,10 @@ class Population(AlertRule):
     name: ClassVar[str] = "population"
     reads: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.RESIDENCES, sk.IDENTITY, sk.MERGED,
                                         sk.POPULATION, sk.POPULATION_COUNTS,
-                                        sk.POPULATION_PREFECTURES, sk.DUE)
+                                        sk.POPULATION_BLOCK, sk.POPULATION_PREFECTURES, sk.DUE)
     writes: ClassVar[tuple[str, ...]] = (sk.POPULATION, sk.POPULATION_COUNTS,
-                                         sk.POPULATION_PREFECTURES, sk.DUE)
+                                         sk.POPULATION_BLOCK, sk.POPULATION_PREFECTURES,
+                                         sk.DUE)
     emits: ClassVar[tuple[str, ...]] = ("stats",)
 
     def __init__(self, ctx: RuleContext) -> None:
@@ -235,30 +241,50 @@ class Population(AlertRule):
         self.gap = float(s.episode_gap_s)
         self.grace = float(s.grace_deregistration_s)
         self.lateness = float(s.lateness_s)
-        # prefecture -> (the stored value, decoded): a value read again as the same object
-        # (the embedded store hands back what was set) is not decoded again; a value of
-        # another unit of work, or read from Redis, is a new object and decoded afresh
+        # key -> (the stored value, decoded): a value read again as the same object (the
+        # embedded store hands back what was set) is not decoded again; a value of another
+        # unit of work, or read from Redis, is a new object and decoded afresh
         self._decoded: dict[str, tuple[str | bytes, Deltas]] = {}
 
     # ------------------------------------------------------------------ state
     def person_keys(self, person_id: str) -> list[str]:
         return [sk.population(person_id)]
 
-    def _counts(self, pref: str) -> Deltas:
-        """The prefecture's counts (a copy the caller may change)."""
-        raw = self.ctx.kv.get(sk.population_counts(pref))
+    def _load(self, key: str) -> Deltas:
+        """A stored day (or block) -> counts map (a copy the caller may change)."""
+        raw = self.ctx.kv.get(key)
         if not raw:
             return {}
-        seen = self._decoded.get(pref)
+        seen = self._decoded.get(key)
         if seen is None or seen[0] is not raw:
-            seen = self._decoded[pref] = (raw, decode_deltas(raw))
+            seen = self._decoded[key] = (raw, decode_deltas(raw))
         return dict(seen[1])
 
-    def _save_counts(self, pref: str, counts: Deltas) -> None:
-        """Store a prefecture's counts (the caller no longer changes ``counts``)."""
-        raw = encode_deltas(counts)
-        self.ctx.kv.set(sk.population_counts(pref), raw)
-        self._decoded[pref] = (raw, counts)
+    def _store(self, key: str, value: Deltas) -> None:
+        """Store a map (the caller no longer changes ``value``); an empty one is deleted."""
+        if not value:
+            self.ctx.kv.delete(key)
+            self._decoded.pop(key, None)
+            return
+        raw = encode_deltas(value)
+        self.ctx.kv.set(key, raw)
+        self._decoded[key] = (raw, value)
+
+    def _read(self, pref: str, lo: int, hi: int) -> Deltas:
+        """The prefecture's difference array as far as the days [lo, hi] need it: the
+        changes in the blocks they fall in, and what every earlier block adds up to, on
+        ``lo`` (:func:`segments` over [lo, hi] gives the counts)."""
+        totals = self._load(sk.population_counts(pref))
+        first, last = lo // BLOCK, hi // BLOCK
+        out: Deltas = {}
+        carry = [0] * len(FIELDS)
+        for b in sorted(totals):
+            if b < first:
+                carry = [x + y for x, y in zip(carry, totals[b], strict=True)]
+            elif b <= last:
+                out.update(self._load(sk.population_block(pref, b)))
+        out[lo] = [x + y for x, y in zip(out.get(lo, [0] * len(FIELDS)), carry, strict=True)]
+        return out
 
     def _final(self) -> int | None:
         return final_day(self.ctx.watermark.value, self.lateness)
@@ -305,10 +331,12 @@ class Population(AlertRule):
             return []
         outs: list[Out] = []
         for pref in sorted(self.ctx.kv.smembers(sk.POPULATION_PREFECTURES)):
-            counts = self._counts(pref)
-            if not counts:
+            totals = self._load(sk.population_counts(pref))
+            if not totals:
                 continue
-            for a, b, (now,) in segments([counts], max(start, min(counts)), final):
+            lo = max(start, min(totals) * BLOCK)
+            counts = self._read(pref, lo, final)
+            for a, b, (now,) in segments([counts], lo, final):
                 if any(now):
                     outs += [self._row(pref, day, now) for day in range(a, b + 1)]
             self._gauge(pref, final, counts)
@@ -324,18 +352,31 @@ class Population(AlertRule):
             net = {d: v for d, v in change[pref].items() if any(v)}
             if not net:
                 continue
-            counts = self._counts(pref)
-            if not counts:
+            totals = self._load(sk.population_counts(pref))
+            if not totals:
                 kv.sadd(sk.POPULATION_PREFECTURES, [pref])
+            blocks: dict[int, Deltas] = {}
             for d, v in net.items():
-                now = [x + y for x, y in zip(counts.get(d, [0] * len(FIELDS)), v, strict=True)]
-                if any(now):
-                    counts[d] = now
+                blocks.setdefault(d // BLOCK, {})[d] = v
+            for b, part in blocks.items():
+                key = sk.population_block(pref, b)
+                block = self._load(key)
+                for d, v in part.items():
+                    now = [x + y for x, y in zip(block.get(d, [0] * len(FIELDS)), v,
+                                                 strict=True)]
+                    if any(now):
+                        block[d] = now
+                    else:
+                        block.pop(d, None)
+                self._store(key, block)
+                if block:
+                    totals[b] = [sum(col) for col in zip(*block.values(), strict=True)]
                 else:
-                    counts.pop(d, None)
-            self._save_counts(pref, counts)
+                    totals.pop(b, None)
+            self._store(sk.population_counts(pref), totals)
             if final is None or min(net) > final:
                 continue
+            counts = self._read(pref, min(net), final)
             for a, b, (now, moved) in segments([counts, net], min(net), final):
                 if any(moved):
                     outs += [self._row(pref, day, now) for day in range(a, b + 1)]
