@@ -29,7 +29,7 @@ def test_stream_writes_the_same_final_rows_as_replay(kafka_settings, provision, 
         "idle_timeout_s": 3.0, "worker_metrics_port": free_port()})
     provision(s)
     sim = tmp_path / "sim"
-    run_simulate(persons=500, days=20, start="2026-03-01", seed=11, out_dir=sim)
+    run_simulate(persons=700, days=25, start="2026-03-01", seed=11, out_dir=sim)
     replay = run_replay(s, [sim / "events.jsonl"], tmp_path / "replay")
     expected = st.read_file(tmp_path / "replay")
     assert len(expected) > 300, "corpus too small to prove anything"
@@ -45,7 +45,7 @@ def test_stream_writes_the_same_final_rows_as_replay(kafka_settings, provision, 
     try:
         described = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, s.topic("stats"))])
-        configs = {c[0]: c[1] for r in described for res in r.resources for c in res[4]}
+        configs = {k: v["value"] for k, v in described["topic"][s.topic("stats")].items()}
     finally:
         admin.close()
     assert configs.get("cleanup.policy") == "compact", configs
