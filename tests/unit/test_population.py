@@ -102,7 +102,8 @@ class Run:
         return got
 
     def final(self, pref: str | None = None) -> dict[str, dict]:
-        """date -> the last row of each (prefecture, date) (of ``pref``)."""
+        """The last row of each (prefecture, date): by date for ``pref``, else by
+        ``<prefecture>|<date>``."""
         out: dict[str, dict] = {}
         for r in self.rows:
             if pref is None or r["prefecture"] == pref:
@@ -137,12 +138,12 @@ def test_present_and_present_unregistered_from_the_deadline_on():
     run.feed(rental("R1", "440305", "2026-03-01", "2026-03-05", "2026-03-01T09:00:00+08:00"),
              *clock("2026-03-12"))
     rows = run.final("4403")
-    # rows with a count only; WANG's stay (from 03-12) is not final yet
+    # rows only for the days with a count; LI's records are in 1101
     assert list(rows) == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04",
                           "2026-03-05"]
     assert all(r["present"] == 1 for r in rows.values())
     assert [d for d in rows if rows[d]["present_unregistered"]] == ["2026-03-04", "2026-03-05"]
-    # at home, WANG owes nothing: present, never unregistered
+    # at home, WANG owes nothing: present (open check-in), never unregistered
     run.feed(hotel("H2", "440305", "2026-03-12T10:00:00+08:00", WANG), *clock("2026-03-20"))
     rows = run.final("4403")
     assert counts(rows["2026-03-12"]) == {**ZERO, "present": 1}
