@@ -415,6 +415,58 @@ def alerts(ctx, as_json: bool, rule: str | None, status: str | None, priority: s
                 idle_timeout=timeout)
 
 
+def _iso_date(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``YYYY-MM-DD`` option, checked."""
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+
+
+@main.command()
+@click.argument("replay_out", required=False, type=click.Path(exists=True))
+@click.option("--prefecture", default=None, help="Only this prefecture (4 digits, or a prefix).")
+@click.option("--from", "date_from", default=None, callback=_iso_date, metavar="DATE",
+              help="From this date (YYYY-MM-DD, inclusive).")
+@click.option("--to", "date_to", default=None, callback=_iso_date, metavar="DATE",
+              help="Up to this date (YYYY-MM-DD, inclusive).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON row per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line.")
+@_prefix_option
+@click.pass_context
+def stats(ctx: click.Context, replay_out: str | None, prefecture: str | None,
+          date_from: str | None, date_to: str | None, as_json: bool, as_csv: bool,
+          prefix: str | None) -> None:
+    """Population statistics per prefecture and date (counts only): present, registered,
+    present_unregistered, arrivals, departures, stale_open.
+
+    Reads REPLAY_OUT/stats.jsonl (a `reglink replay` output directory, or the file), else
+    the stats topic from its start (a progress line on stderr while it reads; --prefix NAME
+    reads the run NAME's). Final rows only; a re-issued row replaces the earlier one.
+
+    \b
+    Example:
+      reglink stats out/ --prefecture 44 --from 2026-03-01 --to 2026-03-07
+    """
+    from reglink import stats as st
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
+    if date_from and date_to and date_from > date_to:
+        raise click.BadParameter(f"--from {date_from} is after --to {date_to}")
+    rows = (st.read_file(Path(replay_out)) if replay_out is not None
+            else st.read_topic(_settings(ctx, prefix)))
+    rows = st.wanted(st.latest(rows), prefecture, date_from, date_to)
+    if not rows:
+        click.echo("no rows" + (" match the filters" if prefecture or date_from or date_to
+                                else ""), err=True)
+    st.write(rows, "json" if as_json else "csv" if as_csv else "table")
+
+
 # --- review console ----------------------------------------------------------------------
 @main.command()
 @click.option("--port", default=None, type=int, help="Port (default: settings console_port).")

@@ -6,6 +6,9 @@ Alerts: unregistered_stay keyed by (true person, prefecture, deadline); watchlis
 final status), counting ``raised`` and ``resolved`` (a ``withdrawn`` alert counts as none). An
 alert's true person is the majority truth of its evidence records; a stale registration's is
 the true person of the registration itself.
+Statistics: each field of ``stats.jsonl`` against ``truth_stats.jsonl`` over every (prefecture,
+date) either holds (a row one side lacks counts as zeros): the share of rows where it matches
+exactly and the mean absolute error.
 """
 
 from __future__ import annotations
@@ -91,4 +94,29 @@ def evaluate(sim_dir: Path, out_dir: Path) -> dict:
     result["unregistered_stay"] = _prf(pred_stay, true_stay)
     result["stale_registration"] = _prf(pred_stale, true_stale)
     result["watchlist_match"] = _prf(pred_watch, true_watch)
+    if (sim_dir / "truth_stats.jsonl").exists() and (out_dir / "stats.jsonl").exists():
+        result["stats"] = stats_accuracy(_jsonl(out_dir / "stats.jsonl"),
+                                         _jsonl(sim_dir / "truth_stats.jsonl"))
     return result
+
+
+STATS_FIELDS = ("present", "registered", "present_unregistered", "arrivals", "departures",
+                "stale_open")
+
+
+def stats_accuracy(pred: list[dict], truth: list[dict]) -> dict:
+    """Per statistics field: the share of (prefecture, date) rows on which the counts match
+    exactly, and the mean absolute error, over the rows either side holds (a missing row is
+    all zeros); with the rows compared and the true total of each field."""
+    def by_key(rows: list[dict]) -> dict[tuple[str, str], dict]:
+        return {(r["prefecture"], r["date"]): r for r in rows}
+
+    p, t = by_key(pred), by_key(truth)
+    keys = sorted(set(p) | set(t))
+    out: dict = {"rows": len(keys), "rows_predicted": len(p), "rows_true": len(t)}
+    for f in STATS_FIELDS:
+        errs = [abs(p.get(k, {}).get(f, 0) - t.get(k, {}).get(f, 0)) for k in keys]
+        out[f] = {"exact": sum(1 for e in errs if e == 0) / len(keys) if keys else 1.0,
+                  "mae": sum(errs) / len(keys) if keys else 0.0,
+                  "true_total": sum(r.get(f, 0) for r in truth)}
+    return out

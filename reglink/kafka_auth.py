@@ -288,6 +288,7 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "READ"))
     for name in ("linked", "identity.events", "alerts", "deadletter"):
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "WRITE"))
+    rows.append(("worker", "TOPIC", t("stats"), "LITERAL", "WRITE"))
     rows.append(("worker", "GROUP", settings.app_id, "PREFIXED", "READ"))
     # The console is the operators' role: it shows alert evidence (the raw records), person
     # timelines (linked, identity.events), the audit trail and, for `reglink deadletter`,
@@ -299,6 +300,8 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
         rows.append(("console", "TOPIC", t(name), "LITERAL", "WRITE"))
     rows.append(("reader", "TOPIC", t("alerts"), "LITERAL", "READ"))
     rows.append(("reader", "GROUP", "reader.", "PREFIXED", "READ"))  # downstream groups
+    # population statistics: counts only, for the operators and downstream
+    rows += [(role, "TOPIC", t("stats"), "LITERAL", "READ") for role in ("console", "reader")]
     return rows
 
 

@@ -1,7 +1,8 @@
 """``reglink replay``: the worker's core in one process, embedded store, no Kafka or Redis.
 
 Writes ``links.jsonl`` (one line per input record, person ids after all merges),
-``alerts.jsonl`` (every alert message in emission order) and ``deadletter.jsonl``.
+``alerts.jsonl`` (every alert message in emission order), ``stats.jsonl`` (the last row of
+each final (prefecture, date) with a count that is not zero, sorted) and ``deadletter.jsonl``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def parse_line(raw: bytes, default: str | None, origin: dict):
     return parse_record(raw, _source_of(raw, default), origin)
 
 
+def write_stats(path: Path, rows) -> None:
+    """Final population rows (the last of each (prefecture, date)) as JSON Lines, sorted by
+    (prefecture, date); a row whose counts are all zero is left out."""
+    with path.open("w", encoding="utf-8") as fh:
+        for row in sorted(rows, key=lambda r: (r["prefecture"], r["date"])):
+            if any(v for k, v in row.items() if k not in ("prefecture", "date")):
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 class _Bar:
     def __init__(self, total: int) -> None:
         from rich.progress import (
@@ -131,6 +141,7 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
     bar = _progress(files) if progress else None
     t0 = time.perf_counter()
     links: list[tuple[str, str, str | None]] = []  # (field, id, person_id at link time)
+    stats: dict[str, dict] = {}  # "<prefecture>|<date>" -> its last row
     read = dead = n_alerts = 0
     with (out_dir / "alerts.jsonl").open("w", encoding="utf-8") as alerts_fh, \
             (out_dir / "deadletter.jsonl").open("w", encoding="utf-8") as dl_fh:
@@ -141,6 +152,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
                 if o.topic == "alerts":
                     alerts_fh.write(json.dumps(o.value, ensure_ascii=False) + "\n")
                     n_alerts += 1
+                elif o.topic == "stats":
+                    stats[o.key] = o.value
 
         for path in files:
             stem_source = path.stem if path.stem in SOURCES else None
@@ -160,6 +173,7 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
         emit(pipe.finish())
     if bar is not None:
         bar.stop()
+    write_stats(out_dir / "stats.jsonl", stats.values())
     resolve = pipe.store.resolve
     with (out_dir / "links.jsonl").open("w", encoding="utf-8") as fh:
         for field, rid, pid in links:

@@ -93,7 +93,8 @@ class WorkerProcess:
 # (docs/security.md), so that reading the results also exercises the ACLs. The dead letters
 # (raw input) are read by the operators' role, as `reglink deadletter` does.
 READER_OF = {"alerts": "reader", "linked": "console", "identity.events": "console",
-             "decisions": "console", "audit": "console", "deadletter": "console"}
+             "decisions": "console", "audit": "console", "deadletter": "console",
+             "stats": "reader"}
 
 
 def reader_role(name: str) -> str:

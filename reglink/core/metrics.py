@@ -1,5 +1,6 @@
 """Prometheus metrics on a registry that is passed in. No personal data in any label:
-labels are sources, reason codes, rules and statuses only."""
+labels are sources, reason codes, rules, statuses, prefecture codes and the names of the
+population counts only."""
 
 from __future__ import annotations
 
@@ -76,5 +77,21 @@ class PipelineMetrics:
             "Records processed again after a commit conflict (a batch commits the records "
             "before the first one that read a changed key, and runs only the rest again)",
             registry=r)
+        self.population = Gauge(
+            "reglink_population",
+            "Population statistics (docs/contract.md §3.4) of each prefecture's latest final "
+            "day: persons present, registered, present_unregistered; registrations with "
+            "arrivals, departures, stale_open on that day", ["prefecture", "measure"],
+            registry=r)
+        self.population_day = Gauge(
+            "reglink_population_day_seconds",
+            "Start (00:00 CST, epoch s) of the day reglink_population shows, per prefecture",
+            ["prefecture"], registry=r)
         self.lag = Gauge("reglink_consumer_lag", "Records not yet consumed",
                          ["topic", "partition"], registry=r)
+
+    def set_population(self, prefecture: str, day_start: float, counts: dict[str, int]) -> None:
+        """The population counts of ``prefecture`` on its latest final day."""
+        for measure, value in counts.items():
+            self.population.labels(prefecture, measure).set(value)
+        self.population_day.labels(prefecture).set(day_start)

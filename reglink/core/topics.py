@@ -1,4 +1,5 @@
-"""The topics of docs/contract.md §3, with their partition counts and retention.
+"""The topics of docs/contract.md §3, with their partition counts, retention and other configs
+(``stats`` is compacted: keyed ``<prefecture>|<date>``, the last row of each key is kept).
 
 Topics are created explicitly (broker auto-create is off) by :func:`topic_specs`. There is one
 ``<source>.raw`` topic per source of the registry (:mod:`reglink.core.sources`), in its order.
@@ -6,7 +7,7 @@ Topics are created explicitly (broker auto-create is off) by :func:`topic_specs`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reglink.core import sources
 from reglink.core.settings import Settings
@@ -23,6 +24,8 @@ class TopicSpec:
     partitions: int
     retention_ms: int
     purpose: str
+    #: Further topic configs (``cleanup.policy`` of a compacted topic, ...).
+    configs: dict[str, str] = field(default_factory=dict)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -39,6 +42,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("alerts", dp, 365 * DAY_MS, "alert objects"),
         TopicSpec("decisions", 1, 5 * 365 * DAY_MS, "reviewers' decisions on alerts"),
         TopicSpec("audit", 1, 5 * 365 * DAY_MS, "who looked up or decided what, when, why"),
+        TopicSpec("stats", dp, 5 * 365 * DAY_MS,
+                  "population statistics per prefecture and date, the last row of each wins",
+                  {"cleanup.policy": "compact"}),
     ]
     return specs
 

@@ -466,7 +466,8 @@ def _describe(client, names: list[str]) -> dict[str, dict[str, Any]]:
 def create_topics(settings: Settings, timeout: float = 30.0) -> None:
     """Create every topic of :func:`topic_specs` that does not exist yet (idempotent).
 
-    Each gets its partition count and ``retention.ms``; replication factor 1 (one broker).
+    Each gets its partition count, ``retention.ms`` and its other configs; replication factor
+    1 (one broker).
     Returns once every topic has a leader for every partition. An existing topic with a
     different partition count is an error: Kafka cannot shrink it, and silently running with
     the wrong count breaks per-key ordering assumptions.
@@ -483,7 +484,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> None:
         def new(name: str) -> NewTopic:
             s = specs[name]
             return NewTopic(name, num_partitions=s.partitions, replication_factor=1,
-                            topic_configs={"retention.ms": str(s.retention_ms)})
+                            topic_configs={"retention.ms": str(s.retention_ms), **s.configs})
 
         if missing:
             try:

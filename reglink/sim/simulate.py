@@ -9,7 +9,9 @@ Writes into ``out_dir``:
 - ``<source>.jsonl`` for each registered source (reglink.core.sources), each in arrival order;
 - ``truth.jsonl``: per record ``{source, record_id|watch_id, person, [action], [noise]}``;
 - ``truth_alerts.jsonl``: the alerts a perfect linker raises under docs/contract.md §2 with the
-  default settings (``unregistered_stay``, ``stale_registration`` and ``watchlist_match``).
+  default settings (``unregistered_stay``, ``stale_registration`` and ``watchlist_match``);
+- ``truth_stats.jsonl``: the population statistics (docs/contract.md §3.4) of the true
+  persons, one line per final (prefecture, date) with a count that is not zero.
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path,
     with open(out_dir / "truth_alerts.jsonl", "w", encoding="utf-8") as f:
         for a in stays + stale + leads:
             f.write(dumps(a, ensure_ascii=False) + "\n")
+    with open(out_dir / "truth_stats.jsonl", "w", encoding="utf-8") as f:
+        for row in truth.population_stats(recs):
+            f.write(dumps(row, ensure_ascii=False) + "\n")
 
     elapsed = _time.perf_counter() - t_start
     counts = Counter(r.source for r in ordered)

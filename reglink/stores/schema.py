@@ -29,6 +29,12 @@ Rule state (:mod:`reglink.core.rules`):
   ``due``             sorted set of rule timers (:func:`timer_member`), score = when due
   ``sup:<alert_id>``  a reviewer's dismissal of the pair behind an alert
   ``misused``         set: person ids whose identity a reviewer marked misused
+  ``pc:<person_id>``  what a person adds to the population statistics (``population``):
+                      day ranges per (prefecture, measure)
+  ``pp:<prefecture>`` the prefecture's population counts: what each block of days of
+                      ``pb:`` changes them by (``population``)
+  ``pb:<prefecture>:<block>`` the changes of the counts on each day of one block of days
+  ``pps``             set: every prefecture with population counts
 
 Pipeline:
   ``wm``              the event-time watermark (JSON)
@@ -66,6 +72,9 @@ WATCH_NAMED = "wp:"
 WATCH_ALERTS = "wa:"
 OUTBOX_MESSAGE = "o:"
 SUPPRESSION = "sup:"
+POPULATION = "pc:"
+POPULATION_COUNTS = "pp:"
+POPULATION_BLOCK = "pb:"
 
 IDENTITY_COUNT = "n:identities"
 OUTBOX_COUNTER = "n:outbox"
@@ -75,6 +84,7 @@ DUE = "due"
 WATCH_KEYS = "wk"
 WATCH_KEYS_TOKEN = "wv"
 MISUSED = "misused"
+POPULATION_PREFECTURES = "pps"
 #: Namespace of the watchlist index (identity-store families under it).
 WATCH_NS = "wl/"
 
@@ -125,6 +135,18 @@ def outbox_message(oid: str) -> str:
 
 def suppression(alert_id: str) -> str:
     return SUPPRESSION + alert_id
+
+
+def population(person_id: str) -> str:
+    return POPULATION + person_id
+
+
+def population_counts(prefecture: str) -> str:
+    return POPULATION_COUNTS + prefecture
+
+
+def population_block(prefecture: str, block: int) -> str:
+    return f"{POPULATION_BLOCK}{prefecture}:{block}"
 
 
 def watch_index(key: str) -> str:

@@ -138,8 +138,8 @@ def test_every_dashboard_expression_returns_data(kafka_settings, redis_client, t
             time.sleep(1)
         time.sleep(8)
         exprs = dashboard_exprs()
-        assert len(exprs) >= 25 and {d for d, _p, _e in exprs} >= {"pipeline.json",
-                                                                   "alerting.json"}
+        assert len(exprs) >= 25 and {d for d, _p, _e in exprs} >= {
+            "pipeline.json", "alerting.json", "population.json"}
         empty: list[str] = []
         deadline = time.monotonic() + 45
         while True:

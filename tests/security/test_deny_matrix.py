@@ -36,14 +36,14 @@ def allowed_topic_op(principal: str, topic: str, op: str) -> bool:
         writes = {f"{principal.removeprefix('connector-')}.raw", "deadletter"}
     elif principal == "worker":
         reads = {f"{s}.raw" for s in SOURCES} | {"decisions"}
-        writes = {"linked", "identity.events", "alerts", "deadletter"}
+        writes = {"linked", "identity.events", "alerts", "deadletter", "stats"}
     elif principal == "console":
         # evidence shown to an authorised operator; dead letters for `reglink deadletter`
-        reads = {"alerts", "decisions", "audit", "linked", "identity.events", "deadletter"} | {
-            f"{s}.raw" for s in SOURCES}
+        reads = {"alerts", "decisions", "audit", "linked", "identity.events", "deadletter",
+                 "stats"} | {f"{s}.raw" for s in SOURCES}
         writes = {"decisions", "audit"}
     elif principal == "reader":
-        reads = {"alerts"}
+        reads = {"alerts", "stats"}
     if op == "produce":
         return topic in writes
     if op == "fetch":

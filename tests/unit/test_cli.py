@@ -26,7 +26,7 @@ from reglink.devstack.demo import demo_settings
 EXAMPLE = re.compile(r"^\s+((?:[A-Z_]+=\S+\s+)*)reglink\s+(.+?)\s*$")
 
 # Every example in the help, by where it is run. A new example must be added to one of these.
-RUN_HERE = ("simulate", "replay", "evaluate")  # no stack: run below, as printed
+RUN_HERE = ("simulate", "replay", "evaluate", "stats")  # no stack: run below, as printed
 RUN_ON_THE_STACK = ("alerts", "person", "publish", "stack", "console", "console-user", "demo",
                     "worker")  # tests/integration/test_cli_first_hour.py
 

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "reglink.console": 3,
     "reglink.evaluate": 3,
     "reglink.tail": 3,
+    "reglink.stats": 3,
     "reglink.kafka_auth": 3,
     "reglink.logs": 3,
     "reglink.runtime": 3,

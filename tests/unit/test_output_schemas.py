@@ -8,7 +8,8 @@ from reglink.core.settings import load_settings
 from reglink.sim.simulate import run_simulate
 from reglink.stores.kv import MemoryKV
 
-SCHEMA_OF = {"linked": "linked", "alerts": "alert", "identity.events": "identity-event"}
+SCHEMA_OF = {"linked": "linked", "alerts": "alert", "identity.events": "identity-event",
+             "stats": "stats"}
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +38,13 @@ def test_every_output_message_matches_its_schema(outputs):
     assert topics == set(SCHEMA_OF), seen
     assert ("alerts", "unregistered_stay", "raised") in seen
     assert ("alerts", "watchlist_match", "raised") in seen
+
+
+def test_a_stats_row_holds_counts_only():
+    check = compiled_validator("stats")
+    row = {"prefecture": "4403", "date": "2026-03-01", "present": 3, "registered": 1,
+           "present_unregistered": 1, "arrivals": 0, "departures": 0, "stale_open": 0}
+    assert check(row) is None
+    assert check({**row, "person_id": "P0123456789abcdef"}) is not None
+    assert check({**row, "present": -1}) is not None
+    assert check({**row, "prefecture": "440305"}) is not None

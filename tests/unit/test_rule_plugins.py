@@ -157,9 +157,11 @@ def test_the_registry_names_each_rule_once_with_its_state_in_the_schema():
     families = {v for k, v in vars(sk).items() if k.isupper() and isinstance(v, str)}
     names = [rule.name for rule in RULES]
     # the order messages come in; stale_registration keeps the residence ledger that
-    # unregistered_stay reads, so it comes first
-    assert names == ["stale_registration", "unregistered_stay", "watchlist_match"]
+    # unregistered_stay reads, so it comes first; the population statistics count from what
+    # the rules kept, so they come last
+    assert names == ["stale_registration", "unregistered_stay", "watchlist_match",
+                     "population"]
     for rule in RULES:
         assert set(rule.reads) | set(rule.writes) <= families, rule.name
-        assert rule.emits == ("alerts",)
-    assert [r.own_source for r in RULES] == [None, None, "watchlist"]
+    assert [r.emits for r in RULES] == [("alerts",)] * 3 + [("stats",)]
+    assert [r.own_source for r in RULES] == [None, None, "watchlist", None]
