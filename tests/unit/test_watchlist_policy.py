@@ -143,7 +143,7 @@ def test_remove_still_withdraws_and_ambiguity_does_not_revive_it():
             hotel("H2", NAMESAKE, T2)]
     _pipe, alerts, _links = run(recs)
     assert [(a["status"], a.get("withdrawn_reason")) for a in alerts] == [
-        ("raised", None), ("withdrawn", None)]
+        ("raised", None), ("withdrawn", "removed")]
 
 
 def test_outclassed_are_the_named_persons_put_in_doubt():
