@@ -23,7 +23,7 @@ def rid(area: str, birth: str, seq: int) -> str:
 DOB = "1986-04-12"
 WANTED_ID = rid("420102", DOB, 13)
 OTHER_ID = rid("510104", DOB, 57)
-T = ["2026-03-0%dT10:00:00+08:00" % d for d in range(1, 10)]
+T = [f"2026-03-0{d}T10:00:00+08:00" for d in range(1, 10)]
 
 
 def entry(person, watch_id="W-1", action="add"):
