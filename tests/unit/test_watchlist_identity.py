@@ -149,6 +149,26 @@ def test_withdrawn_below_the_threshold_then_raised_again_as_the_evidence_moves()
         == [(alert["alert_id"], s) for s in ("raised", "withdrawn", "raised")]
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (2, 0, 1, 3), (3, 2, 1, 0), (1, 3, 0, 2)])
+def test_a_namesake_job_ad_without_id_is_no_lead_for_an_entry_with_an_id(order):
+    """The wanted person (the entry's ID) sends nothing; two namesakes born the same day hold
+    other resident IDs, and a job ad with name and birth date only cannot be joined to
+    either: its identity matches the entry on name and birth date as well as the namesakes
+    do, so it is no lead. Without the guard it would be named. (In an order where the ad
+    comes before a namesake, the linker joins it to the other one: a conflict.)"""
+    third = rid("330102", DOB, 91)
+    recs = [entry(FULL),
+            rental("R1", {"name": "祁文斌", "sex": "M", "id_number": OTHER_ID}, T[0]),
+            rental("R2", {"name": "祁文斌", "sex": "M", "id_number": third}, T[1]),
+            job("J1", {"name": "祁文斌", "birth_date": DOB}, T[2])]
+    _p, alerts, links = run_core([recs[i] for i in order])
+    assert raised(alerts) == []
+    if order[-1] == 3:  # the ad after both namesakes: the linker cannot choose, keeps it apart
+        assert len({links["R1"], links["R2"], links["J1"]}) == 3
+        _p, alerts, links = run_core([recs[i] for i in order], watchlist_ambiguity_guard=False)
+        assert [a["person_id"] for a in raised(alerts)] == [links["J1"]]
+
+
 def test_a_removal_before_its_entry_keeps_the_entry_off_the_list():
     person = {"name": "祁文斌", "sex": "M", "id_number": WANTED_ID}
     for recs in ([entry(FULL), entry(FULL, action="remove"), rental("R1", person, T[0])],

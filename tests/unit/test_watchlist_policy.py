@@ -146,14 +146,6 @@ def test_remove_still_withdraws_and_ambiguity_does_not_revive_it():
         ("raised", None), ("withdrawn", "removed")]
 
 
-def test_outclassed_are_the_named_persons_put_in_doubt():
-    from reglink.core.rules.watchlist import outclassed
-
-    named = {"P-weak": 10.0, "P-equal": 20.0, "P-strong": 40.0}
-    assert outclassed(20.0, named, 0.99) == ["P-equal", "P-weak"]
-    assert outclassed(0.0, named, 0.99) == []
-
-
 # An entry with an ID, and the same person's name in pinyin on a job record without ID that
 # belongs to the innocent namesake: the ID holder is named, the pinyin identity is not.
 TRAP_ENTRY = {"name": "李艳", "id_number": rid("440604", "1983-09-25", 512), "sex": "F",

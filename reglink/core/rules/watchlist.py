@@ -16,18 +16,20 @@ An ID on the entry settles it at once (another valid ID is a conflict, not a riv
 one outweighs any name), so the guard bites only where the features cannot tell people apart.
 
 Rivals are the entry's candidate identities that are *different identities* in the store
-(the linker kept them apart) and have no hard conflict with the entry. An identity review has
+(the linker kept them apart) and have no hard conflict with the entry; and, for an identity
+with no resident ID against an entry with one, the identities holding another valid resident
+ID, weighed on the entry's other features (:func:`weight_besides`): a namesake's job ad with
+name and birth date only is no evidence for the wanted person. An identity review has
 cleared for this entry (a dismissal, a "different person" cannot-link, a misused-identity
 mark) is neither named nor a rival.
 
 Pure and deterministic: the inputs are the comparisons of the entry with the identities in
-the store at the moment a record is processed, which the stream (event-time order) and
-replay see identically. What the pipeline does with the answer: no alert for an ambiguous
-pair, and an alert already raised for the entry on a rival is withdrawn (``withdrawn_reason:
-ambiguous``) as soon as an identity turns up, at or below the threshold, that puts it in
-doubt (:func:`outclassed`: a named person that clearly beats the newcomer keeps its alert).
-Either order of arrival thus ends with the same persons named. If the identities later
-merge, the ambiguity is gone and the surviving identity alerts.
+the store, which the stream (event-time order) and replay see identically. What the rule does
+with the answer (:mod:`reglink.core.rules.watchlist_match`): every time a record links to an
+identity the entry could mean, the entry is judged anew against all of them; an ambiguous
+person is not named, and an alert already raised on them is withdrawn (``withdrawn_reason:
+ambiguous``). Either order of arrival thus ends with the same persons named. If the
+identities later merge, the ambiguity is gone and the surviving identity alerts.
 """
 
 from __future__ import annotations
@@ -65,12 +67,15 @@ def rivals(person_id: str, bits: float, others: Mapping[str, float],
                   if p != person_id and exclusive_probability(bits, b) < threshold)
 
 
-def outclassed(bits: float, named: Mapping[str, float], threshold: float) -> list[str]:
-    """Of ``named`` (person id -> log2 odds against the entry), those whose claim on the
-    entry falls below ``threshold`` once an identity with log2 odds ``bits`` is known:
-    :func:`exclusive_probability` of theirs against it. One that clearly beats it keeps its
-    claim. Sorted."""
-    return sorted(p for p, b in named.items() if exclusive_probability(b, bits) < threshold)
+def weight_besides(comparison: Comparison, feature: str) -> float:
+    """The comparison's total weight without ``feature``'s: how well an identity that holds
+    another valid resident ID than the entry (a hard conflict) matches the entry's other
+    features. Such a namesake cannot be the person the entry names, but an identity
+    *without* a resident ID that matches the entry no better on name, birth date, sex and
+    phone may as well be the namesake's records that the linker could not join: under the
+    guard, the namesake is then its rival."""
+    return comparison.total_weight - sum(f.weight for f in comparison.features
+                                         if f.feature == feature)
 
 
 # ---------------------------------------------------------------------------------------

@@ -234,6 +234,7 @@ class WatchlistMatch(AlertRule):
                 alerts.setdefault(store.resolve(prev["person_id"]), []).append(prev)
         comps: dict[str, Comparison] = {}
         bits: dict[str, float] = {}
+        namesakes: dict[str, float] = {}
         for pid in sorted(cands):
             ident = cands[pid]
             if self._cleared(watch_alert_id(watch_id, ident.rule_anchor), pid, report_ts):
@@ -241,9 +242,20 @@ class WatchlistMatch(AlertRule):
             comps[pid] = c = comparator.compare(entry, ident)
             if c.conflict is None:
                 bits[pid] = model.log_odds(c.total_weight)
+            else:
+                namesakes[pid] = model.log_odds(wl.weight_besides(c, "id"))
+
+        def ambiguous(pid: str) -> bool:
+            if wl.rivals(pid, bits[pid], bits, threshold):
+                return True
+            # an identity without a resident ID, against an entry with one: as likely the
+            # records of a namesake who holds another ID (see wl.weight_besides)
+            return entry.id_valid and not cands[pid].rid_hash and \
+                bool(wl.rivals(pid, bits[pid], namesakes, threshold))
+
         named = sorted((pid for pid, c in comps.items()
                         if c.conflict is None and c.probability >= threshold
-                        and not (guard and wl.rivals(pid, bits[pid], bits, threshold))),
+                        and not (guard and ambiguous(pid))),
                        key=lambda pid: (-comps[pid].probability, pid))
         outs: list[Out] = []
         for pid, c in comps.items():
