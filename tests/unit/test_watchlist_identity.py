@@ -58,15 +58,18 @@ def raised(alerts):
 FULL = {"name": "祁文斌", "birth_date": DOB, "sex": "M", "id_number": WANTED_ID}
 # the namesake's job ad: name, sex and birth date, no ID
 JOB_ONLY = {"name": "祁文斌", "sex": "M", "birth_date": DOB, "phone": "13912345678"}
+# the entry knows the wanted person's phone, which the namesake shares (a relative's, say)
+WITH_PHONE = {**FULL, "phone": "13912345678"}
 # the namesake's rental: his own valid resident ID and the same phone
 NAMESAKE_RENTAL = {"name": "祁文斌", "sex": "M", "id_number": OTHER_ID, "phone": "13912345678"}
 
 
 def test_a_conflicting_resident_id_arriving_later_withdraws_the_alert():
-    """The case behind this rule: an entry with a resident ID, a job ad of a namesake with
-    only name, sex and birth date (an alert), then the namesake's rental with another valid
-    ID links to the same identity: the identity no longer matches, the alert is withdrawn."""
-    recs = [entry(FULL), job("J1", JOB_ONLY, T[0]), rental("R1", NAMESAKE_RENTAL, T[1])]
+    """The case behind this rule: an entry with a resident ID and a phone; a namesake's job
+    ad with name, sex, birth date and that phone (an alert); then the namesake's rental with
+    another valid ID links to the same identity: the identity no longer matches, the alert
+    is withdrawn."""
+    recs = [entry(WITH_PHONE), job("J1", JOB_ONLY, T[0]), rental("R1", NAMESAKE_RENTAL, T[1])]
     _p, alerts, links = run_core(recs)
     assert links["J1"] == links["R1"], "the rental must join the job ad's identity"
     statuses = [(a["status"], a.get("withdrawn_reason")) for a in alerts
@@ -82,7 +85,7 @@ def test_a_conflicting_resident_id_arriving_later_withdraws_the_alert():
 
 @pytest.mark.parametrize("order", [(0, 1, 2), (1, 2, 0), (2, 1, 0), (1, 0, 2), (0, 2, 1)])
 def test_the_conflict_rules_the_match_out_in_any_order(order):
-    base = [entry(FULL), job("J1", JOB_ONLY, T[0]), rental("R1", NAMESAKE_RENTAL, T[1])]
+    base = [entry(WITH_PHONE), job("J1", JOB_ONLY, T[0]), rental("R1", NAMESAKE_RENTAL, T[1])]
     _p, alerts, _links = run_core([base[i] for i in order])
     assert raised(alerts) == []
 
@@ -167,6 +170,22 @@ def test_a_namesake_job_ad_without_id_is_no_lead_for_an_entry_with_an_id(order):
         assert len({links["R1"], links["R2"], links["J1"]}) == 3
         _p, alerts, links = run_core([recs[i] for i in order], watchlist_ambiguity_guard=False)
         assert [a["person_id"] for a in raised(alerts)] == [links["J1"]]
+
+
+def test_an_entry_with_an_id_needs_more_than_what_a_namesake_shares():
+    """A job ad with name, sex and birth date and no ID is what any namesake born that day
+    could have sent: against an entry with a resident ID it is no lead on its own; the
+    wanted person's own ID on another record is; a matching phone on the entry is too."""
+    ad = job("J1", {"name": "祁文斌", "sex": "M", "birth_date": DOB}, T[0])
+    assert raised(run_core([entry(FULL), ad])[1]) == []
+    _p, alerts, links = run_core([entry(FULL), ad,
+                                  rental("R1", {"name": "祁文斌", "id_number": WANTED_ID}, T[1])])
+    assert [a["person_id"] for a in raised(alerts)] == [links["R1"]]
+    with_phone = {**FULL, "phone": "13912345678"}
+    ad_phone = job("J1", {"name": "祁文斌", "sex": "M", "birth_date": DOB,
+                          "phone": "13912345678"}, T[0])
+    _p, alerts, links = run_core([entry(with_phone), ad_phone])
+    assert [a["person_id"] for a in raised(alerts)] == [links["J1"]]
 
 
 def test_a_removal_before_its_entry_keeps_the_entry_off_the_list():

@@ -19,7 +19,11 @@ Rivals are the entry's candidate identities that are *different identities* in t
 (the linker kept them apart) and have no hard conflict with the entry; and, for an identity
 with no resident ID against an entry with one, the identities holding another valid resident
 ID, weighed on the entry's other features (:func:`weight_besides`): a namesake's job ad with
-name and birth date only is no evidence for the wanted person. An identity review has
+name and birth date only is no evidence for the wanted person. An identity with no ID number
+at all has, against such an entry, a rival whether or not their records are in the store: a
+namesake born the same day, who matches the entry on name, birth date and sex as well
+(:func:`namesake_weight`); only evidence beyond those, e.g. a phone the entry holds, tells
+the two apart. An identity review has
 cleared for this entry (a dismissal, a "different person" cannot-link, a misused-identity
 mark) is neither named nor a rival.
 
@@ -67,7 +71,18 @@ def rivals(person_id: str, bits: float, others: Mapping[str, float],
                   if p != person_id and exclusive_probability(bits, b) < threshold)
 
 
-def weight_besides(comparison: Comparison, feature: str) -> float:
+#: What namesakes born the same day share: a resident ID encodes the birth date and sex.
+NAMESAKE_FEATURES = ("name", "birth_date", "sex")
+
+
+def namesake_weight(comparison: Comparison) -> float:
+    """The weight a namesake born the same day would reach in ``comparison``'s place: the
+    prior and the features such a namesake shares (:data:`NAMESAKE_FEATURES`)."""
+    return comparison.prior_weight + sum(f.weight for f in comparison.features
+                                         if f.feature in NAMESAKE_FEATURES)
+
+
+def weight_besides(comparison: Comparison, *features: str) -> float:
     """The comparison's total weight without ``feature``'s: how well an identity that holds
     another valid resident ID than the entry (a hard conflict) matches the entry's other
     features. Such a namesake cannot be the person the entry names, but an identity
@@ -75,7 +90,7 @@ def weight_besides(comparison: Comparison, feature: str) -> float:
     phone may as well be the namesake's records that the linker could not join: under the
     guard, the namesake is then its rival."""
     return comparison.total_weight - sum(f.weight for f in comparison.features
-                                         if f.feature == feature)
+                                         if f.feature in features)
 
 
 # ---------------------------------------------------------------------------------------

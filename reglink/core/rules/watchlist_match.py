@@ -250,8 +250,13 @@ class WatchlistMatch(AlertRule):
                 return True
             # an identity without a resident ID, against an entry with one: as likely the
             # records of a namesake who holds another ID (see wl.weight_besides)
-            return entry.id_valid and not cands[pid].rid_hash and \
-                bool(wl.rivals(pid, bits[pid], namesakes, threshold))
+            if not entry.id_valid or cands[pid].rid_hash:
+                return False
+            if not cands[pid].id_hashes and wl.rivals(
+                    pid, bits[pid], {"": model.log_odds(wl.namesake_weight(comps[pid]))},
+                    threshold):
+                return True  # no ID at all: a namesake born that day would match as well
+            return bool(wl.rivals(pid, bits[pid], namesakes, threshold))
 
         named = sorted((pid for pid, c in comps.items()
                         if c.conflict is None and c.probability >= threshold
