@@ -235,6 +235,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                        session_cookie="reglink_console", same_site="strict", https_only=False,
                        max_age=8 * 3600)
     tz = fmt.zone(settings.console_tz)
+    blind_priorities = {p.strip() for p in settings.blind_review_priorities.split(",")
+                        if p.strip()}
     read_trail = audit_reader or (lambda: read_audit(settings))
 
     def raised(a: dict) -> str:
@@ -264,7 +266,7 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
     def shown(alert: dict, review: dec.Review, user: User) -> dec.Review:
         """The review as ``user`` may see it: blinded while they are a blind second
         reviewer (:func:`dec.blind`)."""
-        if dec.blind(alert, review, user.name, settings.blind_review_priorities):
+        if dec.blind(alert, review, user.name, blind_priorities):
             return dec.blinded(review)
         return review
 
@@ -453,7 +455,7 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
             return page("error.html", request, user, status_code=403,
                         message="Your role is read-only: auditors cannot decide on alerts.")
         review = state.review(aid)
-        blind = dec.blind(alert, review, user.name, settings.blind_review_priorities)
+        blind = dec.blind(alert, review, user.name, blind_priorities)
         try:
             if not reason:
                 raise dec.DecisionError(f"choose a reason to {action.replace('_', ' ')}")

@@ -171,7 +171,7 @@ def test_auditor_is_read_only(env):
 
 def test_a_watchlist_dismissal_awaits_a_second_reviewer_a_supervisor_for_high_priority(tmp_path):
     # open second review (blind review off): the second reviewer sees the pending dismissal
-    app, state, sink = make_env(tmp_path, blind_review_priorities=())
+    app, state, sink = make_env(tmp_path, blind_review_priorities="")
     aid = WATCH["alert_id"]  # priority high
     ana, cy, bo = login(app, "ana"), login(app, "cy"), login(app, "bo")
     page = ana.post(f"/alerts/{aid}/decide",
@@ -232,7 +232,7 @@ def test_the_second_reviewer_of_a_high_priority_watchlist_match_decides_blind(en
 
 
 def test_blind_review_is_a_setting_by_priority(tmp_path):
-    app, state, _sink = make_env(tmp_path, blind_review_priorities=("high", "medium"))
+    app, state, _sink = make_env(tmp_path, blind_review_priorities="high, medium")
     medium = {**WATCH, "alert_id": "Awatch0000002", "priority": "medium"}
     low = {**WATCH, "alert_id": "Awatch0000003", "priority": "low"}
     state.add_alert(medium)
@@ -276,7 +276,7 @@ def test_the_dismiss_form_has_no_default_reason(env):
 
 def test_a_reviewer_who_acted_sees_their_decision_not_the_form(tmp_path):
     # open second review (blind review off): the second reviewer sees the first decision
-    app, _state, _sink = make_env(tmp_path, blind_review_priorities=())
+    app, _state, _sink = make_env(tmp_path, blind_review_priorities="")
     aid = WATCH["alert_id"]
     ana, cy = login(app, "ana"), login(app, "cy")
     page = ana.post(f"/alerts/{aid}/decide",

@@ -16,9 +16,9 @@ additions, so that most records skip the watchlist index without reading it.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, ClassVar
 
+from matchers import fastjson
 from matchers.compare import FSComparator
 from matchers.features import person_record
 from matchers.types import Comparison, Identity, PersonRecord
@@ -131,7 +131,7 @@ class WatchlistMatch(AlertRule):
     def evidence(self, person_id: str) -> wl.Evidence:
         """Which record supplied each feature value of identity ``person_id``."""
         raw = self.ctx.kv.get(sk.watch_evidence(person_id))
-        ev: wl.Evidence = json.loads(raw) if raw else {}
+        ev: wl.Evidence = fastjson.loads(raw) if raw else {}
         return ev
 
     def _keep_evidence(self, event: LinkedRecord) -> None:
@@ -149,7 +149,7 @@ class WatchlistMatch(AlertRule):
         if not event.link.repeated and wl.add_record(ev, event.person):
             changed = True
         if changed:
-            kv.set(sk.watch_evidence(pid), json.dumps(ev, ensure_ascii=False, sort_keys=True))
+            kv.set(sk.watch_evidence(pid), fastjson.dumps(dict(sorted(ev.items()))))
 
     # ------------------------------------------------------------------ the watch key set
     def _watch_keys(self) -> set[str] | None:
