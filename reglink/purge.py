@@ -171,6 +171,7 @@ def run_purge(settings: Settings, before: str | None = None, older_than_days: in
             record([start])
         report = store.purge(limit, keep=keep,
                              state_keys=lambda p: [sk.stays(p), sk.residences(p),
+                                                     sk.watch_evidence(p),
                                                      *alert_keys.get(p, [])],
                              dry_run=dry_run)
         at = now or datetime.now(UTC)

@@ -1,12 +1,14 @@
 """Watchlist alerts over several simulated worlds: precision and recall, mean and spread.
 
     .venv/bin/python benchmarks/matching/watchlist.py                 # 8 seeds, 5 % watched
-    .venv/bin/python benchmarks/matching/watchlist.py --seeds 1,2,3
+    .venv/bin/python benchmarks/matching/watchlist.py --seeds 1,2,3 --decoys 0   # no decoys
 
 One simulated corpus holds only ~20 watch entries, so one false alert moves precision by 5
 points. Here each seed simulates 2000 persons over 30 days with 5 % of them on the watchlist
-(~100 entries, plus ~20 innocent-namesake traps: entries with the ID of a hidden person who
-shares name and birth date with an active one), replays it as ``reglink replay`` does and
+(~100 entries, plus ~20 innocent-namesake traps: entries with the ID of a hidden person, one
+not in the population, who shares name and birth date with an active one), and 20 % of the
+watched persons have a decoy: an active namesake born the same day with another ID, whose
+records (job ads) may carry no ID. It replays each as ``reglink replay`` does and
 scores the raised watchlist alerts against the simulator's truth (``reglink evaluate``: an
 alert is right when (watch_id, true person of its evidence) is an expected lead).
 
@@ -40,6 +42,7 @@ from reglink.sim.simulate import run_simulate  # noqa: E402
 
 SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
 PERSONS, DAYS, WATCH_SHARE = 2000, 30, 0.05
+DECOY_SHARE = 0.2  # watched persons with an active namesake decoy (reglink.sim World.add_decoys)
 
 
 def _errors(sim: Path, out: Path) -> dict:
@@ -55,22 +58,40 @@ def _errors(sim: Path, out: Path) -> dict:
         if a["rule"] == "watchlist_match":
             final[a["alert_id"]] = a
     raised, ambiguous = set(), Counter()
+    by_pair: dict[tuple, dict] = {}
     for a in final.values():
         votes = Counter(truth[r]["person"] for r in a["record_ids"]
                         if r in truth and not r.startswith("W-"))
         person = votes.most_common(1)[0][0] if votes else None
+        by_pair[(a["watch_id"], person)] = a
         if a["status"] == "raised":
             raised.add((a["watch_id"], person))
         elif a.get("withdrawn_reason") == "ambiguous":
             ambiguous[kinds.get(a["watch_id"], "?")] += 1
     fp = Counter(kinds.get(w, "?") for w, _p in raised - leads)
     fn = Counter(kinds.get(w, "?") for w, _p in leads - raised)
+
+    def case(pair: tuple, what: str) -> dict:
+        """One error with the alert's own account of it: its status, why it was withdrawn,
+        the features with the records behind them, the counterfactuals."""
+        a = by_pair.get(pair) or {}
+        feats = [f"{f['feature']}={f['level']}" + (f"@{f['record']}" if f.get("record") else "")
+                 for f in (a.get("explanation") or {}).get("features", [])
+                 if f["level"] != "missing"]
+        return {"case": what, "watch_id": pair[0], "person": pair[1],
+                "kind": truth.get(pair[0], {}).get("kind", []),
+                "status": a.get("status", "no alert"), "reason": a.get("withdrawn_reason"),
+                "p": round(a["match_probability"], 4) if a.get("match_probability") else None,
+                "features": feats, "counterfactuals": a.get("counterfactuals", [])}
+
+    cases = ([case(x, "false alert") for x in sorted(raised - leads, key=str)]
+             + [case(x, "missed") for x in sorted(leads - raised, key=str)])
     return {"false_alerts_by_kind": dict(fp), "missed_by_kind": dict(fn),
-            "withdrawn_ambiguous_by_kind": dict(ambiguous)}
+            "withdrawn_ambiguous_by_kind": dict(ambiguous), "cases": cases}
 
 
 def run(seeds=SEEDS, persons: int = PERSONS, days: int = DAYS,
-        watch_share: float = WATCH_SHARE, log=print) -> dict:
+        watch_share: float = WATCH_SHARE, decoy_share: float = DECOY_SHARE, log=print) -> dict:
     base = load_settings(hmac_key="bench-watchlist")
     variants = {"guard": base,
                 "no_guard": base.model_copy(update={"watchlist_ambiguity_guard": False})}
@@ -80,7 +101,7 @@ def run(seeds=SEEDS, persons: int = PERSONS, days: int = DAYS,
     for seed in seeds:
         sim = tmp / f"sim{seed}"
         run_simulate(persons=persons, days=days, start="2026-03-01", seed=seed, out_dir=sim,
-                     watch_share=watch_share)
+                     watch_share=watch_share, decoy_share=decoy_share)
         entries = sum(1 for w in _jsonl(sim / "watchlist.jsonl") if w["action"] == "add")
         for name, s in variants.items():
             out = tmp / f"out{seed}-{name}"
@@ -94,6 +115,7 @@ def run(seeds=SEEDS, persons: int = PERSONS, days: int = DAYS,
             per_seed[name].append(row)
             log(f"watchlist seed {seed} {name}: {json.dumps(row)}")
     result: dict = {"persons": persons, "days": days, "watch_share": watch_share,
+                    "decoy_share": decoy_share,
                     "seeds": list(seeds), "seconds": round(time.perf_counter() - t0, 1)}
     for name, rows in per_seed.items():
         tp = sum(r["tp"] for r in rows)
@@ -122,6 +144,7 @@ def markdown(w: dict) -> str:
     lines = [f"Watchlist alerts: {len(w['seeds'])} simulated worlds (seeds "
              f"{', '.join(map(str, w['seeds']))}), {w['persons']} persons, {w['days']} days, "
              f"{w['watch_share']:.0%} of persons watched, plus innocent-namesake traps; "
+             f"{w.get('decoy_share', 0):.0%} of the watched with an active namesake decoy; "
              "`reglink replay` with the shipped model, scored like `reglink evaluate`. "
              "Precision and recall per seed: mean ± sd [min, max]; pooled over all seeds.", "",
              "| policy | entries | leads | alerts | P mean ± sd [min, max] | "
@@ -150,8 +173,11 @@ def main() -> None:
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--persons", type=int, default=PERSONS)
     ap.add_argument("--watch-share", type=float, default=WATCH_SHARE)
+    ap.add_argument("--decoys", type=float, default=DECOY_SHARE,
+                    help="share of watched persons with an active namesake decoy")
     args = ap.parse_args()
-    w = run(tuple(int(s) for s in args.seeds.split(",")), args.persons, DAYS, args.watch_share)
+    w = run(tuple(int(s) for s in args.seeds.split(",")), args.persons, DAYS, args.watch_share,
+            args.decoys)
     (HERE / "watchlist.json").write_text(json.dumps(w, indent=1) + "\n", encoding="utf-8")
     print(markdown(w))
 

@@ -235,6 +235,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                        session_cookie="reglink_console", same_site="strict", https_only=False,
                        max_age=8 * 3600)
     tz = fmt.zone(settings.console_tz)
+    blind_priorities = {p.strip() for p in settings.blind_review_priorities.split(",")
+                        if p.strip()}
     read_trail = audit_reader or (lambda: read_audit(settings))
 
     def raised(a: dict) -> str:
@@ -260,6 +262,13 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         flash = request.session.pop("flash", None) if user else None
         html = env.get_template(name).render(user=user, flash=flash, request=request, **ctx)
         return HTMLResponse(html, status_code=status_code)
+
+    def shown(alert: dict, review: dec.Review, user: User) -> dec.Review:
+        """The review as ``user`` may see it: blinded while they are a blind second
+        reviewer (:func:`dec.blind`)."""
+        if dec.blind(alert, review, user.name, blind_priorities):
+            return dec.blinded(review)
+        return review
 
     def current(request: Request) -> User | None:
         name = request.session.get("user")
@@ -323,7 +332,12 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         if user is None:
             return login_redirect(request)
         f = filters_of(request)
-        rows = state.queue(f["rule"], f["priority"], f["status"], f["prefecture"], f["review"])
+        # filtered on the review as the user may see it: a blind reviewer's filter on a
+        # review status must not tell which alerts a first reviewer confirmed or dismissed
+        rows = [(a, r) for a, r in
+                ((a, shown(a, r, user)) for a, r in
+                 state.queue(f["rule"], f["priority"], f["status"], f["prefecture"]))
+                if not f["review"] or r.status == f["review"]]
         audit(user, "queue_view", {"filters": {k: v for k, v in f.items() if v},
                                    "alert_ids": [a["alert_id"] for a, _r in rows]},
               "alert queue: review work")
@@ -360,9 +374,10 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
-                    alert, review = state.alert(aid), state.review(aid)
+                    alert = state.alert(aid)
                     if alert is None:
                         continue
+                    review = shown(alert, state.review(aid), user)
                     html = ""
                     if matches(alert, review, f["rule"], f["priority"], f["status"],
                                f["prefecture"], f["review"]):
@@ -420,9 +435,10 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         row_names = [n for n in row_names if any(n in ev["rows"] for ev in evidence)]
         for ev in evidence:
             row_names += [k for k in ev["rows"] if k not in row_names]
-        review = state.review(aid)
+        review = shown(alert, state.review(aid), user)
         return page("alert.html", request, user, a=alert, r=review, evidence=evidence,
                     identity=identity, row_names=row_names, weight_charts=weight_charts,
+                    counterfactuals=fmt.counterfactuals(alert),
                     timeline=timeline, late=late, mine=review.acted(user.name),
                     actions=sorted(dec.ALLOWED[user.role], key=dec.ACTIONS.index))
 
@@ -439,6 +455,7 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
             return page("error.html", request, user, status_code=403,
                         message="Your role is read-only: auditors cannot decide on alerts.")
         review = state.review(aid)
+        blind = dec.blind(alert, review, user.name, blind_priorities)
         try:
             if not reason:
                 raise dec.DecisionError(f"choose a reason to {action.replace('_', ' ')}")
@@ -447,10 +464,12 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
             request.session["flash"] = {"kind": "error", "text": str(exc)}
             return RedirectResponse(f"/alerts/{aid}", status_code=303)
         d = dec.make_decision(alert, action, reason, user.name, user.role, note.strip(),
-                              suppress_s=settings.dismissal_suppress_s, review=review)
+                              suppress_s=settings.dismissal_suppress_s, review=review,
+                              blind_review=blind)
         sink.send("decisions", aid, d)
         audit(user, "decision", {"alert_id": aid, "decision_id": d["decision_id"],
-                                 "person_id": alert.get("person_id")},
+                                 "person_id": alert.get("person_id"),
+                                 **({"blind": True} if blind else {})},
               f"{action}: {reason}" + (f" ({note.strip()[:200]})" if note.strip() else ""))
         state.add_decision(d)
         after = state.review(aid)

@@ -159,3 +159,26 @@ def summary(explanation: dict | None) -> str | None:
         parts.append(f"{'different' if parts else 'Different'} {_join(differ)}")
     head = "; ".join(parts) if parts else "No feature agrees or differs strongly"
     return f"{head}: {verdict(explanation.get('probability'))}."
+
+
+def counterfactual(c: dict, raised: bool) -> str:
+    """One counterfactual of a watchlist alert as a sentence: "Without the ID number on
+    rental:R17 this would not be raised (0.4210)."; "A matching phone would raise it
+    (0.9990)."."""
+    name = FEATURE_NAMES.get(c.get("feature"), str(c.get("feature")).replace("_", " "))
+    p = prob(c.get("probability"))
+    if c.get("change") == "remove":
+        change = f"Without the {name} on {c.get('record')}"
+        if not c.get("flips"):
+            return f"{change} it would still {'be raised' if raised else 'not be raised'} ({p})."
+        return f"{change} this would {'not be raised' if raised else 'be raised'} ({p})."
+    change = f"A matching {name}"
+    if not c.get("flips"):
+        return f"{change} would {'still not' if not raised else 'not'} raise it ({p})."
+    return f"{change} would raise it above the threshold ({p})."
+
+
+def counterfactuals(alert: dict) -> list[str]:
+    """The alert's counterfactuals as sentences (none for other rules)."""
+    raised = alert.get("status") == "raised"
+    return [counterfactual(c, raised) for c in alert.get("counterfactuals") or ()]

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     console_dev_secret: bool = False  # let the console start with the default secret (dev)
     console_tz: str = "+08:00"  # the zone the console shows every time in (offset or IANA)
     dismissal_suppress_s: int = 90 * 86400  # a dismissed (person, watch entry) pair stays quiet
+    # Priorities (comma-separated) of the watchlist matches whose second reviewer decides
+    # blind, without seeing the first decision (reglink.core.rules.decisions.blind); ""
+    # turns it off.
+    blind_review_priorities: str = "high"
 
     # --- privacy ------------------------------------------------------------------------
     hmac_key: SecretStr = SecretStr(DEV_HMAC_KEY)

@@ -69,8 +69,12 @@ def iso(dt: datetime) -> str:
 
 class World:
     def __init__(self, rng: random.Random, people: list[Person], reg: Registry,
-                 catalog: geo.Catalog, start: date, days: int, watch_share: float = WATCH_SHARE):
+                 catalog: geo.Catalog, start: date, days: int, watch_share: float = WATCH_SHARE,
+                 decoy_share: float = 0.0):
         self.rng = rng
+        # share of watched persons given a decoy: an active namesake (same name, sex and birth
+        # date, another ID) who sends records of their own; 0 leaves the world as it was
+        self.decoy_share = decoy_share
         self.people = people
         self.reg = reg
         self.catalog = catalog
@@ -316,6 +320,8 @@ class World:
         rng = self.rng
         p_move = 1.0 - (1.0 - MOVE_RATE) ** self.days
         watched = self.pick_watched()
+        if self.decoy_share > 0:
+            self.add_decoys(watched)
         floating = {p.pid for p in self.people if self.side.random() < FLOATING_SHARE}
         for p in self.people:
             busy = None
@@ -396,6 +402,23 @@ class World:
         n = max(2, round(len(self.people) * self.watch_share))
         chosen = self.rng.sample(range(len(self.people)), min(n, len(self.people)))
         return {self.people[i].pid: i for i in sorted(chosen)}
+
+    def add_decoys(self, watched: dict[str, int]) -> None:
+        """Decoys for a share of the watched persons: namesakes born the same day, with their
+        own ID, phone and home county, who travel, rent and work like anyone (so some of
+        their records carry no ID). Drawn from a stream of their own."""
+        drng = random.Random(f"decoys|{self.rng.random()}")
+        for i in sorted(watched.values()):
+            if drng.random() >= self.decoy_share:
+                continue
+            w = self.people[i]
+            pid = f"P{len(self.people) + 1:07d}"
+            area = drng.choices(geo.COUNTIES, cum_weights=geo.ORIGIN_W)[0].code
+            self.people.append(Person(
+                pid, w.surname, w.given, w.sex, w.birth, area,
+                self.reg.issue_id(area, w.birth, w.sex, pid), self.reg.issue_phone(pid),
+                w.travel_rate, minority=w.minority, namesake_of=w.pid))
+            self.stats["decoys"] = self.stats.get("decoys", 0) + 1
 
     def build_watchlist(self, watched: dict[str, int]) -> None:
         rng = self.rng

@@ -32,16 +32,17 @@ SOURCES = sources.NAMES
 
 
 def generate(persons: int, days: int, start: str, seed: int,
-             watch_share: float = WATCH_SHARE) -> tuple[World, dict]:
+             watch_share: float = WATCH_SHARE, decoy_share: float = 0.0) -> tuple[World, dict]:
     """Build the world in memory; records get their ids here. Returns (world, population stats).
-    ``watch_share``: share of persons on the watchlist (innocent-namesake traps come on top)."""
+    ``watch_share``: share of persons on the watchlist (innocent-namesake traps come on top);
+    ``decoy_share``: share of them given an active namesake decoy (see World.add_decoys)."""
     if persons < 1 or days < 1:
         raise ValueError("persons and days must be at least 1")
     rng = random.Random(seed)
     d0 = date.fromisoformat(start)
     people, reg, pstats = make_population(rng, persons, d0)
     catalog = geo.Catalog(rng)
-    world = World(rng, people, reg, catalog, d0, days, watch_share)
+    world = World(rng, people, reg, catalog, d0, days, watch_share, decoy_share)
     world.run()
     rank = sources.current().ranks
     world.recs.sort(key=lambda r: (r.at is not None, r.at or world.t0, rank[r.source], r.order))
@@ -91,7 +92,7 @@ def _progress(label: str, items, total: int):
 
 
 def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path,
-                 watch_share: float = WATCH_SHARE) -> str:
+                 watch_share: float = WATCH_SHARE, decoy_share: float = 0.0) -> str:
     import sys
 
     t_start = _time.perf_counter()
@@ -99,9 +100,9 @@ def run_simulate(persons: int, days: int, start: str, seed: int, out_dir: Path,
         from rich.console import Console
 
         with Console(stderr=True).status(f"simulating {persons} persons over {days} days"):
-            world, pstats = generate(persons, days, start, seed, watch_share)
+            world, pstats = generate(persons, days, start, seed, watch_share, decoy_share)
     else:
-        world, pstats = generate(persons, days, start, seed, watch_share)
+        world, pstats = generate(persons, days, start, seed, watch_share, decoy_share)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -24,6 +24,8 @@ Rule state (:mod:`reglink.core.rules`):
   ``w:<watch_id>``    a watch entry (:class:`WatchEntry`)
   ``wp:<watch_id>``   set: person ids the entry names
   ``wa:<watch_id>``   set: alert ids the entry raised
+  ``we:<person_id>``  which record supplied each feature value of an identity (JSON, value
+                      token -> [first record key, records]): ``watchlist_match`` names them
   ``wk``              set: every blocking key some watch entry is indexed under
   ``wv``              token of the additions to ``wk`` (changes with every entry added)
   ``due``             sorted set of rule timers (:func:`timer_member`), score = when due
@@ -70,6 +72,7 @@ ALERT = "a:"
 WATCH_ENTRY = "w:"
 WATCH_NAMED = "wp:"
 WATCH_ALERTS = "wa:"
+WATCH_EVIDENCE = "we:"
 OUTBOX_MESSAGE = "o:"
 SUPPRESSION = "sup:"
 POPULATION = "pc:"
@@ -127,6 +130,10 @@ def watch_named(watch_id: str) -> str:
 
 def watch_alerts(watch_id: str) -> str:
     return WATCH_ALERTS + watch_id
+
+
+def watch_evidence(person_id: str) -> str:
+    return WATCH_EVIDENCE + person_id
 
 
 def outbox_message(oid: str) -> str:

@@ -274,7 +274,16 @@ def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
     assert "you already confirmed this alert" in refused
     ana.get(f"{url}/alerts/{keep['alert_id']}")
     assert "1/2" in ana.find_element(By.ID, "review-status").text
+    # Blind second review (high priority): bo sees neither ana's decision nor its trace
+    # until he has decided; then he sees both.
+    bo.get(f"{url}/alerts/{keep['alert_id']}")
+    assert bo.find_element(By.ID, "review-status").text == "blind review"
+    assert "another reviewer has decided" in bo.find_element(By.ID, "blind-review").text
+    card = bo.find_element(By.ID, "decisions").text
+    assert "ana" not in card and "2 of 2" not in card and bo.find_elements(By.ID, "history") == []
+    shot(bo, "alert-blind-second-review")
     assert decide(bo, url, keep["alert_id"], "confirm", "documents_checked") == "confirmed"
+    assert "ana (operator)" in bo.find_element(By.ID, "history").text
 
     # The dismissal form starts on no reason: the permanent one must be chosen on purpose.
     ana.get(f"{url}/alerts/{drop['alert_id']}")
@@ -291,12 +300,11 @@ def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
     shot(ana, "alert-dismissal-awaiting-second")
     decide(bo, url, drop["alert_id"], "dismiss", "different_person")  # another operator
     assert "supervisor must dismiss it" in bo.find_element(By.ID, "flash").text
-    assert "(1/2)" in bo.find_element(By.ID, "review-status").text
+    assert bo.find_element(By.ID, "review-status").text == "blind review"  # not decided yet
     sup.get(f"{url}/alerts/{drop['alert_id']}")
-    pending = sup.find_element(By.ID, "pending-dismissal").text
-    assert "ana (operator) proposed dismissing" in pending
-    assert "final" in sup.find_element(By.ID, "do-dismiss").text
-    shot(sup, "alert-dismissal-second-reviewer")
+    assert sup.find_elements(By.ID, "pending-dismissal") == []  # blind
+    assert "ana" not in sup.find_element(By.ID, "decisions").text
+    assert "final" not in sup.find_element(By.ID, "do-dismiss").text
     assert decide(sup, url, drop["alert_id"], "dismiss", "different_person") == "dismissed"
     assert "cannot-link" in sup.find_element(By.ID, "history").text
 

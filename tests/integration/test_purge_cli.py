@@ -118,15 +118,18 @@ def test_purge_cli_applies_the_policy_and_is_audited(kafka_settings, redis_clien
     assert run.returncode == 0, run.stderr
     res = json.loads(run.stdout)
     assert res["dry_run"] is False and res["purged"] == 2 and res["conflicts"] == 0
-    assert res["links"] == 2 and res["state_keys"] == 3  # 2 stay states + D's alert state
+    # 2 stay states, 2 watch evidence maps (which record supplied each value) + D's alert state
+    assert res["links"] == 2 and res["state_keys"] == 5
     assert res["index_entries"] > 0
     t1 = datetime.now(UTC)
 
-    # Purged: A and D, with their links, stays, D's alert state, every index entry.
+    # Purged: A and D, with their links, stays, evidence, D's alert state, every index entry.
     for key in ("R-A", "R-D"):
         assert store.get(pids[key]) is None and store.link_of(f"rental:{key}") is None
         assert kv.get(f"s:{pids[key]}") is None
+        assert kv.get(f"we:{pids[key]}") is None
     assert kv.get(f"a:{a_d['alert_id']}") is None
+    assert kv.get(f"we:{pids['H-E1']}") is not None  # a kept identity keeps its evidence
     for k in kv.scan("b:"):
         assert not kv.smembers(k) & {pids["R-A"], pids["R-D"]}
     # Kept: B (open stay), C (under review, with its alert state), E (recent, and the

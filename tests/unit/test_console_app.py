@@ -169,8 +169,9 @@ def test_auditor_is_read_only(env):
     assert login(app, "ana").get("/audit").status_code == 403  # operators: no audit trail
 
 
-def test_a_watchlist_dismissal_awaits_a_second_reviewer_a_supervisor_for_high_priority(env):
-    app, state, sink = env
+def test_a_watchlist_dismissal_awaits_a_second_reviewer_a_supervisor_for_high_priority(tmp_path):
+    # open second review (blind review off): the second reviewer sees the pending dismissal
+    app, state, sink = make_env(tmp_path, blind_review_priorities="")
     aid = WATCH["alert_id"]  # priority high
     ana, cy, bo = login(app, "ana"), login(app, "cy"), login(app, "bo")
     page = ana.post(f"/alerts/{aid}/decide",
@@ -197,6 +198,69 @@ def test_a_watchlist_dismissal_awaits_a_second_reviewer_a_supervisor_for_high_pr
     assert state.review(aid).status == "dismissed"
 
 
+def test_the_second_reviewer_of_a_high_priority_watchlist_match_decides_blind(env):
+    app, state, sink = env
+    aid = WATCH["alert_id"]  # priority high: blind second review by default
+    ana, cy = login(app, "ana"), login(app, "cy")
+    ana.post(f"/alerts/{aid}/decide",
+             data={"action": "confirm", "reason": "identity_verified", "note": "checked 陈丽"})
+    assert state.review(aid).status == "awaiting_second"
+    page = html.unescape(cy.get(f"/alerts/{aid}").text)
+    assert 'id="blind-review"' in page
+    # nothing betrays the first decision: who, what, why, nor the review status
+    for leak in ("ana", "checked 陈丽", "awaiting second", 'id="pending-confirmation"',
+                 'id="history"', "2 of 2"):
+        assert leak not in page, leak
+    queue = cy.get("/").text
+    row = queue[queue.index(f'id="row-{aid}"'):]
+    row = row[:row.index("</tr>")]
+    assert "blind review" in row and "awaiting second" not in row
+    # nor does a filter on the review status betray it
+    assert f'row-{aid}' not in cy.get("/?review=awaiting_second").text
+    assert f'row-{aid}' in ana.get("/?review=awaiting_second").text
+    # the first reviewer still sees her own decision
+    assert 'id="your-decision"' in ana.get(f"/alerts/{aid}").text
+    cy.post(f"/alerts/{aid}/decide", data={"action": "confirm", "reason": "documents_checked"})
+    d = sink.of("decisions")
+    assert [(x["reviewer"], x["blind"]) for x in d] == [("ana", False), ("cy", True)]
+    assert state.review(aid).status == "confirmed"
+    audited = [e for e in sink.of("audit") if e["action"] == "decision"]
+    assert [e["subject"].get("blind") for e in audited] == [None, True]
+    # once decided, the second reviewer sees the first decision
+    after = html.unescape(cy.get(f"/alerts/{aid}").text)
+    assert 'id="history"' in after and "ana (operator)" in after
+
+
+def test_blind_review_is_a_setting_by_priority(tmp_path):
+    app, state, _sink = make_env(tmp_path, blind_review_priorities="high, medium")
+    medium = {**WATCH, "alert_id": "Awatch0000002", "priority": "medium"}
+    low = {**WATCH, "alert_id": "Awatch0000003", "priority": "low"}
+    state.add_alert(medium)
+    state.add_alert(low)
+    ana, cy = login(app, "ana"), login(app, "cy")
+    for a in (medium, low):
+        ana.post(f"/alerts/{a['alert_id']}/decide",
+                 data={"action": "confirm", "reason": "identity_verified"})
+    assert 'id="blind-review"' in cy.get("/alerts/Awatch0000002").text
+    page = cy.get("/alerts/Awatch0000003").text
+    assert 'id="blind-review"' not in page and 'id="pending-confirmation"' in page
+
+
+def test_the_counterfactuals_are_shown_beside_the_waterfall(env):
+    app, state, _sink = env
+    aid = "Awatch0000009"
+    state.add_alert({**WATCH, "alert_id": aid, "counterfactuals": [
+        {"change": "remove", "feature": "id", "record": "hotel:H-1", "level": "missing",
+         "probability": 0.42, "flips": True},
+        {"change": "match", "feature": "phone", "level": "same", "probability": 0.9991,
+         "flips": False}]})
+    page = html.unescape(login(app, "ana").get(f"/alerts/{aid}").text)
+    weights = page[page.index('id="weights"'):page.index('id="decisions"')]
+    assert 'id="counterfactuals"' in weights
+    assert "Without the ID number on hotel:H-1 this would not be raised (0.4200)." in weights
+    assert "A matching phone would not raise it (0.9991)." in weights
+
+
 def test_the_dismiss_form_has_no_default_reason(env):
     app, _state, sink = env
     c = login(app, "ana")
@@ -210,8 +274,9 @@ def test_the_dismiss_form_has_no_default_reason(env):
     assert "choose a reason to dismiss" in page and sink.of("decisions") == []
 
 
-def test_a_reviewer_who_acted_sees_their_decision_not_the_form(env):
-    app, _state, _sink = env
+def test_a_reviewer_who_acted_sees_their_decision_not_the_form(tmp_path):
+    # open second review (blind review off): the second reviewer sees the first decision
+    app, _state, _sink = make_env(tmp_path, blind_review_priorities="")
     aid = WATCH["alert_id"]
     ana, cy = login(app, "ana"), login(app, "cy")
     page = ana.post(f"/alerts/{aid}/decide",

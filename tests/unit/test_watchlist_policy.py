@@ -143,15 +143,7 @@ def test_remove_still_withdraws_and_ambiguity_does_not_revive_it():
             hotel("H2", NAMESAKE, T2)]
     _pipe, alerts, _links = run(recs)
     assert [(a["status"], a.get("withdrawn_reason")) for a in alerts] == [
-        ("raised", None), ("withdrawn", None)]
-
-
-def test_outclassed_are_the_named_persons_put_in_doubt():
-    from reglink.core.rules.watchlist import outclassed
-
-    named = {"P-weak": 10.0, "P-equal": 20.0, "P-strong": 40.0}
-    assert outclassed(20.0, named, 0.99) == ["P-equal", "P-weak"]
-    assert outclassed(0.0, named, 0.99) == []
+        ("raised", None), ("withdrawn", "removed")]
 
 
 # An entry with an ID, and the same person's name in pinyin on a job record without ID that

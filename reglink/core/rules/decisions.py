@@ -9,13 +9,15 @@ state carries a reason code; a ``watchlist_match`` needs two *different* reviewe
 confirm it and two to dismiss it (one of them a supervisor for a high-priority entry), since
 its dismissal suppresses the (person, watch entry) pair for a period, or for good when both
 reviewers say "different person" (a cannot-link); a reviewer who has confirmed or dismissed
-takes no second decision on the alert; a person can be marked as a **misused identity** so
+takes no second decision on the alert; the second reviewer of a watchlist match of a
+configured priority (``high`` by default) decides blind, without seeing the first decision
+(:func:`blind`); a person can be marked as a **misused identity** so
 that no watchlist entry hits them again.
 
 A decision message (topic ``decisions``, key ``alert_id``)::
 
     {decision_id, alert_id, rule, person_id, watch_id?, action, reason, note, reviewer, role,
-     decided_at, final, suppress_until?, cannot_link, schema}
+     decided_at, final, suppress_until?, cannot_link, blind, schema}
 
 ``final`` is true when the decision ends the review (the second of two watchlist
 dismissals, or a one-step decision); only a final dismissal feeds back into matching. A
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -166,6 +168,26 @@ def fold(alert_id: str, decisions: Iterable[dict], rule: str | None = None) -> R
     return review
 
 
+#: Review status a blind second reviewer sees in place of the decisions taken so far.
+BLIND = "blind_review"
+
+
+def blind(alert: dict, review: Review, reviewer: str, priorities: Collection[str]) -> bool:
+    """Whether ``reviewer`` decides on ``alert`` blind: a watchlist match of one of
+    ``priorities`` (a setting, ``high`` by default), still under review, on which another
+    reviewer has decided and ``reviewer`` has not. The console then shows neither that
+    decision nor anything that betrays it (the review status, who confirmed or dismissed,
+    a pending dismissal) until ``reviewer`` has decided."""
+    return (alert.get("rule") == "watchlist_match" and alert.get("priority") in priorities
+            and review.status not in TERMINAL and bool(review.history)
+            and not any(d.get("reviewer") == reviewer for d in review.history))
+
+
+def blinded(review: Review) -> Review:
+    """What a blind reviewer sees of ``review``: that it is under review, no decision."""
+    return Review(review.alert_id, review.rule, status=BLIND)
+
+
 def check(alert: dict, review: Review, action: str, reason: str, reviewer: str,
           role: str) -> None:
     """Raise :class:`DecisionError` unless ``reviewer`` (``role``) may take this decision."""
@@ -198,12 +220,14 @@ def _iso(t: datetime) -> str:
 
 def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: str,
                   note: str = "", now: datetime | None = None,
-                  suppress_s: int = 90 * 86400, review: Review | None = None) -> dict:
+                  suppress_s: int = 90 * 86400, review: Review | None = None,
+                  blind_review: bool = False) -> dict:
     """The decision message for ``alert`` after the decisions folded in ``review`` (none if
     ``None``); validate with :func:`check` first. A dismissal is final when it is the last
     one the rule needs; a final dismissal of a watchlist match is a cannot-link when every
     reviewer who dismissed it said "different person", and otherwise suppresses the pair for
-    ``suppress_s`` from now."""
+    ``suppress_s`` from now. ``blind_review``: the reviewer decided without having seen the
+    decisions taken before (:func:`blind`); the message says so, for the audit."""
     now = now or datetime.now(UTC)
     rule = alert.get("rule")
     prior = review if review is not None else Review(alert["alert_id"], rule)
@@ -235,6 +259,7 @@ def make_decision(alert: dict, action: str, reason: str, reviewer: str, role: st
         "final": final,
         "cannot_link": cannot_link,
         "suppress_until": None,
+        "blind": blind_review,
         "schema": SCHEMA,
     }
     if action == "dismiss" and final and not cannot_link:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, ClassVar
 
+from matchers import fastjson
+from matchers.compare import FSComparator
 from matchers.features import person_record
 from matchers.types import Comparison, Identity, PersonRecord
 from reglink.core.outbox import Out
@@ -61,16 +63,24 @@ class WatchlistMatch(AlertRule):
         return strings, [sk.watch_index(sk.blocking(k)) for k in blocking_keys
                          if k in self._wkeys]
 
+    def person_keys(self, person_id: str) -> list[str]:
+        return [sk.watch_evidence(person_id)]
+
     # ------------------------------------------------------------------ hooks
     def on_own_record(self, record: dict[str, Any], key: str,
                       report_ts: float | None) -> tuple[str | None, list[Out]]:
-        """A watch entry added (compared with the identities it could mean) or removed."""
+        """A watch entry added (compared with the identities it could mean) or removed.
+        A removal is final: an entry removed stays off the list, also when its ``add``
+        arrives after the ``remove``."""
         ctx = self.ctx
         kv, linker = ctx.kv, ctx.linker
         watch_id = str(record["watch_id"])
-        if record.get("action", "add") == "remove":
-            return None, self._withdraw(watch_id)
         entry = person_record(record, key, ctx.pseudo)
+        if record.get("action", "add") == "remove":
+            return None, self._withdraw(watch_id, entry)
+        raw = kv.get(sk.watch_entry(watch_id))
+        if raw and not WatchEntry.decode(raw).active:
+            return None, []
         meta = WatchEntry(entry, record.get("priority"), record.get("valid_until"))
         kv.set(sk.watch_entry(watch_id), meta.encode())
         idx = Identity(person_id=watch_id, anchor=f"watch:{watch_id}")
@@ -81,25 +91,15 @@ class WatchlistMatch(AlertRule):
         # before the save: a store with saved entries and no token has no usable key set
         self._watch_keys_add(wkeys)
         ctx.watch_store.save(idx, wkeys)
-        outs: list[Out] = []
-        best_pid, best_p = None, -1.0
-        threshold = ctx.settings.watchlist_threshold
-        cands = linker.finder.candidates(entry, ctx.store)
-        for ident in cands:
-            outs += self._pair(watch_id, meta, ident, ident.last_record, ident.last_report,
-                               pool=cands)
-            p = linker.comparator.compare(entry, ident).probability
-            if p >= threshold and p > best_p:
-                best_pid, best_p = ident.person_id, p
-        if ctx.settings.watchlist_ambiguity_guard and best_pid is not None and \
-                best_pid not in kv.smembers(sk.watch_named(watch_id)):
-            best_pid = None  # the entry cannot tell its best match from another: names no one
-        return best_pid, outs
+        named, outs = self._evaluate(watch_id, meta, None, None, report_ts)
+        return named, outs
 
     def on_record(self, event: LinkedRecord) -> list[Out]:
-        """Probe the watchlist index with the identity the record linked to."""
+        """Keep the identity's evidence, then compare every watch entry that shares a blocking
+        key with the identity anew."""
         ctx = self.ctx
         ident = event.identity
+        self._keep_evidence(event)
         outs: list[Out] = []
         wkeys = self._watch_keys()
         if wkeys is not None and not wkeys:
@@ -110,9 +110,9 @@ class WatchlistMatch(AlertRule):
             if not keys:
                 return outs
         found = sorted(ctx.watch_store.find(keys))
-        if found:  # what _pair reads for each entry (the entry, the persons it named, its
-            # alerts, a reviewer's suppression of this pair, misused identities): one round
-            # trip on Redis instead of up to five per entry
+        if found:  # what _evaluate reads first for each entry (the entry, a reviewer's
+            # suppression of this pair, the persons it named, its alerts, misused
+            # identities): one round trip on Redis
             anchor = ident.rule_anchor
             ctx.kv.prefetch(
                 [k for w in found for k in (
@@ -123,9 +123,33 @@ class WatchlistMatch(AlertRule):
             raw = ctx.kv.get(sk.watch_entry(watch_id))
             if not raw:
                 continue
-            outs += self._pair(watch_id, WatchEntry.decode(raw), ident, event.key,
-                               event.report_ts)
+            outs += self._evaluate(watch_id, WatchEntry.decode(raw), ident, event.key,
+                                   event.report_ts)[1]
         return outs
+
+    # ------------------------------------------------------------------ evidence
+    def evidence(self, person_id: str) -> wl.Evidence:
+        """Which record supplied each feature value of identity ``person_id``."""
+        raw = self.ctx.kv.get(sk.watch_evidence(person_id))
+        ev: wl.Evidence = fastjson.loads(raw) if raw else {}
+        return ev
+
+    def _keep_evidence(self, event: LinkedRecord) -> None:
+        """Fold the identities the record merged into its own and add the record's values."""
+        kv = self.ctx.kv
+        pid = event.person_id
+        ev = self.evidence(pid)
+        changed = False
+        for absorbed in event.link.merged:
+            other = self.evidence(absorbed)
+            if other:
+                wl.merge_evidence(ev, other)
+                kv.delete(sk.watch_evidence(absorbed))
+                changed = True
+        if not event.link.repeated and wl.add_record(ev, event.person):
+            changed = True
+        if changed:
+            kv.set(sk.watch_evidence(pid), fastjson.dumps(dict(sorted(ev.items()))))
 
     # ------------------------------------------------------------------ the watch key set
     def _watch_keys(self) -> set[str] | None:
@@ -173,124 +197,155 @@ class WatchlistMatch(AlertRule):
         kv.set(sk.WATCH_KEYS_TOKEN, token)
         self._wkeys, self._wkeys_v = cur | set(new), token
 
-    # ------------------------------------------------------------------ one pair
-    def _pair(self, watch_id: str, meta: WatchEntry, ident: Identity, record: str | None,
-              report_ts: float | None, pool: list[Identity] | None = None) -> list[Out]:
-        """Does entry ``watch_id`` name ``ident`` now (``record``: the evidence)?"""
+    # ------------------------------------------------------------------ one entry
+    def _evaluate(self, watch_id: str, meta: WatchEntry, trigger: Identity | None,
+                  record: str | None, report_ts: float | None) -> tuple[str | None, list[Out]]:
+        """Compare entry ``watch_id`` with every identity it could mean, as they are now, and
+        bring its alerts in line: a person it names has one raised alert (raised again if it
+        had been withdrawn), one it no longer names has its alert withdrawn. ``trigger``: the
+        identity a record (``record``, reported at ``report_ts``) was just linked to; None
+        when the entry itself arrived. Returns the person named with the highest
+        probability, if any, and the messages.
+
+        Named are the identities at or above the threshold, with no hard conflict, not
+        cleared by review and, under the ambiguity guard, with no rival
+        (:func:`wl.rivals`). Since this depends only on the identities in the store, the
+        final statuses do not depend on the order the records arrived in."""
         if not meta.active:
-            return []
+            return None, []
         if meta.valid_until and report_ts is not None and \
                 report_ts >= day_end(meta.valid_until):
-            return []
+            return None, []
         ctx = self.ctx
-        entry = meta.rec
-        comp = ctx.linker.comparator.compare(entry, ident)
+        kv, store = ctx.kv, ctx.store
+        comparator = ctx.linker.comparator
+        model = comparator.model
+        threshold = ctx.settings.watchlist_threshold
         guard = ctx.settings.watchlist_ambiguity_guard
-        below = comp.probability < ctx.settings.watchlist_threshold
-        if comp.conflict or (below and not guard):
-            return []
-        named = sk.watch_named(watch_id)
-        alerted = {ctx.store.resolve(p) for p in ctx.kv.smembers(named)}
-        if ident.person_id in alerted or (below and not alerted):
-            return []  # named already, or neither named nor able to doubt anyone named
-        aid = watch_alert_id(watch_id, ident.rule_anchor)
-        if self._cleared(aid, ident.person_id, report_ts):
-            return []  # a reviewer cleared this pair, or marked the person's identity misused
+        entry = meta.rec
+        cands = {i.person_id: i for i in ctx.linker.finder.candidates(entry, store)}
+        if trigger is not None:
+            cands[trigger.person_id] = trigger
+        # the entry's alerts by the person they now resolve to
+        alerts: dict[str, list[dict[str, Any]]] = {}
+        for aid in sorted(kv.smembers(sk.watch_alerts(watch_id))):
+            prev = self.alert_state(aid)
+            if prev:
+                alerts.setdefault(store.resolve(prev["person_id"]), []).append(prev)
+        comps: dict[str, Comparison] = {}
+        bits: dict[str, float] = {}
+        namesakes: dict[str, float] = {}
+        for pid in sorted(cands):
+            ident = cands[pid]
+            if self._cleared(watch_alert_id(watch_id, ident.rule_anchor), pid, report_ts):
+                continue  # review cleared the pair: neither named nor a rival
+            comps[pid] = c = comparator.compare(entry, ident)
+            if c.conflict is None:
+                bits[pid] = model.log_odds(c.total_weight)
+            else:
+                namesakes[pid] = model.log_odds(wl.weight_besides(c, "id"))
+
+        def ambiguous(pid: str) -> bool:
+            if wl.rivals(pid, bits[pid], bits, threshold):
+                return True
+            # an identity without a resident ID, against an entry with one: as likely the
+            # records of a namesake who holds another ID (see wl.weight_besides)
+            if not entry.id_valid or cands[pid].rid_hash:
+                return False
+            if not cands[pid].id_hashes and wl.rivals(
+                    pid, bits[pid], {"": model.log_odds(wl.namesake_weight(comps[pid]))},
+                    threshold):
+                return True  # no ID at all: a namesake born that day would match as well
+            return bool(wl.rivals(pid, bits[pid], namesakes, threshold))
+
+        named = sorted((pid for pid, c in comps.items()
+                        if c.conflict is None and c.probability >= threshold
+                        and not (guard and ambiguous(pid))),
+                       key=lambda pid: (-comps[pid].probability, pid))
         outs: list[Out] = []
-        if guard and alerted:  # does this identity put a person already named in doubt?
-            outs += self._withdraw_ambiguous(watch_id, entry, comp, report_ts)
-        if below:
-            return outs
-        if guard and self._rivals(watch_id, entry, ident, comp, report_ts, pool):
-            return outs  # the entry cannot tell these people apart: name none of them
-        ctx.kv.sadd(named, [ident.person_id])
-        ctx.kv.sadd(sk.watch_alerts(watch_id), [aid])
-        evidence = [f"watchlist:{watch_id}"] + ([record] if record else [])
-        return outs + [self.alert(aid, "raised", ident, evidence, comp.probability,
-                                  comp.explanation(), iso(report_ts) if report_ts else None,
-                                  watch_id=watch_id, priority=meta.priority)]
+        for pid, c in comps.items():
+            if pid in named:
+                continue
+            reason = ("conflict" if c.conflict else
+                      "below_threshold" if c.probability < threshold else wl.AMBIGUOUS)
+            for prev in alerts.get(pid, ()):
+                if prev["status"] == "raised":
+                    outs.append(self._reissue(prev, "withdrawn", reason, meta, cands[pid]))
+        key = sk.watch_named(watch_id)
+        kept = {store.resolve(p) for p in kv.smembers(key)}
+        gone = sorted(p for p in kv.smembers(key)
+                      if store.resolve(p) in comps and store.resolve(p) not in named)
+        for p in gone:
+            kv.srem(key, p)
+        for pid in named:
+            ident = cands[pid]
+            aid = watch_alert_id(watch_id, ident.rule_anchor)
+            current = None
+            for prev in alerts.get(pid, ()):
+                if prev["alert_id"] == aid:
+                    current = prev
+                elif prev["status"] == "raised":  # raised under the identity's former anchor
+                    outs.append(self._reissue(prev, "withdrawn", "superseded", meta, ident))
+            if current is not None and current["status"] == "raised":
+                continue
+            if pid not in kept:
+                kv.sadd(key, [pid])
+            kv.sadd(sk.watch_alerts(watch_id), [aid])
+            if pid == (trigger.person_id if trigger else None):
+                evidence, at = record, report_ts
+            else:
+                evidence, at = ident.last_record, ident.last_report
+            outs.append(self.alert(
+                aid, "raised", ident, [f"watchlist:{watch_id}"] + ([evidence] if evidence else []),
+                comps[pid].probability, self._explain(entry, ident, comps[pid]),
+                iso(at) if at else None, watch_id=watch_id, priority=meta.priority,
+                counterfactuals=self._counterfactuals(entry, ident)))
+        return (named[0] if named else None), outs
+
+    def _explain(self, entry: PersonRecord, ident: Identity, comp: Comparison) -> dict[str, Any]:
+        comparator = self.ctx.linker.comparator
+        if not isinstance(comparator, FSComparator):
+            return comp.explanation()
+        return wl.explain(comp, comparator.comparators, entry, ident,
+                          self.evidence(ident.person_id))
+
+    def _counterfactuals(self, entry: PersonRecord, ident: Identity) -> list[dict[str, Any]]:
+        comparator = self.ctx.linker.comparator
+        if not isinstance(comparator, FSComparator):
+            return []
+        return wl.counterfactuals(comparator, entry, ident, self.evidence(ident.person_id),
+                                  self.ctx.settings.watchlist_threshold)
+
+    def _reissue(self, prev: dict[str, Any], status: str, reason: str, meta: WatchEntry,
+                 ident: Identity) -> Out:
+        """``prev`` again with a new status, the comparison as it stands now and its
+        counterfactuals (what would raise it again)."""
+        entry = meta.rec
+        comp = self.ctx.linker.comparator.compare(entry, ident)
+        return self.update_alert({
+            **prev, "status": status, "withdrawn_reason": reason,
+            "match_probability": comp.probability,
+            "explanation": self._explain(entry, ident, comp),
+            "counterfactuals": self._counterfactuals(entry, ident)})
 
     def _cleared(self, aid: str, person_id: str, report_ts: float | None) -> bool:
         kv = self.ctx.kv
         return decisions.suppressed(kv.get, kv.smembers, self.ctx.store.resolve, aid,
                                     person_id, report_ts) is not None
 
-    def _rivals(self, watch_id: str, entry: PersonRecord, ident: Identity, comp: Comparison,
-                report_ts: float | None, pool: list[Identity] | None) -> list[str]:
-        """Other identities the entry cannot tell apart from ``ident``
-        (:mod:`reglink.core.rules.watchlist`): candidates of the entry with no hard conflict,
-        except those review has cleared for this entry (they are neither named nor rivals)."""
-        ctx = self.ctx
-        comparator = ctx.linker.comparator
-        model = comparator.model
-        others: dict[str, float] = {}
-        for other in (pool if pool is not None
-                      else ctx.linker.finder.candidates(entry, ctx.store)):
-            if other.person_id == ident.person_id:
-                continue
-            c = comparator.compare(entry, other)
-            if c.conflict:
-                continue
-            others[other.person_id] = model.log_odds(c.total_weight)
-        found = wl.rivals(ident.person_id, model.log_odds(comp.total_weight), others,
-                          ctx.settings.watchlist_threshold)
-        by_id = {o.person_id: o for o in (pool or ())}
-        kept = []
-        for pid in found:
-            rival = by_id.get(pid) or ctx.store.get(pid)
-            if rival is not None and not self._cleared(
-                    watch_alert_id(watch_id, rival.rule_anchor), pid, report_ts):
-                kept.append(pid)
-        return kept
-
-    def _withdraw_ambiguous(self, watch_id: str, entry: PersonRecord, comp: Comparison,
-                            report_ts: float | None) -> list[Out]:
-        """Withdraw the entry's raised alerts on persons whose claim on the entry falls below
-        the threshold now that the identity of ``comp`` is known (:func:`wl.outclassed`);
-        alerts review has already cleared stay as they are. A person withdrawn here may be
-        named again if the ambiguity goes away (the identities merge)."""
-        ctx = self.ctx
-        kv, store = ctx.kv, ctx.store
-        model = ctx.linker.comparator.model
-        raised: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-        named: dict[str, float] = {}
-        for aid in sorted(kv.smembers(sk.watch_alerts(watch_id))):
-            prev = self.alert_state(aid)
-            if not prev or prev["status"] != "raised":
-                continue
-            pid = store.resolve(prev["person_id"])
-            other = store.get(pid)
-            if other is None or self._cleared(aid, pid, report_ts):
-                continue
-            raised.setdefault(pid, []).append((aid, prev))
-            if pid not in named:
-                c = ctx.linker.comparator.compare(entry, other)
-                named[pid] = model.log_odds(c.total_weight)
-        outs: list[Out] = []
-        doubtful = wl.outclassed(model.log_odds(comp.total_weight), named,
-                                 ctx.settings.watchlist_threshold)
-        key = sk.watch_named(watch_id)
-        for p in sorted(kv.smembers(key)) if doubtful else ():
-            if store.resolve(p) in doubtful:
-                kv.srem(key, p)
-        for pid in doubtful:
-            for _aid, prev in raised[pid]:
-                outs.append(self.update_alert(
-                    {**prev, "status": "withdrawn", "withdrawn_reason": wl.AMBIGUOUS}))
-        return outs
-
-    def _withdraw(self, watch_id: str) -> list[Out]:
-        """The entry is off the list: it names no one from now on, its raised alerts are
-        withdrawn."""
+    def _withdraw(self, watch_id: str, rec: PersonRecord) -> list[Out]:
+        """The entry is off the list for good: it names no one from now on, its raised
+        alerts are withdrawn. A removal that comes before its entry leaves the entry
+        stored as removed (``rec``: the removal's own person block)."""
         kv = self.ctx.kv
         raw = kv.get(sk.watch_entry(watch_id))
-        if raw:
-            meta = WatchEntry.decode(raw)
-            meta.active = False
-            kv.set(sk.watch_entry(watch_id), meta.encode())
+        meta = WatchEntry.decode(raw) if raw else WatchEntry(rec)
+        meta.active = False
+        kv.set(sk.watch_entry(watch_id), meta.encode())
         outs = []
         for aid in sorted(kv.smembers(sk.watch_alerts(watch_id))):
             prev = self.alert_state(aid)
             if prev and prev["status"] == "raised":
-                outs.append(self.update_alert({**prev, "status": "withdrawn"}))
+                outs.append(self.update_alert({**prev, "status": "withdrawn",
+                                               "withdrawn_reason": "removed"}))
         return outs
