@@ -30,6 +30,14 @@ Rule state (:mod:`reglink.core.rules`):
   ``sup:<alert_id>``  a reviewer's dismissal of the pair behind an alert
   ``misused``         set: person ids whose identity a reviewer marked misused
 
+Source quality (:mod:`reglink.core.quality`; counts, no person data):
+  ``q:<source>:<organisation>``  the organisation's counters (JSON)
+  ``qc:<digest>``     an open hotel check-in (hotel, person id, time); digest of its key
+  ``qo:<digest>``     set: the digests of a hotel's open check-ins; digest of the hotel id
+  ``qdl:<digest>``    a dead letter already counted (digest of source, origin and reason)
+  ``qd``              set: ``<source>:<organisation>`` whose report changed since it was sent
+  ``qs:<source>:<organisation>``  when its report was last sent (epoch s; stream only)
+
 Pipeline:
   ``wm``              the event-time watermark (JSON)
   ``outbox``          sorted set of outbox ids awaiting delivery (score = the id)
@@ -66,6 +74,11 @@ WATCH_NAMED = "wp:"
 WATCH_ALERTS = "wa:"
 OUTBOX_MESSAGE = "o:"
 SUPPRESSION = "sup:"
+QUALITY = "q:"
+QUALITY_CHECKIN = "qc:"
+QUALITY_OPEN = "qo:"
+QUALITY_DEADLETTER = "qdl:"
+QUALITY_SENT = "qs:"
 
 IDENTITY_COUNT = "n:identities"
 OUTBOX_COUNTER = "n:outbox"
@@ -75,6 +88,7 @@ DUE = "due"
 WATCH_KEYS = "wk"
 WATCH_KEYS_TOKEN = "wv"
 MISUSED = "misused"
+QUALITY_DIRTY = "qd"
 #: Namespace of the watchlist index (identity-store families under it).
 WATCH_NS = "wl/"
 
@@ -125,6 +139,26 @@ def outbox_message(oid: str) -> str:
 
 def suppression(alert_id: str) -> str:
     return SUPPRESSION + alert_id
+
+
+def quality(org_key: str) -> str:
+    return QUALITY + org_key
+
+
+def quality_checkin(digest: str) -> str:
+    return QUALITY_CHECKIN + digest
+
+
+def quality_open(digest: str) -> str:
+    return QUALITY_OPEN + digest
+
+
+def quality_deadletter(digest: str) -> str:
+    return QUALITY_DEADLETTER + digest
+
+
+def quality_sent(org_key: str) -> str:
+    return QUALITY_SENT + org_key
 
 
 def watch_index(key: str) -> str:
