@@ -39,6 +39,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("alerts", dp, 365 * DAY_MS, "alert objects"),
         TopicSpec("decisions", 1, 5 * 365 * DAY_MS, "reviewers' decisions on alerts"),
         TopicSpec("audit", 1, 5 * 365 * DAY_MS, "who looked up or decided what, when, why"),
+        TopicSpec("quality", 1, 365 * DAY_MS, "source quality report per organisation"),
     ]
     return specs
 
