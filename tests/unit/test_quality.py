@@ -14,7 +14,6 @@ from reglink.cli import main
 from reglink.core.contract import compiled_validator, parse_record
 from reglink.core.pipeline import Pipeline
 from reglink.core.quality import (
-    CHECKOUT_WINDOW_S,
     final_reports,
     report,
     worst_first,
