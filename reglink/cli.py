@@ -448,9 +448,9 @@ def quality(ctx: click.Context, source: str | None, from_file: str | None, min_r
     \b
     Examples:
       reglink quality --from out/quality.jsonl --source hotel
-      reglink quality --csv > quality.csv
-      reglink quality --receipt H440106-003 --source hotel
-      reglink quality --receipts receipts/
+      reglink quality --from out/quality.jsonl --csv
+      reglink quality --from out/quality.jsonl --receipt 4401 --source residence
+      reglink quality --from out/quality.jsonl --receipts receipts/
     """
     from reglink import quality as q
 

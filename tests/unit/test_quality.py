@@ -435,3 +435,26 @@ def test_simulated_reports_reconcile_with_the_input(tmp_path):
     assert 0 < total["checkins_without_checkout"] < total["checkins"] * 0.2
     assert total["late_reports"] > 0  # landlords report up to 5 days after the lease starts
     assert total["joined_existing"] > sum(r["received"] for r in reports) / 2
+
+
+def test_the_help_examples_run_as_printed(tmp_path, monkeypatch):
+    from test_cli import _argv, help_examples
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    office = {**_r("4401", 30, 3), "source": "residence"}
+    (tmp_path / "out" / "quality.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [_r("H1", 40, 20), _r("H2", 25, 0), office]))
+    lines = [line for path, line in help_examples() if path == "quality"]
+    assert len(lines) == 4, lines
+    runner = CliRunner()
+    outputs = {}
+    for line in lines:
+        got = runner.invoke(main, _argv(line, tmp_path))
+        assert got.exit_code == 0, f"{line}: {got.output}"
+        outputs[line] = got.stdout
+    table, csv_text, one, many = (outputs[line] for line in lines)
+    assert table.index("H1") < table.index("H2") and "4401" not in table  # --source hotel
+    assert csv_text.splitlines()[1].startswith("1,hotel,H1,40,20,0.5,")
+    assert json.loads(one)["report"]["organisation"] == "4401"
+    assert "wrote 3 receipts" in many and len(list((tmp_path / "receipts").iterdir())) == 3
