@@ -54,10 +54,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from matchers import fastjson
 from matchers.features import QUALITY_FLAGS
 from reglink.core import sources
 from reglink.core.outbox import Out
-from reglink.core.rules.base import AlertRule, LinkedRecord
+from reglink.core.rules.base import AlertRule, LinkedRecord, RuleContext
 from reglink.core.rules.clock import day_end
 from reglink.stores import schema as sk
 from reglink.stores.kv import KeyValue
@@ -127,6 +128,12 @@ def reports_days(source: str) -> bool:
     return src is not None and isinstance(src.presence, sources.DateInterval | sources.Registration)
 
 
+def checks_in(source: str) -> bool:
+    """Whether records of ``source`` check guests in and out (hotels)."""
+    src = sources.current().get(source)
+    return src is not None and isinstance(src.presence, sources.CheckInOut)
+
+
 def _rate(n: int, of: int) -> float | None:
     return round(n / of, 4) if of else None
 
@@ -136,7 +143,7 @@ def report(state: dict[str, Any]) -> dict[str, Any]:
     source = state["source"]
     flags = state["quality_flags"]
     received, linked = state["received"], state["linked"]
-    hotel = source == "hotel"
+    hotel = checks_in(source)
     late = state["late_reports"] if reports_days(source) else None
     checkins = state["checkins"] if hotel else None
     without = state["checkins_without_checkout"] if hotel else None
@@ -184,12 +191,24 @@ def worst_first(reports: Iterable[dict[str, Any]], min_received: int = 20
 def final_reports(kv: KeyValue) -> list[dict[str, Any]]:
     """Every organisation's report from a committed store, by source and organisation."""
     keys = sorted(kv.scan(sk.QUALITY))
-    states = [json.loads(raw) for raw in kv.mget(keys) if raw]
+    states = [fastjson.loads(raw) for raw in kv.mget(keys) if raw]
     return [report(s) for s in sorted(states, key=lambda s: (s["source"], s["organisation"]))]
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+_OPEN_SETS: dict[tuple[str, str], str] = {}  # (source, hotel) -> its open check-ins' key
+
+
+def _open_set(source: str, hotel: str) -> str:
+    key = _OPEN_SETS.get((source, hotel))
+    if key is None:
+        if len(_OPEN_SETS) >= 100_000:
+            _OPEN_SETS.clear()
+        key = _OPEN_SETS[source, hotel] = sk.quality_open(_digest(f"{source}:{hotel}"))
+    return key
 
 
 def _original(message: dict[str, Any]) -> Any:
@@ -224,16 +243,22 @@ class SourceQuality(AlertRule):
               sk.QUALITY_SENT, sk.QUALITY_DIRTY, sk.DUE)
     emits = (TOPIC,)
 
+    def __init__(self, ctx: RuleContext) -> None:
+        super().__init__(ctx)
+        # the sources whose records check guests in and out, with how (read once: per record
+        # the registry lookups cost more than the counting)
+        self._stays = {s.name: s.presence for s in sources.current()
+                       if isinstance(s.presence, sources.CheckInOut)}
+
     # ------------------------------------------------------------------ state
     def _load(self, source: str, org: str) -> dict[str, Any]:
         raw = self.ctx.kv.get(sk.quality(f"{source}:{org}"))
-        state: dict[str, Any] = json.loads(raw) if raw else new_state(source, org)
+        state: dict[str, Any] = fastjson.loads(raw) if raw else new_state(source, org)
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
         org_key = f"{state['source']}:{state['organisation']}"
-        self.ctx.kv.set(sk.quality(org_key),
-                        json.dumps(state, ensure_ascii=False, separators=(",", ":")))
+        self.ctx.kv.set(sk.quality(org_key), fastjson.dumps(state))
         self.ctx.kv.sadd(sk.QUALITY_DIRTY, [org_key])
 
     # ------------------------------------------------------------------ hooks
@@ -268,23 +293,24 @@ class SourceQuality(AlertRule):
                 problem = True
         if problem:
             state["with_problem"] += 1
-        if source == "hotel" and event.report_ts is not None:
-            self._hotel(state, event, org, problem)
+        stays = self._stays.get(source)
+        if stays is not None and event.report_ts is not None:
+            self._hotel(state, event, org, stays.opens == record.get(stays.event), problem)
         self._save(state)
         return []
 
-    def _hotel(self, state: dict[str, Any], event: LinkedRecord, hotel: str,
+    def _hotel(self, state: dict[str, Any], event: LinkedRecord, hotel: str, check_in: bool,
                problem: bool) -> None:
         """Pair check-ins with check-outs of the same person at the same hotel."""
         kv = self.ctx.kv
         at = event.report_ts
         assert at is not None
-        open_set = sk.quality_open(_digest(hotel))
-        if event.record.get("event") == "check_in":
+        open_set = _open_set(event.source, hotel)
+        if check_in:
             state["checkins"] += 1
             d = _digest(event.key)
             kv.set(sk.quality_checkin(d),
-                   json.dumps([hotel, event.person_id, at, int(problem)], ensure_ascii=False))
+                   fastjson.dumps([event.source, hotel, event.person_id, at, int(problem)]))
             kv.sadd(open_set, [d])
             self.schedule((d,), at + CHECKOUT_WINDOW_S)
             return
@@ -297,7 +323,7 @@ class SourceQuality(AlertRule):
                           strict=True):
             if raw is None:
                 continue
-            _h, pid, t_in, _p = json.loads(raw)
+            _s, _h, pid, t_in, _p = fastjson.loads(raw)
             if t_in <= at <= t_in + CHECKOUT_WINDOW_S and self.ctx.store.resolve(pid) == person \
                     and (best is None or t_in > best[0]):
                 best = (t_in, d)
@@ -313,10 +339,10 @@ class SourceQuality(AlertRule):
         raw = kv.get(sk.quality_checkin(d))
         if raw is None:
             return []
-        hotel, _pid, _at, problem = json.loads(raw)
+        source, hotel, _pid, _at, problem = fastjson.loads(raw)
         kv.delete(sk.quality_checkin(d))
-        kv.srem(sk.quality_open(_digest(hotel)), d)
-        state = self._load("hotel", hotel)
+        kv.srem(_open_set(source, hotel), d)
+        state = self._load(source, hotel)
         state["checkins_without_checkout"] += 1
         if not problem:
             state["with_problem"] += 1
@@ -331,7 +357,7 @@ class SourceQuality(AlertRule):
         org = organisation_of(record["source"], record)
         if org is None:
             return [], []
-        sets = [sk.quality_open(_digest(org))] if record["source"] == "hotel" else []
+        sets = [_open_set(record["source"], org)] if checks_in(record["source"]) else []
         return [sk.quality(f"{record['source']}:{org}")], sets
 
     def on_dead_letter(self, message: dict[str, Any]) -> None:
@@ -379,5 +405,5 @@ class SourceQuality(AlertRule):
             if raw is None:
                 continue
             kv.set(sk.quality_sent(org_key), repr(now))
-            outs.append(self.ctx.outbox.keep(Out(TOPIC, org_key, report(json.loads(raw)))))
+            outs.append(self.ctx.outbox.keep(Out(TOPIC, org_key, report(fastjson.loads(raw)))))
         return outs

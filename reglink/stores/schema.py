@@ -32,8 +32,10 @@ Rule state (:mod:`reglink.core.rules`):
 
 Source quality (:mod:`reglink.core.quality`; counts, no person data):
   ``q:<source>:<organisation>``  the organisation's counters (JSON)
-  ``qc:<digest>``     an open hotel check-in (hotel, person id, time); digest of its key
-  ``qo:<digest>``     set: the digests of a hotel's open check-ins; digest of the hotel id
+  ``qc:<digest>``     an open hotel check-in (source, hotel, person id, time, whether the
+                      record had a problem); digest of the record key
+  ``qo:<digest>``     set: the digests of a hotel's open check-ins; digest of
+                      ``<source>:<hotel>``
   ``qdl:<digest>``    a dead letter already counted (digest of source, origin and reason)
   ``qd``              set: ``<source>:<organisation>`` whose report changed since it was sent
   ``qs:<source>:<organisation>``  when its report was last sent (epoch s; stream only)
