@@ -249,6 +249,10 @@ class SourceQuality(AlertRule):
         # the registry lookups cost more than the counting)
         self._stays = {s.name: s.presence for s in sources.current()
                        if isinstance(s.presence, sources.CheckInOut)}
+        # Only a pipeline with an outbox (the worker) sends reports, so only there is it
+        # noted which organisations changed since their report was sent.
+        self._sends = ctx.outbox.enabled
+        self._counted = frozenset(s.name for s in sources.current() if s.organisation)
 
     # ------------------------------------------------------------------ state
     def _load(self, source: str, org: str) -> dict[str, Any]:
@@ -259,13 +263,16 @@ class SourceQuality(AlertRule):
     def _save(self, state: dict[str, Any]) -> None:
         org_key = f"{state['source']}:{state['organisation']}"
         self.ctx.kv.set(sk.quality(org_key), fastjson.dumps(state))
-        self.ctx.kv.sadd(sk.QUALITY_DIRTY, [org_key])
+        if self._sends:
+            self.ctx.kv.sadd(sk.QUALITY_DIRTY, [org_key])
 
     # ------------------------------------------------------------------ hooks
     def on_record(self, event: LinkedRecord) -> list[Out]:
         record, source = event.record, event.source
+        if source not in self._counted or event.link.repeated:
+            return []
         org = organisation_of(source, record)
-        if org is None or event.link.repeated:
+        if org is None:
             return []
         state = self._load(source, org)
         state["received"] += 1
@@ -391,7 +398,8 @@ class SourceQuality(AlertRule):
     def reports_due(self, now: float, every: float, final: bool = False) -> list[Out]:
         """The reports of the organisations that changed since their report was last sent,
         each at most once per ``every`` seconds (``final``: all of them, at shutdown), kept
-        in the outbox until the broker has them. Keyed ``<source>:<organisation>``."""
+        in the outbox until the broker has them. Keyed ``<source>:<organisation>``. None
+        without an outbox (replay writes the final reports instead)."""
         kv = self.ctx.kv
         dirty = sorted(kv.smembers(sk.QUALITY_DIRTY))
         if not dirty:

@@ -255,8 +255,11 @@ def test_replay_counts_its_dead_letters(tmp_path):
 
 # --- sending -------------------------------------------------------------------------------
 def test_reports_are_sent_when_changed_at_most_once_per_interval():
-    pipe = Pipeline(core_settings(), MemoryKV())
+    pipe = Pipeline(core_settings(), MemoryKV(), outbox=True)
     pipe.process(valid(hotel("h1", "check_in", "2026-03-01T20:00:00+08:00", ZHANG)))
+    plain = Pipeline(core_settings(), MemoryKV())  # no outbox (replay): it sends nothing
+    plain.process(valid(hotel("h1", "check_in", "2026-03-01T20:00:00+08:00", ZHANG)))
+    assert plain.quality_reports(1000.0, 60.0) == [] and reports_of(plain)
     first = pipe.quality_reports(1000.0, 60.0)
     assert [(o.topic, o.key) for o in first] == [("quality", "hotel:H1")]
     assert first[0].value == reports_of(pipe)["hotel:H1"]
