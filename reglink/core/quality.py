@@ -399,19 +399,26 @@ class SourceQuality(AlertRule):
         """The reports of the organisations that changed since their report was last sent,
         each at most once per ``every`` seconds (``final``: all of them, at shutdown), kept
         in the outbox until the broker has them. Keyed ``<source>:<organisation>``. None
-        without an outbox (replay writes the final reports instead)."""
+        without an outbox (replay writes the final reports instead). A report still in the
+        outbox when the next one of its organisation is made is dropped from it: an outbox
+        re-send never puts an older report after a newer one."""
         kv = self.ctx.kv
         dirty = sorted(kv.smembers(sk.QUALITY_DIRTY))
         if not dirty:
             return []
-        sent = kv.mget([sk.quality_sent(k) for k in dirty])
-        due = [k for k, at in zip(dirty, sent, strict=True)
-               if final or at is None or now - float(at) >= every]
+        sent = {k: fastjson.loads(v) for k, v in
+                zip(dirty, kv.mget([sk.quality_sent(k) for k in dirty]), strict=True) if v}
+        due = [k for k in dirty if final or k not in sent or now - sent[k][0] >= every]
         outs = []
         for org_key, raw in zip(due, kv.mget([sk.quality(k) for k in due]), strict=True):
             kv.srem(sk.QUALITY_DIRTY, org_key)
             if raw is None:
                 continue
-            kv.set(sk.quality_sent(org_key), repr(now))
-            outs.append(self.ctx.outbox.keep(Out(TOPIC, org_key, report(fastjson.loads(raw)))))
+            before = sent.get(org_key, (None, None))[1]
+            if before is not None:  # superseded: an outbox re-send must not follow this one
+                kv.zrem(sk.OUTBOX, before)
+                kv.delete(sk.outbox_message(before))
+            out = self.ctx.outbox.keep(Out(TOPIC, org_key, report(fastjson.loads(raw))))
+            kv.set(sk.quality_sent(org_key), fastjson.dumps([now, out.oid]))
+            outs.append(out)
         return outs

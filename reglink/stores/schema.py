@@ -38,7 +38,8 @@ Source quality (:mod:`reglink.core.quality`; counts, no person data):
                       ``<source>:<hotel>``
   ``qdl:<digest>``    a dead letter already counted (digest of source, origin and reason)
   ``qd``              set: ``<source>:<organisation>`` whose report changed since it was sent
-  ``qs:<source>:<organisation>``  when its report was last sent (epoch s; stream only)
+  ``qs:<source>:<organisation>``  when its report was last sent (epoch s) and its outbox id
+                      (JSON; the worker only)
 
 Pipeline:
   ``wm``              the event-time watermark (JSON)

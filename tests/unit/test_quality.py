@@ -461,3 +461,14 @@ def test_the_help_examples_run_as_printed(tmp_path, monkeypatch):
     assert csv_text.splitlines()[1].startswith("1,hotel,H1,40,20,0.5,")
     assert json.loads(one)["report"]["organisation"] == "4401"
     assert "wrote 3 receipts" in many and len(list((tmp_path / "receipts").iterdir())) == 3
+
+
+def test_a_newer_report_drops_the_older_one_from_the_outbox():
+    pipe = Pipeline(core_settings(), MemoryKV(), outbox=True)
+    pipe.process(valid(hotel("h1", "check_in", "2026-03-01T20:00:00+08:00", ZHANG)))
+    (old,) = pipe.quality_reports(0.0, 60.0)
+    pipe.process(valid(hotel("h2", "check_out", "2026-03-02T08:00:00+08:00", ZHANG)))
+    (new,) = pipe.quality_reports(60.0, 60.0)  # the first was never confirmed
+    waiting = [o for o in pipe.undelivered() if o.topic == "quality"]
+    assert [(o.oid, o.value["received"]) for o in waiting] == [(new.oid, 2)]
+    assert old.oid != new.oid
