@@ -324,16 +324,25 @@ class SourceQuality(AlertRule):
         members = sorted(kv.smembers(open_set))
         if not members:
             return
-        person = self.ctx.store.resolve(event.person_id)
-        best: tuple[float, str] | None = None
+        # The open check-ins in the window, by identity: those recorded under the check-out's
+        # own person id first; those of identities since merged into it only without one
+        # (resolving every open check-in's person id would read the store once each).
+        mine: list[tuple[float, str]] = []
+        others: list[tuple[float, str, str]] = []
         for d, raw in zip(members, kv.mget([sk.quality_checkin(m) for m in members]),
                           strict=True):
             if raw is None:
                 continue
             _s, _h, pid, t_in, _p = fastjson.loads(raw)
-            if t_in <= at <= t_in + CHECKOUT_WINDOW_S and self.ctx.store.resolve(pid) == person \
-                    and (best is None or t_in > best[0]):
-                best = (t_in, d)
+            if t_in <= at <= t_in + CHECKOUT_WINDOW_S:
+                if pid == event.person_id:
+                    mine.append((t_in, d))
+                else:
+                    others.append((t_in, d, pid))
+        if not mine and others:
+            person = self.ctx.store.resolve(event.person_id)
+            mine = [(t, d) for t, d, pid in others if self.ctx.store.resolve(pid) == person]
+        best = max(mine) if mine else None
         if best is not None:  # the latest open check-in before it is closed
             kv.delete(sk.quality_checkin(best[1]))
             kv.srem(open_set, best[1])
