@@ -6,6 +6,7 @@ Errors that reglink raises on purpose print as one line with the fix, not a trac
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -465,6 +466,72 @@ def stats(ctx: click.Context, replay_out: str | None, prefecture: str | None,
         click.echo("no rows" + (" match the filters" if prefecture or date_from or date_to
                                 else ""), err=True)
     st.write(rows, "json" if as_json else "csv" if as_csv else "table")
+
+
+# --- source quality ------------------------------------------------------------------------
+@main.command()
+@click.option("--source", default=None, type=SourceChoice(), help="Only this source.")
+@click.option("--from", "from_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Read a replay's quality.jsonl instead of the quality topic.")
+@click.option("--min-records", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Rank only organisations with at least this many records (the others "
+                   "follow).")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Rows of the table.")
+@click.option("--json", "as_json", is_flag=True, help="Every report, worst first, one JSON per "
+                                                       "line.")
+@click.option("--csv", "as_csv", is_flag=True, help="Every report, worst first, as CSV.")
+@click.option("--receipt", "receipt_org", default=None, metavar="ORG_ID",
+              help="Print the receipt of one organisation (its own counts and rates only).")
+@click.option("--receipts", "receipts_dir", default=None, type=click.Path(file_okay=False),
+              help="Write one receipt file per organisation into this directory.")
+@_prefix_option
+@click.pass_context
+def quality(ctx: click.Context, source: str | None, from_file: str | None, min_records: int,
+            limit: int, as_json: bool, as_csv: bool, receipt_org: str | None,
+            receipts_dir: str | None, prefix: str | None) -> None:
+    """Source quality reports: the reporting organisations, worst first.
+
+    Worst: the highest share of received records with any problem (dead-lettered, a quality
+    flag, no ID number, reported late, a hotel check-in without a check-out 30 days later),
+    among organisations with at least --min-records records. Reads the quality topic (the
+    latest report per organisation), or a replay's quality.jsonl with --from.
+
+    \b
+    Examples:
+      reglink quality --from out/quality.jsonl --source hotel
+      reglink quality --from out/quality.jsonl --csv
+      reglink quality --from out/quality.jsonl --receipt 4401 --source residence
+      reglink quality --from out/quality.jsonl --receipts receipts/
+    """
+    from reglink import quality as q
+
+    if sum(map(bool, (as_json, as_csv, receipt_org, receipts_dir))) > 1:
+        raise click.UsageError("give one of --json, --csv, --receipt, --receipts")
+    reports = (q.read_file(Path(from_file)) if from_file
+               else q.read_topic(_settings(ctx, prefix)))
+    ranked = q.select(reports, source, min_records)
+    if receipt_org is not None:
+        click.echo(json.dumps(q.receipt(q.find(ranked, receipt_org, source)),
+                              ensure_ascii=False, indent=2))
+    elif receipts_dir is not None:
+        n = q.write_receipts(ranked, Path(receipts_dir))
+        click.echo(f"wrote {n} receipts to {receipts_dir}")
+    elif as_json:
+        for r in ranked:
+            click.echo(json.dumps(r, ensure_ascii=False))
+    elif as_csv:
+        q.write_csv(ranked, sys.stdout)
+    elif not ranked:
+        click.echo("no quality reports" + (f" for source {source}" if source else ""))
+    else:
+        from rich.console import Console
+
+        # off a terminal rich would wrap at 80 columns and clip the ids
+        Console(width=None if sys.stdout.isatty() else 160).print(
+            q.table(ranked, min_records, limit))
+        if len(ranked) > limit:
+            click.echo(f"{len(ranked) - limit} more; --limit, --json or --csv show them")
 
 
 # --- review console ----------------------------------------------------------------------

@@ -284,9 +284,10 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
         for name in (s.topic, "deadletter"):
             rows += [(s.principal, "TOPIC", t(name), "LITERAL", "WRITE"),
                      (s.principal, "TOPIC", t(name), "LITERAL", "DESCRIBE")]
-    for name in [*raw, "decisions"]:
+    # The worker reads the dead letters back to count them per organisation (source quality).
+    for name in [*raw, "decisions", "deadletter"]:
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "READ"))
-    for name in ("linked", "identity.events", "alerts", "deadletter"):
+    for name in ("linked", "identity.events", "alerts", "deadletter", "quality"):
         rows.append(("worker", "TOPIC", t(name), "LITERAL", "WRITE"))
     rows.append(("worker", "TOPIC", t("stats"), "LITERAL", "WRITE"))
     rows.append(("worker", "GROUP", settings.app_id, "PREFIXED", "READ"))
@@ -294,11 +295,13 @@ def acl_table(settings: Settings) -> list[tuple[str, str, str, str, str]]:
     # timelines (linked, identity.events), the audit trail and, for `reglink deadletter`,
     # the dead letters (raw records too); it writes decisions and audit entries.
     for name in ["alerts", "decisions", "audit", "linked", "identity.events", "deadletter",
-                 *raw]:
+                 "quality", *raw]:
         rows.append(("console", "TOPIC", t(name), "LITERAL", "READ"))
     for name in ("decisions", "audit"):
         rows.append(("console", "TOPIC", t(name), "LITERAL", "WRITE"))
     rows.append(("reader", "TOPIC", t("alerts"), "LITERAL", "READ"))
+    # source quality reports hold counts only: a downstream reader may have them
+    rows.append(("reader", "TOPIC", t("quality"), "LITERAL", "READ"))
     rows.append(("reader", "GROUP", "reader.", "PREFIXED", "READ"))  # downstream groups
     # population statistics: counts only, for the operators and downstream
     rows += [(role, "TOPIC", t("stats"), "LITERAL", "READ") for role in ("console", "reader")]

@@ -2,7 +2,9 @@
 
 Writes ``links.jsonl`` (one line per input record, person ids after all merges),
 ``alerts.jsonl`` (every alert message in emission order), ``stats.jsonl`` (the last row of
-each final (prefecture, date) with a count that is not zero, sorted) and ``deadletter.jsonl``.
+each final (prefecture, date) with a count that is not zero, sorted), ``deadletter.jsonl`` and
+``quality.jsonl`` (the final source quality report of every organisation, by source and
+organisation: :mod:`reglink.core.quality`; dead letters are counted as they are written).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from reglink.core.contract import parse_record
 from reglink.core.errors import ReglinkError
 from reglink.core.pipeline import Pipeline
+from reglink.core.quality import final_reports
 from reglink.core.settings import Settings
 from reglink.core.topics import SOURCES
 from reglink.stores import schema as sk
@@ -164,7 +167,9 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
                 record, dl = parse_line(raw, stem_source, {"file": str(path), "line": n})
                 if dl is not None:
                     dead += 1
-                    dl_fh.write(json.dumps(dl.to_message(), ensure_ascii=False) + "\n")
+                    message = dl.to_message()
+                    dl_fh.write(json.dumps(message, ensure_ascii=False) + "\n")
+                    pipe.dead_lettered(message)
                     continue
                 pid, outs = pipe.process(record)
                 field = "watch_id" if record["source"] == "watchlist" else "record_id"
@@ -183,5 +188,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
                     pid = None  # every person it named was withdrawn as ambiguous
                 pid = hits[0] if hits else pid
             fh.write(json.dumps({field: rid, "person_id": resolve(pid) if pid else None}) + "\n")
+    with (out_dir / "quality.jsonl").open("w", encoding="utf-8") as fh:
+        for line in final_reports(pipe.kv.base):
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     return ReplayResult(read, len(links), dead, n_alerts, pipe.store.count(),
                         time.perf_counter() - t0)

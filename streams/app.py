@@ -335,6 +335,28 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                 outs = await with_retry(shell.pipe.apply_decision, decision)
             await send_all(shell.encode(outs))
 
+    deadletters = app.topic(settings.topic("deadletter"), key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
+
+    @app.agent(deadletters, concurrency=1, name="quality-deadletters")
+    async def count_dead_letters(stream):
+        """Dead letters, the connectors' and the workers' own, counted per organisation for
+        the source quality reports (reglink/core/quality.py)."""
+        async for event in stream.events():
+            async with pipe_lock:
+                await with_retry(shell.count_dead_letter, event.value)
+
+    @app.on_before_shutdown.connect
+    async def send_quality(sender, **kwargs) -> None:  # noqa: ARG001
+        """At shutdown, before the producer's last flush: every report that changed since
+        it was sent, whenever that was."""
+        try:
+            async with pipe_lock:
+                msgs = await overlap.run(redis_io, shell.quality, time.time(), True)
+            await send_all(msgs)
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; sent after a restart
+            log.warning("could not send the source quality reports at shutdown: %r", exc)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs) -> None:  # noqa: ARG001
         # Not under pipe_lock: the merger is not the pipeline (a unit in flight took its
@@ -364,6 +386,9 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
             async with pipe_lock:
                 msgs = await overlap.run(redis_io, shell.tick, time.time())
             store.ok()
+            await send_all(msgs)
+            async with pipe_lock:
+                msgs = await overlap.run(redis_io, shell.quality, time.time())
             await send_all(msgs)
             if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
                 state["last_resend"] = time.monotonic()

@@ -202,6 +202,34 @@ class WorkerShell:
         self._observe_alerts(outs, now)
         return self.encode(outs)
 
+    def count_dead_letter(self, value: bytes) -> None:
+        """A message of the ``deadletter`` topic (a connector's or a worker's), read back:
+        counted for its organisation (:mod:`reglink.core.quality`)."""
+        try:
+            message = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return
+        if not isinstance(message, dict):
+            return
+        try:
+            self.pipe.dead_lettered(message)
+        except self._infra as exc:
+            raise RetryLater(type(exc).__name__) from exc
+        except Conflict as exc:
+            raise Contended("Conflict") from exc
+
+    def quality(self, now: float | None = None, final: bool = False) -> list[Message]:
+        """The source quality reports due: each organisation whose report changed, at most
+        once per ``quality_every_s``; ``final`` (at shutdown): every one that changed."""
+        now = time.time() if now is None else now
+        try:
+            outs = self.pipe.quality_reports(now, self.s.quality_every_s, final)
+        except self._infra as exc:
+            raise RetryLater(type(exc).__name__) from exc
+        except Conflict as exc:  # the next tick tries again
+            raise Contended("Conflict") from exc
+        return self.encode(outs)
+
     def _observe_alerts(self, outs: list[Out], now: float) -> None:
         """Record -> alert latency: from the alert's event time (deadline, or the linking
         record's report time) to its emission."""

@@ -1,7 +1,8 @@
 """The pure core, assembled: one validated record in, output messages out.
 
 normalise -> candidates -> compare -> decide (matchers.Linker) -> alert rules
-(:data:`reglink.core.rules.registry.RULES`).
+(:data:`reglink.core.rules.registry.RULES`) -> source quality counters
+(:mod:`reglink.core.quality`, a plug-in on the same interface).
 
 No Kafka and no Redis in here: identity and rule state live behind the unit of work's store
 (:class:`~reglink.stores.kv.UnitOfWorkKV`) handed in. The faust worker (streams/) and
@@ -28,6 +29,7 @@ from matchers.types import PersonRecord
 from reglink.core.contract import record_key, report_time
 from reglink.core.metrics import PipelineMetrics
 from reglink.core.outbox import Out, Outbox
+from reglink.core.quality import SourceQuality
 from reglink.core.rules import decisions
 from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext
 from reglink.core.rules.registry import RULES
@@ -45,13 +47,13 @@ __all__ = ["Out", "Pipeline"]
 class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out.
 
-    ``rules``: the alert rules to run (default
-    :data:`reglink.core.rules.registry.RULES`), called in that order."""
+    ``rules``: the plug-ins to run, called in that order (default: the alert rules of
+    :data:`reglink.core.rules.registry.RULES`, then :class:`SourceQuality`)."""
 
     def __init__(self, settings: Settings, kv: KeyValue | TxKV,
                  metrics: PipelineMetrics | None = None, outbox: bool = False,
                  identity_cache: int = 50_000,
-                 rules: tuple[type[AlertRule], ...] = RULES) -> None:
+                 rules: tuple[type[AlertRule], ...] = (*RULES, SourceQuality)) -> None:
         self.s = settings
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         # Outbox ids come from blocks reserved with one INCRBY; the approximate identity count
@@ -262,6 +264,21 @@ class Pipeline:
             else:
                 self.kv.set(key, value)
         return []
+
+    def dead_lettered(self, message: dict[str, Any]) -> None:
+        """A dead-letter message (replay's own, or one read from the ``deadletter`` topic):
+        counted for its organisation (:meth:`SourceQuality.on_dead_letter`). Committed at
+        once."""
+        quality = self._by_name.get(SourceQuality.name)
+        if isinstance(quality, SourceQuality):
+            self.work.run(quality.on_dead_letter, message)
+
+    def quality_reports(self, now: float, every: float, final: bool = False) -> list[Out]:
+        """The source quality reports due (:meth:`SourceQuality.reports_due`)."""
+        quality = self._by_name.get(SourceQuality.name)
+        if not isinstance(quality, SourceQuality):
+            return []
+        return self.work.run(quality.reports_due, now, every, final)
 
     def finish(self) -> list[Out]:
         """End of input (replay): the watermark moves to the top report time - lateness."""

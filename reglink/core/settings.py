@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     episode_gap_s: int = 86400
     idle_timeout_s: float = 300.0
     rule_version: str = "2026.11-1"
+    quality_every_s: float = 60.0  # a source quality report is sent at most this often
 
     # --- matching -----------------------------------------------------------------------
     link_threshold: float = Field(0.90, ge=0.0, le=1.0)

@@ -45,6 +45,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec("stats", dp, 5 * 365 * DAY_MS,
                   "population statistics per prefecture and date, the last row of each wins",
                   {"cleanup.policy": "compact"}),
+        TopicSpec("quality", 1, 365 * DAY_MS, "source quality report per organisation"),
     ]
     return specs
 

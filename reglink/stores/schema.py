@@ -38,6 +38,17 @@ Rule state (:mod:`reglink.core.rules`):
   ``pb:<prefecture>:<block>`` the changes of the counts on each day of one block of days
   ``pps``             set: every prefecture with population counts
 
+Source quality (:mod:`reglink.core.quality`; counts, no person data):
+  ``q:<source>:<organisation>``  the organisation's counters (JSON)
+  ``qc:<digest>``     an open hotel check-in (source, hotel, person id, time, whether the
+                      record had a problem); digest of the record key
+  ``qo:<digest>``     set: the digests of a hotel's open check-ins; digest of
+                      ``<source>:<hotel>``
+  ``qdl:<digest>``    a dead letter already counted (digest of source, origin and reason)
+  ``qd``              set: ``<source>:<organisation>`` whose report changed since it was sent
+  ``qs:<source>:<organisation>``  when its report was last sent (epoch s) and its outbox id
+                      (JSON; the worker only)
+
 Pipeline:
   ``wm``              the event-time watermark (JSON)
   ``outbox``          sorted set of outbox ids awaiting delivery (score = the id)
@@ -78,6 +89,11 @@ SUPPRESSION = "sup:"
 POPULATION = "pc:"
 POPULATION_COUNTS = "pp:"
 POPULATION_BLOCK = "pb:"
+QUALITY = "q:"
+QUALITY_CHECKIN = "qc:"
+QUALITY_OPEN = "qo:"
+QUALITY_DEADLETTER = "qdl:"
+QUALITY_SENT = "qs:"
 
 IDENTITY_COUNT = "n:identities"
 OUTBOX_COUNTER = "n:outbox"
@@ -88,6 +104,7 @@ WATCH_KEYS = "wk"
 WATCH_KEYS_TOKEN = "wv"
 MISUSED = "misused"
 POPULATION_PREFECTURES = "pps"
+QUALITY_DIRTY = "qd"
 #: Namespace of the watchlist index (identity-store families under it).
 WATCH_NS = "wl/"
 
@@ -154,6 +171,26 @@ def population_counts(prefecture: str) -> str:
 
 def population_block(prefecture: str, block: int) -> str:
     return f"{POPULATION_BLOCK}{prefecture}:{block}"
+
+
+def quality(org_key: str) -> str:
+    return QUALITY + org_key
+
+
+def quality_checkin(digest: str) -> str:
+    return QUALITY_CHECKIN + digest
+
+
+def quality_open(digest: str) -> str:
+    return QUALITY_OPEN + digest
+
+
+def quality_deadletter(digest: str) -> str:
+    return QUALITY_DEADLETTER + digest
+
+
+def quality_sent(org_key: str) -> str:
+    return QUALITY_SENT + org_key
 
 
 def watch_index(key: str) -> str:

@@ -35,15 +35,16 @@ def allowed_topic_op(principal: str, topic: str, op: str) -> bool:
     if principal.startswith("connector-"):
         writes = {f"{principal.removeprefix('connector-')}.raw", "deadletter"}
     elif principal == "worker":
-        reads = {f"{s}.raw" for s in SOURCES} | {"decisions"}
-        writes = {"linked", "identity.events", "alerts", "deadletter", "stats"}
+        # dead letters read back to count them per organisation (source quality)
+        reads = {f"{s}.raw" for s in SOURCES} | {"decisions", "deadletter"}
+        writes = {"linked", "identity.events", "alerts", "deadletter", "stats", "quality"}
     elif principal == "console":
         # evidence shown to an authorised operator; dead letters for `reglink deadletter`
         reads = {"alerts", "decisions", "audit", "linked", "identity.events", "deadletter",
-                 "stats"} | {f"{s}.raw" for s in SOURCES}
+                 "stats", "quality"} | {f"{s}.raw" for s in SOURCES}
         writes = {"decisions", "audit"}
     elif principal == "reader":
-        reads = {"alerts", "stats"}
+        reads = {"alerts", "stats", "quality"}  # counts only
     if op == "produce":
         return topic in writes
     if op == "fetch":

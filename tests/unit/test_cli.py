@@ -29,6 +29,7 @@ EXAMPLE = re.compile(r"^\s+((?:[A-Z_]+=\S+\s+)*)reglink\s+(.+?)\s*$")
 RUN_HERE = ("simulate", "replay", "evaluate", "stats")  # no stack: run below, as printed
 RUN_ON_THE_STACK = ("alerts", "person", "publish", "stack", "console", "console-user", "demo",
                     "worker")  # tests/integration/test_cli_first_hour.py
+RUN_ELSEWHERE = ("quality",)  # tests/unit/test_quality.py
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +91,8 @@ def test_every_help_example_is_run_by_a_test() -> None:
     assert any(line.startswith("reglink replay") for line in top), top
     for _path, line in examples:
         command = shlex.split(EXAMPLE.match("  " + line).group(2))[0]  # type: ignore[union-attr]
-        assert command in RUN_HERE + RUN_ON_THE_STACK, f"no test runs the example {line!r}"
+        assert command in RUN_HERE + RUN_ON_THE_STACK + RUN_ELSEWHERE, \
+            f"no test runs the example {line!r}"
         assert command in cli.main.commands, line
 
 

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "reglink.purge": 3,
     "reglink.person": 3,
     "reglink.deadletter": 3,
+    "reglink.quality": 3,
     "reglink.console": 3,
     "reglink.evaluate": 3,
     "reglink.tail": 3,

@@ -93,7 +93,8 @@ def test_the_connectors_principals_and_acls_come_from_the_registry() -> None:
     rows = kafka_auth.acl_table(Settings(topic_prefix="p."))
     assert ("connector-rental", "TOPIC", "p.rental.raw", "LITERAL", "WRITE") in rows
     worker_reads = [r[2] for r in rows if r[0] == "worker" and r[4] == "READ" and r[1] == "TOPIC"]
-    assert worker_reads == [f"p.{n}.raw" for n in sources.NAMES] + ["p.decisions"]
+    assert worker_reads == [f"p.{n}.raw" for n in sources.NAMES] + ["p.decisions",
+                                                                     "p.deadletter"]
 
 
 # --- presence ---------------------------------------------------------------------------------
