@@ -227,6 +227,9 @@ class Pipeline:
                 outs += rule.on_identity_change(change, event)
         for rule in self.rules:
             outs += rule.on_record(event)
+        if link.merged or (report_ts is not None and report_ts <= self.wm.value):
+            for rule in self.rules:  # late data, or a merge: the late-data hook
+                outs += rule.reevaluate(link.person_id)
         if report_ts is not None:
             self.wm.observe(channel or source, report_ts, now)
             # Idleness is judged only by tick(), after the shell refreshed what is still

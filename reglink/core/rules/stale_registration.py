@@ -133,6 +133,10 @@ class StaleRegistration(AlertRule):
     def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
         return self.evaluate(parts[0])
 
+    def reevaluate(self, person_id: str) -> list[Out]:
+        """Late data: the verdicts are a function of the ledger alone (:meth:`evaluate`)."""
+        return self.evaluate(person_id)
+
     # ------------------------------------------------------------------ updates
     def _add(self, event: LinkedRecord, presence: sources.Registration) -> None:
         record, key, link = event.record, event.key, event.link
