@@ -145,6 +145,11 @@ class UnregisteredStay(AlertRule):
         touched: set[str] = event.notes.get(self.name, set())  # type: ignore[assignment]
         if event.source in self.presence:
             touched |= self._update(event)
+        if event.person.id_valid:
+            # The record may be the first to give the person a resident ID, and so a home:
+            # the prefectures that had no alert standing may owe registration from now on.
+            touched |= {pref for pref, ps in self._stays(event.person_id).items()
+                        if not ps.alerts}
         outs: list[Out] = []
         for pref in sorted(touched):
             outs += self.evaluate(event.person_id, pref)
