@@ -424,6 +424,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         return page("alert.html", request, user, a=alert, r=review, evidence=evidence,
                     identity=identity, row_names=row_names, weight_charts=weight_charts,
                     timeline=timeline, late=late, mine=review.acted(user.name),
+                    withdrawn=(fmt.withdrawn_note(alert) if alert.get("status") == "withdrawn"
+                               else None),
                     actions=sorted(dec.ALLOWED[user.role], key=dec.ACTIONS.index))
 
     @app.post("/alerts/{aid}/decide")
@@ -440,6 +442,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                         message="Your role is read-only: auditors cannot decide on alerts.")
         review = state.review(aid)
         try:
+            if alert.get("status") == "withdrawn":
+                raise dec.DecisionError("this alert was withdrawn: no decision is needed")
             if not reason:
                 raise dec.DecisionError(f"choose a reason to {action.replace('_', ' ')}")
             dec.check(alert, review, action, reason, user.name, user.role)

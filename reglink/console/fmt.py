@@ -159,3 +159,31 @@ def summary(explanation: dict | None) -> str | None:
         parts.append(f"{'different' if parts else 'Different'} {_join(differ)}")
     head = "; ".join(parts) if parts else "No feature agrees or differs strongly"
     return f"{head}: {verdict(explanation.get('probability'))}."
+
+
+#: Why an alert was withdrawn (its ``withdrawn_reason``), in a sentence for the reviewer.
+WITHDRAWN = {
+    "registered_by_deadline": "A registration recorded by the deadline arrived late: with "
+                              "it, the data does not raise this alert.",
+    "episode_changed": "Records that arrived late changed the presence episode (its start, "
+                       "its end or whose records these are), so this deadline no longer "
+                       "applies; an alert for the new deadline is raised if one is due.",
+    "not_owed": "With the records that arrived late the person owes no registration in this "
+                "prefecture (no resident ID on file, or a home in it).",
+    "deregistered_by_deadline": "A deregistration recorded by the deadline arrived late: the "
+                                "old registration was closed in time.",
+    "not_superseded": "With the records that arrived late, no newer registration elsewhere "
+                      "supersedes this one by the deadline.",
+    "ambiguous": "The watch entry cannot be told apart from another identity: it names no "
+                 "one.",
+}
+
+
+def withdrawn_note(alert: dict) -> str:
+    """The reviewer's sentence for a withdrawn alert: why it left the queue."""
+    reason = alert.get("withdrawn_reason")
+    if reason in WITHDRAWN:
+        return WITHDRAWN[reason]
+    if alert.get("rule") == "watchlist_match":
+        return "The watch entry was removed, or the evidence no longer reaches the threshold."
+    return "The complete data does not raise this alert."
