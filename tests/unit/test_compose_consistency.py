@@ -507,6 +507,7 @@ def test_dashboard_only_uses_known_metric_names() -> None:
         "reglink_alert_latency_seconds_bucket", "reglink_consumer_lag",
         "reglink_published_total", "reglink_publish_to_linked_seconds_bucket",
         "reglink_stalled", "reglink_redelivered_total",
+        "reglink_watermark_lag_seconds", "reglink_watermark_holding",
     }
     # the worker's publish -> linked stages (reglink/core/metrics.py), means from _sum / _count
     known |= {f"reglink_worker_{stage}_seconds_{part}" for stage in ("intake", "hold", "unit")
@@ -515,7 +516,8 @@ def test_dashboard_only_uses_known_metric_names() -> None:
     exported = {s.name for m in PipelineMetrics().registry.collect() for s in m.samples}
     assert known - exported <= {  # labelled (no sample before a first label) or elsewhere
         "reglink_records_in_total", "reglink_deadletter_total", "reglink_linked_total",
-        "reglink_alerts_total", "reglink_consumer_lag", "reglink_published_total"}
+        "reglink_alerts_total", "reglink_consumer_lag", "reglink_published_total",
+        "reglink_watermark_lag_seconds", "reglink_watermark_holding"}
     dash = json.loads((ROOT / "deploy/grafana/dashboards/pipeline.json").read_text())
     used = {m for p in dash["panels"] for t in p["targets"]
             for m in re.findall(r"\breglink_\w+", t["expr"])}
