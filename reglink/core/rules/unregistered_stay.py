@@ -145,15 +145,10 @@ class UnregisteredStay(AlertRule):
         touched: set[str] = event.notes.get(self.name, set())  # type: ignore[assignment]
         if event.source in self.presence:
             touched |= self._update(event)
-        if event.person.id_valid:
-            # The record may be the first to give the person a resident ID, and so a home:
-            # the prefectures that had no alert standing may owe registration from now on.
-            touched |= {pref for pref, ps in self._stays(event.person_id).items()
-                        if not ps.alerts}
-        outs: list[Out] = []
-        for pref in sorted(touched):
-            outs += self.evaluate(event.person_id, pref)
-        return outs
+        # A record with a valid resident ID may be the first to give the person one, and so a
+        # home: then the prefectures with no alert standing may owe registration from now on.
+        gives_id = event.person.id_valid and event.identity.rid_hash == event.person.id_hash
+        return self.evaluate_prefs(event.person_id, touched, gives_id)
 
     def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
         pid, pref = parts
@@ -208,48 +203,58 @@ class UnregisteredStay(AlertRule):
         return set(old)
 
     def evaluate(self, pid: str, pref: str) -> list[Out]:
-        """Bring the alerts of (person, prefecture) in line with everything known now, as if
-        the records had arrived in order (docs/contract.md §2.2): for each episode whose
-        deadline the watermark passed, no alert when a registration recorded by the deadline
-        covers it, ``resolved`` when the person registered after it, else ``raised``; an
-        alert the data no longer raises (its deadline moved, a registration recorded by the
-        deadline arrived late, the person owes none here) is re-issued as ``withdrawn``."""
+        """Bring the alerts of (person, prefecture) in line with everything known now
+        (:meth:`evaluate_prefs`)."""
+        return self.evaluate_prefs(pid, {pref})
+
+    def evaluate_prefs(self, pid: str, prefs: set[str], unalerted: bool = False
+                       ) -> list[Out]:
+        """Bring the alerts of the person in ``prefs`` (and with ``unalerted``, in every
+        prefecture with no alert standing) in line with everything known now, as if the
+        records had arrived in order (docs/contract.md §2.2): for each episode whose deadline
+        the watermark passed, no alert when a registration recorded by the deadline covers
+        it, ``resolved`` when the person registered after it, else ``raised``; an alert the
+        data no longer raises (its deadline moved, a registration recorded by the deadline
+        arrived late, the person owes none here) is re-issued as ``withdrawn``."""
         store = self.ctx.store
         pid = store.resolve(pid)
         ident = store.get(pid)
-        data = self._stays(pid)
-        ps = data.get(pref)
-        self.cancel((pid, pref))
-        if ident is None or ps is None:
+        if ident is None:
             return []
+        data = self._stays(pid)
+        if unalerted:
+            prefs = prefs | {pref for pref in data.keys() if not data[pref].alerts}
         outs: list[Out] = []
-        standing: list[str] = []  # alert ids the data raises: raised or resolved
-        covered: set[str] = set()  # alert ids a registration recorded by the deadline covers
-        # Owes registration only with a known resident ID and a home elsewhere.
-        owes = bool(ident.rid_hash and ident.home and not same_place(ident.home, pref))
-        if owes:
-            outs += self._judge(pid, pref, ident, ps, standing, covered)
-        withdrawn = [aid for aid in ps.alerts if aid not in standing]
-        for aid in withdrawn:
-            prev = self.alert_state(aid)
-            if prev is None or prev["status"] not in ACTIVE:
+        changed = False
+        for pref in sorted(prefs):
+            ps = data.get(pref)
+            self.cancel((pid, pref))
+            if ps is None:
                 continue
-            reason = ("registered_by_deadline" if aid in covered
-                      else "episode_changed" if owes else "not_owed")
-            outs.append(self.update_alert({**prev, "status": "withdrawn",
-                                           "withdrawn_reason": reason}))
-        if ps.alerts != standing:
-            ps.alerts = standing
+            standing: list[str] = []  # alert ids the data raises: raised or resolved
+            covered: set[str] = set()  # ids a registration recorded by the deadline covers
+            # Owes registration only with a known resident ID and a home elsewhere.
+            owes = bool(ident.rid_hash and ident.home and not same_place(ident.home, pref))
+            if owes:
+                outs += self._judge(pid, pref, ident, ps, standing, covered)
+            for aid in ps.alerts:
+                prev = None if aid in standing else self.alert_state(aid)
+                if prev is None or prev["status"] not in ACTIVE:
+                    continue
+                reason = ("registered_by_deadline" if aid in covered
+                          else "episode_changed" if owes else "not_owed")
+                outs.append(self.update_alert({**prev, "status": "withdrawn",
+                                               "withdrawn_reason": reason}))
+            if ps.alerts != standing:
+                ps.alerts, changed = standing, True
+        if changed:
             self._save(pid, data)
         return outs
 
     def reevaluate(self, person_id: str) -> list[Out]:
-        """Every prefecture of the person, on everything known now (:meth:`evaluate`)."""
+        """Every prefecture of the person, on everything known now (:meth:`evaluate_prefs`)."""
         pid = self.ctx.store.resolve(person_id)
-        outs: list[Out] = []
-        for pref in self._stays(pid).keys():
-            outs += self.evaluate(pid, pref)
-        return outs
+        return self.evaluate_prefs(pid, set(self._stays(pid).keys()))
 
     def _judge(self, pid: str, pref: str, ident: Identity, ps: StayState,
                standing: list[str], covered: set[str]) -> list[Out]:
