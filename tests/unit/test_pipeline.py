@@ -125,6 +125,31 @@ def test_late_registration_that_covers_the_deadline_withdraws_the_alert():
     assert alerts[1]["withdrawn_reason"] == "registered_by_deadline"
 
 
+def test_late_presence_that_moves_the_deadline_withdraws_the_old_alert():
+    # The job started on 1 March but is reported after the watermark passed 13 March: the
+    # episode starts earlier, so its deadline is 4 March, not 13 March.
+    recs = [rental("R1", CHEN, "2026-03-10", "2026-03-10T10:00:00+08:00"),
+            rental("R2", {"name": "赵六"}, "2026-03-20", "2026-03-21T09:00:00+08:00"),
+            job("J1", CHEN, "2026-03-01", "2026-03-21T10:00:00+08:00")]
+    _p, alerts, _ = run(recs)
+    got = [(a["deadline"][:10], a["status"], a.get("withdrawn_reason")) for a in alerts]
+    assert got == [("2026-03-13", "raised", None), ("2026-03-04", "raised", None),
+                   ("2026-03-13", "withdrawn", "episode_changed")]
+    in_order = [recs[2], recs[0], recs[1]]  # by report time, had the job been reported on time
+    in_order[0] = {**recs[2], "posted_at": "2026-03-01T10:00:00+08:00"}
+    _p, alerts, _ = run(in_order)
+    assert [(a["deadline"][:10], a["status"]) for a in alerts] == [("2026-03-04", "raised")]
+
+
+def test_a_registration_made_after_the_deadline_resolves_the_alert():
+    recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
+            rental("R2", {"name": "赵六"}, "2026-03-20", "2026-03-21T09:00:00+08:00"),
+            residence("T1", CHEN, "2026-03-21T10:00:00+08:00", "2026-03-21", "2027-03-01")]
+    _p, alerts, _ = run(recs)
+    assert [a["status"] for a in alerts] == ["raised", "resolved"]
+    assert alerts[1]["record_ids"] == ["R1", "T1"]  # the late registration is evidence
+
+
 def test_locals_and_municipalities_owe_nothing():
     local = {"name": "李雷", "id_number": rid("440305", "1990-01-01", 11)}
     beijing = {"name": "韩梅梅", "id_number": rid("110105", "1990-01-01", 12)}
