@@ -1,9 +1,10 @@
 """``reglink evaluate``: score replay/stream output against the simulator's ground truth.
 
 Links: pairwise precision/recall/F1 over record pairs, and B-cubed.
-Alerts: unregistered_stay keyed by (true person, prefecture, deadline); watchlist_match by
+Alerts: unregistered_stay keyed by (true person, prefecture, deadline), counting ``raised`` and
+``resolved`` (the person registered after the deadline: the alert stood); watchlist_match by
 (watch_id, true person); stale_registration by (true person, stale registration, deadline,
-final status), counting ``raised`` and ``resolved`` (a ``withdrawn`` alert counts as none). An
+final status), counting ``raised`` and ``resolved``. A ``withdrawn`` alert counts as none. An
 alert's true person is the majority truth of its evidence records; a stale registration's is
 the true person of the registration itself.
 Statistics: each field of ``stats.jsonl`` against ``truth_stats.jsonl`` over every (prefecture,
@@ -77,8 +78,8 @@ def evaluate(sim_dir: Path, out_dir: Path) -> dict:
                         and not str(r).startswith("W-"))
         return votes.most_common(1)[0][0] if votes else None
 
-    pred_stay = {(true_person(a), a["prefecture"], a["deadline"]) for a in raised
-                 if a["rule"] == "unregistered_stay"}
+    pred_stay = {(true_person(a), a["prefecture"], a["deadline"]) for a in alerts.values()
+                 if a["rule"] == "unregistered_stay" and a["status"] in ("raised", "resolved")}
     pred_watch = {(a["watch_id"], true_person(a)) for a in raised
                   if a["rule"] == "watchlist_match"}
     ta = _jsonl(sim_dir / "truth_alerts.jsonl") if (sim_dir / "truth_alerts.jsonl").exists() \

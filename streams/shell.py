@@ -200,6 +200,8 @@ class WorkerShell:
         except Conflict as exc:  # the next tick tries again
             raise Contended("Conflict") from exc
         self._observe_alerts(outs, now)
+        wm = self.pipe.wm
+        self.pipe.metrics.observe_watermark(wm.lag(), wm.holding(now))
         return self.encode(outs)
 
     def count_dead_letter(self, value: bytes) -> None:

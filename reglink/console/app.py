@@ -440,6 +440,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                     identity=identity, row_names=row_names, weight_charts=weight_charts,
                     counterfactuals=fmt.counterfactuals(alert),
                     timeline=timeline, late=late, mine=review.acted(user.name),
+                    withdrawn=(fmt.withdrawn_note(alert) if alert.get("status") == "withdrawn"
+                               else None),
                     actions=sorted(dec.ALLOWED[user.role], key=dec.ACTIONS.index))
 
     @app.post("/alerts/{aid}/decide")
@@ -457,6 +459,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         review = state.review(aid)
         blind = dec.blind(alert, review, user.name, blind_priorities)
         try:
+            if alert.get("status") == "withdrawn":
+                raise dec.DecisionError("this alert was withdrawn: no decision is needed")
             if not reason:
                 raise dec.DecisionError(f"choose a reason to {action.replace('_', ' ')}")
             dec.check(alert, review, action, reason, user.name, user.role)

@@ -182,3 +182,37 @@ def counterfactuals(alert: dict) -> list[str]:
     """The alert's counterfactuals as sentences (none for other rules)."""
     raised = alert.get("status") == "raised"
     return [counterfactual(c, raised) for c in alert.get("counterfactuals") or ()]
+
+
+#: Why an alert was withdrawn (its ``withdrawn_reason``), in a sentence for the reviewer.
+WITHDRAWN = {
+    "registered_by_deadline": "A registration recorded by the deadline arrived late: with "
+                              "it, the data does not raise this alert.",
+    "episode_changed": "Records that arrived late changed the presence episode (its start, "
+                       "its end or whose records these are), so this deadline no longer "
+                       "applies; an alert for the new deadline is raised if one is due.",
+    "not_owed": "With the records that arrived late the person owes no registration in this "
+                "prefecture (no resident ID on file, or a home in it).",
+    "deregistered_by_deadline": "A deregistration recorded by the deadline arrived late: the "
+                                "old registration was closed in time.",
+    "not_superseded": "With the records that arrived late, no newer registration elsewhere "
+                      "supersedes this one by the deadline.",
+    "ambiguous": "The watch entry cannot be told apart from another identity: it names no "
+                 "one.",
+    "conflict": "The identity now carries a valid resident ID different from the watch "
+                "entry's.",
+    "below_threshold": "The identity as a whole no longer reaches the watchlist threshold.",
+    "superseded": "The person is named again under a new alert (the identity learnt its "
+                  "resident ID, or merged into one with another anchor).",
+    "removed": "The watch entry was removed from the list.",
+}
+
+
+def withdrawn_note(alert: dict) -> str:
+    """The reviewer's sentence for a withdrawn alert: why it left the queue."""
+    reason = alert.get("withdrawn_reason")
+    if reason in WITHDRAWN:
+        return WITHDRAWN[reason]
+    if alert.get("rule") == "watchlist_match":
+        return "The watch entry was removed, or the evidence no longer reaches the threshold."
+    return "The complete data does not raise this alert."

@@ -205,9 +205,11 @@ class ConsoleState:
 
 def matches(a: dict, review: dec.Review, rule=None, priority=None, status=None,
             prefecture=None, review_status=None) -> bool:
+    """Whether alert ``a`` passes the queue's filters. A withdrawn alert has left the queue:
+    it is shown only when the status filter asks for ``withdrawn``."""
     return ((not rule or a.get("rule") == rule)
             and (not priority or a.get("priority") == priority)
-            and (not status or a.get("status") == status)
+            and (a.get("status") == status if status else a.get("status") != "withdrawn")
             and (not prefecture or a.get("prefecture") == prefecture)
             and (not review_status or review.status == review_status))
 

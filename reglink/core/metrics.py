@@ -65,6 +65,16 @@ class PipelineMetrics:
             buckets=_LAT_BUCKETS, registry=r)
         self.watermark = Gauge("reglink_watermark_seconds", "Event-time watermark (epoch s)",
                                registry=r)
+        self.watermark_lag = Gauge(
+            "reglink_watermark_lag_seconds",
+            "How far the watermark is behind the source's latest report time (s); negative: "
+            "the watermark passed all it sent, its next record at that time is late",
+            ["source"], registry=r)
+        self.watermark_holding = Gauge(
+            "reglink_watermark_holding",
+            "1 for a source that holds the watermark back (its latest report time less its "
+            "allowed lateness is the watermark, or its records are waiting unread)",
+            ["source"], registry=r)
         self.stalled = Gauge("reglink_stalled",
                              "1 while the worker waits for an unavailable state store",
                              registry=r)
@@ -95,3 +105,11 @@ class PipelineMetrics:
         for measure, value in counts.items():
             self.population.labels(prefecture, measure).set(value)
         self.population_day.labels(prefecture).set(day_start)
+
+    def observe_watermark(self, lag: dict[str, float], holding: set[str]) -> None:
+        """The watermark's per-source gauges (:meth:`Watermark.lag`, :meth:`Watermark.holding`);
+        a source not seen yet has no lag and does not hold."""
+        for name in sources.current().event_names:
+            if name in lag:
+                self.watermark_lag.labels(name).set(lag[name])
+            self.watermark_holding.labels(name).set(1 if name in holding else 0)

@@ -80,7 +80,7 @@ class Pipeline:
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = Outbox(self.kv, outbox)
         self.work = UnitOfWork(self.kv, self.metrics, self._forget)
-        self.wm = Watermark(EVENT_SOURCES, settings.lateness_s, settings.idle_timeout_s)
+        self.wm = Watermark.from_settings(EVENT_SOURCES, settings)
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
                           self.pseudo, self.wm, self.metrics, self.outbox)
         self.rules: list[AlertRule] = [rule(ctx) for rule in rules]
@@ -167,9 +167,9 @@ class Pipeline:
             anchor = f"rid:{rec.id_hash}" if rec.id_valid else f"rec:{rec.key}"
             pid = self.linker.person_id_for(anchor)
             strings += [sk.link(key), *self._person_keys(pid)]
-        # The watermark cannot pass the highest report time of the batch - lateness: one
-        # read of the due set up to there serves every record's advance.
-        self.kv.zhint(sk.DUE, max(self.wm.value, top - self.s.lateness_s))
+        # The watermark cannot pass the highest report time of the batch - the least
+        # lateness: one read of the due set up to there serves every record's advance.
+        self.kv.zhint(sk.DUE, self.wm.ceiling(top))
         self.kv.prefetch(strings, index + sets, self.store.max_bucket)  # larger: a size
         members: set[str] = set()
         for k in dict.fromkeys(index):
@@ -229,6 +229,9 @@ class Pipeline:
                 outs += rule.on_identity_change(change, event)
         for rule in self.rules:
             outs += rule.on_record(event)
+        if link.merged or (report_ts is not None and report_ts <= self.wm.value):
+            for rule in self.rules:  # late data, or a merge: the late-data hook
+                outs += rule.reevaluate(link.person_id)
         if report_ts is not None:
             self.wm.observe(channel or source, report_ts, now)
             # Idleness is judged only by tick(), after the shell refreshed what is still
@@ -281,7 +284,8 @@ class Pipeline:
         return self.work.run(quality.reports_due, now, every, final)
 
     def finish(self) -> list[Out]:
-        """End of input (replay): the watermark moves to the top report time - lateness."""
+        """End of input (replay): the watermark moves to the greatest of the sources' top
+        report time less their lateness."""
         return self.work.run(self._advance, None, True)
 
     def _link_outputs(self, record: dict[str, Any], rec: PersonRecord, link: LinkResult,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from reglink.core.errors import ConfigError
 
@@ -22,6 +22,38 @@ DEV_HMAC_KEY = "reglink-dev-key-change-me"
 DEV_CONSOLE_SECRET = "reglink-console-dev-secret"
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+#: A per-source setting: seconds by source name, written ``residence=93600,job=7200``.
+PerSource = Annotated[dict[str, float], NoDecode]
+
+
+def _per_source(value: Any) -> Any:
+    """``"residence=93600, job=7200"`` (or a JSON object, or a mapping) as a mapping of
+    source name to non-negative seconds."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            value = json.loads(text)
+        else:
+            value = {}
+            for item in filter(None, (i.strip() for i in text.split(","))):
+                name, sep, seconds = item.partition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"{item!r} is not source=seconds "
+                                     "(e.g. residence=93600,job=7200)")
+                value[name.strip()] = seconds.strip()
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for name, seconds in value.items():
+        try:
+            number = float(seconds)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not number >= 0:
+            raise ValueError(f"{name}: seconds must be a number >= 0, not {seconds!r}")
+        out[str(name)] = number
+    return out
 
 
 def _local_port(address: str, default: int) -> int | None:
@@ -103,9 +135,15 @@ class Settings(BaseSettings):
     grace_job_s: int = 3 * 86400
     grace_hotel_s: int = 30 * 86400
     grace_deregistration_s: int = 14 * 86400  # stale_registration: superseded -> deregistered
+    # The watermark (docs/contract.md §2.1): each event source's allowed lateness and idle
+    # timeout; *_by_source overrides the default for the sources it names, e.g. a residence
+    # registry that uploads once a night: lateness_s_by_source=residence=93600 and
+    # idle_timeout_s_by_source=residence=93600 (docs/reliability.md, "A source that lags").
     lateness_s: int = 3600
-    episode_gap_s: int = 86400
+    lateness_s_by_source: PerSource = Field(default_factory=dict)
     idle_timeout_s: float = 300.0
+    idle_timeout_s_by_source: PerSource = Field(default_factory=dict)
+    episode_gap_s: int = 86400
     rule_version: str = "2026.11-1"
     quality_every_s: float = 60.0  # a source quality report is sent at most this often
 
@@ -116,6 +154,19 @@ class Settings(BaseSettings):
     # threshold (reglink.core.rules.watchlist). Off, every identity at the threshold is named: the
     # matching benchmark (benchmarks/matching/watchlist.py) and a unit test compare the two.
     watchlist_ambiguity_guard: bool = True
+
+    @field_validator("lateness_s_by_source", "idle_timeout_s_by_source", mode="before")
+    @classmethod
+    def _read_per_source(cls, value: Any) -> Any:
+        return _per_source(value)
+
+    def lateness_for(self, source: str) -> float:
+        """The allowed lateness of ``source`` (seconds)."""
+        return self.lateness_s_by_source.get(source, float(self.lateness_s))
+
+    def idle_timeout_for(self, source: str) -> float:
+        """The idle timeout of ``source`` (processing-time seconds)."""
+        return self.idle_timeout_s_by_source.get(source, self.idle_timeout_s)
 
     @model_validator(mode="before")
     @classmethod
@@ -169,6 +220,8 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, dict):  # a per-source setting, as it is written
+                value = ",".join(f"{k}={v:g}" for k, v in value.items())
             env[f"REGLINK_{name.upper()}"] = str(value)
         return env
 

@@ -254,6 +254,8 @@ class StayState:
     """What ``unregistered_stay`` knows of one person in one prefecture.
 
     ``explanations``: record key -> (match probability, explanation) of the evidence.
+    ``alerts``: the ids of its alerts whose last status is ``raised`` or ``resolved`` (stored
+    only when there are some), so that one the data no longer raises can be withdrawn.
     ``closed``: check-outs already matched with a check-in; ``pending``: check-outs waiting
     for theirs. Both are stored only once needed (None until then); ``tail`` is the order in
     which they were first needed, which is the order they are stored in."""
@@ -264,6 +266,7 @@ class StayState:
     closed: list[str] | None = None
     pending: list[PendingCheckout] | None = None
     tail: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
 
     def closed_list(self) -> list[str]:
         if self.closed is None:
@@ -293,6 +296,8 @@ class StayState:
                     for r in self.registrations],
             "ex": self.explanations,
         }
+        if self.alerts:
+            d["al"] = self.alerts
         for name in self.tail:
             if name == "closed":
                 d["closed"] = self.closed
@@ -309,7 +314,8 @@ class StayState:
             explanations=d.get("ex", {}),
             closed=d.get("closed"),
             pending=None if co is None else [PendingCheckout(*c) for c in co],
-            tail=[k for k in d if k in ("closed", "co")])
+            tail=[k for k in d if k in ("closed", "co")],
+            alerts=d.get("al", []))
 
 
 class Stays:

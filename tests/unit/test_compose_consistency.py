@@ -507,6 +507,7 @@ def test_dashboard_only_uses_known_metric_names() -> None:
         "reglink_alert_latency_seconds_bucket", "reglink_consumer_lag",
         "reglink_published_total", "reglink_publish_to_linked_seconds_bucket",
         "reglink_stalled", "reglink_redelivered_total",
+        "reglink_watermark_lag_seconds", "reglink_watermark_holding",
     }
     # the worker's publish -> linked stages (reglink/core/metrics.py), means from _sum / _count
     known |= {f"reglink_worker_{stage}_seconds_{part}" for stage in ("intake", "hold", "unit")
@@ -515,7 +516,8 @@ def test_dashboard_only_uses_known_metric_names() -> None:
     exported = {s.name for m in PipelineMetrics().registry.collect() for s in m.samples}
     assert known - exported <= {  # labelled (no sample before a first label) or elsewhere
         "reglink_records_in_total", "reglink_deadletter_total", "reglink_linked_total",
-        "reglink_alerts_total", "reglink_consumer_lag", "reglink_published_total"}
+        "reglink_alerts_total", "reglink_consumer_lag", "reglink_published_total",
+        "reglink_watermark_lag_seconds", "reglink_watermark_holding"}
     dash = json.loads((ROOT / "deploy/grafana/dashboards/pipeline.json").read_text())
     used = {m for p in dash["panels"] for t in p["targets"]
             for m in re.findall(r"\breglink_\w+", t["expr"])}
@@ -548,3 +550,24 @@ def test_redis_keeps_the_index_buckets_listpack_encoded_in_both(redis_entrypoint
 
     from reglink.devstack import stack
     assert 'deploy" / "redis" / "redis.conf"' in inspect.getsource(stack._start_redis)
+
+
+def test_the_worker_sets_the_watermark_per_source_and_the_example_parses(compose) -> None:
+    """The worker's watermark settings are the Settings defaults, and the nightly residence
+    example its comment gives is a valid per-source setting for an event source."""
+    from reglink.core.rules.watermark import Watermark
+
+    env = _env(compose["services"]["worker"])
+    fields = Settings.model_fields
+    assert float(env["REGLINK_LATENESS_S"]) == fields["lateness_s"].default
+    assert float(env["REGLINK_IDLE_TIMEOUT_S"]) == fields["idle_timeout_s"].default
+    s = Settings(**{k[len("REGLINK_"):].lower(): v for k, v in env.items()
+                    if "LATENESS" in k or "IDLE_TIMEOUT" in k})
+    assert s.lateness_s_by_source == {} and s.idle_timeout_s_by_source == {}
+    text = (ROOT / "docker-compose.yml").read_text()
+    example = re.findall(r'(REGLINK_(?:LATENESS|IDLE_TIMEOUT)_S_BY_SOURCE): "([^"]+)"', text)
+    assert len(example) == 2, example
+    nightly = Settings(**{k[len("REGLINK_"):].lower(): v for k, v in example})
+    wm = Watermark.from_settings(sources.current().event_names, nightly)
+    assert wm.lateness_of("residence") == 26 * 3600 == nightly.idle_timeout_for("residence")
+    assert wm.lateness_of("hotel") == fields["lateness_s"].default

@@ -527,3 +527,28 @@ def test_the_console_refuses_the_default_secret_unless_opted_in():
     assert "REGLINK_CONSOLE_DEV_SECRET=1" in msg
     check_secret(load_settings(hmac_key="k", console_dev_secret=True))
     check_secret(load_settings(hmac_key="k", console_secret="0" * 64))
+
+
+def test_a_withdrawn_alert_leaves_the_queue_with_a_note_and_keeps_its_history(env):
+    app, state, sink = env
+    ana = login(app, "ana")
+    aid = STAY["alert_id"]
+    ana.post(f"/alerts/{aid}/decide", data={"action": "more_info",
+                                            "reason": "need_documents"})
+    assert state.review(aid).status == "more_info"
+    assert f"row-{aid}" in ana.get("/").text
+    state.add_alert({**STAY, "status": "withdrawn", "withdrawn_reason": "registered_by_deadline"})
+    assert f"row-{aid}" not in ana.get("/").text  # left the queue
+    assert f"row-{aid}" not in ana.get("/?rule=unregistered_stay").text
+    assert f"row-{aid}" in ana.get("/?status=withdrawn").text  # still findable
+    page = ana.get(f"/alerts/{aid}").text
+    assert 'id="withdrawn-note"' in page
+    assert "A registration recorded by the deadline arrived late" in page
+    assert "Its review history below is kept." in page and 'id="history"' in page
+    assert [e["subject"]["alert_id"] for e in sink.of("audit")
+            if e["action"] == "decision"] == [aid]  # the audit trail keeps the decision
+    assert "no decision is needed" in page and 'id="do-confirm"' not in page
+    ana.post(f"/alerts/{aid}/decide", data={"action": "confirm",
+                                            "reason": "identity_verified"})
+    assert state.review(aid).status == "more_info"  # a withdrawn alert takes no decision
+    assert 'id="withdrawn-note"' not in ana.get(f"/alerts/{WATCH['alert_id']}").text

@@ -61,9 +61,11 @@ def test_examples_raise_exactly_the_documented_alerts():
     by_rule = {a["rule"]: a for a in alerts}
     assert len(alerts) == 2 and set(by_rule) == {"unregistered_stay", "watchlist_match"}
     stay = by_rule["unregistered_stay"]
-    assert stay["status"] == "raised" and stay["prefecture"] == "4403"
+    # 陈丽 registered on 12 March, after the deadline: the alert stood, and is resolved by
+    # the registration, which joins its evidence (docs/contract.md §2.2).
+    assert stay["status"] == "resolved" and stay["prefecture"] == "4403"
     assert stay["deadline"] == "2026-03-07T00:00:00+08:00" == stay["raised_at"]
-    assert "R-5531" in stay["record_ids"] and "T-44001" not in stay["record_ids"]
+    assert "R-5531" in stay["record_ids"] and stay["record_ids"][-1] == "T-44001"
     watch = by_rule["watchlist_match"]
     assert watch["watch_id"] == "W-0001" and watch["priority"] == "high"
     levels = {f["feature"]: f["level"] for f in watch["explanation"]["features"]}
@@ -108,17 +110,44 @@ def test_registration_in_time_means_no_alert():
     assert alerts == []
 
 
-def test_late_registration_that_covers_the_deadline_resolves_the_alert():
+def test_late_registration_that_covers_the_deadline_withdraws_the_alert():
     # The residence source sends nothing until later, so it does not hold the watermark:
-    # the alert is raised, then re-issued as resolved when the registration arrives.
+    # the alert is raised, then withdrawn when the registration recorded by the deadline
+    # arrives (the complete data would not have raised it).
     recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
             job("J9", {"name": "王五"}, "2026-03-20", "2026-03-20T09:00:00+08:00"),
             rental("R2", {"name": "赵六"}, "2026-03-20", "2026-03-21T09:00:00+08:00"),
             residence("T1", CHEN, "2026-03-03T10:00:00+08:00", "2026-03-03", "2027-03-01")]
     _p, alerts, _ = run(recs)
-    assert [a["status"] for a in alerts] == ["raised", "resolved"]
+    assert [a["status"] for a in alerts] == ["raised", "withdrawn"]
     assert alerts[0]["alert_id"] == alerts[1]["alert_id"]
     assert alerts[0]["deadline"] == "2026-03-04T00:00:00+08:00"
+    assert alerts[1]["withdrawn_reason"] == "registered_by_deadline"
+
+
+def test_late_presence_that_moves_the_deadline_withdraws_the_old_alert():
+    # The job started on 1 March but is reported after the watermark passed 13 March: the
+    # episode starts earlier, so its deadline is 4 March, not 13 March.
+    recs = [rental("R1", CHEN, "2026-03-10", "2026-03-10T10:00:00+08:00"),
+            rental("R2", {"name": "赵六"}, "2026-03-20", "2026-03-21T09:00:00+08:00"),
+            job("J1", CHEN, "2026-03-01", "2026-03-21T10:00:00+08:00")]
+    _p, alerts, _ = run(recs)
+    got = [(a["deadline"][:10], a["status"], a.get("withdrawn_reason")) for a in alerts]
+    assert got == [("2026-03-13", "raised", None), ("2026-03-04", "raised", None),
+                   ("2026-03-13", "withdrawn", "episode_changed")]
+    in_order = [recs[2], recs[0], recs[1]]  # by report time, had the job been reported on time
+    in_order[0] = {**recs[2], "posted_at": "2026-03-01T10:00:00+08:00"}
+    _p, alerts, _ = run(in_order)
+    assert [(a["deadline"][:10], a["status"]) for a in alerts] == [("2026-03-04", "raised")]
+
+
+def test_a_registration_made_after_the_deadline_resolves_the_alert():
+    recs = [rental("R1", CHEN, "2026-03-01", "2026-03-01T10:00:00+08:00"),
+            rental("R2", {"name": "赵六"}, "2026-03-20", "2026-03-21T09:00:00+08:00"),
+            residence("T1", CHEN, "2026-03-21T10:00:00+08:00", "2026-03-21", "2027-03-01")]
+    _p, alerts, _ = run(recs)
+    assert [a["status"] for a in alerts] == ["raised", "resolved"]
+    assert alerts[1]["record_ids"] == ["R1", "T1"]  # the late registration is evidence
 
 
 def test_locals_and_municipalities_owe_nothing():

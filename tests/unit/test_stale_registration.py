@@ -337,9 +337,8 @@ def _closing(records):
 @pytest.mark.parametrize("seed", [3, 7, 11])
 def test_final_alert_statuses_do_not_depend_on_the_order_of_arrival(tmp_path, seed):
     """A simulated corpus in event-time order and shuffled: the same final statuses. The
-    allowed lateness spans the corpus, so every rule decides on all the records (with the
-    default, unregistered_stay turns a registration that arrives after its deadline into a
-    ``resolved`` alert where in-order arrival leaves none: docs/contract.md, status).
+    allowed lateness spans the corpus, so every rule decides on all the records (late data
+    with the default lateness: tests/unit/test_late_data_props.py).
 
     stale_registration and watchlist_match agree exactly. unregistered_stay does not yet:
     in some orders one of its ~40 alerts differs (hotel check-outs paired in arrival order,

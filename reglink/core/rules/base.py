@@ -9,6 +9,9 @@ calls its hooks inside the unit of work of the record (or tick) that caused them
 * :meth:`AlertRule.on_record` for the linked record itself;
 * :meth:`AlertRule.on_timer` when the watermark passes a timer the rule set
   (:meth:`AlertRule.schedule`);
+* :meth:`AlertRule.reevaluate` for the person of a record that arrived late (the watermark
+  had passed its report time) or caused a merge, after :meth:`AlertRule.on_record`: the
+  late-data hook every rule implements (docs/contract.md §2);
 * :meth:`AlertRule.on_own_record` for the records of the source the rule owns
   (:attr:`AlertRule.own_source`: such records configure the rule and are not linked).
 
@@ -125,6 +128,14 @@ class AlertRule(ABC):
 
     def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
         """The watermark passed a timer set with :meth:`schedule` (``parts`` as given)."""
+        return []
+
+    def reevaluate(self, person_id: str) -> list[Out]:
+        """Late data: bring every alert of this rule about ``person_id`` in line with
+        everything known now, as if the records had arrived in order: an alert the complete
+        data would not raise is re-issued as ``withdrawn``, the alerts it raises are
+        ``raised`` (``resolved`` only where the rule says the alert stood and was then
+        answered). Emits nothing for what is already in line (it may run more than once)."""
         return []
 
     def on_own_record(self, record: dict[str, Any], key: str,

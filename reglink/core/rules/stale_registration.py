@@ -133,6 +133,10 @@ class StaleRegistration(AlertRule):
     def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
         return self.evaluate(parts[0])
 
+    def reevaluate(self, person_id: str) -> list[Out]:
+        """Late data: the verdicts are a function of the ledger alone (:meth:`evaluate`)."""
+        return self.evaluate(person_id)
+
     # ------------------------------------------------------------------ updates
     def _add(self, event: LinkedRecord, presence: sources.Registration) -> None:
         record, key, link = event.record, event.key, event.link
@@ -189,7 +193,10 @@ class StaleRegistration(AlertRule):
             prev = self.alert_state(aid)
             if v.status is None or v.deadline is None or v.superseded_by is None:
                 if prev is not None and prev["status"] in ACTIVE:
-                    outs.append(self.update_alert({**prev, "status": "withdrawn"}))
+                    reason = ("deregistered_by_deadline" if v.deregistered_by is not None
+                              else "not_superseded")
+                    outs.append(self.update_alert({**prev, "status": "withdrawn",
+                                                   "withdrawn_reason": reason}))
                 continue
             deadline = iso(v.deadline)
             if prev is not None and prev["status"] == v.status and prev["deadline"] == deadline:

@@ -2,13 +2,18 @@
 elsewhere who stays in a prefecture past the grace period without a valid registration.
 
 State: ``s:<person_id>``, the person's :class:`~reglink.stores.schema.StayState` per
-prefecture (presence intervals, registrations, evidence explanations); a registration counts
+prefecture (presence intervals, registrations, evidence explanations, the ids of the alerts
+that stand); a registration counts
 as closed from the ``left_on`` of a deregistration that ends it, as the person's residence
 ledger ``rg:<person_id>`` (kept by ``stale_registration``) says. Every linked record
 of an event source updates it (:func:`presence_update`); then the alerts of (person,
 prefecture) are brought in line with it (:meth:`UnregisteredStay.evaluate`), and a timer
 tagged ``unregistered_stay|<person_id>|<prefecture>`` re-evaluates when the watermark passes
-the next deadline. A merge moves the absorbed identity's stays to the survivor.
+the next deadline. A merge moves the absorbed identity's stays to the survivor. Late data
+(docs/contract.md §2.2) needs nothing else: every evaluation decides on everything known, so
+an alert the complete data would not raise is withdrawn and ``resolved`` means the person
+registered after the deadline; :meth:`UnregisteredStay.reevaluate` (the late-data hook)
+evaluates all the person's prefectures.
 The episode and deadline arithmetic is pure (:mod:`reglink.core.rules.stay`).
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from matchers.normalise import same_place
+from matchers.types import Identity
 from reglink.core import sources
 from reglink.core.outbox import Out
 from reglink.core.rules import stay as st
@@ -25,6 +31,8 @@ from reglink.core.rules.clock import iso
 from reglink.core.rules.stale_registration import closed_at, closes
 from reglink.stores import schema as sk
 from reglink.stores.schema import PendingCheckout, Presence, Registered, StayState
+
+ACTIVE = ("raised", "resolved")
 
 
 def presence_revise(state: StayState, presence: sources.Presence, record: dict[str, Any],
@@ -82,6 +90,18 @@ def presence_update(state: StayState, presence: sources.Presence, record: dict[s
         state.registrations.append(Registered(key, at, valid_from, valid_until))
 
 
+def registered_after(ep: st.Episode, deadline: float,
+                     registrations: list[st.Registration]) -> st.Registration | None:
+    """A registration the person made after the deadline for this episode: recorded after
+    it, valid past it and from before the episode ended (the earliest recorded)."""
+    end = st.INF if ep.end is None else ep.end
+    for reg in sorted(registrations, key=lambda r: (r.registered_at, r.record_id)):
+        if reg.registered_at > deadline and reg.valid_until_end > deadline \
+                and reg.valid_from <= end:
+            return reg
+    return None
+
+
 class UnregisteredStay(AlertRule):
     name: ClassVar[str] = "unregistered_stay"
     reads: ClassVar[tuple[str, ...]] = (sk.STAYS, sk.RESIDENCES, sk.ALERT, sk.IDENTITY,
@@ -125,10 +145,10 @@ class UnregisteredStay(AlertRule):
         touched: set[str] = event.notes.get(self.name, set())  # type: ignore[assignment]
         if event.source in self.presence:
             touched |= self._update(event)
-        outs: list[Out] = []
-        for pref in sorted(touched):
-            outs += self.evaluate(event.person_id, pref)
-        return outs
+        # A record with a valid resident ID may be the first to give the person one, and so a
+        # home: then the prefectures with no alert standing may owe registration from now on.
+        gives_id = event.person.id_valid and event.identity.rid_hash == event.person.id_hash
+        return self.evaluate_prefs(event.person_id, touched, gives_id)
 
     def on_timer(self, parts: tuple[str, ...]) -> list[Out]:
         pid, pref = parts
@@ -174,6 +194,7 @@ class UnregisteredStay(AlertRule):
             dst.intervals += [iv for iv in ps.intervals if iv.key not in have]
             dst.registrations += [r for r in ps.registrations if r.key not in have]
             dst.explanations.update(ps.explanations)
+            dst.alerts += [aid for aid in ps.alerts if aid not in dst.alerts]
             dst.closed_list().extend(ps.closed or ())
             dst.pending_list().extend(ps.pending or ())
             self.cancel((absorbed, pref))
@@ -182,17 +203,64 @@ class UnregisteredStay(AlertRule):
         return set(old)
 
     def evaluate(self, pid: str, pref: str) -> list[Out]:
-        """Bring the alerts of (person, prefecture) in line with what is known now."""
+        """Bring the alerts of (person, prefecture) in line with everything known now
+        (:meth:`evaluate_prefs`)."""
+        return self.evaluate_prefs(pid, {pref})
+
+    def evaluate_prefs(self, pid: str, prefs: set[str], unalerted: bool = False
+                       ) -> list[Out]:
+        """Bring the alerts of the person in ``prefs`` (and with ``unalerted``, in every
+        prefecture with no alert standing) in line with everything known now, as if the
+        records had arrived in order (docs/contract.md §2.2): for each episode whose deadline
+        the watermark passed, no alert when a registration recorded by the deadline covers
+        it, ``resolved`` when the person registered after it, else ``raised``; an alert the
+        data no longer raises (its deadline moved, a registration recorded by the deadline
+        arrived late, the person owes none here) is re-issued as ``withdrawn``."""
         store = self.ctx.store
         pid = store.resolve(pid)
         ident = store.get(pid)
-        ps = self._stays(pid).get(pref)
-        self.cancel((pid, pref))
-        if ident is None or ps is None:
+        if ident is None:
             return []
-        # Owes registration only with a known resident ID and a home elsewhere.
-        if not ident.rid_hash or not ident.home or same_place(ident.home, pref):
-            return []
+        data = self._stays(pid)
+        if unalerted:
+            prefs = prefs | {pref for pref in data.keys() if not data[pref].alerts}
+        outs: list[Out] = []
+        changed = False
+        for pref in sorted(prefs):
+            ps = data.get(pref)
+            self.cancel((pid, pref))
+            if ps is None:
+                continue
+            standing: list[str] = []  # alert ids the data raises: raised or resolved
+            covered: set[str] = set()  # ids a registration recorded by the deadline covers
+            # Owes registration only with a known resident ID and a home elsewhere.
+            owes = bool(ident.rid_hash and ident.home and not same_place(ident.home, pref))
+            if owes:
+                outs += self._judge(pid, pref, ident, ps, standing, covered)
+            for aid in ps.alerts:
+                prev = None if aid in standing else self.alert_state(aid)
+                if prev is None or prev["status"] not in ACTIVE:
+                    continue
+                reason = ("registered_by_deadline" if aid in covered
+                          else "episode_changed" if owes else "not_owed")
+                outs.append(self.update_alert({**prev, "status": "withdrawn",
+                                               "withdrawn_reason": reason}))
+            if ps.alerts != standing:
+                ps.alerts, changed = standing, True
+        if changed:
+            self._save(pid, data)
+        return outs
+
+    def reevaluate(self, person_id: str) -> list[Out]:
+        """Every prefecture of the person, on everything known now (:meth:`evaluate_prefs`)."""
+        pid = self.ctx.store.resolve(person_id)
+        return self.evaluate_prefs(pid, set(self._stays(pid).keys()))
+
+    def _judge(self, pid: str, pref: str, ident: Identity, ps: StayState,
+               standing: list[str], covered: set[str]) -> list[Out]:
+        """The alerts of the episodes whose deadline the watermark passed (adds the ids the
+        data raises to ``standing``, those a timely registration covers to ``covered``);
+        a timer at the next deadline."""
         intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
         regs = [st.Registration(r.key, r.registered_at, r.valid_from, r.valid_until_end)
                 for r in ps.registrations]
@@ -215,12 +283,15 @@ class UnregisteredStay(AlertRule):
             if deadline > watermark:
                 next_due = deadline if next_due is None else min(next_due, deadline)
                 continue
-            reg = st.covered(deadline, regs)
             aid = alert_id(self.name, ident.rule_anchor, pref, iso(deadline))
+            if st.covered(deadline, regs) is not None:
+                covered.add(aid)
+                continue
+            reg = registered_after(ep, deadline, regs)
             status = "resolved" if reg else "raised"
+            standing.append(aid)
             prev = self.alert_state(aid)
-            prev_status = prev["status"] if prev else None
-            if prev_status == status or (prev_status is None and status == "resolved"):
+            if prev is not None and prev["status"] == status:
                 continue
             evidence = st.evidence_ids(ep, deadline)
             if reg:

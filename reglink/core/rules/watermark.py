@@ -1,8 +1,10 @@
-"""The event-time watermark (docs/contract.md §2).
+"""The event-time watermark (docs/contract.md §2.1).
 
-wm = min over *holding* sources of (highest report time seen) - lateness, never backwards.
-A source holds unless it has sent nothing yet or has been idle past the idle timeout.
-When every source is idle (or the input ended) wm = highest report time seen - lateness.
+wm = min over *holding* channels of (highest report time seen - the source's lateness),
+never backwards. A channel (a source, or ``source#partition`` in the worker) holds unless it
+has sent nothing yet or has been idle past its source's idle timeout. When every channel is
+idle (or the input ended) wm = max over channels of (highest report time seen - lateness).
+Allowed lateness and idle timeout are per source (:meth:`Watermark.from_settings`).
 
 The stream shell may also call :meth:`expect` for a source whose topic holds records not yet
 consumed: such a source holds the watermark where it is until its first record is read. This
@@ -11,9 +13,9 @@ is what makes the stream agree with replay when topics are consumed unevenly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 NEG_INF = float("-inf")
 
@@ -29,9 +31,14 @@ class WatermarkState(TypedDict):
 
 @dataclass
 class Watermark:
+    """``lateness`` and ``idle_timeout``: the defaults; ``lateness_by_source`` and
+    ``idle_by_source``: the sources that differ (seconds)."""
+
     sources: Sequence[str]
     lateness: float
     idle_timeout: float
+    lateness_by_source: Mapping[str, float] = field(default_factory=dict)
+    idle_by_source: Mapping[str, float] = field(default_factory=dict)
     max_seen: dict[str, float] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)  # processing time
     expected: set[str] = field(default_factory=set)
@@ -41,9 +48,51 @@ class Watermark:
     def __post_init__(self) -> None:
         # looked up once per record: a set of the names, not the registry's live view
         self._known_sources = frozenset(self.sources)
+        for what, per in (("lateness", self.lateness_by_source),
+                          ("idle timeout", self.idle_by_source)):
+            unknown = sorted(set(per) - self._known_sources)
+            if unknown:
+                raise ValueError(f"{what} set for {', '.join(unknown)}: not an event source "
+                                 f"(the event sources: {', '.join(self.sources)})")
+
+    @classmethod
+    def from_settings(cls, sources: Sequence[str], settings: Any) -> Watermark:
+        """The watermark the settings describe (``lateness_s``, ``idle_timeout_s`` and their
+        ``*_by_source`` overrides)."""
+        return cls(sources, float(settings.lateness_s), float(settings.idle_timeout_s),
+                   dict(settings.lateness_s_by_source), dict(settings.idle_timeout_s_by_source))
 
     def _known(self, channel: str) -> bool:
         return channel.split("#", 1)[0] in self._known_sources
+
+    def lateness_of(self, channel: str) -> float:
+        """The allowed lateness of the channel's source."""
+        return self.lateness_by_source.get(channel.split("#", 1)[0], self.lateness)
+
+    def ceiling(self, top: float) -> float:
+        """The highest the watermark can reach while no report time exceeds ``top``."""
+        return max(self.value, top - min((self.lateness, *self.lateness_by_source.values())))
+
+    def lag(self) -> dict[str, float]:
+        """Per source: how far the watermark is behind its latest report time (seconds; the
+        least over the source's channels). Negative: the watermark passed everything it sent,
+        so what it sends next at that report time is late."""
+        out: dict[str, float] = {}
+        if self.value == NEG_INF:
+            return out
+        for channel, seen in self.max_seen.items():
+            source = channel.split("#", 1)[0]
+            out[source] = min(out.get(source, seen - self.value), seen - self.value)
+        return out
+
+    def holding(self, now: float | None = None) -> set[str]:
+        """The sources that hold the watermark where it is: a channel not idle whose latest
+        report time less its lateness is the watermark, or that is expected to send."""
+        out = {c.split("#", 1)[0] for c in self.expected if not self._idle(c, now)}
+        for channel, seen in self.max_seen.items():
+            if not self._idle(channel, now) and seen - self.lateness_of(channel) <= self.value:
+                out.add(channel.split("#", 1)[0])
+        return out
 
     def observe(self, source: str, report_ts: float, now: float | None = None) -> None:
         if not self._known(source):
@@ -70,20 +119,22 @@ class Watermark:
         if now is None:
             return False
         last = self.last_active.get(source)
-        return last is not None and now - last >= self.idle_timeout
+        timeout = self.idle_by_source.get(source.split("#", 1)[0], self.idle_timeout)
+        return last is not None and now - last >= timeout
 
     def advance(self, now: float | None = None, final: bool = False) -> float:
         """Recompute and return the watermark (epoch s); never moves backwards."""
         if not self.max_seen:
             return self.value
-        top = max(self.max_seen.values())
+        bound = {c: seen - self.lateness_of(c) for c, seen in self.max_seen.items()}
+        top = max(bound.values())
         if final:
-            candidate = top - self.lateness
+            candidate = top
         else:
-            holds = [self.max_seen[s] for s in self.max_seen if not self._idle(s, now)]
-            if any(not self._idle(s, now) for s in self.expected):
+            holds = [b for c, b in bound.items() if not self._idle(c, now)]
+            if any(not self._idle(c, now) for c in self.expected):
                 holds.append(NEG_INF)
-            candidate = (min(holds) if holds else top) - self.lateness
+            candidate = min(holds) if holds else top
         if candidate > self.value:
             self.value = candidate
         return self.value
