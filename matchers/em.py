@@ -225,12 +225,13 @@ def calibrate(total: npt.NDArray[np.float64],
 
 
 def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] | None = None,
-          *, u_pairs: int = 100_000, seed: int = 7, source: str = "",
+          *, u_pairs: int = 100_000, seed: int = 7, files: Sequence[str] = (),
           iterations: int = 40, log: Log = print,
           comparators: Sequence[FeatureComparator] | None = None) -> FSModel:
     """``records``: (validated record, record key). ``truth``: record key -> true person
-    (only for the optional calibration). ``comparators``: one per feature (default: the
-    shipped set); the model names them. Returns the trained model."""
+    (only for the optional calibration). ``files``: the corpus file names, for the model's
+    ``trained_on``. ``comparators``: one per feature (default: the shipped set); the model
+    names them. Returns the trained model."""
     g = _Grader(comparators or default_comparators())
     pseudo = Pseudonymiser(secrets.token_bytes(32))
     finder = BlockingCandidates(pseudo)
@@ -276,9 +277,9 @@ def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] |
                 labels.append(1.0 if truth[recs[i].key] == truth[recs[j].key] else 0.0)
             cal = calibrate(np.array(totals), np.array(labels))
     model.calibration = (round(cal[0], 6), round(cal[1], 6))
-    model.trained = {"source": source, "records": n, "u_pairs": len(rand),
-                     "blocked_pairs": len(pairs), "em_iterations": its,
-                     "calibrated_on_truth": bool(truth),
-                     "date": datetime.now(UTC).date().isoformat()}
+    model.trained_on = {"files": list(files), "records": len(records), "person_blocks": n,
+                        "date": datetime.now(UTC).date().isoformat()}
+    model.trained = {"u_pairs": len(rand), "blocked_pairs": len(pairs), "em_iterations": its,
+                     "calibrated_on_truth": bool(truth)}
     model.__post_init__()
     return model

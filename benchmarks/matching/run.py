@@ -259,7 +259,7 @@ def main() -> None:
             row["reglink_model"] = f"shipped {model.version}"
         else:
             t0 = time.perf_counter()
-            model = train([(r, k) for r, k, _ in corpus], None, source=name, log=lambda *_: None)
+            model = train([(r, k) for r, k, _ in corpus], None, files=[name], log=lambda *_: None)
             row["reglink_model"] = (f"EM on this corpus, unlabeled ({model.version}, "
                                     f"{time.perf_counter() - t0:.1f}s)")
         pred, info = run_reglink(corpus, model)
