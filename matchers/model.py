@@ -58,26 +58,30 @@ def check_comparators(specs: ComparatorSpecs) -> None:
 START_M: dict[str, dict[str, float]] = {
     "id": {"exact_valid": 0.86, "exact_other": 0.04, "one_digit_off": 0.04, "transposed": 0.01,
            "one_char_off": 0.01, "different": 0.039, "different_valid": 0.001},
-    "name": {"exact": 0.80, "same_pinyin": 0.06, "reordered": 0.01, "romanised": 0.06,
-             "alias": 0.01, "lookalike": 0.02, "jw_high": 0.01, "jw_mid": 0.005,
-             "one_char": 0.005, "surname_only": 0.01, "different": 0.01},
+    "name": {"exact": 0.78, "same_pinyin": 0.06, "reordered": 0.01, "romanised": 0.06,
+             "variant": 0.005, "alias": 0.01, "lookalike": 0.02, "nickname": 0.005,
+             "initials": 0.01, "jw_high": 0.01, "jw_mid": 0.005, "one_char": 0.005,
+             "surname_only": 0.01, "different": 0.01},
     "birth_date": {"exact": 0.96, "swapped_dm": 0.01, "one_digit": 0.01, "same_year": 0.01,
                    "different": 0.01},
     "sex": {"same": 0.98, "different": 0.02},
     "phone": {"same": 0.85, "different": 0.15},
-    "address": {"exact": 0.6, "high": 0.2, "mid": 0.1, "different": 0.1},
+    "address": {"exact": 0.5, "same_premises": 0.1, "similar": 0.1, "same_street": 0.05,
+                "same_area": 0.05, "different": 0.2},
 }
 START_U: dict[str, dict[str, float]] = {
     "id": {"exact_valid": 1e-6, "exact_other": 1e-6, "one_digit_off": 1e-5, "transposed": 1e-6,
            "one_char_off": 1e-4, "different": 0.3, "different_valid": 0.7},
     "name": {"exact": 0.001, "same_pinyin": 0.0005, "reordered": 1e-4, "romanised": 0.0005,
-             "alias": 1e-4, "lookalike": 0.001, "jw_high": 0.002, "jw_mid": 0.01,
-             "one_char": 0.005, "surname_only": 0.05, "different": 0.94},
+             "variant": 1e-4, "alias": 1e-4, "lookalike": 0.001, "nickname": 1e-4,
+             "initials": 5e-4, "jw_high": 0.002, "jw_mid": 0.01, "one_char": 0.005,
+             "surname_only": 0.05, "different": 0.9397},
     "birth_date": {"exact": 5e-5, "swapped_dm": 1e-5, "one_digit": 5e-4, "same_year": 0.02,
                    "different": 0.98},
     "sex": {"same": 0.5, "different": 0.5},
     "phone": {"same": 1e-4, "different": 0.9999},
-    "address": {"exact": 1e-4, "high": 1e-3, "mid": 0.01, "different": 0.989},
+    "address": {"exact": 1e-4, "same_premises": 2e-4, "similar": 1e-3, "same_street": 2e-3,
+                "same_area": 0.05, "different": 0.9467},
 }
 START_LAMBDA = 0.3  # share of blocked candidate pairs that are matches
 
@@ -92,12 +96,15 @@ WEAKER_THAN: dict[str, dict[str, tuple[str, ...]]] = {
     "id": {"one_digit_off": ("exact_valid",), "transposed": ("exact_valid",),
            "one_char_off": ("exact_other",), "different_valid": ("different",)},
     "name": {"same_pinyin": ("exact",), "reordered": ("exact",), "romanised": ("exact",),
-             "alias": ("exact",), "lookalike": ("exact",), "jw_high": ("exact", "reordered"),
-             "jw_mid": ("jw_high",), "one_char": ("lookalike",),
-             "surname_only": ("one_char", "jw_mid")},
+             "variant": ("romanised",), "alias": ("exact",), "lookalike": ("exact",),
+             "nickname": ("exact", "reordered"), "initials": ("exact", "reordered"),
+             "jw_high": ("exact", "reordered"), "jw_mid": ("jw_high",),
+             "one_char": ("lookalike",), "surname_only": ("one_char", "jw_mid", "initials")},
     "birth_date": {"swapped_dm": ("exact",), "one_digit": ("exact",),
                    "same_year": ("swapped_dm", "one_digit"), "different": ("same_year",)},
-    "address": {"high": ("exact",), "mid": ("high",), "different": ("mid",)},
+    "address": {"same_premises": ("exact",), "similar": ("exact",),
+                "same_street": ("same_premises", "similar"), "same_area": ("same_street",),
+                "different": ("same_area",)},
 }
 
 

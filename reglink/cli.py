@@ -322,7 +322,7 @@ def evaluate(ctx: click.Context, sim_dir: str, out_dir: str, model: str | None) 
 
     \b
     Example:
-      reglink evaluate data/ out/ --model my-model.json
+      reglink evaluate data/ out/
     """
     import json
 
@@ -351,8 +351,7 @@ def train(inputs: tuple[str, ...], out_file: str, u_pairs: int, no_calibrate: bo
 
     \b
     Example:
-      reglink train data/ --out my-model.json
-      reglink replay data/events.jsonl --out out/ --model my-model.json
+      reglink train data/ --out model.json
     """
     import json
 
@@ -412,7 +411,7 @@ def model_show(file: str) -> None:
 
     \b
     Example:
-      reglink model show matchers/models/fs-zh.json
+      reglink model show model.json
     """
     from matchers.model import FSModel, card
 

@@ -75,9 +75,9 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
 
 def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = False,
                 progress: bool | None = None) -> RebuildResult:
+    from matchers.model import load_model
     from reglink.core.pipeline import Pipeline
     from reglink.kafka_auth import connect_redis
-    from matchers.model import load_model
     from reglink.stores.kv import RedisKV, ensure_layout
     from reglink.stores.schema import ensure_model
 

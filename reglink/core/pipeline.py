@@ -21,8 +21,8 @@ from typing import Any
 from prometheus_client import Counter
 
 from matchers import fastjson
-from matchers.features import person_record
 from matchers.compare import FSComparator
+from matchers.features import person_record
 from matchers.linker import Linker, LinkResult
 from matchers.model import load_model
 from matchers.pseudo import Pseudonymiser

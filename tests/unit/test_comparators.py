@@ -242,12 +242,16 @@ def test_the_loader_names_a_missing_comparator_in_one_line(tmp_path, specs, mess
     assert "\n" not in str(err.value)
 
 
-def test_the_comparators_field_survives_a_round_trip_and_is_not_in_the_version() -> None:
+def test_the_comparators_field_survives_a_round_trip_and_is_part_of_the_model_id() -> None:
+    """Two models with the same parameters that grade a feature with different comparators
+    are different models: their ids differ, and each survives a save and load."""
     m = FSModel()
     m.comparators = {**default_specs(), "name": {"name": "plain-name", "version": 1}}
     again = FSModel.from_json(json.loads(json.dumps(m.to_json())))
     assert again.comparators == m.comparators
-    assert again.version == FSModel().version
+    assert again.version == m.version != FSModel().version
+    assert "name=plain-name@1" in again.features
+    assert "name=zh-name@1" in FSModel().features
 
 
 def _records(n: int = 40) -> list[tuple[dict, str]]:
