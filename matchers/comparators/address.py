@@ -7,8 +7,8 @@ All three grade the same levels, strongest first:
 * ``same_premises``: the same building (Chinese: district, road and number, plus the estate
   building when both give one; Latin: house number and street) with another or no unit or
   room;
-* ``similar``: token-set similarity >= 90 of the whole addresses (typos, missing parts),
-  house numbers not contradicting;
+* ``similar``: similarity >= 90 of the whole addresses (typos, missing parts; Chinese:
+  of the characters, Latin: token-set), house numbers not contradicting;
 * ``same_street``: the same road or street, another number;
 * ``same_area``: the same district (Chinese) or postcode or locality (Latin);
 * ``different``.
@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rapidfuzz.fuzz import token_set_ratio
+from rapidfuzz.fuzz import ratio, token_set_ratio
 
 from matchers.comparators.base import LevelComparator
 from matchers.types import Identity, PersonRecord
@@ -98,8 +98,7 @@ def zh_level(a: str, b: str) -> str:
             if pa.building == pb.building and pa.rest == pb.rest:
                 return "exact"
             return "same_premises"
-    if _agree(pa.number, pb.number) and token_set_ratio(
-            " ".join(_zh_tokens(pa)), " ".join(_zh_tokens(pb))) >= SIMILAR:
+    if _agree(pa.number, pb.number) and ratio(_zh_text(pa), _zh_text(pb)) >= SIMILAR:
         return "similar"
     if area and pa.road and pa.road == pb.road:
         return "same_street"
@@ -108,9 +107,9 @@ def zh_level(a: str, b: str) -> str:
     return "different"
 
 
-def _zh_tokens(p: ZhAddress) -> list[str]:
-    return [t for t in (p.province, p.city, p.district, p.road, p.number, p.building, p.rest)
-            if t]
+def _zh_text(p: ZhAddress) -> str:
+    """The address without its province (often left out), for a character-level similarity."""
+    return p.city + p.district + p.road + p.number + p.building + p.rest
 
 
 # --- Latin script ---------------------------------------------------------------------------
