@@ -119,12 +119,14 @@ STREET_WORDS = {
     "BLVD": "BOULEVARD", "DR": "DRIVE", "CT": "COURT", "CRT": "COURT", "PL": "PLACE",
     "LN": "LANE", "TCE": "TERRACE", "CRES": "CRESCENT", "CR": "CRESCENT", "HWY": "HIGHWAY",
     "PDE": "PARADE", "CL": "CLOSE", "SQ": "SQUARE", "PKWY": "PARKWAY", "CIR": "CIRCLE",
-    "WY": "WAY", "GR": "GROVE", "N": "NORTH", "S": "SOUTH", "E": "EAST", "W": "WEST",
+    "WY": "WAY", "GR": "GROVE", "CCT": "CIRCUIT", "ESP": "ESPLANADE", "N": "NORTH",
+    "S": "SOUTH", "E": "EAST", "W": "WEST",
     "APT": "UNIT", "FLAT": "UNIT", "U": "UNIT", "STE": "UNIT", "SUITE": "UNIT",
 }
 _STREET_TYPES = frozenset({"STREET", "ROAD", "AVENUE", "BOULEVARD", "DRIVE", "COURT", "PLACE",
                            "LANE", "TERRACE", "CRESCENT", "HIGHWAY", "PARADE", "CLOSE",
-                           "SQUARE", "PARKWAY", "CIRCLE", "WAY", "GROVE"})
+                           "SQUARE", "PARKWAY", "CIRCLE", "WAY", "GROVE", "CIRCUIT",
+                           "ESPLANADE"})
 _LATIN_SPLIT = re.compile(r"[^0-9A-Z]+")
 _NUMBER = re.compile(r"^\d+[A-Z]?$")
 _POSTCODE = re.compile(r"^\d{4,6}$")
