@@ -39,7 +39,7 @@ import numpy.typing as npt
 from matchers.candidates import BlockingCandidates
 from matchers.comparators import default_comparators
 from matchers.compare import FSComparator
-from matchers.features import person_record
+from matchers.features import ADDRESS_SOURCES, person_record
 from matchers.model import START_M, START_U, FSModel
 from matchers.pseudo import Pseudonymiser
 from matchers.types import FeatureComparator, Identity, PersonRecord
@@ -235,14 +235,16 @@ def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] |
     g = _Grader(comparators or default_comparators())
     pseudo = Pseudonymiser(secrets.token_bytes(32))
     finder = BlockingCandidates(pseudo)
-    # One record per distinct person block: a hotel check-out repeats its check-in's card
-    # reading, and such copies would teach the model that records agree more than they do.
+    # One record per distinct person block (with the record's address, where it is the
+    # person's): a hotel check-out repeats its check-in's card reading, and such copies
+    # would teach the model that records agree more than they do.
     seen: set[str] = set()
     recs = []
     for r, k in records:
         if not r.get("person"):
             continue
-        sig = json.dumps(r["person"], sort_keys=True, ensure_ascii=False)
+        address = r.get("address") if r.get("source") in ADDRESS_SOURCES else None
+        sig = json.dumps([r["person"], address], sort_keys=True, ensure_ascii=False)
         if sig not in seen:
             seen.add(sig)
             recs.append(person_record(r, k, pseudo))
