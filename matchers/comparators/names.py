@@ -26,7 +26,10 @@ class NameComparator(LevelComparator):
     code); ``nickname`` (Latin, a given name and its short form, ``BILL`` / ``WILLIAM``);
     ``initials`` (Latin, given names as initials or a middle initial dropped, ``J SMITH`` /
     ``JOHN SMITH``); ``jw_high`` / ``jw_mid`` (Jaro-Winkler of the romanisations, Latin on
-    either side); ``one_char`` (one Han character differs); ``surname_only``; ``different``.
+    either side); ``one_char`` (one Han character differs); ``part_agrees`` (Latin on both
+    sides, one name part of two or more letters the same and another not, where no upper-case
+    surname marks which part is which: ``ETHAN MIELL`` / ``ETHAN WIHTR``); ``surname_only``;
+    ``different``.
     The agreements on the whole name take the model's term-frequency adjustment (a common
     name is weaker evidence than a rare one).
     """
@@ -36,7 +39,7 @@ class NameComparator(LevelComparator):
     feature = "name"
     levels = ("exact", "same_pinyin", "reordered", "romanised", "variant", "alias",
               "lookalike", "nickname", "initials", "jw_high", "jw_mid", "one_char",
-              "surname_only", "different")
+              "part_agrees", "surname_only", "different")
     tf_levels = frozenset({"exact", "same_pinyin", "reordered", "romanised"})
 
     def present(self, rec: PersonRecord, ident: Identity) -> bool:
@@ -91,7 +94,15 @@ class NameComparator(LevelComparator):
             return best
         if rec.surname and rec.surname in ident.surnames:
             return "surname_only"
+        if rec.script == "latin" and _part_agrees(rec.name, others):
+            return "part_agrees"
         return "different"
+
+
+def _part_agrees(name: str, others: list[NameInfo]) -> bool:
+    """A Latin name shares a token of two or more letters with another Latin name."""
+    mine = {t for t in name.split() if len(t) > 1}
+    return any(o.script == "latin" and mine.intersection(o.text.split()) for o in others)
 
 
 def _variant(rec: PersonRecord, others: list[NameInfo]) -> bool:

@@ -100,6 +100,7 @@ GOLDEN: list[tuple[FeatureComparator, dict, dict, str]] = [
     (NameComparator(), {"name": "WANG XIAOMING"}, {"name": "WANG XIAOMIN"}, "jw_high"),
     (NameComparator(), {"name": "STEPHEN CLARK"}, {"name": "STEVEN CLARKE"}, "jw_mid"),
     (NameComparator(), {"name": "陈丽"}, {"name": "陈芳"}, "one_char"),
+    (NameComparator(), {"name": "ethan miell"}, {"name": "ethan wihtr"}, "part_agrees"),
     (NameComparator(), {"name": "陈丽"}, {"name": "陈建国"}, "surname_only"),
     (NameComparator(), {"name": "陈丽"}, {"name": "刘强"}, "different"),
     (NameComparator(), {"name": "陈丽"}, {"name": ""}, "missing"),
