@@ -12,7 +12,12 @@
    feature's m is the match-weighted mean of its sessions. The starting values of
    :mod:`matchers.model` act as a weak Dirichlet prior so that a level never seen in the
    data keeps a sane value.
-   The prior **lambda** is the share of matches among all blocked pairs under the final m.
+   The prior **lambda** is the chance that two *random* records match, as Splink estimates it:
+   the matches expected among all blocked pairs under the final m (their posteriors' sum),
+   over all record pairs. It goes with u, which is measured on random pairs too; the share
+   of matches among blocked pairs would count the agreement that selected them twice (on
+   FEBRL2/3 it let a one-character-off document number outweigh a different name, birth
+   date and address).
 4. **Term frequencies** of name keys over distinct people (distinct valid IDs, else records).
 5. **Calibration** (optional): when ground truth is given, a one-dimensional logistic fit of
    the total weight on the blocked pairs' true labels, so that probabilities are calibrated.
@@ -40,7 +45,7 @@ from matchers.candidates import BlockingCandidates
 from matchers.comparators import default_comparators
 from matchers.compare import FSComparator
 from matchers.features import ADDRESS_SOURCES, person_record
-from matchers.model import START_M, START_U, FSModel
+from matchers.model import START_LAMBDA, START_M, START_U, FSModel
 from matchers.pseudo import Pseudonymiser
 from matchers.types import FeatureComparator, Identity, PersonRecord
 
@@ -259,8 +264,11 @@ def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] |
     pairs = blocked_pairs(recs, finder)
     vec = g.vectors(recs, idents, pairs)
     post = _posterior(g, vec, m, u, 0.5)
-    lam = float(np.clip(post.mean(), 1e-4, 1 - 1e-4))
-    log(f"train: {len(pairs)} blocked pairs, estimated match share {lam:.3f}")
+    share = float(np.clip(post.mean(), 1e-4, 1 - 1e-4))
+    all_pairs = n * (n - 1) / 2
+    lam = float(np.clip(post.sum() / all_pairs, 1e-12, 0.5)) if all_pairs else START_LAMBDA
+    log(f"train: {len(pairs)} blocked pairs, estimated match share {share:.3f}; "
+        f"two random records match with probability {lam:.3g}")
     tf, tf_floor, s2 = term_frequencies(recs)
     specs: dict[str, dict[str, str | int]] = {
         c.feature: {"name": c.name, "version": c.version} for c in g.comparators}
@@ -281,7 +289,8 @@ def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] |
     model.calibration = (round(cal[0], 6), round(cal[1], 6))
     model.trained_on = {"files": list(files), "records": len(records), "person_blocks": n,
                         "date": datetime.now(UTC).date().isoformat()}
-    model.trained = {"u_pairs": len(rand), "blocked_pairs": len(pairs), "em_iterations": its,
+    model.trained = {"u_pairs": len(rand), "blocked_pairs": len(pairs),
+                     "blocked_match_share": round(share, 6), "em_iterations": its,
                      "calibrated_on_truth": bool(truth)}
     model.__post_init__()
     return model

@@ -83,7 +83,8 @@ START_U: dict[str, dict[str, float]] = {
     "address": {"exact": 1e-4, "same_premises": 2e-4, "similar": 1e-3, "same_street": 2e-3,
                 "same_area": 0.05, "different": 0.9467},
 }
-START_LAMBDA = 0.3  # share of blocked candidate pairs that are matches
+# The prior match probability of a pair (`reglink train` estimates it for two random records).
+START_LAMBDA = 0.3
 
 # Monotone weights. A level that is a degraded form of another level of the same feature (a
 # fuzzy name of an exact one, a typo'd ID of an equal one) is weaker evidence, so it never
