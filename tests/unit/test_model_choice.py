@@ -197,3 +197,25 @@ def test_latin_name_helpers_reject_what_is_not_the_same_name() -> None:
     assert not initials_match(("JOHN", "SMITH"), ("JANE", "SMITH"))
     assert variant_keys(("chang", "wei")) == {"wei zhang"}
     assert variant_keys(("wei", "zhang")) == frozenset()
+
+
+def test_training_keeps_records_that_differ_only_in_their_address() -> None:
+    """A copy of a person block counts once, but the same block at another address is another
+    observation (the address is evidence), and the prior is a random pair's chance to match."""
+    from matchers.em import train
+
+    block = {"name": "Anna GARCIA", "birth_date": "1979-02-11"}
+    records = [({"source": "person", "record_id": f"HR-{i}", "person": dict(block),
+                 "address": addr}, f"person:HR-{i}")
+               for i, addr in enumerate(["12 Main St Springfield", "12 Main St Springfield",
+                                         "7 Oak Rd Shelbyville"])]
+    records += [({"source": "person", "record_id": f"X-{i}",
+                  "person": {"name": f"Person{i} OTHER{i}", "birth_date": f"19{50 + i}-01-01"}},
+                 f"person:X-{i}") for i in range(20)]
+    model = train(records, None, u_pairs=500, log=lambda *_: None)
+    assert model.trained_on["person_blocks"] == 2 + 20
+    n, blocked = model.trained_on["person_blocks"], model.trained["blocked_pairs"]
+    share = model.trained["blocked_match_share"]
+    assert blocked >= 1 and 0 < share < 1
+    assert model.lam == pytest.approx(share * blocked / (n * (n - 1) / 2), rel=1e-4)
+    assert model.lam < share
