@@ -12,7 +12,12 @@
    feature's m is the match-weighted mean of its sessions. The starting values of
    :mod:`matchers.model` act as a weak Dirichlet prior so that a level never seen in the
    data keeps a sane value.
-   The prior **lambda** is the share of matches among all blocked pairs under the final m.
+   The prior **lambda** is the chance that two *random* records match, as Splink estimates it:
+   the matches expected among all blocked pairs under the final m (their posteriors' sum),
+   over all record pairs. It goes with u, which is measured on random pairs too; the share
+   of matches among blocked pairs would count the agreement that selected them twice (on
+   FEBRL2/3 it let a one-character-off document number outweigh a different name, birth
+   date and address).
 4. **Term frequencies** of name keys over distinct people (distinct valid IDs, else records).
 5. **Calibration** (optional): when ground truth is given, a one-dimensional logistic fit of
    the total weight on the blocked pairs' true labels, so that probabilities are calibrated.
@@ -39,8 +44,8 @@ import numpy.typing as npt
 from matchers.candidates import BlockingCandidates
 from matchers.comparators import default_comparators
 from matchers.compare import FSComparator
-from matchers.features import person_record
-from matchers.model import START_M, START_U, FSModel
+from matchers.features import ADDRESS_SOURCES, person_record
+from matchers.model import START_LAMBDA, START_M, START_U, FSModel
 from matchers.pseudo import Pseudonymiser
 from matchers.types import FeatureComparator, Identity, PersonRecord
 
@@ -225,23 +230,26 @@ def calibrate(total: npt.NDArray[np.float64],
 
 
 def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] | None = None,
-          *, u_pairs: int = 100_000, seed: int = 7, source: str = "",
+          *, u_pairs: int = 100_000, seed: int = 7, files: Sequence[str] = (),
           iterations: int = 40, log: Log = print,
           comparators: Sequence[FeatureComparator] | None = None) -> FSModel:
     """``records``: (validated record, record key). ``truth``: record key -> true person
-    (only for the optional calibration). ``comparators``: one per feature (default: the
-    shipped set); the model names them. Returns the trained model."""
+    (only for the optional calibration). ``files``: the corpus file names, for the model's
+    ``trained_on``. ``comparators``: one per feature (default: the shipped set); the model
+    names them. Returns the trained model."""
     g = _Grader(comparators or default_comparators())
     pseudo = Pseudonymiser(secrets.token_bytes(32))
     finder = BlockingCandidates(pseudo)
-    # One record per distinct person block: a hotel check-out repeats its check-in's card
-    # reading, and such copies would teach the model that records agree more than they do.
+    # One record per distinct person block (with the record's address, where it is the
+    # person's): a hotel check-out repeats its check-in's card reading, and such copies
+    # would teach the model that records agree more than they do.
     seen: set[str] = set()
     recs = []
     for r, k in records:
         if not r.get("person"):
             continue
-        sig = json.dumps(r["person"], sort_keys=True, ensure_ascii=False)
+        address = r.get("address") if r.get("source") in ADDRESS_SOURCES else None
+        sig = json.dumps([r["person"], address], sort_keys=True, ensure_ascii=False)
         if sig not in seen:
             seen.add(sig)
             recs.append(person_record(r, k, pseudo))
@@ -256,8 +264,11 @@ def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] |
     pairs = blocked_pairs(recs, finder)
     vec = g.vectors(recs, idents, pairs)
     post = _posterior(g, vec, m, u, 0.5)
-    lam = float(np.clip(post.mean(), 1e-4, 1 - 1e-4))
-    log(f"train: {len(pairs)} blocked pairs, estimated match share {lam:.3f}")
+    share = float(np.clip(post.mean(), 1e-4, 1 - 1e-4))
+    all_pairs = n * (n - 1) / 2
+    lam = float(np.clip(post.sum() / all_pairs, 1e-12, 0.5)) if all_pairs else START_LAMBDA
+    log(f"train: {len(pairs)} blocked pairs, estimated match share {share:.3f}; "
+        f"two random records match with probability {lam:.3g}")
     tf, tf_floor, s2 = term_frequencies(recs)
     specs: dict[str, dict[str, str | int]] = {
         c.feature: {"name": c.name, "version": c.version} for c in g.comparators}
@@ -276,9 +287,10 @@ def train(records: Sequence[tuple[dict[str, Any], str]], truth: dict[str, str] |
                 labels.append(1.0 if truth[recs[i].key] == truth[recs[j].key] else 0.0)
             cal = calibrate(np.array(totals), np.array(labels))
     model.calibration = (round(cal[0], 6), round(cal[1], 6))
-    model.trained = {"source": source, "records": n, "u_pairs": len(rand),
-                     "blocked_pairs": len(pairs), "em_iterations": its,
-                     "calibrated_on_truth": bool(truth),
-                     "date": datetime.now(UTC).date().isoformat()}
+    model.trained_on = {"files": list(files), "records": len(records), "person_blocks": n,
+                        "date": datetime.now(UTC).date().isoformat()}
+    model.trained = {"u_pairs": len(rand), "blocked_pairs": len(pairs),
+                     "blocked_match_share": round(share, 6), "em_iterations": its,
+                     "calibrated_on_truth": bool(truth)}
     model.__post_init__()
     return model

@@ -42,6 +42,9 @@ ID_FORM = r"^[\s\-_.()/0-9A-Za-z０-９Ａ-Ｚａ-ｚ]*[0-9０-９][\s\-_.()/0-9
 _ID_FORM = re.compile(ID_FORM)
 _ID_TYPES = frozenset({"resident_id", "passport", "other"})
 _BIRTH_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8}")
+#: The sources whose top-level ``address`` is where the person lives (docs/contract.md §1): a
+#: hotel's or an employer's address is not the person's.
+ADDRESS_SOURCES = frozenset({"rental", "residence", "person"})
 
 
 def _address(raw: object) -> str | None:
@@ -152,5 +155,6 @@ def person_record(record: dict[str, Any], key: str, pseudo: Pseudonymiser) -> Pe
         id_swap=swap,
         id_del=dels,
         id_area=area,
-        address=_address(person.get("address")),
+        address=(_address(record.get("address"))
+                 if record.get("source") in ADDRESS_SOURCES else None),
     )

@@ -68,7 +68,14 @@ class Linker:
 
     @property
     def version(self) -> str:
+        """Blocking and comparison, ``<finder>+<model id>``: the ``linker`` of a link."""
         return f"{self.finder.NAME}+{self.comparator.NAME}"
+
+    @property
+    def model_id(self) -> str:
+        """The id of the model that weighs the comparisons (the ``model`` of links and
+        alerts)."""
+        return self.comparator.NAME
 
     def person_id_for(self, anchor: str) -> str:
         return "P" + self.pseudo("person", anchor)[:16]

@@ -58,28 +58,33 @@ def check_comparators(specs: ComparatorSpecs) -> None:
 START_M: dict[str, dict[str, float]] = {
     "id": {"exact_valid": 0.86, "exact_other": 0.04, "one_digit_off": 0.04, "transposed": 0.01,
            "one_char_off": 0.01, "different": 0.039, "different_valid": 0.001},
-    "name": {"exact": 0.80, "same_pinyin": 0.06, "reordered": 0.01, "romanised": 0.06,
-             "alias": 0.01, "lookalike": 0.02, "jw_high": 0.01, "jw_mid": 0.005,
-             "one_char": 0.005, "surname_only": 0.01, "different": 0.01},
+    "name": {"exact": 0.78, "same_pinyin": 0.06, "reordered": 0.01, "romanised": 0.06,
+             "variant": 0.005, "alias": 0.01, "lookalike": 0.02, "nickname": 0.005,
+             "initials": 0.01, "jw_high": 0.01, "jw_mid": 0.005, "one_char": 0.005,
+             "part_agrees": 0.005, "surname_only": 0.01, "different": 0.005},
     "birth_date": {"exact": 0.96, "swapped_dm": 0.01, "one_digit": 0.01, "same_year": 0.01,
                    "different": 0.01},
     "sex": {"same": 0.98, "different": 0.02},
     "phone": {"same": 0.85, "different": 0.15},
-    "address": {"exact": 0.6, "high": 0.2, "mid": 0.1, "different": 0.1},
+    "address": {"exact": 0.5, "same_premises": 0.1, "similar": 0.1, "same_street": 0.05,
+                "same_area": 0.05, "different": 0.2},
 }
 START_U: dict[str, dict[str, float]] = {
     "id": {"exact_valid": 1e-6, "exact_other": 1e-6, "one_digit_off": 1e-5, "transposed": 1e-6,
            "one_char_off": 1e-4, "different": 0.3, "different_valid": 0.7},
     "name": {"exact": 0.001, "same_pinyin": 0.0005, "reordered": 1e-4, "romanised": 0.0005,
-             "alias": 1e-4, "lookalike": 0.001, "jw_high": 0.002, "jw_mid": 0.01,
-             "one_char": 0.005, "surname_only": 0.05, "different": 0.94},
+             "variant": 1e-4, "alias": 1e-4, "lookalike": 0.001, "nickname": 1e-4,
+             "initials": 5e-4, "jw_high": 0.002, "jw_mid": 0.01, "one_char": 0.005,
+             "part_agrees": 0.02, "surname_only": 0.05, "different": 0.9197},
     "birth_date": {"exact": 5e-5, "swapped_dm": 1e-5, "one_digit": 5e-4, "same_year": 0.02,
                    "different": 0.98},
     "sex": {"same": 0.5, "different": 0.5},
     "phone": {"same": 1e-4, "different": 0.9999},
-    "address": {"exact": 1e-4, "high": 1e-3, "mid": 0.01, "different": 0.989},
+    "address": {"exact": 1e-4, "same_premises": 2e-4, "similar": 1e-3, "same_street": 2e-3,
+                "same_area": 0.05, "different": 0.9467},
 }
-START_LAMBDA = 0.3  # share of blocked candidate pairs that are matches
+# The prior match probability of a pair (`reglink train` estimates it for two random records).
+START_LAMBDA = 0.3
 
 # Monotone weights. A level that is a degraded form of another level of the same feature (a
 # fuzzy name of an exact one, a typo'd ID of an equal one) is weaker evidence, so it never
@@ -92,12 +97,16 @@ WEAKER_THAN: dict[str, dict[str, tuple[str, ...]]] = {
     "id": {"one_digit_off": ("exact_valid",), "transposed": ("exact_valid",),
            "one_char_off": ("exact_other",), "different_valid": ("different",)},
     "name": {"same_pinyin": ("exact",), "reordered": ("exact",), "romanised": ("exact",),
-             "alias": ("exact",), "lookalike": ("exact",), "jw_high": ("exact", "reordered"),
-             "jw_mid": ("jw_high",), "one_char": ("lookalike",),
-             "surname_only": ("one_char", "jw_mid")},
+             "variant": ("romanised",), "alias": ("exact",), "lookalike": ("exact",),
+             "nickname": ("exact", "reordered"), "initials": ("exact", "reordered"),
+             "jw_high": ("exact", "reordered"), "jw_mid": ("jw_high",),
+             "one_char": ("lookalike",), "part_agrees": ("jw_mid", "initials"),
+             "surname_only": ("one_char", "jw_mid", "initials")},
     "birth_date": {"swapped_dm": ("exact",), "one_digit": ("exact",),
                    "same_year": ("swapped_dm", "one_digit"), "different": ("same_year",)},
-    "address": {"high": ("exact",), "mid": ("high",), "different": ("mid",)},
+    "address": {"same_premises": ("exact",), "similar": ("exact",),
+                "same_street": ("same_premises", "similar"), "same_area": ("same_street",),
+                "different": ("same_area",)},
 }
 
 
@@ -114,7 +123,9 @@ class FSModel:
     tf_s2: float = 0.0
     tf_cap: tuple[float, float] = (-8.0, 4.0)
     calibration: tuple[float, float] = (1.0, 0.0)
-    trained: dict[str, Any] = field(default_factory=dict)  # provenance: data, pairs, date
+    trained: dict[str, Any] = field(default_factory=dict)  # EM figures: pairs, iterations
+    # What it was trained on: corpus file names, records read, person blocks, date.
+    trained_on: dict[str, Any] = field(default_factory=dict)
     monotone: bool = True  # cap weights by WEAKER_THAN
     comparators: ComparatorSpecs = field(default_factory=_default_specs)
 
@@ -132,9 +143,19 @@ class FSModel:
 
     @property
     def version(self) -> str:
-        """``fs-<8 hex>``: a digest of the parameters, so every explanation names its model."""
-        body = json.dumps(self.params(), sort_keys=True).encode()
+        """The model id, ``fs-<8 hex>``: a digest of the parameters and the comparators that
+        grade the levels, so every link, alert and explanation names its model."""
+        body = json.dumps({**self.params(), "comparators": self.comparators},
+                          sort_keys=True).encode()
         return f"fs-{hashlib.sha256(body).hexdigest()[:8]}"
+
+    @property
+    def features(self) -> str:
+        """The features and their comparators, ``id=cn-id@1,name=zh-name@1,...``: what a
+        store's identities are compared on (recorded in the store, see
+        :func:`reglink.stores.schema.ensure_model`)."""
+        return ",".join(f"{f}={spec.get('name')}@{spec.get('version')}"
+                        for f, spec in self.comparators.items())
 
     def weight(self, feature: str, level: str) -> float:
         if level == "missing":
@@ -175,8 +196,8 @@ class FSModel:
                 "calibration": list(self.calibration), "monotone": self.monotone}
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "trained": self.trained,
-                "comparators": self.comparators, **self.params()}
+        return {"name": self.name, "version": self.version, "trained_on": self.trained_on,
+                "trained": self.trained, "comparators": self.comparators, **self.params()}
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +217,8 @@ class FSModel:
                 tf=d.get("tf", {}), tf_floor=d.get("tf_floor", 0.0), tf_s2=d.get("tf_s2", 0.0),
                 tf_cap=tuple(d.get("tf_cap", (-8.0, 4.0))),
                 calibration=tuple(d.get("calibration", (1.0, 0.0))),
-                trained=d.get("trained", {}), monotone=d.get("monotone", True),
+                trained=d.get("trained", {}), trained_on=d.get("trained_on", {}),
+                monotone=d.get("monotone", True),
                 comparators=specs)
         # levels added after the file was written keep their starting values
         for f, lv in START_M.items():
@@ -208,8 +230,21 @@ class FSModel:
 
     @classmethod
     def load(cls, path: Path | str) -> FSModel:
+        """Raises :class:`ModelError` (one line) for a file that is missing, not JSON, or not
+        a model this code can use."""
         try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ModelError(f"model {path}: {exc.strerror}") from None
+        except ValueError:
+            raise ModelError(f"model {path}: not a JSON model file (reglink train writes "
+                             "one)") from None
+        try:
+            if not isinstance(data, dict):
+                raise ModelError("model: not a JSON object")
+            return cls.from_json(data)
+        except KeyError as exc:
+            raise ModelError(f"{path}: model: no {exc.args[0]!r} field") from None
         except ModelError as exc:
             raise ModelError(f"{path}: {exc}") from None
 
@@ -224,3 +259,47 @@ def default_model() -> FSModel:
     if DEFAULT_MODEL_FILE.exists():
         return _load_cached(str(DEFAULT_MODEL_FILE))
     return FSModel()
+
+
+def load_model(path: Path | str | None) -> FSModel:
+    """The model in ``path`` (the ``model`` setting, ``--model``), or :func:`default_model`
+    when None. Loaded once per path and process."""
+    if path is None or str(path) == "":
+        return default_model()
+    return _load_cached(str(Path(path).resolve()))
+
+
+def is_shipped(path: Path | str) -> bool:
+    """``path`` is the shipped model file (``reglink train`` does not write over it)."""
+    return Path(path).resolve() == DEFAULT_MODEL_FILE.resolve()
+
+
+def card(model: FSModel) -> list[str]:
+    """The model card (``reglink model show``): id, what it was trained on, the comparators,
+    lambda and calibration, the TF table, and per feature each level's m, u and weight."""
+    lines = [f"model {model.version} ({model.name})"]
+    on = model.trained_on
+    if on:
+        lines.append("trained on: " + "; ".join(
+            f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in on.items()))
+    else:
+        lines.append("trained on: not recorded (a model written before trained_on existed)")
+    if model.trained:
+        lines.append("training: " + ", ".join(f"{k} {v}" for k, v in model.trained.items()))
+    lines.append(f"lambda {model.lam:.6g} (prior {model.prior_weight:+.2f} bits); "
+                 f"calibration a={model.calibration[0]:g} b={model.calibration[1]:g}; "
+                 f"monotone weights {'on' if model.monotone else 'off'}")
+    lines.append(f"name term frequencies: {len(model.tf)} keys, floor {model.tf_floor:.3g}, "
+                 f"S2 {model.tf_s2:.3g}, adjustment capped to {list(model.tf_cap)} bits")
+    from matchers.comparators import by_spec
+
+    for comp in by_spec(model.comparators):
+        f = comp.feature
+        lines.append(f"feature {f}: comparator {comp.name}@{comp.version}, "
+                     f"levels {', '.join(comp.levels)}")
+        lines.append(f"  {'level':<16}{'m':>12}{'u':>12}{'weight':>9}")
+        for lvl in comp.levels:
+            lines.append(f"  {lvl:<16}{model.m[f].get(lvl, 0.0):>12.4g}"
+                         f"{model.u[f].get(lvl, 0.0):>12.4g}{model.weight(f, lvl):>+9.2f}")
+    return lines

@@ -47,7 +47,9 @@ class PersonRecord:
     id_swap: tuple[str, ...] = ()
     id_del: tuple[str, ...] = ()
     id_area: str | None = None  # first 4 digits of a resident-looking ID, valid or not
-    address: str | None = None  # person's own address, upper-case tokens (when a source has it)
+    # The record's top-level address on the sources that give where the person lives
+    # (rental, residence, person; see matchers.features.ADDRESS_SOURCES), upper-case tokens.
+    address: str | None = None
 
 
 SET_FIELDS = ("id_hashes", "names", "name_keys", "surnames", "birth_dates", "sexes",

@@ -88,6 +88,14 @@ def _prefix_option(f):
              "under <REGLINK_REDIS_PREFIX>NAME: instead of the configured prefixes.")(f)
 
 
+def _model_option(f):
+    return click.option(
+        "--model", "model", default=None, metavar="FILE",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Matcher model file (`reglink train --out FILE` writes one; default: "
+             "REGLINK_MODEL, else the shipped matchers/models/fs-zh.json).")(f)
+
+
 def prefixed(settings: Settings, name: str) -> Settings:
     """``settings`` for the run ``name``: topic prefix ``name.``, Redis prefix nested under the
     configured one (in scram mode the Redis users may only touch keys below it)."""
@@ -231,9 +239,10 @@ def simulate(persons: int, days: int, start: str, seed: int, watch_share: float,
               type=click.Path(exists=True, dir_okay=False),
               help="Reviewers' decisions (JSON Lines, a dump of the decisions topic), applied "
                    "before the records: dismissed pairs and misused identities stay quiet.")
+@_model_option
 @click.pass_context
 def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
-           decisions_file: str | None) -> None:
+           decisions_file: str | None, model: str | None) -> None:
     """Run the worker's linking and rules in one process (no Kafka, no Redis).
 
     Give the records once: a simulated data/events.jsonl holds every source (its per-source
@@ -249,7 +258,7 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
 
     tune_gc()
     decisions = load_decisions(Path(decisions_file)) if decisions_file else None
-    result = run_replay(_settings(ctx), [Path(f) for f in files], Path(out_dir),
+    result = run_replay(_settings(ctx, model=model), [Path(f) for f in files], Path(out_dir),
                         progress=sys.stderr.isatty(), decisions=decisions)
     click.echo(result.line())
 
@@ -259,14 +268,15 @@ def replay(ctx: click.Context, files: tuple[str, ...], out_dir: str,
 @click.option("--prefix", default=None, help="Redis key prefix to rebuild into "
               "(default: the configured one, which must be empty).")
 @click.option("--force", is_flag=True, help="Write even if the prefix holds keys.")
+@_model_option
 @click.pass_context
-def rebuild(ctx: click.Context, prefix: str | None, force: bool) -> None:
+def rebuild(ctx: click.Context, prefix: str | None, force: bool, model: str | None) -> None:
     """Rebuild the Redis state (identities, stays, alert statuses) from the Kafka topics."""
     from reglink.rebuild import run_rebuild
     from reglink.runtime import tune_gc
 
     tune_gc()
-    click.echo(run_rebuild(_settings(ctx), prefix=prefix, force=force).line())
+    click.echo(run_rebuild(_settings(ctx, model=model), prefix=prefix, force=force).line())
 
 
 # --- purge -------------------------------------------------------------------------------
@@ -303,8 +313,13 @@ def purge(ctx: click.Context, before: str | None, older_than: int | None, dry_ru
 @main.command()
 @click.argument("sim_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
-def evaluate(sim_dir: str, out_dir: str) -> None:
+@_model_option
+@click.pass_context
+def evaluate(ctx: click.Context, sim_dir: str, out_dir: str, model: str | None) -> None:
     """Score OUT_DIR (links.jsonl, alerts.jsonl) against SIM_DIR's ground truth.
+
+    The result names the model ids OUT_DIR's alerts carry; with --model (or REGLINK_MODEL),
+    an alert weighed by another model is refused.
 
     \b
     Example:
@@ -312,16 +327,19 @@ def evaluate(sim_dir: str, out_dir: str) -> None:
     """
     import json
 
+    from matchers.model import load_model
     from reglink.evaluate import evaluate as _evaluate
 
-    click.echo(json.dumps(_evaluate(Path(sim_dir), Path(out_dir)), indent=2))
+    chosen = _settings(ctx, model=model).model
+    expect = load_model(chosen).version if chosen else None
+    click.echo(json.dumps(_evaluate(Path(sim_dir), Path(out_dir), model=expect), indent=2))
 
 
 # --- train -------------------------------------------------------------------------------
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--out", "out_file", default="matchers/models/fs-zh.json", show_default=True,
-              type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (not the shipped matchers/models/fs-zh.json).")
 @click.option("--u-pairs", default=100_000, show_default=True,
               help="Random record pairs for the u estimates.")
 @click.option("--no-calibrate", is_flag=True, help="Ignore truth.jsonl even when present.")
@@ -329,12 +347,22 @@ def train(inputs: tuple[str, ...], out_file: str, u_pairs: int, no_calibrate: bo
     """Estimate the matcher's Fellegi-Sunter model (EM, no labels) from INPUTS and save it.
 
     INPUTS are JSON Lines record files, or a `reglink simulate` directory (its events.jsonl;
-    its truth.jsonl, if present, is used only to calibrate the probability).
+    its truth.jsonl, if present, is used only to calibrate the probability). Use the model
+    with `--model FILE` (replay, worker, rebuild, evaluate) or REGLINK_MODEL.
+
+    \b
+    Example:
+      reglink train data/ --out model.json
     """
     import json
 
     from matchers.em import train as _train
+    from matchers.model import is_shipped
     from reglink.core.contract import parse_record, record_key
+
+    if is_shipped(out_file):
+        raise ReglinkError(f"{out_file} is the shipped model: write the new one elsewhere "
+                           "(--out FILE) and select it with --model FILE or REGLINK_MODEL")
 
     files: list[Path] = []
     truth: dict[str, str] = {}
@@ -363,21 +391,48 @@ def train(inputs: tuple[str, ...], out_file: str, u_pairs: int, no_calibrate: bo
                 if dl is None and rec["source"] != "watchlist":
                     records.append((rec, record_key(rec)))
     model = _train(records, truth or None, u_pairs=u_pairs,
-                   source=", ".join(Path(i).name for i in inputs), log=click.echo)
+                   files=[f.name if f.name != "events.jsonl" else f"{f.parent.name}/{f.name}"
+                          for f in files], log=click.echo)
     model.save(Path(out_file))
     click.echo(f"model {model.version}: lambda {model.lam:.4f}, calibration "
                f"{model.calibration}, {len(model.tf)} name keys in the TF table -> {out_file}")
 
 
+# --- model -------------------------------------------------------------------------------
+@main.group("model")
+def model_group() -> None:
+    """Look at a matcher model file."""
+
+
+@model_group.command("show")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def model_show(file: str) -> None:
+    """Print FILE's model card: what it was trained on, the comparators and their versions,
+    lambda, the TF table, and per feature each level's m, u and weight.
+
+    \b
+    Example:
+      reglink model show model.json
+    """
+    from matchers.model import FSModel, card
+
+    for line in card(FSModel.load(file)):
+        click.echo(line)
+
+
 # --- worker ------------------------------------------------------------------------------
 @main.command()
 @click.option("--workdir", default=None, help="faust data directory (default: state_dir/worker)")
+@_model_option
 @click.pass_context
-def worker(ctx: click.Context, workdir: str | None) -> None:
-    """Start a faust stream worker: link, apply rules, publish linked/alerts."""
+def worker(ctx: click.Context, workdir: str | None, model: str | None) -> None:
+    """Start a faust stream worker: link, apply rules, publish linked/alerts.
+
+    A store is matched on one model's features: a worker whose model weighs others is
+    refused."""
     from streams.worker import run_worker
 
-    run_worker(_settings(ctx), workdir=workdir)
+    run_worker(_settings(ctx, model=model), workdir=workdir)
 
 
 # --- alerts ------------------------------------------------------------------------------

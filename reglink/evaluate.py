@@ -18,6 +18,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from reglink.core.errors import ReglinkError
+
 
 def _jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as fh:
@@ -59,7 +61,10 @@ def _prf(pred: set, truth: set) -> dict[str, float]:
             "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
-def evaluate(sim_dir: Path, out_dir: Path) -> dict:
+def evaluate(sim_dir: Path, out_dir: Path, model: str | None = None) -> dict:
+    """The scores of ``out_dir`` against ``sim_dir``'s truth, and ``model``: the model ids
+    its alerts carry. ``model`` given: an alert that carries another id raises
+    :class:`ReglinkError` (the output was not made with that model)."""
     truth_rows = _jsonl(sim_dir / "truth.jsonl")
     # record ids are unique per source; links.jsonl lines carry record_id only, so key by id
     # within source order: the simulator's ids carry a source prefix (H-, R-, T-, J-, HR-, W-).
@@ -71,6 +76,11 @@ def evaluate(sim_dir: Path, out_dir: Path) -> dict:
     alerts: dict[str, dict] = {}
     for a in _jsonl(out_dir / "alerts.jsonl"):
         alerts[a["alert_id"]] = {**alerts.get(a["alert_id"], {}), **a}
+    models = sorted({str(a["model"]) for a in alerts.values() if a.get("model")})
+    if model is not None and any(m != model for m in models):
+        raise ReglinkError(f"{out_dir}/alerts.jsonl was made with model "
+                           f"{', '.join(models)}, not {model}: replay with --model first")
+    result["model"] = models
     raised = [a for a in alerts.values() if a["status"] == "raised"]
 
     def true_person(a: dict) -> str | None:

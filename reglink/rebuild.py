@@ -75,9 +75,11 @@ def _read_all(settings: Settings, topics: list[str], progress=None):
 
 def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = False,
                 progress: bool | None = None) -> RebuildResult:
+    from matchers.model import load_model
     from reglink.core.pipeline import Pipeline
     from reglink.kafka_auth import connect_redis
     from reglink.stores.kv import RedisKV, ensure_layout
+    from reglink.stores.schema import ensure_model
 
     prefix = prefix or settings.redis_prefix
     # admin: a rebuild SCANs the prefix (and may write into another one, --prefix), which the
@@ -115,6 +117,8 @@ def run_rebuild(settings: Settings, prefix: str | None = None, force: bool = Fal
         items.sort(key=lambda kv: kv[0])
         kv = RedisKV(client, prefix)
         ensure_layout(kv, force=force)
+        model = load_model(settings.model)
+        ensure_model(kv, model.features, model.version, force=force)
         pipe = Pipeline(settings, kv)
         if bar is not None:
             bar.update(task, description="linking", total=len(items), completed=0)

@@ -6,6 +6,7 @@ import inspect
 import logging
 from pathlib import Path
 
+from matchers.model import load_model
 from reglink.core.metrics import PipelineMetrics
 from reglink.core.pipeline import Pipeline
 from reglink.core.settings import Settings
@@ -13,6 +14,7 @@ from reglink.core.topics import SOURCES
 from reglink.kafka_auth import connect_redis as _connect_redis
 from reglink.kafka_auth import kafka_client, redis_url
 from reglink.stores.kv import RedisKV, ensure_layout
+from reglink.stores.schema import ensure_model
 from streams import overlap
 from streams.shell import WorkerShell
 
@@ -67,6 +69,8 @@ def build_shell(settings: Settings, metrics: PipelineMetrics | None = None) -> W
     kv = RedisKV(client, settings.redis_prefix)
     kv.io = overlap.io  # inside overlap.run, its round trips do not block the event loop
     ensure_layout(kv)  # refuses a store in an older layout (it would link nothing)
+    model = load_model(settings.model)
+    ensure_model(kv, model.features, model.version)  # refuses a model of other features
     pipe = Pipeline(settings, kv, metrics=metrics, outbox=True)
     shell = WorkerShell(settings, pipe)
     for (topic, partition), start in start_positions(settings).items():

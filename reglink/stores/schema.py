@@ -55,6 +55,9 @@ Pipeline:
   ``o:<outbox id>``   one undelivered message ``[topic, key, value]``
   ``n:outbox``        outbox id counter
   ``layout``          :data:`LAYOUT` of the store
+  ``model``           the features the store's identities are matched on
+                      (:attr:`FSModel.features <matchers.model.FSModel.features>`,
+                      :func:`ensure_model`)
 """
 
 from __future__ import annotations
@@ -66,12 +69,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matchers import fastjson
+from matchers.model import ModelError
 from matchers.types import PersonRecord
 
 #: The layout this version reads and writes: packed blocking-index buckets, positional
 #: identities, rule timers tagged with the rule's name. Stored under :data:`LAYOUT_KEY`.
 LAYOUT = "3"
 LAYOUT_KEY = "layout"
+#: The features (and their comparators) of the model the store's workers match with.
+MODEL_KEY = "model"
 
 IDENTITY = "i:"
 MERGED = "m:"
@@ -467,3 +473,21 @@ class WatchEntry:
                                   for k, v in d["rec"].items()}
         rec = PersonRecord(**fields)
         return cls(rec, d.get("priority"), d.get("valid_until"), bool(d.get("active")))
+
+
+def ensure_model(kv: Any, features: str, model_id: str, force: bool = False) -> None:
+    """Mark a store with the features of the model its workers match with (:data:`MODEL_KEY`),
+    or check the mark: a worker whose model weighs other features (or grades one with another
+    comparator) would link the same records differently from the workers already on the
+    store, so it is refused with :class:`~matchers.model.ModelError` (one line). A store
+    without the mark takes this model's. ``force``: mark it anyway (a ``reglink rebuild
+    --force`` writing over it). ``kv``: anything with ``get`` and ``set`` of strings."""
+    got = kv.get(MODEL_KEY)
+    if got == features:
+        return
+    if got is None or force:
+        kv.set(MODEL_KEY, features)
+        return
+    raise ModelError(f"model {model_id} matches on {features}, but this store's identities are "
+                     f"matched on {got}: use a model with those features, or rebuild the store "
+                     "with this model into an empty prefix (reglink rebuild --prefix)")

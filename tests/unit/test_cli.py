@@ -26,7 +26,7 @@ from reglink.devstack.demo import demo_settings
 EXAMPLE = re.compile(r"^\s+((?:[A-Z_]+=\S+\s+)*)reglink\s+(.+?)\s*$")
 
 # Every example in the help, by where it is run. A new example must be added to one of these.
-RUN_HERE = ("simulate", "replay", "evaluate", "stats")  # no stack: run below, as printed
+RUN_HERE = ("simulate", "train", "model", "replay", "evaluate", "stats")  # no stack: run below
 RUN_ON_THE_STACK = ("alerts", "person", "publish", "stack", "console", "console-user", "demo",
                     "worker")  # tests/integration/test_cli_first_hour.py
 RUN_ELSEWHERE = ("quality",)  # tests/unit/test_quality.py
@@ -97,7 +97,8 @@ def test_every_help_example_is_run_by_a_test() -> None:
 
 
 def test_the_examples_without_the_stack_run_as_printed(tmp_path, monkeypatch) -> None:
-    """simulate -> replay -> evaluate in a temp dir, each as the help prints it; the replay
+    """simulate -> train -> model show -> replay -> evaluate in a temp dir, each as the help
+    prints it; the replay
     reads every record once (a glob over the simulator's directory would read the truth files
     and the per-source copies too)."""
     monkeypatch.chdir(tmp_path)
@@ -123,6 +124,9 @@ def test_the_examples_without_the_stack_run_as_printed(tmp_path, monkeypatch) ->
     assert len(links) == int(m.group(2)) > 0
     scores = json.loads(outputs["evaluate"])
     assert scores, outputs["evaluate"]
+    trained = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    assert trained["trained_on"]["files"] == ["data/events.jsonl"]
+    assert outputs["model"].startswith(f"model {trained['version']} ")
 
 
 def test_prefix_names_the_runs_topics_and_redis_keys() -> None:

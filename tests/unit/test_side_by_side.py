@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from matchers.comparators import PlainNameComparator
+from matchers.comparators import NameComparator, PlainNameComparator
 
 HERE = Path(__file__).resolve().parents[2] / "benchmarks" / "matching"
 
@@ -41,7 +41,7 @@ def _corpus():
 def test_both_sides_are_scored_and_differ_only_in_the_feature():
     mod = _module()
     row = mod.side_by_side(_corpus(), "tiny", "name", PlainNameComparator())
-    assert row["model"]["comparator"] == "zh-name@1"
+    assert row["model"]["comparator"] == f"zh-name@{NameComparator.version}"
     assert row["other"]["comparator"] == "plain-name@1"
     for side in ("model", "other"):
         assert row[side]["records"] == 24

@@ -182,7 +182,7 @@ class AlertRule(ABC):
             "record_ids": [r.split(":", 1)[1] for r in record_ids],
             "evidence": record_ids, **extra,
             "match_probability": prob, "explanation": explanation, "raised_at": raised_at,
-            "rule_version": self.version,
+            "rule_version": self.version, "model": self.ctx.linker.model_id,
         }
         return self.update_alert(value)
 
