@@ -136,15 +136,26 @@ def test_repeated_conflicts_raise_for_the_per_record_fallback(settings, redis_cl
 def test_a_batch_that_keeps_conflicting_is_split_with_the_same_results(settings, redis_client,
                                                                        corpus):
     """The worker shell splits a batch that conflicts twice into halves (then quarters ...):
-    here every commit of more than 40 writes "conflicts", as if other workers kept changing
-    what large batches read. The messages equal one-record-at-a-time processing."""
+    here every commit larger than the largest one-record commit "conflicts", as if other
+    workers kept changing what large batches read. The messages equal one-record-at-a-time
+    processing."""
     from reglink.core.contract import encode_record
     from streams.shell import WorkerShell
 
     recs = corpus[:240]
     a_prefix, b_prefix = settings.redis_prefix + "a:", settings.redis_prefix + "b:"
-    seq = Pipeline(settings, RedisKV(redis_client, a_prefix), outbox=True)
+    seq_kv = RedisKV(redis_client, a_prefix)
+    seq = Pipeline(settings, seq_kv, outbox=True)
+    one_record: list[int] = []
+    seq_apply = seq_kv.apply_checked
+
+    def measured(ops, *args):
+        one_record.append(len(ops))
+        return seq_apply(ops, *args)
+
+    seq_kv.apply_checked = measured
     expected = _messages(_run(seq, recs, 1)[:-1])
+    limit = max(one_record)  # what one record alone writes, at most: it always gets through
 
     kv = RedisKV(redis_client, b_prefix)
     shell = WorkerShell(settings, Pipeline(settings, kv, outbox=True))
@@ -153,7 +164,7 @@ def test_a_batch_that_keeps_conflicting_is_split_with_the_same_results(settings,
 
     def small_commits_only(ops, *args):
         sizes.append(len(ops))
-        if len(ops) > 40:
+        if len(ops) > limit:
             raise Conflict("test: a large batch lost the race")
         return real(ops, *args)
 
@@ -169,5 +180,5 @@ def test_a_batch_that_keeps_conflicting_is_split_with_the_same_results(settings,
     got = [(t[len(settings.topic_prefix):], k.decode(), json.dumps(json.loads(v), sort_keys=True))
            for t, k, v, _o in msgs]
     assert got == expected
-    assert max(sizes) > 40 and shell.pipe.conflicts > 2  # it did conflict, and split
-    assert sum(1 for s in sizes if s <= 40) > 1
+    assert max(sizes) > limit and shell.pipe.conflicts > 2  # it did conflict, and split
+    assert sum(1 for s in sizes if s <= limit) > 1

@@ -24,7 +24,13 @@ from reglink.devstack.demo import demo_settings, run_demo
 from reglink.kafka_auth import kafka_client
 from tests.conftest import _delete_test_topics
 from tests.streamkit import read_topic
-from tests.unit.test_cli import EXAMPLE, RUN_ON_THE_STACK, help_examples
+from tests.unit.test_cli import (
+    EXAMPLE,
+    RUN_ELSEWHERE,
+    RUN_HERE,
+    RUN_ON_THE_STACK,
+    help_examples,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +216,7 @@ def test_the_help_examples_on_the_stack_run(kafka_settings: Settings, redis_clie
     ran = set()
     for _path, line in help_examples():
         command = shlex.split(EXAMPLE.match("  " + line).group(2))[0]  # type: ignore[union-attr]
-        assert command in RUN_ON_THE_STACK or command in ("simulate", "replay", "evaluate")
+        assert command in RUN_ON_THE_STACK + RUN_HERE + RUN_ELSEWHERE
         if command in ("stack", "publish") or (command == "alerts" and "--prefix" not in line):
             got = _invoke(line, **env)
             assert got.exit_code == 0, f"{line}: {got.output}"
