@@ -280,10 +280,15 @@ class UnregisteredStay(AlertRule):
             deadline = ep.deadline
             if deadline is None:
                 continue
+            aid = alert_id(self.name, ident.rule_anchor, pref, iso(deadline))
             if deadline > watermark:
                 next_due = deadline if next_due is None else min(next_due, deadline)
+                if aid in ps.alerts:
+                    # Raised when the watermark had passed it: the watermark is behind that
+                    # only while a unit of work re-runs after a lost commit reply, and then
+                    # the alert stands as it was (re-running is idempotent).
+                    standing.append(aid)
                 continue
-            aid = alert_id(self.name, ident.rule_anchor, pref, iso(deadline))
             if st.covered(deadline, regs) is not None:
                 covered.add(aid)
                 continue
