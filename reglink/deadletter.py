@@ -29,7 +29,7 @@ from typing import Any
 from reglink.core.contract import reason_code
 from reglink.core.errors import ReglinkError
 from reglink.core.settings import Settings
-from reglink.kafka_auth import kafka_client
+from reglink.kafka_auth import kafka_client, read_to_end
 from reglink.person import audit_entry, check_justification
 
 ROLE = "console"
@@ -156,48 +156,14 @@ def read_entries(settings: Settings, since: datetime | None = None,
                  timeout_s: float = 15.0) -> list[Entry]:
     """Every dead letter from ``since`` (Kafka timestamps) to the end of the topic as it is
     now, read as the operators' role; stops at the end, never waits for more."""
-    import time
-
-    from kafka import KafkaConsumer, TopicPartition
-
-    topic = settings.topic("deadletter")
-    consumer = kafka_client(KafkaConsumer, settings, ROLE, enable_auto_commit=False,
-                            request_timeout_ms=int(timeout_s * 1000))
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise ReglinkError(f"no topic {topic}: run `reglink stack up` (it creates the "
-                               "topics), or check REGLINK_TOPIC_PREFIX")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        starts = consumer.beginning_offsets(tps)
-        if since is not None:
-            found = consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
-            starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
-        for tp in tps:
-            consumer.seek(tp, starts[tp])
-        todo = {tp for tp in tps if starts[tp] < ends[tp]}
-        out: list[Entry] = []
-        deadline = time.monotonic() + timeout_s  # without a message for this long: give up
-        while todo:
-            batch = consumer.poll(timeout_ms=500)
-            if batch:
-                deadline = time.monotonic() + timeout_s
-            elif time.monotonic() > deadline:
-                raise ReglinkError(f"reading {topic} stalled for {timeout_s:g} s: is Kafka "
-                                   "slow or down? `reglink stack status`")
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.offset < ends[tp]:
-                        e = entry_of(m.value or b"", m.timestamp, m.partition, m.offset)
-                        if e is not None:
-                            out.append(e)
-                    if m.offset + 1 >= ends[tp]:
-                        todo.discard(tp)
-        return out
-    finally:
-        consumer.close()
+    since_ms = int(since.timestamp() * 1000) if since is not None else None
+    out: list[Entry] = []
+    for m in read_to_end(settings, ROLE, settings.topic("deadletter"), since_ms=since_ms,
+                         timeout_s=timeout_s):
+        e = entry_of(m.value or b"", m.timestamp, m.partition, m.offset)
+        if e is not None:
+            out.append(e)
+    return out
 
 
 def write_audit(settings: Settings, principal: str, subject: dict[str, Any],

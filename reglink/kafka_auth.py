@@ -27,12 +27,13 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from reglink.core import sources
-from reglink.core.errors import ConfigError, ServiceUnavailable
+from reglink.core.errors import ConfigError, ReglinkError, ServiceUnavailable
 from reglink.core.settings import Settings
 
 MECHANISM = "SCRAM-SHA-512"
@@ -173,6 +174,58 @@ def kafka_client(factory: Any, settings: Settings, role: str, *topics: str, **kw
         raise ServiceUnavailable(
             f"Kafka not reachable at {settings.kafka_bootstrap}: run `reglink stack up`"
         ) from None
+
+
+def read_to_end(settings: Settings, role: str, topic: str, *, since_ms: int | None = None,
+                timeout_s: float = 15.0,
+                on_poll: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Every message of ``topic`` (a full name) from its start, or from the Kafka timestamp
+    ``since_ms``, to the end the topic has now, read as ``role``: the command-line readers'
+    one loop. Never waits for more. A missing topic, or no message for ``timeout_s`` while
+    some are due, is one :class:`ReglinkError` line. ``on_poll(total)`` runs after every poll
+    (``total``: the messages due in all), for a progress line."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = kafka_client(KafkaConsumer, settings, role, enable_auto_commit=False,
+                            request_timeout_ms=int(max(timeout_s, 1) * 1000))
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise ReglinkError(f"no topic {topic}: run `reglink stack up` (it creates the "
+                               "topics), or check the prefix (REGLINK_TOPIC_PREFIX, --prefix)")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        starts = consumer.beginning_offsets(tps)
+        if since_ms is not None:
+            found = consumer.offsets_for_times({tp: since_ms for tp in tps})
+            starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        todo = {tp for tp in tps if starts[tp] < ends[tp]}
+        deadline = time.monotonic() + timeout_s  # without a message for this long: give up
+        while todo:
+            batch = consumer.poll(timeout_ms=500)
+            if batch:
+                deadline = time.monotonic() + timeout_s
+            elif time.monotonic() > deadline:
+                raise ReglinkError(f"reading {topic} stalled for {timeout_s:g} s: is Kafka "
+                                   "slow or down? `reglink stack status`")
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    if m.offset < ends[tp]:
+                        yield m
+                    if m.offset + 1 >= ends[tp]:
+                        todo.discard(tp)
+            if on_poll is not None:
+                on_poll(total)
+        if on_poll is not None:
+            on_poll(total)
+    finally:
+        consumer.close()
 
 
 def faust_broker_credentials(settings: Settings, role: str = "worker") -> Any:

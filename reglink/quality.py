@@ -29,7 +29,7 @@ from reglink.core.contract import schema_for
 from reglink.core.errors import ReglinkError
 from reglink.core.quality import worst_first
 from reglink.core.settings import Settings
-from reglink.kafka_auth import kafka_client
+from reglink.kafka_auth import read_to_end
 
 CSV_COLUMNS = ("rank", "source", "organisation", "received", "with_problem", "problem_rate",
                "deadlettered", "flagged", "bad_checksum", "without_id_number", "late_reports",
@@ -86,46 +86,19 @@ def read_topic(settings: Settings, timeout_s: float = 15.0,
                err: IO[str] | None = None) -> list[dict[str, Any]]:
     """The latest report per organisation on the ``quality`` topic, read from the beginning
     to the end of the topic as it is now; never waits for more."""
-    from kafka import KafkaConsumer, TopicPartition
-
     topic = settings.topic("quality")
-    consumer = kafka_client(KafkaConsumer, settings, "reader", enable_auto_commit=False,
-                            request_timeout_ms=int(timeout_s * 1000))
     progress = Progress(f"topic {topic}", err)
     latest: dict[str, dict[str, Any]] = {}
-    n = 0
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise ReglinkError(f"no topic {topic}: run `reglink stack up` (it creates the "
-                               "topics), or check REGLINK_TOPIC_PREFIX")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        consumer.seek_to_beginning(*tps)
-        todo = {tp for tp in tps if consumer.position(tp) < ends[tp]}
-        deadline = time.monotonic() + timeout_s
-        while todo:
-            batch = consumer.poll(timeout_ms=500)
-            if batch:
-                deadline = time.monotonic() + timeout_s
-            elif time.monotonic() > deadline:
-                raise ReglinkError(f"reading {topic} stalled for {timeout_s:g} s: is Kafka "
-                                   "slow or down? `reglink stack status`")
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.offset < ends[tp] and m.value:
-                        try:
-                            latest[(m.key or b"").decode()] = json.loads(m.value)
-                            n += 1
-                        except ValueError:
-                            pass
-                    if m.offset + 1 >= ends[tp]:
-                        todo.discard(tp)
-            progress.show(n, len(latest))
-    finally:
-        consumer.close()
-    progress.show(n, len(latest), final=True)
+    read = [0]  # reports read so far (the progress line reads it between polls)
+    for m in read_to_end(settings, "reader", topic, timeout_s=timeout_s,
+                         on_poll=lambda _total: progress.show(read[0], len(latest))):
+        if m.value:
+            try:
+                latest[(m.key or b"").decode()] = json.loads(m.value)
+                read[0] += 1
+            except ValueError:
+                pass
+    progress.show(read[0], len(latest), final=True)
     return list(latest.values())
 
 

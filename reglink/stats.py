@@ -19,7 +19,7 @@ from typing import IO, Any
 from reglink.core.errors import ReglinkError
 from reglink.core.rules.population import FIELDS
 from reglink.core.settings import Settings
-from reglink.kafka_auth import kafka_client
+from reglink.kafka_auth import read_to_end
 
 COLUMNS = ("prefecture", "date", *FIELDS)
 #: Short table headings, so that a row fits an 80-column terminal.
@@ -50,45 +50,27 @@ def read_topic(settings: Settings, err: IO[str] | None = None,
                timeout: float = 30.0) -> list[dict[str, Any]]:
     """Every row of the ``stats`` topic, from its start to the end it has now, with a
     progress line on ``err`` while it reads."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    err = err or sys.stderr
+    out = err or sys.stderr
     topic = settings.topic("stats")
-    consumer = kafka_client(KafkaConsumer, settings, "reader", enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise ReglinkError(f"no topic {topic}: is the stack up (`reglink stack status`) "
-                               "and the prefix right (--prefix)?")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        start = {tp: consumer.position(tp) for tp in tps}
-        end = consumer.end_offsets(tps)
-        total = sum(end[tp] - start[tp] for tp in tps)
-        rows: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        shown = 0.0
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise ReglinkError(f"{topic} did not answer within {timeout:g} s "
-                                   f"({len(rows)} of {total} messages read)")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for msg in batch:
-                    if msg.value is not None:
-                        try:
-                            rows.append(json.loads(msg.value))
-                        except ValueError:
-                            continue
-            if time.monotonic() - shown > 0.2:
-                err.write(f"\rreading {topic}: {len(rows):,} of {total:,} messages")
-                err.flush()
-                shown = time.monotonic()
-        err.write(f"\rreading {topic}: {len(rows):,} of {total:,} messages, done\n")
-        err.flush()
-        return rows
-    finally:
-        consumer.close()
+    rows: list[dict[str, Any]] = []
+    total, shown = [0], [0.0]
+
+    def progress(due: int) -> None:
+        total[0] = due
+        if time.monotonic() - shown[0] > 0.2:
+            out.write(f"\rreading {topic}: {len(rows):,} of {due:,} messages")
+            out.flush()
+            shown[0] = time.monotonic()
+
+    for msg in read_to_end(settings, "reader", topic, timeout_s=timeout, on_poll=progress):
+        if msg.value is not None:
+            try:
+                rows.append(json.loads(msg.value))
+            except ValueError:
+                continue
+    out.write(f"\rreading {topic}: {len(rows):,} of {total[0]:,} messages, done\n")
+    out.flush()
+    return rows
 
 
 def latest(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
