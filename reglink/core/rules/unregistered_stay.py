@@ -193,17 +193,16 @@ class UnregisteredStay(AlertRule):
         # Owes registration only with a known resident ID and a home elsewhere.
         if not ident.rid_hash or not ident.home or same_place(ident.home, pref):
             return []
-        intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
-        regs = [st.Registration(r.key, r.registered_at, r.valid_from, r.valid_until_end)
-                for r in ps.registrations]
+        intervals = ps.intervals  # read only here: the stored objects, not copies
+        regs = ps.registrations
         if regs:  # a deregistration closes a registration from its left_on
             ledger = self._ledger(pid)
             if ledger.deregistrations:
                 closed = {r.key: at for r in ledger.registrations
                           if (at := closed_at(r, ledger.deregistrations)) is not None}
-                regs = [st.Registration(r.record_id, r.registered_at, r.valid_from,
-                                        min(r.valid_until_end, closed[r.record_id]))
-                        if r.record_id in closed else r for r in regs]
+                regs = [Registered(r.key, r.registered_at, r.valid_from,
+                                   min(r.valid_until_end, closed[r.key]))
+                        if r.key in closed else r for r in regs]
         ex = ps.explanations
         watermark = self.ctx.watermark.value
         outs: list[Out] = []
@@ -224,7 +223,7 @@ class UnregisteredStay(AlertRule):
                 continue
             evidence = st.evidence_ids(ep, deadline)
             if reg:
-                evidence.append(reg.record_id)
+                evidence.append(reg.key)
             probs = [ex[r][0] for r in evidence if r in ex]
             outs.append(self.alert(
                 aid, status, ident, evidence, min(probs) if probs else None,
