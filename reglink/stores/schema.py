@@ -246,17 +246,19 @@ class StayState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StayState:
-        if len(d) == 3 and "iv" in d and "reg" in d and "ex" in d:  # no check-outs
-            return cls([Presence(*iv) for iv in d["iv"]], [Registered(*r) for r in d["reg"]],
-                       d["ex"])
-        co = d.get("co")
-        return cls(
-            intervals=[Presence(*iv) for iv in d.get("iv", ())],
-            registrations=[Registered(*r) for r in d.get("reg", ())],
-            explanations=d.get("ex", {}),
-            closed=d.get("closed"),
-            pending=None if co is None else [PendingCheckout(*c) for c in co],
-            tail=[k for k in d if k in ("closed", "co")])
+        """A stored state: ``iv``, ``reg`` and ``ex`` always, then ``closed`` and ``co``
+        when they were needed (in that order of need)."""
+        state = cls([Presence(*iv) for iv in d["iv"]], [Registered(*r) for r in d["reg"]],
+                    d["ex"])
+        if len(d) > 3:
+            for name, value in d.items():
+                if name == "closed":
+                    state.closed = value
+                    state.tail.append(name)
+                elif name == "co":
+                    state.pending = [PendingCheckout(*c) for c in value]
+                    state.tail.append(name)
+        return state
 
 
 class Stays:
