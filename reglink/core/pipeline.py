@@ -82,6 +82,12 @@ class Pipeline:
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
                           self.pseudo, self.wm, self.metrics, self.outbox)
         self.rules: list[AlertRule] = [rule(ctx) for rule in rules]
+        # The reading-ahead hooks of the rules that override them (the others read nothing
+        # ahead): called per record and per candidate of a batch.
+        self._keys_ahead = [r.keys_ahead for r in self.rules
+                            if type(r).keys_ahead is not AlertRule.keys_ahead]
+        self._rule_person_keys = [r.person_keys for r in self.rules
+                                  if type(r).person_keys is not AlertRule.person_keys]
         self._by_name = {r.name: r for r in self.rules}
         self._owners = {r.own_source: r for r in self.rules if r.own_source}
         raw = self.kv.get(sk.WATERMARK)
@@ -156,8 +162,8 @@ class Pipeline:
             self._pre[id(record)] = rec
             keys = finder.keys(rec)
             index += [sk.BLOCKING + k for k in keys]
-            for rule in self.rules:
-                more, more_sets = rule.keys_ahead(record, rec, keys)
+            for keys_ahead in self._keys_ahead:
+                more, more_sets = keys_ahead(record, rec, keys)
                 strings += more
                 sets += more_sets
             if record["source"] in self._owners:
@@ -181,8 +187,10 @@ class Pipeline:
 
     def _person_keys(self, pid: str) -> list[str]:
         """A person's merged-into pointer, identity and the rules' state of them."""
-        return [sk.merged(pid), sk.identity(pid),
-                *(k for rule in self.rules for k in rule.person_keys(pid))]
+        keys = [sk.MERGED + pid, sk.IDENTITY + pid]
+        for person_keys in self._rule_person_keys:
+            keys += person_keys(pid)
+        return keys
 
     def _counter(self, metric: Counter, label: str) -> Counter:
         """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
