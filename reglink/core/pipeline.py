@@ -14,7 +14,7 @@ outbox (:mod:`reglink.core.outbox`) keeps its messages until they are delivered.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,7 +77,8 @@ class Pipeline:
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = Outbox(self.kv, outbox)
-        self.work = UnitOfWork(self.kv, self.metrics, self._forget)
+        self.work = UnitOfWork(self.kv, self.metrics,
+                               _forgetting(self.store, self.watch_store))
         self.wm = Watermark(EVENT_SOURCES, settings.lateness_s, settings.idle_timeout_s)
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
                           self.pseudo, self.wm, self.metrics, self.outbox)
@@ -98,11 +99,6 @@ class Pipeline:
     def conflicts(self) -> int:
         """Optimistic commits retried (several workers on one identity)."""
         return self.work.conflicts
-
-    def _forget(self) -> None:
-        """Drop decoded identities: they may hold a rolled-back unit's changes."""
-        self.store.forget()
-        self.watch_store.forget()
 
     # ------------------------------------------------------------------ entry points
     def process(self, record: dict[str, Any], now: float | None = None,
@@ -320,6 +316,21 @@ class Pipeline:
             if rule is not None:  # a timer of a rule not registered here is dropped
                 outs += rule.on_timer(parts)
         return outs
+
+
+def _forgetting(*stores: KVIdentityStore[Any]) -> Callable[[], None]:
+    """What the unit of work calls on a rollback: drop the stores' decoded identities (they
+    may hold the rolled-back unit's changes). A closure over the stores, not a method of the
+    pipeline: a unit of work holding a bound method would keep its pipeline in a reference
+    cycle, and the whole state (identities, their sets, the embedded store) would wait for
+    the cyclic garbage collector to traverse and free it (0.27 CPU-s at the end of an
+    18.7k-record replay)."""
+
+    def forget() -> None:
+        for store in stores:
+            store.forget()
+
+    return forget
 
 
 class _BatchSteps:
