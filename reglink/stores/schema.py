@@ -44,6 +44,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any
 
 import msgspec
@@ -248,7 +249,7 @@ class StayState:
     def from_json(cls, d: dict[str, Any]) -> StayState:
         """A stored state: ``iv``, ``reg`` and ``ex`` always, then ``closed`` and ``co``
         when they were needed (in that order of need)."""
-        state = cls([Presence(*iv) for iv in d["iv"]], [Registered(*r) for r in d["reg"]],
+        state = cls(list(starmap(Presence, d["iv"])), list(starmap(Registered, d["reg"])),
                     d["ex"])
         if len(d) > 3:
             for name, value in d.items():
@@ -256,7 +257,7 @@ class StayState:
                     state.closed = value
                     state.tail.append(name)
                 elif name == "co":
-                    state.pending = [PendingCheckout(*c) for c in value]
+                    state.pending = list(starmap(PendingCheckout, value))
                     state.tail.append(name)
         return state
 
@@ -310,8 +311,10 @@ class Stays:
         return [self[pref] for pref in self._by_pref]
 
     def to_json(self) -> dict[str, dict[str, Any]]:
-        return {pref: ps.to_json() if isinstance(ps, StayState) else ps
-                for pref, ps in self._by_pref.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for pref, ps in self._by_pref.items():
+            out[pref] = ps.to_json() if isinstance(ps, StayState) else ps
+        return out
 
 
 def decode_stays(raw: str | bytes | None) -> Stays:
