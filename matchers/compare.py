@@ -23,6 +23,7 @@ from matchers.types import Comparison, FeatureComparator, FeatureScore, Identity
 
 Levels = tuple[str, ...]  # one level per comparator, in the model's feature order
 _Scored = tuple[tuple[FeatureScore, ...], float, float, str | None]
+CompareIf = Callable[[PersonRecord, Identity, float | None], Comparison | None]
 
 
 class FSComparator:
@@ -34,8 +35,8 @@ class FSComparator:
 
     Scoring is memoised on (levels, name TF adjustment): a few thousand combinations recur for
     every candidate, and building the feature scores is most of a comparison's cost.
-    :meth:`may_link` bounds a pair's weight from its cheap features so that a candidate that
-    cannot reach a threshold skips the full comparison (see :meth:`weight_bound`)."""
+    :attr:`compare_if` bounds a pair's weight from its cheap features so that a candidate
+    that cannot reach a threshold skips the full comparison (see :meth:`weight_bound`)."""
 
     def __init__(self, model: FSModel | None = None,
                  overrides: Mapping[str, FeatureComparator] | None = None) -> None:
@@ -63,6 +64,11 @@ class FSComparator:
         self._tf_index = tf_at[0] if tf_at else -1
         self._tf_levels = comps[tf_at[0]].tf_levels if tf_at else frozenset()
         self._bound = _weight_bound(m, comps)
+        #: ``compare_if(rec, ident, min_weight)``: :meth:`compare` unless the pair's
+        #: :meth:`weight_bound` is certainly below ``min_weight`` (then None), grading the
+        #: cheap features once for both (the linker's call per candidate; generated, see
+        #: :func:`_compare_if`).
+        self.compare_if: CompareIf = _compare_if(m, comps, self.score)
 
     def levels(self, rec: PersonRecord, ident: Identity) -> Levels:
         """Every comparator's level for the pair, in the model's feature order."""
@@ -84,10 +90,6 @@ class FSComparator:
         birth date, sex, phone: set lookups and a memoised date pair) graded exactly, the
         others (name, address) at the best weight their levels can reach when present."""
         return self._bound(rec, ident)
-
-    def may_link(self, rec: PersonRecord, ident: Identity, min_weight: float | None) -> bool:
-        """False only when the pair's total weight is certainly below ``min_weight``."""
-        return min_weight is None or self._bound(rec, ident) >= min_weight - 1e-6
 
     def score(self, rec: PersonRecord, person_id: str, levels: Levels) -> Comparison:
         """The comparison of a record with levels ``levels`` (see :meth:`levels`)."""
@@ -135,20 +137,22 @@ def _all_levels(comps: Sequence[FeatureComparator]) -> Callable[[PersonRecord, I
     return _compiled(f"({body})", {f"c{i}": c.compare for i, c in enumerate(comps)})
 
 
-def _weight_bound(m: FSModel, comps: Sequence[FeatureComparator]
-                  ) -> Callable[[PersonRecord, Identity], float]:
-    """The prior weight, plus each cheap comparator's weight for the pair's level (a lookup in
+def _bound_expr(m: FSModel, comps: Sequence[FeatureComparator], names: dict[str, Any],
+                cheap_level: Callable[[int], str]) -> str:
+    """The expression of a pair's weight bound (``rec``, ``ident``; ``cheap_level(i)``: the
+    expression of cheap comparator ``i``'s level), with what it names added to ``names``:
+    the prior weight, plus each cheap comparator's weight for the pair's level (a lookup in
     its weights, 'missing' 0), plus the name comparator's best weight with the record's TF
     adjustment (every TF level gets the same), plus every other comparator's best weight
     (at least 0) when present."""
-    names: dict[str, Any] = {"prior": m.prior_weight, "tf_adjust": m.tf_adjust}
+    names.update(prior=m.prior_weight, tf_adjust=m.tf_adjust)
     terms = ["prior"]
     for i, c in enumerate(comps):
         if c.cheap and not c.tf_levels:
             names[f"c{i}"] = c.compare
             names[f"w{i}"] = {"missing": 0.0, **{lvl: m.weight(c.feature, lvl)
                                                  for lvl in c.levels}}
-            terms.append(f"w{i}[c{i}(rec, ident)]")
+            terms.append(f"w{i}[{cheap_level(i)}]")
     for i, c in enumerate(comps):
         if c.tf_levels:
             w = {lvl: m.weight(c.feature, lvl) for lvl in c.levels}
@@ -163,4 +167,41 @@ def _weight_bound(m: FSModel, comps: Sequence[FeatureComparator]
             names[f"p{i}"] = c.present
             names[f"b{i}"] = max(0.0, c.upper_bound(m)[1])
             terms.append(f"(b{i} if p{i}(rec, ident) else 0.0)")
-    return _compiled(" + ".join(terms), names)
+    return " + ".join(terms)
+
+
+def _weight_bound(m: FSModel, comps: Sequence[FeatureComparator]
+                  ) -> Callable[[PersonRecord, Identity], float]:
+    """``lambda rec, ident: <the bound>`` (see :func:`_bound_expr`)."""
+    names: dict[str, Any] = {}
+    return _compiled(_bound_expr(m, comps, names, lambda i: f"c{i}(rec, ident)"), names)
+
+
+def _compare_if(m: FSModel, comps: Sequence[FeatureComparator],
+                score: Callable[[PersonRecord, str, Levels], Comparison]) -> CompareIf:
+    """The comparison of a pair that may reach ``min_weight`` (None: no bound), else None:
+    the cheap comparators grade the pair once, for the bound and for the levels::
+
+        def compare_if(rec, ident, min_weight):
+            l0 = c0(rec, ident); l2 = c2(rec, ident); ...   # the cheap comparators
+            if min_weight is not None and not (<bound over l0, l2, ...> >= min_weight - 1e-6):
+                return None
+            return score(rec, ident.person_id, (l0, c1(rec, ident), l2, ...))
+
+    The bound is the expression of :func:`_weight_bound` with the same terms in the same
+    order, so the bound it tests is exactly :meth:`FSComparator.weight_bound`."""
+    names: dict[str, Any] = {"score": score}
+    cheap = [i for i, c in enumerate(comps) if c.cheap and not c.tf_levels]
+    bound = _bound_expr(m, comps, names, lambda i: f"l{i}")
+    for i, c in enumerate(comps):
+        names[f"c{i}"] = c.compare
+    graded = "".join(f"    l{i} = c{i}(rec, ident)\n" for i in cheap)
+    levels = "".join(f"l{i}, " if i in cheap else f"c{i}(rec, ident), "
+                     for i in range(len(comps)))
+    src = (f"def compare_if(rec, ident, min_weight):\n{graded}"
+           f"    if min_weight is not None and not ({bound} >= min_weight - 1e-6):\n"
+           f"        return None\n"
+           f"    return score(rec, ident.person_id, ({levels}))\n")
+    exec(src, names)  # noqa: S102 -- built here from the comparators, no input
+    fn: CompareIf = names["compare_if"]
+    return fn

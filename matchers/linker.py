@@ -93,9 +93,8 @@ class Linker:
                               repeated=True)
 
         cands = self.finder.candidates(rec, self.store)
-        compare, may_link, min_weight = (self.comparator.compare, self.comparator.may_link,
-                                         self._min_weight)
-        comps = [compare(rec, c) for c in cands if may_link(rec, c, min_weight)]
+        compare_if, min_weight = self.comparator.compare_if, self._min_weight
+        comps = [comp for c in cands if (comp := compare_if(rec, c, min_weight)) is not None]
         by_id = {c.person_id: c for c in cands}
         decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands},
                                        cannot_link=self.cannot_link)

@@ -308,8 +308,10 @@ class Comparator(Protocol):
         such bound)."""
         ...
 
-    def may_link(self, rec: PersonRecord, ident: Identity, min_weight: float | None) -> bool:
-        """False only when the pair's total weight is certainly below ``min_weight``."""
+    def compare_if(self, rec: PersonRecord, ident: Identity,
+                   min_weight: float | None) -> Comparison | None:
+        """``compare(rec, ident)``, or None when the pair's total weight is certainly below
+        ``min_weight`` (None: no bound)."""
         ...
 
 

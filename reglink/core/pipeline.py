@@ -15,7 +15,7 @@ outbox (:mod:`reglink.core.outbox`) keeps its messages until they are delivered.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -82,11 +82,18 @@ class Pipeline:
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = Outbox(self.kv, outbox)
-        self.work = UnitOfWork(self.kv, self.metrics, self._forget)
+        self.work = UnitOfWork(self.kv, self.metrics,
+                               _forgetting(self.store, self.watch_store))
         self.wm = Watermark.from_settings(EVENT_SOURCES, settings)
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
                           self.pseudo, self.wm, self.metrics, self.outbox)
         self.rules: list[AlertRule] = [rule(ctx) for rule in rules]
+        # The reading-ahead hooks of the rules that override them (the others read nothing
+        # ahead): called per record and per candidate of a batch.
+        self._keys_ahead = [r.keys_ahead for r in self.rules
+                            if type(r).keys_ahead is not AlertRule.keys_ahead]
+        self._rule_person_keys = [r.person_keys for r in self.rules
+                                  if type(r).person_keys is not AlertRule.person_keys]
         self._by_name = {r.name: r for r in self.rules}
         self._owners = {r.own_source: r for r in self.rules if r.own_source}
         raw = self.kv.get(sk.WATERMARK)
@@ -97,11 +104,6 @@ class Pipeline:
     def conflicts(self) -> int:
         """Optimistic commits retried (several workers on one identity)."""
         return self.work.conflicts
-
-    def _forget(self) -> None:
-        """Drop decoded identities: they may hold a rolled-back unit's changes."""
-        self.store.forget()
-        self.watch_store.forget()
 
     # ------------------------------------------------------------------ entry points
     def process(self, record: dict[str, Any], now: float | None = None,
@@ -161,8 +163,8 @@ class Pipeline:
             self._pre[id(record)] = rec
             keys = finder.keys(rec)
             index += [sk.BLOCKING + k for k in keys]
-            for rule in self.rules:
-                more, more_sets = rule.keys_ahead(record, rec, keys)
+            for keys_ahead in self._keys_ahead:
+                more, more_sets = keys_ahead(record, rec, keys)
                 strings += more
                 sets += more_sets
             if record["source"] in self._owners:
@@ -186,8 +188,10 @@ class Pipeline:
 
     def _person_keys(self, pid: str) -> list[str]:
         """A person's merged-into pointer, identity and the rules' state of them."""
-        return [sk.merged(pid), sk.identity(pid),
-                *(k for rule in self.rules for k in rule.person_keys(pid))]
+        keys = [sk.MERGED + pid, sk.IDENTITY + pid]
+        for person_keys in self._rule_person_keys:
+            keys += person_keys(pid)
+        return keys
 
     def _counter(self, metric: Counter, label: str) -> Counter:
         """A labelled child of a metric, looked up once (``labels()`` costs a lock and a
@@ -337,6 +341,21 @@ class Pipeline:
             if rule is not None:  # a timer of a rule not registered here is dropped
                 outs += rule.on_timer(parts)
         return outs
+
+
+def _forgetting(*stores: KVIdentityStore[Any]) -> Callable[[], None]:
+    """What the unit of work calls on a rollback: drop the stores' decoded identities (they
+    may hold the rolled-back unit's changes). A closure over the stores, not a method of the
+    pipeline: a unit of work holding a bound method would keep its pipeline in a reference
+    cycle, and the whole state (identities, their sets, the embedded store) would wait for
+    the cyclic garbage collector to traverse and free it (0.27 CPU-s at the end of an
+    18.7k-record replay)."""
+
+    def forget() -> None:
+        for store in stores:
+            store.forget()
+
+    return forget
 
 
 class _BatchSteps:

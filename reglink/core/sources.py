@@ -320,7 +320,7 @@ class _Names(Sequence[str]):
         return len(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names()
+        return name in (_current.event_names if self._events else _current.names)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())

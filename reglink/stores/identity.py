@@ -126,7 +126,7 @@ class KVIdentityStore(Generic[_KV]):
         cache[person_id] = (raw, ident)
 
     def get(self, person_id: str) -> Identity | None:
-        raw = self.kv.get(sk.identity(person_id))
+        raw = self.kv.get(sk.IDENTITY + person_id)
         return self._decode(person_id, raw) if raw else None
 
     def get_many(self, person_ids: list[str]) -> list[Identity]:
@@ -135,7 +135,7 @@ class KVIdentityStore(Generic[_KV]):
 
     def resolve(self, person_id: str) -> str:
         seen = 0
-        while (nxt := self.kv.get(sk.merged(person_id))) is not None and seen < 64:
+        while (nxt := self.kv.get(sk.MERGED + person_id)) is not None and seen < 64:
             person_id, seen = nxt, seen + 1
         return person_id
 
@@ -167,13 +167,17 @@ class KVIdentityStore(Generic[_KV]):
                                                                            strict=True)}
 
     def save(self, identity: Identity, keys: Iterable[str]) -> None:
-        if self.kv.get(sk.identity(identity.person_id)) is None:
-            self.kv.incr(sk.IDENTITY_COUNT)
+        pid = identity.person_id
+        kv = self.kv
+        ikey = sk.IDENTITY + pid
+        if kv.get(ikey) is None:
+            kv.incr(sk.IDENTITY_COUNT)
         raw = _dump(identity)
-        self.kv.set(sk.identity(identity.person_id), raw)
-        self._remember(identity.person_id, raw, identity)
+        kv.set(ikey, raw)
+        self._remember(pid, raw, identity)
+        members = [pid]
         for key in keys:
-            self.kv.sadd(sk.blocking(key), [identity.person_id])
+            kv.sadd(sk.BLOCKING + key, members)
 
     def retire(self: KVIdentityStore[IdentityKV], absorbed_id: str, into: str) -> None:
         if absorbed_id == into:
@@ -193,16 +197,16 @@ class KVIdentityStore(Generic[_KV]):
         pre: Callable[[list[str], list[str], int | None], None] | None = getattr(
             self.kv, "prefetch", None)
         if pre is not None:
-            pre([sk.link(record_key), *[sk.IDENTITY + p for p in person_ids], sk.IDENTITY_COUNT,
+            pre([sk.LINK + record_key, *[sk.IDENTITY + p for p in person_ids], sk.IDENTITY_COUNT,
                  *extra],
                 [sk.BLOCKING + k for k in keys], self.max_bucket)
 
     def link_of(self, record_key: str) -> str | None:
-        pid = self.kv.get(sk.link(record_key))
+        pid = self.kv.get(sk.LINK + record_key)
         return self.resolve(pid) if pid else None
 
     def set_link(self, record_key: str, person_id: str) -> None:
-        self.kv.set(sk.link(record_key), person_id)
+        self.kv.set(sk.LINK + record_key, person_id)
 
     def count(self) -> int:
         return int(self.kv.get(sk.IDENTITY_COUNT) or 0)

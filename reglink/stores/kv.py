@@ -902,6 +902,10 @@ class TxKV:
                  deferred_counters: frozenset[str] = frozenset(),
                  counter_block: int = 1) -> None:
         self.base = base
+        #: True when the base reads several keys in one round trip (Redis): fetching what a
+        #: unit of work will read ahead then saves round trips. False for an embedded base,
+        #: whose reads cost nothing.
+        self.can_prefetch = hasattr(base, "fetch")
         self.optimistic = (hasattr(base, "apply_checked") if optimistic is None
                            else optimistic)
         self.atomic_counters = atomic_counters if self.optimistic else frozenset()
@@ -998,13 +1002,6 @@ class TxKV:
             else:
                 self.base.apply(ops)
         self.rollback()
-
-    @property
-    def can_prefetch(self) -> bool:
-        """True when the base reads several keys in one round trip (Redis): fetching what a
-        unit of work will read ahead then saves round trips. False for an embedded base,
-        whose reads cost nothing."""
-        return hasattr(self.base, "fetch")
 
     def cached_set(self, key: str) -> AbstractSet[str] | None:
         """The base set ``key`` as this unit of work read or prefetched it (an

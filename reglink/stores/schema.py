@@ -66,7 +66,10 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any
+
+import msgspec
 
 from matchers import fastjson
 from matchers.model import ModelError
@@ -220,8 +223,15 @@ def parse_timer(member: str) -> tuple[str, tuple[str, ...]]:
 
 
 # ------------------------------------------------------------------ stays (unregistered_stay)
-@dataclass(slots=True)
-class Presence:
+# Presence, Registered and PendingCheckout are msgspec structs: built once per stored
+# interval on every decode of a person's stays (twice per record), they cost half what a
+# slotted dataclass does, and they hold only strings and numbers, so the garbage collector
+# does not track them (``gc=False``). Times are ``int | float`` so that a number is written
+# back exactly as it was read (an int stays an int).
+Number = int | float
+
+
+class Presence(msgspec.Struct, array_like=True, gc=False):
     """Evidence that places the person in the prefecture from ``start`` (epoch s) to ``end``
     (None: open), owing registration ``grace`` seconds after ``start``. ``hotel``: the hotel
     id of a check-in (matched with its check-out), else None. ``revised``: for a source
@@ -229,30 +239,28 @@ class Presence:
     from (stored only when set)."""
 
     key: str
-    start: float
-    end: float | None
-    grace: float
+    start: Number
+    end: Number | None
+    grace: Number
     hotel: str | None = None
-    revised: float | None = None  # report time of the record that set ``end`` (revisable)
+    revised: Number | None = None  # report time of the record that set ``end`` (revisable)
 
 
-@dataclass(slots=True)
-class Registered:
+class Registered(msgspec.Struct, array_like=True, gc=False):
     """A residence registration: registered at, valid from, end of its last valid day."""
 
     key: str
-    registered_at: float
-    valid_from: float
-    valid_until_end: float
+    registered_at: Number
+    valid_from: Number
+    valid_until_end: Number
 
 
-@dataclass(slots=True)
-class PendingCheckout:
+class PendingCheckout(msgspec.Struct, array_like=True, gc=False):
     """A hotel check-out read before its check-in."""
 
     key: str
     hotel: str | None
-    at: float
+    at: Number
 
 
 @dataclass(slots=True)
@@ -288,9 +296,12 @@ class StayState:
 
     def keys(self) -> set[str]:
         """Record keys this state already holds (evidence, registrations, check-outs)."""
-        known = {iv.key for iv in self.intervals} | {r.key for r in self.registrations}
+        known = {iv.key for iv in self.intervals}
+        for r in self.registrations:
+            known.add(r.key)
         if self.pending:
-            known |= {c.key for c in self.pending}
+            for c in self.pending:
+                known.add(c.key)
         return known
 
     def to_json(self) -> dict[str, Any]:
@@ -313,15 +324,21 @@ class StayState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StayState:
-        co = d.get("co")
-        return cls(
-            intervals=[Presence(*iv) for iv in d.get("iv", ())],
-            registrations=[Registered(*r) for r in d.get("reg", ())],
-            explanations=d.get("ex", {}),
-            closed=d.get("closed"),
-            pending=None if co is None else [PendingCheckout(*c) for c in co],
-            tail=[k for k in d if k in ("closed", "co")],
-            alerts=d.get("al", []))
+        """A stored state: ``iv``, ``reg`` and ``ex`` always, then ``closed`` and ``co``
+        when they were needed (in that order of need)."""
+        state = cls(list(starmap(Presence, d["iv"])), list(starmap(Registered, d["reg"])),
+                    d["ex"])
+        if len(d) > 3:
+            for name, value in d.items():
+                if name == "closed":
+                    state.closed = value
+                    state.tail.append(name)
+                elif name == "co":
+                    state.pending = list(starmap(PendingCheckout, value))
+                    state.tail.append(name)
+                elif name == "al":
+                    state.alerts = value
+        return state
 
 
 class Stays:
@@ -373,8 +390,10 @@ class Stays:
         return [self[pref] for pref in self._by_pref]
 
     def to_json(self) -> dict[str, dict[str, Any]]:
-        return {pref: ps.to_json() if isinstance(ps, StayState) else ps
-                for pref, ps in self._by_pref.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for pref, ps in self._by_pref.items():
+            out[pref] = ps.to_json() if isinstance(ps, StayState) else ps
+        return out
 
 
 def decode_stays(raw: str | bytes | None) -> Stays:

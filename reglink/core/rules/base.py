@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from matchers.linker import Linker, LinkResult
@@ -44,28 +44,28 @@ def alert_id(*parts: str) -> str:
     return "A" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-@dataclass(slots=True)
 class LinkedRecord:
     """A validated record after linking: what :meth:`AlertRule.on_record` sees.
 
-    ``notes``: scratch space of this record's hooks, by rule name (an identity-change hook
-    may leave there what the rule's record hook needs)."""
+    ``person_id`` and ``identity``: the identity it linked to (``link.person_id``,
+    ``link.identity``, read once here rather than by every hook). ``notes``: scratch space
+    of this record's hooks, by rule name (an identity-change hook may leave there what the
+    rule's record hook needs)."""
 
-    record: dict[str, Any]  # the validated record (JSON)
-    key: str  # record key, ``<source>:<record_id>``
-    source: str
-    person: PersonRecord
-    link: LinkResult
-    report_ts: float | None
-    notes: dict[str, object] = field(default_factory=dict)
+    __slots__ = ("record", "key", "source", "person", "link", "report_ts", "person_id",
+                 "identity", "notes")
 
-    @property
-    def person_id(self) -> str:
-        return self.link.person_id
-
-    @property
-    def identity(self) -> Identity:
-        return self.link.identity
+    def __init__(self, record: dict[str, Any], key: str, source: str, person: PersonRecord,
+                 link: LinkResult, report_ts: float | None) -> None:
+        self.record = record  # the validated record (JSON)
+        self.key = key  # record key, ``<source>:<record_id>``
+        self.source = source
+        self.person = person
+        self.link = link
+        self.report_ts = report_ts
+        self.person_id: str = link.person_id
+        self.identity: Identity = link.identity
+        self.notes: dict[str, object] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,8 +160,7 @@ def contribution(stays: sk.Stays, ledger: sk.ResidenceLedger, ident: Identity | 
             add(pref, PRESENT, day_of(iv.start), last_day(iv.start, iv.end))
         if not ps.intervals or not owes(ident, pref):
             continue
-        intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
-        for ep in st.episodes(intervals, gap):
+        for ep in st.episodes(ps.intervals, gap):
             if ep.deadline is not None:
                 add(pref, UNREGISTERED, day_of(ep.deadline), last_day(ep.start, ep.end))
     out: Contribution = {k: merge(v) for k, v in got.items()}

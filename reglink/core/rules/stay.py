@@ -1,37 +1,32 @@
 """`unregistered_stay`: presence intervals -> episodes -> deadline -> owed registration.
 
-All functions are pure. Times are epoch seconds; ``None`` as an end means open-ended.
+All functions are pure. Times are epoch seconds; ``None`` as an end means open-ended. They
+work on the stay state's own objects (:class:`~reglink.stores.schema.Presence`,
+:class:`~reglink.stores.schema.Registered`), which the rule reads from its codec and passes
+on without copying: :data:`Interval` and :data:`Registration` name them here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reglink.stores.schema import Presence, Registered
+
 INF = float("inf")
 
-
-@dataclass(frozen=True, slots=True)
-class Interval:
-    record_id: str  # record key of the evidence
-    start: float
-    end: float | None
-    grace: float
-
-    @property
-    def due(self) -> float:
-        return self.start + self.grace
+#: Evidence of presence: record key, start, end (None: open), grace period.
+Interval = Presence
+#: A residence registration: record key, registered at, valid from, and the end of its last
+#: valid day (00:00 after the inclusive ``valid_until`` day: an exclusive bound).
+Registration = Registered
 
 
-@dataclass(frozen=True, slots=True)
-class Registration:
-    record_id: str
-    registered_at: float
-    valid_from: float
-    valid_until_end: float  # 00:00 after the inclusive valid_until day (exclusive bound)
+def _start_key(iv: Presence) -> tuple[float, str]:
+    return iv.start, iv.key
 
-    def covers(self, deadline: float) -> bool:
-        return (self.registered_at <= deadline < self.valid_until_end
-                and self.valid_from <= deadline)
+
+def _registered_key(reg: Registered) -> tuple[float, str]:
+    return reg.registered_at, reg.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +39,12 @@ class Episode:
     def deadline(self) -> float | None:
         """Earliest ``start + grace`` the episode still covers (has not ended before)."""
         end = INF if self.end is None else self.end
-        dues = [i.due for i in self.intervals if end >= i.due]
-        return min(dues) if dues else None
+        best: float | None = None
+        for i in self.intervals:
+            due = i.start + i.grace
+            if end >= due and (best is None or due < best):
+                best = due
+        return best
 
 
 def episodes(intervals: list[Interval], gap: float) -> list[Episode]:
@@ -53,7 +52,7 @@ def episodes(intervals: list[Interval], gap: float) -> list[Episode]:
     out: list[Episode] = []
     cur: list[Interval] = []
     cur_start, cur_end = 0.0, 0.0
-    for iv in sorted(intervals, key=lambda i: (i.start, i.record_id)):
+    for iv in sorted(intervals, key=_start_key):
         iv_end = INF if iv.end is None else iv.end
         if cur and iv.start - cur_end < gap:
             cur.append(iv)
@@ -67,13 +66,19 @@ def episodes(intervals: list[Interval], gap: float) -> list[Episode]:
     return out
 
 
+def covers(reg: Registration, deadline: float) -> bool:
+    """The registration was filed by the deadline and is valid at it."""
+    return (reg.registered_at <= deadline < reg.valid_until_end
+            and reg.valid_from <= deadline)
+
+
 def covered(deadline: float, registrations: list[Registration]) -> Registration | None:
-    for reg in sorted(registrations, key=lambda r: (r.registered_at, r.record_id)):
-        if reg.covers(deadline):
+    for reg in sorted(registrations, key=_registered_key):
+        if covers(reg, deadline):
             return reg
     return None
 
 
 def evidence_ids(ep: Episode, deadline: float) -> list[str]:
     """Records that place the person in the prefecture up to the deadline."""
-    return sorted({i.record_id for i in ep.intervals if i.start <= deadline})
+    return sorted({i.key for i in ep.intervals if i.start <= deadline})

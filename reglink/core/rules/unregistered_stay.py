@@ -95,7 +95,7 @@ def registered_after(ep: st.Episode, deadline: float,
     """A registration the person made after the deadline for this episode: recorded after
     it, valid past it and from before the episode ended (the earliest recorded)."""
     end = st.INF if ep.end is None else ep.end
-    for reg in sorted(registrations, key=lambda r: (r.registered_at, r.record_id)):
+    for reg in sorted(registrations, key=lambda r: (r.registered_at, r.key)):
         if reg.registered_at > deadline and reg.valid_until_end > deadline \
                 and reg.valid_from <= end:
             return reg
@@ -261,17 +261,16 @@ class UnregisteredStay(AlertRule):
         """The alerts of the episodes whose deadline the watermark passed (adds the ids the
         data raises to ``standing``, those a timely registration covers to ``covered``);
         a timer at the next deadline."""
-        intervals = [st.Interval(iv.key, iv.start, iv.end, iv.grace) for iv in ps.intervals]
-        regs = [st.Registration(r.key, r.registered_at, r.valid_from, r.valid_until_end)
-                for r in ps.registrations]
+        intervals = ps.intervals  # read only here: the stored objects, not copies
+        regs = ps.registrations
         if regs:  # a deregistration closes a registration from its left_on
             ledger = self._ledger(pid)
             if ledger.deregistrations:
                 closed = {r.key: at for r in ledger.registrations
                           if (at := closed_at(r, ledger.deregistrations)) is not None}
-                regs = [st.Registration(r.record_id, r.registered_at, r.valid_from,
-                                        min(r.valid_until_end, closed[r.record_id]))
-                        if r.record_id in closed else r for r in regs]
+                regs = [Registered(r.key, r.registered_at, r.valid_from,
+                                   min(r.valid_until_end, closed[r.key]))
+                        if r.key in closed else r for r in regs]
         ex = ps.explanations
         watermark = self.ctx.watermark.value
         outs: list[Out] = []
@@ -300,7 +299,7 @@ class UnregisteredStay(AlertRule):
                 continue
             evidence = st.evidence_ids(ep, deadline)
             if reg:
-                evidence.append(reg.record_id)
+                evidence.append(reg.key)
             probs = [ex[r][0] for r in evidence if r in ex]
             outs.append(self.alert(
                 aid, status, ident, evidence, min(probs) if probs else None,
