@@ -59,11 +59,13 @@ def test_redis_outage_is_logged_once_then_recovered_and_redelivery_is_counted(
             worker.tail()
         where = f"Redis at {redis_address(s.redis_url)}"
 
-        stack.stop_service(s, "redis")
+        # stopped and started with the fault stack's own settings: its Redis users then keep
+        # the key patterns every test on this stack uses (a test's own prefix would confine them)
+        stack.stop_service(fault_stack, "redis")
         assert run_publish(s, "hotel", [str(later)]).reconciles()  # waits in Kafka
         time.sleep(12)  # a dozen ticks and unit retries, one reminder due at 10 s
         assert metric(s, "reglink_stalled") == 1.0
-        stack.up(s)
+        stack.up(fault_stack)
         linked = wait_for_count(s, "linked", 2 * len(hotel), 120, worker)
         assert {r["record_id"] for r in linked} >= {f"B-{i}" for i in range(len(hotel))}
         deadline = time.monotonic() + 30
