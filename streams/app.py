@@ -333,7 +333,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                 continue
             async with pipe_lock:
                 outs = await with_retry(shell.pipe.apply_decision, decision)
-            await send_all(shell.encode(outs))
+                await send_all(shell.encode(outs))
 
     deadletters = app.topic(settings.topic("deadletter"), key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw")
@@ -352,8 +352,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
         it was sent, whenever that was."""
         try:
             async with pipe_lock:
-                msgs = await overlap.run(redis_io, shell.quality, time.time(), True)
-            await send_all(msgs)
+                await send_all(await overlap.run(redis_io, shell.quality, time.time(), True))
         except Exception as exc:  # noqa: BLE001 - stopping anyway; sent after a restart
             log.warning("could not send the source quality reports at shutdown: %r", exc)
 
@@ -383,18 +382,15 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
             refresh_backlog()  # first: the idle decision in shell.tick() relies on it
         try:
             await drain()  # a channel that caught up no longer holds the merge back
+            # Messages go to the producer under the lock they were made under: a unit of work
+            # in between could otherwise send a newer message of the same key first.
             async with pipe_lock:
-                msgs = await overlap.run(redis_io, shell.tick, time.time())
-            store.ok()
-            await send_all(msgs)
-            async with pipe_lock:
-                msgs = await overlap.run(redis_io, shell.quality, time.time())
-            await send_all(msgs)
-            if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
-                state["last_resend"] = time.monotonic()
-                async with pipe_lock:
-                    msgs = await overlap.run(redis_io, shell.undelivered)
-                await send_all(msgs)
+                await send_all(await overlap.run(redis_io, shell.tick, time.time()))
+                store.ok()
+                await send_all(await overlap.run(redis_io, shell.quality, time.time()))
+                if time.monotonic() - state["last_resend"] >= RESEND_EVERY_S:
+                    state["last_resend"] = time.monotonic()
+                    await send_all(await overlap.run(redis_io, shell.undelivered))
         except RetryLater as exc:
             store.failed(exc)
 

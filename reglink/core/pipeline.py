@@ -212,8 +212,24 @@ class Pipeline:
         self.outbox.delivered_many(oids)
 
     def undelivered(self) -> list[Out]:
-        """Outbox messages not yet confirmed (re-sent after a crash; duplicates are allowed)."""
-        return self.outbox.undelivered()
+        """Outbox messages not yet confirmed (re-sent after a crash; duplicates are allowed),
+        oldest first. Where the last of them for a key is no longer what the rule that sent
+        it says now (:meth:`AlertRule.current`: a newer message was delivered meanwhile, e.g.
+        ``resolved`` after the ``raised`` being re-sent), the current value follows, so the
+        last message of every key on a topic stays its current one."""
+        return self.work.run(self._undelivered)
+
+    def _undelivered(self) -> list[Out]:
+        outs = self.outbox.undelivered()
+        last = {(o.topic, o.key): o.value for o in outs}
+        for (topic, key), value in last.items():
+            for rule in self.rules:
+                now = rule.current(topic, key)
+                if now is not None:
+                    if now != value:
+                        outs.append(Out(topic, key, now))
+                    break
+        return outs
 
     # ------------------------------------------------------------------ one record
     def _process(self, record: dict[str, Any], now: float | None,

@@ -157,6 +157,11 @@ def run_scenario(name: str, base: Settings, corpus, tmp: Path, faults: dict[floa
                 for k in set(final) | set(corpus.final_alerts)
                 if final.get(k) != corpus.final_alerts.get(k)}
         out.notes.append(f"alert differences: {len(diff)} e.g. {list(diff.items())[:5]}")
+        seq: dict[str, list[str]] = defaultdict(list)
+        for a in alerts:
+            seq[a["alert_id"]].append(f'{a["rule"]}:{a["status"]}')
+        out.notes.append("their messages in topic order: "
+                         + "; ".join(f"{k} {seq[k]}" for k in list(diff)[:8]))
 
     into = {e["person_id"]: e["into"] for e in events if e.get("event") == "merged"}
 

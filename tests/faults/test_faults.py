@@ -58,12 +58,6 @@ def restart_redis(s, sup):
     stack.up(s)
 
 
-@pytest.mark.xfail(
-    reason="known defect: with deregistrations and the stale_registration rule, records "
-           "re-delivered after a kill -9 leave 3 to 21 of ~470 alerts with a final status other "
-           "than replay's (e.g. raised where replay has resolved or withdrawn); links, F1 and "
-           "records are unaffected. docs/reliability.md, 'Known defect'.",
-    strict=False)
 def test_worker_killed_five_times(fault_stack, corpus, tmp_path, fault_redis):
     from harness import run_scenario
 

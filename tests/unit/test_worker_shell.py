@@ -68,6 +68,39 @@ def test_outbox_keeps_alerts_until_delivery_is_confirmed():
     assert left[3] == kept[-1] and left[:3] == next(m[:3] for m in out if m[3] == kept[-1])
 
 
+def test_a_resend_after_a_newer_delivered_message_ends_with_the_current_value():
+    """A crash leaves ``raised`` unconfirmed in the outbox; the next worker delivers
+    ``resolved``; the re-send must not leave ``raised`` as the alert's last message."""
+    s = load_settings(hmac_key="k")
+    pipe = Pipeline(s, MemoryKV(), outbox=True)
+    shell = WorkerShell(s, pipe)
+    lines = EXAMPLES.read_bytes().splitlines()
+    residence = next(n for n, line in enumerate(lines)
+                     if json.loads(line)["source"] == "residence")
+    out = []
+    for n, line in enumerate(lines):
+        if n != residence:
+            src = json.loads(line)["source"]
+            out += shell.handle(line, s.topic(f"{src}.raw"), 0, n, now=1000.0 + n)
+    out += shell.tick(now=5000.0)  # the deadline passes: raised
+    raised = [m for m in out if m[0] == s.topic("alerts")
+              and json.loads(m[2])["rule"] == "unregistered_stay"]
+    assert [json.loads(m[2])["status"] for m in raised] == ["raised"]
+    later = shell.handle(lines[residence], s.topic("residence.raw"), 0, residence, now=6000.0)
+    (resolved,) = [m for m in later if m[0] == s.topic("alerts")]
+    assert json.loads(resolved[2])["status"] == "resolved"
+    shell.delivered(resolved[3])  # delivered and confirmed; ``raised`` never confirmed
+    again = [m for m in shell.undelivered() if m[1] == raised[0][1]]
+    assert [json.loads(m[2])["status"] for m in again] == ["raised", "resolved"]
+    assert again[-1][2] == resolved[2] and again[-1][3] is None  # the current value, untracked
+    # rows of the statistics: what is re-sent is current, nothing follows them
+    rows = [m for m in shell.undelivered() if m[0] == s.topic("stats")]
+    assert rows and all(m[3] is not None for m in rows)
+    for m in rows:
+        assert pipe.rules[[r.name for r in pipe.rules].index("population")].current(
+            "stats", m[1].decode()) == json.loads(m[2])
+
+
 def test_redis_outage_is_retried_not_dead_lettered():
     import pytest
     import redis

@@ -143,6 +143,16 @@ class AlertRule(ABC):
         """A record of :attr:`own_source`: (the person it designates, if any; messages)."""
         raise NotImplementedError(f"{self.name} owns no source")
 
+    def current(self, topic: str, key: str) -> dict[str, Any] | None:
+        """What the rule's latest message on ``topic`` under ``key`` says now, or None when
+        the message is not the rule's. An outbox re-send (after a crash) may put an older
+        message after a newer one of the same key; the pipeline then sends this value again
+        last. The default answers for the rule's alerts (their stored state)."""
+        if topic != "alerts":
+            return None
+        value = self.alert_state(key)
+        return value if value is not None and value.get("rule") == self.name else None
+
     # ------------------------------------------------------------------ reading ahead
     def person_keys(self, person_id: str) -> list[str]:
         """The rule's per-person state keys, fetched ahead with a candidate's identity."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from matchers import fastjson
 from matchers.normalise import same_place
@@ -384,6 +384,15 @@ class Population(AlertRule):
         nxt = 0 if final is None else final + 1
         self.schedule((str(nxt),), day_end(nxt) + self.lateness)
         return outs
+
+    def current(self, topic: str, key: str) -> dict[str, Any] | None:
+        """A statistics row as the counts stand now (``key``: ``<prefecture>|<date>``)."""
+        if topic != "stats":
+            return None
+        pref, _, iso_date = key.partition("|")
+        day = (date.fromisoformat(iso_date) - EPOCH).days
+        ((_a, _b, (counts,)),) = list(segments([self._read(pref, day, day)], day, day))
+        return row(pref, day, counts)
 
     def _row(self, pref: str, day: int, counts: list[int]) -> Out:
         value = row(pref, day, counts)
