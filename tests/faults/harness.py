@@ -90,6 +90,9 @@ class Outcome:
 
 def run_scenario(name: str, base: Settings, corpus, tmp: Path, faults: dict[float, callable],
                  redis_client, timeout: float = 900.0) -> Outcome:
+    """``faults``: progress -> ``fault(base, supervisor)``. A fault restarts services with
+    ``base``, the stack's settings: with the scenario's Redis prefix the restarted Redis
+    would confine its users to that prefix."""
     u = uuid.uuid4().hex[:6]
     # Redis prefix under the stack's (scram: the Redis users are confined to it); topics and,
     # in scram mode, their ACLs created as admin; the worker and connectors run as their roles
@@ -111,7 +114,7 @@ def run_scenario(name: str, base: Settings, corpus, tmp: Path, faults: dict[floa
             while pending and p >= pending[0][0]:
                 at, fault = pending.pop(0)
                 out.notes.append(f"{fault.__name__} at {p:.0%}")
-                fault(s, sup)
+                fault(base, sup)  # the stack's own settings (the scenario's: sup.s)
             if p >= 1.0 and not pending:
                 break
             time.sleep(1.0)

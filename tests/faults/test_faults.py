@@ -50,7 +50,7 @@ def restart_redis(s, sup):
     while time.monotonic() < end:  # the stall must be visible while it lasts
         try:
             text = urllib.request.urlopen(
-                f"http://127.0.0.1:{s.worker_metrics_port}/metrics", timeout=2).read().decode()
+                f"http://127.0.0.1:{sup.s.worker_metrics_port}/metrics", timeout=2).read().decode()
             STALLS.extend(line for line in text.splitlines() if line.startswith("reglink_stalled "))
         except OSError:
             pass
