@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.core.settings import Settings, load_settings
 from reglink.stores.kv import MemoryKV
@@ -46,3 +47,36 @@ def ordered_corpus(out_dir: Path, persons: int, days: int, seed: int,
             recs.append((order_key(rec["source"], rt.timestamp() if rt else None), n, rec))
     recs.sort(key=lambda r: (r[0], r[1]))
     return [r for _k, _n, r in recs]
+
+
+def rid(area: str, birth: str, seq: int) -> str:
+    """A valid resident ID number (GB 11643 check character) for area, birth date, sequence."""
+    body = f"{area}{birth.replace('-', '')}{seq:03d}"
+    return body + id_check_char(body)
+
+
+CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F",
+        "birth_date": "1988-03-15"}
+WANG = {"name": "王强", "id_number": rid("440305", "1975-07-01", 5), "sex": "M",
+        "birth_date": "1975-07-01"}
+
+
+def reg(rec_id, city, at, valid_from, valid_until, permit=None, person=CHEN):
+    """A residence registration record (contract v2)."""
+    r = {"source": "residence", "record_id": rec_id, "city_code": city, "address": "某路1号",
+         "registered_at": at, "valid_from": valid_from, "valid_until": valid_until,
+         "person": person}
+    if permit:
+        r["permit_no"] = permit
+    return r
+
+
+def dereg(rec_id, city, at, *, permit=None, left_on=None, person=CHEN):
+    """A residence deregistration record: by ``permit`` number, else by prefecture."""
+    r = {"source": "residence", "record_id": rec_id, "action": "deregister", "city_code": city,
+         "registered_at": at, "person": person}
+    if permit:
+        r["permit_no"] = permit
+    if left_on:
+        r["left_on"] = left_on
+    return r

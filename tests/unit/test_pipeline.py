@@ -4,17 +4,10 @@ import json
 import random
 
 import pytest
-from corekit import EXAMPLES, core_settings, run_core
+from corekit import EXAMPLES, core_settings, rid, run_core
 
-from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.stores.kv import MemoryKV
-
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
-
 
 settings = core_settings
 

@@ -4,9 +4,8 @@ pipeline calls its hooks and emits its messages without knowing it.
 The rule here exists only in this test: every linked hotel record raises a "seen" alert and
 sets a timer a day later that raises a "follow-up" alert."""
 
-from corekit import core_settings, ordered_corpus
+from corekit import core_settings, ordered_corpus, rid
 
-from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.core.rules.base import AlertRule, alert_id
 from reglink.core.rules.clock import iso
@@ -16,10 +15,6 @@ from reglink.stores.kv import MemoryKV
 
 DAY = 86400.0
 
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
 
 
 CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F"}

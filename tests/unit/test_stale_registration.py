@@ -10,9 +10,8 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from corekit import core_settings, ordered_corpus, run_core
+from corekit import CHEN, WANG, core_settings, dereg, ordered_corpus, reg, run_core
 
-from matchers.normalise import id_check_char
 from reglink.core.contract import validate_record
 from reglink.core.pipeline import Pipeline
 from reglink.core.rules.clock import ts
@@ -21,36 +20,11 @@ from reglink.sim import truth
 from reglink.stores import schema as sk
 from reglink.stores.kv import MemoryKV
 
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
-
-
-CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F",
-        "birth_date": "1988-03-15"}
-WANG = {"name": "王强", "id_number": rid("440305", "1975-07-01", 5), "sex": "M",
-        "birth_date": "1975-07-01"}
 DEADLINE = "2026-03-19T00:00:00+08:00"  # B's valid_from + 14 days
 
 
-def reg(rec_id, city, at, valid_from, valid_until, permit=None, person=CHEN):
-    r = {"source": "residence", "record_id": rec_id, "city_code": city, "address": "某路1号",
-         "registered_at": at, "valid_from": valid_from, "valid_until": valid_until,
-         "person": person}
-    if permit:
-        r["permit_no"] = permit
-    return r
 
 
-def dereg(rec_id, city, at, permit=None, left_on=None, person=CHEN):
-    r = {"source": "residence", "record_id": rec_id, "action": "deregister", "city_code": city,
-         "registered_at": at, "person": person}
-    if permit:
-        r["permit_no"] = permit
-    if left_on:
-        r["left_on"] = left_on
-    return r
 
 
 def job(rec_id, city, start, posted, end=None, person=CHEN):
@@ -97,18 +71,18 @@ def outcome(records):
 CASES = {
     "never deregistered": ([A, B, LATER], {("A", DEADLINE, "raised")}),
     "deregistered in time": (
-        [A, B, dereg("D", "440305", "2026-03-15T09:00:00+08:00", "PA"), LATER], set()),
+        [A, B, dereg("D", "440305", "2026-03-15T09:00:00+08:00", permit="PA"), LATER], set()),
     "deregistered in time, by prefecture, arriving late": (
         [A, B, LATER, dereg("D", "440306", "2026-03-15T09:00:00+08:00", left_on="2026-03-04")],
         set()),
     "deregistered late": (
-        [A, B, LATER, dereg("D", "440305", "2026-03-25T09:00:00+08:00", "PA")],
+        [A, B, LATER, dereg("D", "440305", "2026-03-25T09:00:00+08:00", permit="PA")],
         {("A", DEADLINE, "resolved")}),
     "deregistered late, known before the deadline passed": (
-        [A, B, dereg("D", "440305", "2026-03-25T09:00:00+08:00", "PA"), LATER],
+        [A, B, dereg("D", "440305", "2026-03-25T09:00:00+08:00", permit="PA"), LATER],
         {("A", DEADLINE, "resolved")}),
     "a deregistration of another permit": (
-        [A, B, dereg("D", "440305", "2026-03-15T09:00:00+08:00", "PX"), LATER],
+        [A, B, dereg("D", "440305", "2026-03-15T09:00:00+08:00", permit="PX"), LATER],
         {("A", DEADLINE, "raised")}),
     "the earliest superseding valid_from sets the deadline": (
         [A, B, reg("B2", "110105", "2026-03-06T10:00:00+08:00", "2026-03-01", "2026-09-01"),
@@ -162,10 +136,12 @@ def test_the_alert_names_both_registrations_and_is_raised_when_the_watermark_pas
 
 
 def test_a_late_deregistration_recorded_in_time_withdraws_and_one_recorded_late_resolves():
-    _, messages = outcome([A, B, LATER, dereg("D", "440305", "2026-03-15T09:00:00+08:00", "PA")])
+    _, messages = outcome(
+        [A, B, LATER, dereg("D", "440305", "2026-03-15T09:00:00+08:00", permit="PA")])
     assert [a["status"] for a in messages] == ["raised", "withdrawn"]
     assert len({a["alert_id"] for a in messages}) == 1
-    _, messages = outcome([A, B, LATER, dereg("D", "440305", "2026-03-25T09:00:00+08:00", "PA")])
+    _, messages = outcome(
+        [A, B, LATER, dereg("D", "440305", "2026-03-25T09:00:00+08:00", permit="PA")])
     assert [a["status"] for a in messages] == ["raised", "resolved"]
     assert messages[-1]["record_ids"] == ["A", "B", "D"]
     # re-delivered records change nothing
@@ -239,12 +215,12 @@ def test_a_deregistration_closes_the_registration_for_unregistered_stay():
     _p, alerts, _l = run_core([A, RENTAL, LATER])
     assert not stays(alerts)
     # deregistered from 2026-03-01: at the deadline nothing covers the stay
-    gone = dereg("D", "440305", "2026-03-02T09:00:00+08:00", "PA", left_on="2026-03-01")
+    gone = dereg("D", "440305", "2026-03-02T09:00:00+08:00", permit="PA", left_on="2026-03-01")
     for order in ([A, gone, RENTAL, LATER], [A, RENTAL, gone, LATER], [gone, RENTAL, A, LATER]):
         _p, alerts, _l = run_core(order)
         assert list(stays(alerts).values()) == ["raised"], [r["record_id"] for r in order]
     # deregistered from after the deadline: it still covered the stay then
-    after = dereg("D", "440305", "2026-03-20T09:00:00+08:00", "PA")
+    after = dereg("D", "440305", "2026-03-20T09:00:00+08:00", permit="PA")
     _p, alerts, _l = run_core([A, RENTAL, after, LATER])
     assert not stays(alerts)
 
@@ -291,7 +267,7 @@ def test_a_later_job_record_with_an_end_date_updates_the_job():
 def test_residence_and_job_input_records():
     assert validate_record(dereg("D", "440305", "2026-03-15T09:00:00+08:00"), "residence") \
         is None
-    assert validate_record(dereg("D", "440305", "2026-03-15T09:00:00+08:00", "PA",
+    assert validate_record(dereg("D", "440305", "2026-03-15T09:00:00+08:00", permit="PA",
                                  left_on="2026-03-14"), "residence") is None
     assert validate_record({**A, "action": "register"}, "residence") is None
     missing = {k: v for k, v in A.items() if k != "valid_from"}

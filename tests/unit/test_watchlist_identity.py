@@ -8,17 +8,10 @@ import random
 from collections import Counter
 
 import pytest
-from corekit import core_settings, run_core
+from corekit import core_settings, rid, run_core
 
-from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.stores.kv import MemoryKV
-
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
-
 
 DOB = "1986-04-12"
 WANTED_ID = rid("420102", DOB, 13)

@@ -5,19 +5,12 @@ A watch entry names one person; an entry that cannot tell two identities apart n
 import math
 
 import pytest
-from corekit import core_settings, run_core
+from corekit import core_settings, rid, run_core
 
-from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.core.rules import decisions
 from reglink.core.rules.watchlist import exclusive_probability, rivals
 from reglink.stores.kv import MemoryKV
-
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
-
 
 _settings = core_settings
 
