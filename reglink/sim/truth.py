@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from reglink.sim import geo, ids
 
@@ -38,9 +38,11 @@ def report_time(rec: dict) -> str | None:
             "residence": rec.get("registered_at"), "job": rec.get("posted_at")}.get(rec["source"])
 
 
-def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
-    """``records``: (record, true person id) for every emitted record (watchlist excluded).
-    Returns one dict per alert that a correct system raises by the end of the replay."""
+def _by_person(records: list[tuple[dict, str]]
+               ) -> tuple[dict[str, list[dict]], datetime, tzinfo | None] | None:
+    """``records`` grouped by true person, the final watermark (the latest report time less
+    the allowed lateness) and the records' time zone; None when no record has a report
+    time."""
     by_person: dict[str, list[dict]] = defaultdict(list)
     reports = []
     for rec, pid in records:
@@ -49,9 +51,17 @@ def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
         if rt:
             reports.append(datetime.fromisoformat(rt))
     if not reports:
+        return None
+    return by_person, max(reports) - LATENESS, reports[0].tzinfo
+
+
+def unregistered_stays(records: list[tuple[dict, str]]) -> list[dict]:
+    """``records``: (record, true person id) for every emitted record (watchlist excluded).
+    Returns one dict per alert that a correct system raises by the end of the replay."""
+    seen = _by_person(records)
+    if seen is None:
         return []
-    watermark = max(reports) - LATENESS
-    tz = reports[0].tzinfo
+    by_person, watermark, tz = seen
     far = datetime.max.replace(tzinfo=tz)  # in the records' time zone
     alerts = []
     for pid in sorted(by_person):
@@ -262,17 +272,10 @@ def population_stats(records: list[tuple[dict, str]]) -> list[dict]:
     with a registration starting (arrivals), ending (departures) or open past its
     deregistration deadline (stale_open) that day. Rows whose counts are all zero are left
     out; sorted by prefecture and date."""
-    by_person: dict[str, list[dict]] = defaultdict(list)
-    reports = []
-    for rec, pid in records:
-        by_person[pid].append(rec)
-        rt = report_time(rec)
-        if rt:
-            reports.append(datetime.fromisoformat(rt))
-    if not reports:
+    seen = _by_person(records)
+    if seen is None:
         return []
-    watermark = max(reports) - LATENESS
-    tz = reports[0].tzinfo
+    by_person, watermark, tz = seen
     far = datetime.max.replace(tzinfo=tz)
     # the last date D with 00:00 of D+1 + lateness <= watermark
     last_final = (watermark - LATENESS).astimezone(tz).date() - timedelta(days=1)
