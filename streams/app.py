@@ -174,6 +174,19 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
             store.ok()
             return result
 
+    async def crashing_on_error(step, what: str) -> bool:
+        """Run one step of a task; an error other than cancellation crashes the app, as an
+        agent's would (the supervisor restarts the worker). False when it did."""
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as if an agent had crashed
+            log.exception(what)
+            await app.crash(exc)
+            return False
+        return True
+
     merger = EventTimeMerger()
     unit = {"max": 4 * BATCH_MIN}  # records per unit of work now (see BATCH_MIN)
     tp_of: dict[str, TP] = {}
@@ -264,13 +277,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
                         break
                     await asyncio.sleep(0.002)  # the next fetch is on its way
             wake.clear()
-            try:
-                await drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as if an agent had crashed
-                log.exception("drain failed")
-                await app.crash(exc)
+            if not await crashing_on_error(drain, "drain failed"):
                 return
 
     async def on_batch(messages) -> None:
@@ -400,13 +407,7 @@ def configure(settings: Settings, shell: WorkerShell, datadir: str,
         a Redis outage holds the pipeline) delays the next one instead of overlapping it."""
         while True:
             await asyncio.sleep(TICK_S)
-            try:
-                await tick_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as if a timer had crashed
-                log.exception("tick failed")
-                await app.crash(exc)
+            if not await crashing_on_error(tick_once, "tick failed"):
                 return
 
     @app.task
