@@ -97,6 +97,22 @@ READER_OF = {"alerts": "reader", "linked": "console", "identity.events": "consol
              "stats": "reader"}
 
 
+def publish_simulation(s: Settings, sim: Path) -> tuple[int, int]:
+    """Publish every source file of a simulated corpus (each must reconcile: read = published
+    + dead-lettered); returns (records published, records the worker will link: all but the
+    watchlist's)."""
+    from connectors.publish import run_publish
+    from reglink.core.topics import SOURCES
+
+    published = linked = 0
+    for source in SOURCES:
+        summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
+        assert summary.reconciles(), summary.line()
+        published += summary.published
+        linked += summary.published if source != "watchlist" else 0
+    return published, linked
+
+
 def reader_role(name: str) -> str:
     return READER_OF.get(name, "console" if name.endswith(".raw") else "admin")
 

@@ -7,12 +7,11 @@ process."""
 import json
 import time
 
-from streamkit import WorkerProcess, free_port, wait_for_count
+from streamkit import WorkerProcess, free_port, publish_simulation, wait_for_count
 
 from connectors.publish import run_publish
 from reglink.core.contract import report_time
 from reglink.core.rules.merge import order_key
-from reglink.core.topics import SOURCES
 from reglink.kafka_auth import kafka_python_kwargs
 from reglink.quality import read_topic as read_reports
 from reglink.replay import iter_lines, parse_line, run_replay
@@ -83,15 +82,10 @@ def test_the_stream_sends_the_reports_replay_writes(kafka_settings, redis_client
     assert expected["hotel:H-ONLY-DEAD"]["received"] == 1
     assert sum(r["checkins_without_checkout"] or 0 for r in expected.values()) > 0
 
-    published = 0
-    for source in SOURCES:
-        summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
-        assert summary.reconciles(), summary.line()
-        published += summary.published
+    _published, n_linked = publish_simulation(s, sim)
     for source in ("hotel", "rental"):
         summary = run_publish(s, source, [str(bad / f"{source}.jsonl")])
         assert summary.deadlettered == summary.read, summary.line()
-    n_linked = published - sum(1 for _ in (sim / "watchlist.jsonl").open())
 
     worker = WorkerProcess(s, tmp_path).start()
     try:

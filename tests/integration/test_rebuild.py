@@ -5,10 +5,15 @@ import json
 import time
 from collections import defaultdict
 
-from streamkit import WorkerProcess, final_statuses, free_port, read_topic, wait_for_count
+from streamkit import (
+    WorkerProcess,
+    final_statuses,
+    free_port,
+    publish_simulation,
+    read_topic,
+    wait_for_count,
+)
 
-from connectors.publish import run_publish
-from reglink.core.topics import SOURCES
 from reglink.rebuild import run_rebuild
 from reglink.replay import run_replay
 from reglink.sim.simulate import run_simulate
@@ -39,10 +44,7 @@ def test_rebuild_restores_identities_and_alert_state(kafka_settings, redis_clien
     run_replay(s, [sim / "events.jsonl"], tmp_path / "replay")
     expected = final_statuses([json.loads(x) for x in (tmp_path / "replay" / "alerts.jsonl")
                                .open(encoding="utf-8")])
-    n_linked = 0
-    for source in SOURCES:
-        summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
-        n_linked += summary.published if source != "watchlist" else 0
+    _published, n_linked = publish_simulation(s, sim)
 
     def run_worker_until_settled():
         worker = WorkerProcess(s, tmp_path).start()

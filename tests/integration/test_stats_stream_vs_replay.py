@@ -10,11 +10,16 @@ import sys
 import time
 
 import pytest
-from streamkit import WorkerProcess, free_port, read_topic, settings_env, wait_for_count
+from streamkit import (
+    WorkerProcess,
+    free_port,
+    publish_simulation,
+    read_topic,
+    settings_env,
+    wait_for_count,
+)
 
-from connectors.publish import run_publish
 from reglink import stats as st
-from reglink.core.topics import SOURCES
 from reglink.replay import run_replay
 from reglink.sim.simulate import run_simulate
 
@@ -50,13 +55,8 @@ def test_stream_writes_the_same_final_rows_as_replay(kafka_settings, provision, 
         admin.close()
     assert configs.get("cleanup.policy") == "compact", configs
 
-    published = 0
-    for source in SOURCES:
-        summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
-        assert summary.reconciles(), summary.line()
-        published += summary.published
+    published, n_linked = publish_simulation(s, sim)
     assert published == replay.read - replay.deadlettered
-    n_linked = published - sum(1 for _ in (sim / "watchlist.jsonl").open())
 
     worker = WorkerProcess(s, tmp_path).start()
     try:

@@ -10,13 +10,12 @@ from streamkit import (
     WorkerProcess,
     final_statuses,
     free_port,
+    publish_simulation,
     read_topic,
     wait_for_count,
 )
 
-from connectors.publish import run_publish
 from matchers.normalise import normalise_id
-from reglink.core.topics import SOURCES
 from reglink.replay import run_replay
 from reglink.sim.simulate import run_simulate
 
@@ -49,13 +48,8 @@ def test_stream_emits_the_same_alerts_as_replay(kafka_settings, redis_client, pr
     stale = {a["alert_id"] for a in replayed if a["rule"] == "stale_registration"}
     assert len([k for k in stale if expected[k] == "raised"]) >= 3
 
-    published = 0
-    for source in SOURCES:
-        summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
-        assert summary.reconciles(), summary.line()
-        published += summary.published
+    published, n_linked = publish_simulation(s, sim)
     assert published == replay.read - replay.deadlettered
-    n_linked = published - sum(1 for _ in (sim / "watchlist.jsonl").open())
 
     worker = WorkerProcess(s, tmp_path).start()
     try:
