@@ -13,6 +13,20 @@ from reglink.stores.kv import MemoryKV
 EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "records.jsonl"
 
 
+# One valid hotel check-in and one job record (no "source": the publisher's --source sets it),
+# for the publisher's checks.
+HOTEL = {
+    "source": "hotel", "record_id": "H-1", "event": "check_in", "hotel_id": "H440305-017",
+    "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",
+    "person": {"name": "陈丽", "id_number": "340102198803150022", "sex": "女"},
+}
+JOB = {
+    "record_id": "J-1", "employer_name": "深圳华胜电子有限公司", "city_code": "440305",
+    "start_date": "2026-03-06", "posted_at": "2026-03-06T09:00:00+08:00",
+    "person": {"name": "CHEN Li", "phone": "13955501234"},
+}
+
+
 def core_settings(**kw) -> Settings:
     return load_settings(hmac_key="unit-test-key", **kw)
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from corekit import HOTEL, JOB
 
 from connectors.checks import check_file, check_inputs, missing_columns, required_fields
 from connectors.publish import (
@@ -23,16 +24,6 @@ from connectors.publish import (
 from connectors.readers import csv_row_to_record, read_csv, read_files
 from reglink.core.contract import SOURCES, schema_for
 
-HOTEL = {
-    "source": "hotel", "record_id": "H-1", "event": "check_in", "hotel_id": "H440305-017",
-    "city_code": "440305", "time": "2026-03-02T21:14:00+08:00",
-    "person": {"name": "陈丽", "id_number": "340102198803150022", "sex": "女"},
-}
-JOB = {
-    "record_id": "J-1", "employer_name": "深圳华胜电子有限公司", "city_code": "440305",
-    "start_date": "2026-03-06", "posted_at": "2026-03-06T09:00:00+08:00",
-    "person": {"name": "CHEN Li", "phone": "13955501234"},
-}
 HOTEL_HEADER = "source,record_id,event,hotel_id,city_code,time,person.name,person.id_number"
 HOTEL_ROW = ("hotel,H-1,check_in,H440305-017,440305,2026-03-02T21:14:00+08:00,陈丽,"
              "340102198803150022")
