@@ -94,6 +94,8 @@ class Pipeline:
                             if type(r).keys_ahead is not AlertRule.keys_ahead]
         self._rule_person_keys = [r.person_keys for r in self.rules
                                   if type(r).person_keys is not AlertRule.person_keys]
+        self._keys_after = [r.keys_after for r in self.rules
+                            if type(r).keys_after is not AlertRule.keys_after]
         self._by_name = {r.name: r for r in self.rules}
         self._owners = {r.own_source: r for r in self.rules if r.own_source}
         raw = self.kv.get(sk.WATERMARK)
@@ -145,7 +147,8 @@ class Pipeline:
         """Warm the overlay's read cache with what the batch will read, in two round trips:
         each record's link, blocking sets, the identity it would found and what the rules
         read for it (:meth:`AlertRule.keys_ahead`, :meth:`AlertRule.person_keys`); then the
-        pointers, identities and rule state of every candidate.
+        pointers, identities and rule state of every candidate, and what the rules read
+        that follows from the first (:meth:`AlertRule.keys_after`).
         True when it did (the linker's own per-record prefetch then has nothing to add)."""
         if not self.kv.can_prefetch:
             return False  # embedded store: reads are free
@@ -181,9 +184,10 @@ class Pipeline:
             got = self.kv.cached_set(k)
             if got and len(got) <= self.store.max_bucket:
                 members |= got
-        if members:
-            self.kv.prefetch([k for pid in sorted(members) for k in self._person_keys(pid)],
-                             [])
+        then = [k for keys_after in self._keys_after for r in records for k in keys_after(r)]
+        if members or then:
+            self.kv.prefetch([k for pid in sorted(members) for k in self._person_keys(pid)]
+                             + then, [])
         return True
 
     def _person_keys(self, pid: str) -> list[str]:

@@ -376,6 +376,18 @@ class SourceQuality(AlertRule):
         sets = [_open_set(record["source"], org)] if checks_in(record["source"]) else []
         return [sk.quality(f"{record['source']}:{org}")], sets
 
+    def keys_after(self, record: dict[str, Any]) -> list[str]:
+        """A check-out: the open check-ins of its hotel (:meth:`_hotel` reads them all)."""
+        source = record["source"]
+        stays = self._stays.get(source)
+        if stays is None or stays.opens == record.get(stays.event):
+            return []
+        org = organisation_of(source, record)
+        if org is None:
+            return []
+        members = self.ctx.kv.cached_set(_open_set(source, org))
+        return [sk.quality_checkin(m) for m in sorted(members)] if members else []
+
     def on_dead_letter(self, message: dict[str, Any]) -> None:
         """A dead-letter message (``deadletter.json``): counted for its organisation when the
         original record names one; once per (source, origin, reason)."""

@@ -8,8 +8,6 @@ from corekit import ordered_corpus
 
 from reglink.core.contract import record_key
 from reglink.core.pipeline import Pipeline
-from reglink.core.rules.population import Population
-from reglink.core.rules.registry import RULES
 from reglink.kafka_auth import connect_redis
 from reglink.stores.kv import RedisKV
 
@@ -19,11 +17,15 @@ def corpus(tmp_path_factory):
     return ordered_corpus(tmp_path_factory.mktemp("sim"), persons=300, days=20, seed=5)
 
 
-def _count_round_trips(client) -> dict:
-    """Count what this client sends to Redis: each command or script call, and each pipeline
-    (one round trip however many commands it carries)."""
+def _count_round_trips(client, kv: RedisKV) -> dict:
+    """Count what this client sends to Redis: each command or script call (also those ``kv``
+    packs itself), and each pipeline (one round trip however many commands it carries)."""
     trips = {"n": 0}
-    send, pipeline = client.execute_command, client.pipeline
+    send, pipeline, script = client.execute_command, client.pipeline, kv._evalsha
+
+    def evalsha(*args, **kwargs):
+        trips["n"] += 1
+        return script(*args, **kwargs)
 
     def execute_command(*args, **kwargs):
         trips["n"] += 1
@@ -41,6 +43,7 @@ def _count_round_trips(client) -> dict:
 
     client.execute_command = execute_command
     client.pipeline = counted_pipeline
+    kv._evalsha = evalsha
     return trips
 
 
@@ -58,15 +61,12 @@ def test_one_record_reads_ahead_and_matches_a_batch(settings, redis_client, corp
     alone_s = settings.model_copy(update={"redis_prefix": settings.redis_prefix + "a:"})
     batch_s = settings.model_copy(update={"redis_prefix": settings.redis_prefix + "b:"})
     counted = connect_redis(settings, "admin")
-    trips = _count_round_trips(counted)
     alone_kv = RedisKV(counted, alone_s.redis_prefix)
+    trips = _count_round_trips(counted, alone_kv)
     batch_kv = RedisKV(redis_client, batch_s.redis_prefix)
-    # Linking and the alert rules: what the read-ahead covers. The statistics and quality
-    # plug-ins read their per-prefecture and per-organisation counters as they go (two to
-    # three more round trips per record: docs/capacity.md).
-    alert_rules = tuple(r for r in RULES if r is not Population)
-    alone = Pipeline(alone_s, alone_kv, outbox=False, rules=alert_rules)
-    batch = Pipeline(batch_s, batch_kv, outbox=False, rules=alert_rules)
+    # every plug-in: the alert rules, the statistics and the source quality reports
+    alone = Pipeline(alone_s, alone_kv, outbox=False)
+    batch = Pipeline(batch_s, batch_kv, outbox=False)
 
     per_record = []
     got_alone = []
@@ -87,7 +87,10 @@ def test_one_record_reads_ahead_and_matches_a_batch(settings, redis_client, corp
     assert all(alone.store.link_of(record_key(r)) for r in records
                if r["source"] != "watchlist")
     # read ahead: at most two fetches and the commit for most records, a few more where a
-    # due evaluation or a watchlist probe reads on (reading as it went, the median record
-    # made five and the mean was 4.9 on this corpus; read ahead: 2 and 2.2)
+    # due evaluation, a day becoming final for the statistics or a watchlist probe reads on
+    # (reading as it went, the median record made five; read ahead, with every plug-in:
+    # median 3, mean 3.7 on this corpus)
+    print("round trips per record: median", sorted(per_record)[len(per_record) // 2],
+          "mean", sum(per_record) / len(per_record))
     assert sorted(per_record)[len(per_record) // 2] <= 3, per_record
-    assert sum(per_record) / len(per_record) < 3.0, per_record
+    assert sum(per_record) / len(per_record) < 4.0, per_record

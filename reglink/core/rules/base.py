@@ -163,6 +163,12 @@ class AlertRule(ABC):
         """Strings and sets the rule will read for ``record`` (fetched ahead, batched)."""
         return [], []
 
+    def keys_after(self, record: dict[str, Any]) -> list[str]:
+        """Strings the rule will read for ``record`` that follow from what
+        :meth:`keys_ahead` read (its sets are cached by then, ``ctx.kv.cached_set``): fetched
+        in the batch's second round trip, with the candidates' keys."""
+        return []
+
     def timer_keys(self, parts: tuple[str, ...]) -> list[str]:
         """Strings :meth:`on_timer` will read for ``parts`` (fetched ahead together)."""
         return []

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from matchers import fastjson
 from matchers.normalise import same_place
 from matchers.types import Identity
+from reglink.core.contract import report_time
 from reglink.core.outbox import Out
 from reglink.core.rules import stay as st
 from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext
@@ -249,6 +250,21 @@ class Population(AlertRule):
     def person_keys(self, person_id: str) -> list[str]:
         return [sk.population(person_id)]
 
+    def keys_ahead(self, record: dict[str, Any], person: Any,
+                   blocking_keys: list[str]) -> tuple[list[str], list[str]]:
+        """The counts a record most often changes, read with the batch's other reads: its
+        prefecture's block totals and the blocks of its report day and the 31 days before
+        (a presence starts at or before it is reported). What else a merge or an older
+        interval changes is read when needed."""
+        city = record.get("city_code")
+        rt = report_time(record)
+        if not city or rt is None:
+            return [], []
+        pref, day = str(city)[:4], day_of(rt.timestamp())
+        blocks = {day // BLOCK, (day - 31) // BLOCK}
+        return [sk.population_counts(pref),
+                *(sk.population_block(pref, b) for b in sorted(blocks))], []
+
     def _load(self, key: str) -> Deltas:
         """A stored day (or block) -> counts map (a copy the caller may change)."""
         raw = self.ctx.kv.get(key)
@@ -329,7 +345,15 @@ class Population(AlertRule):
         if final is None or final < start:
             return []
         outs: list[Out] = []
-        for pref in sorted(self.ctx.kv.smembers(sk.POPULATION_PREFECTURES)):
+        kv = self.ctx.kv
+        prefs = sorted(kv.smembers(sk.POPULATION_PREFECTURES))
+        # every prefecture's totals, then the blocks the rows need: two round trips on
+        # Redis, not two per prefecture
+        kv.prefetch([sk.population_counts(pref) for pref in prefs], [])
+        kv.prefetch([sk.population_block(pref, b) for pref in prefs
+                     for b in self._load(sk.population_counts(pref))
+                     if start // BLOCK <= b <= final // BLOCK], [])
+        for pref in prefs:
             totals = self._load(sk.population_counts(pref))
             if not totals:
                 continue
