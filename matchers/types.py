@@ -156,6 +156,42 @@ class Comparison:
         }
 
 
+_EXPLANATION_KEYS = ("prior_weight", "features", "total_weight", "probability")
+_FEATURE_KEYS = ("feature", "level", "weight")
+
+
+def compact_explanation(expl: dict[str, Any]) -> Any:
+    """An explanation (:meth:`Comparison.explanation`) as positional lists for storage:
+    ``[prior, [[feature, level, weight], ...], total, probability(, conflict)]``, about half
+    the bytes. Anything of another shape is kept as it is. :func:`expand_explanation` gives
+    back the same dict, keys in the same order."""
+    keys = tuple(expl)
+    if keys[:4] != _EXPLANATION_KEYS or keys[4:] not in ((), ("conflict",)):
+        return expl
+    feats = expl["features"]
+    if any(tuple(f) != _FEATURE_KEYS for f in feats):
+        return expl
+    out = [expl["prior_weight"], [[f["feature"], f["level"], f["weight"]] for f in feats],
+           expl["total_weight"], expl["probability"]]
+    if "conflict" in expl:
+        out.append(expl["conflict"])
+    return out
+
+
+def expand_explanation(stored: Any) -> dict[str, Any]:
+    """The explanation :func:`compact_explanation` stored (a dict stored as it was is
+    returned as it is)."""
+    if isinstance(stored, dict):
+        return stored
+    out: dict[str, Any] = {
+        "prior_weight": stored[0],
+        "features": [{"feature": f, "level": lv, "weight": w} for f, lv, w in stored[1]],
+        "total_weight": stored[2], "probability": stored[3]}
+    if len(stored) > 4:
+        out["conflict"] = stored[4]
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """Outcome of the decide step for one record."""

@@ -96,3 +96,23 @@ def test_key_families():
         "s:P1", "a:A1", "w:W1", "wp:W1", "wa:W1", "o:7", "sup:A1")
     assert sk.watch_index(sk.blocking("k")) == "wl/b:k"
     assert sk.watch_index(sk.IDENTITY_COUNT) == "wl/n:identities"
+
+
+def test_stored_explanations_are_compact_and_expand_to_the_same_dict():
+    from matchers.types import Comparison, FeatureScore, compact_explanation, expand_explanation
+
+    for conflict in (None, "different_resident_id"):
+        c = Comparison("P1", (FeatureScore("id", "exact_valid", 11.1912),
+                              FeatureScore("name", "exact", 11.5123)), 0.9721, 0.9999991,
+                       conflict)
+        expl = c.explanation()
+        stored = compact_explanation(expl)
+        assert isinstance(stored, list)
+        back = expand_explanation(json.loads(json.dumps(stored)))
+        assert json.dumps(back) == json.dumps(expl)  # same keys, same order, same values
+        assert len(json.dumps(stored)) < 0.7 * len(json.dumps(expl))
+    # other shapes, and explanations stored before, are kept as they are
+    for other in ({"new_identity": True, "features": []},
+                  {**expl, "features": [{**expl["features"][0], "record": "hotel:H-1"}]}):
+        assert compact_explanation(other) is other
+        assert expand_explanation(other) is other

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from matchers.types import compact_explanation, expand_explanation
 from reglink.core import sources
 from reglink.core.outbox import Out
 from reglink.core.rules.base import AlertRule, IdentityChange, LinkedRecord, RuleContext, alert_id
@@ -153,7 +154,8 @@ class StaleRegistration(AlertRule):
             at, valid_from, valid_until_end = presence.period(record)
             ledger.registrations.append(
                 ResidenceRegistration(key, pref, at, valid_from, valid_until_end, digest))
-        ledger.explanations[key] = [round(link.probability, 6), link.explanation]
+        ledger.explanations[key] = [round(link.probability, 6),
+                                   compact_explanation(link.explanation)]
         self._save(link.person_id, ledger)
 
     def _move(self, absorbed: str, into: str) -> bool:
@@ -208,6 +210,6 @@ class StaleRegistration(AlertRule):
             probs = [ex[r][0] for r in evidence if r in ex]
             outs.append(self.alert(
                 aid, v.status, ident, evidence, min(probs) if probs else None,
-                {r: ex[r][1] for r in evidence if r in ex}, deadline,
+                {r: expand_explanation(ex[r][1]) for r in evidence if r in ex}, deadline,
                 prefecture=a.pref, new_prefecture=b.pref, deadline=deadline))
         return outs

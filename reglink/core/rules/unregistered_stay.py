@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from matchers.normalise import same_place
-from matchers.types import Identity
+from matchers.types import Identity, compact_explanation, expand_explanation
 from reglink.core import sources
 from reglink.core.outbox import Out
 from reglink.core.rules import stay as st
@@ -177,7 +177,8 @@ class UnregisteredStay(AlertRule):
             return {pref}
         presence_update(ps, presence, record, key,
                         self.grace.get(event.source, 0.0))
-        ps.explanations[key] = [round(link.probability, 6), link.explanation]
+        ps.explanations[key] = [round(link.probability, 6),
+                               compact_explanation(link.explanation)]
         self._save(link.person_id, data)
         return {pref}
 
@@ -303,7 +304,7 @@ class UnregisteredStay(AlertRule):
             probs = [ex[r][0] for r in evidence if r in ex]
             outs.append(self.alert(
                 aid, status, ident, evidence, min(probs) if probs else None,
-                {r: ex[r][1] for r in evidence if r in ex},
+                {r: expand_explanation(ex[r][1]) for r in evidence if r in ex},
                 iso(deadline), prefecture=pref, deadline=iso(deadline)))
         if next_due is not None:
             self.schedule((pid, pref), next_due)
