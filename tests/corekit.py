@@ -4,12 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.core.settings import Settings, load_settings
 from reglink.stores.kv import MemoryKV
 
 # The hand-written example records (tests/fixtures/README.md says what they exercise).
 EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "records.jsonl"
+
+
+def rid(area: str, birth: str, seq: int) -> str:
+    """A valid 18-digit resident ID: area code, birth date, sequence number, check character."""
+    body = f"{area}{birth.replace('-', '')}{seq:03d}"
+    return body + id_check_char(body)
+
+
+CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F",
+        "birth_date": "1988-03-15"}
+
+
+def reg(rec_id, city, at, valid_from, valid_until, permit=None, person=CHEN):
+    """A ``residence`` registration (docs/contract.md §1.2)."""
+    r = {"source": "residence", "record_id": rec_id, "city_code": city, "address": "某路1号",
+         "registered_at": at, "valid_from": valid_from, "valid_until": valid_until,
+         "person": person}
+    if permit:
+        r["permit_no"] = permit
+    return r
+
+
+def dereg(rec_id, city, at, permit=None, left_on=None, person=CHEN):
+    """A ``residence`` deregistration: by ``permit`` (a permit number), or by prefecture."""
+    r = {"source": "residence", "record_id": rec_id, "action": "deregister", "city_code": city,
+         "registered_at": at, "person": person}
+    if permit:
+        r["permit_no"] = permit
+    if left_on:
+        r["left_on"] = left_on
+    return r
 
 
 def core_settings(**kw) -> Settings:

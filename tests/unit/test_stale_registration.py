@@ -10,9 +10,8 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from corekit import core_settings, ordered_corpus, run_core
+from corekit import CHEN, core_settings, dereg, ordered_corpus, reg, rid, run_core
 
-from matchers.normalise import id_check_char
 from reglink.core.contract import validate_record
 from reglink.core.pipeline import Pipeline
 from reglink.core.rules.clock import ts
@@ -21,36 +20,9 @@ from reglink.sim import truth
 from reglink.stores import schema as sk
 from reglink.stores.kv import MemoryKV
 
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
-
-
-CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F",
-        "birth_date": "1988-03-15"}
 WANG = {"name": "王强", "id_number": rid("440305", "1975-07-01", 5), "sex": "M",
         "birth_date": "1975-07-01"}
 DEADLINE = "2026-03-19T00:00:00+08:00"  # B's valid_from + 14 days
-
-
-def reg(rec_id, city, at, valid_from, valid_until, permit=None, person=CHEN):
-    r = {"source": "residence", "record_id": rec_id, "city_code": city, "address": "某路1号",
-         "registered_at": at, "valid_from": valid_from, "valid_until": valid_until,
-         "person": person}
-    if permit:
-        r["permit_no"] = permit
-    return r
-
-
-def dereg(rec_id, city, at, permit=None, left_on=None, person=CHEN):
-    r = {"source": "residence", "record_id": rec_id, "action": "deregister", "city_code": city,
-         "registered_at": at, "person": person}
-    if permit:
-        r["permit_no"] = permit
-    if left_on:
-        r["left_on"] = left_on
-    return r
 
 
 def job(rec_id, city, start, posted, end=None, person=CHEN):
