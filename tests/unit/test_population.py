@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import random
 
-from corekit import core_settings, ordered_corpus
+from corekit import CHEN, core_settings, dereg, ordered_corpus, reg, rid
 
-from matchers.normalise import id_check_char
 from reglink.core.pipeline import Pipeline
 from reglink.core.rules import population as pop
 from reglink.replay import run_replay
@@ -17,14 +16,6 @@ from reglink.sim.simulate import run_simulate
 from reglink.stores import schema as sk
 from reglink.stores.kv import MemoryKV
 
-
-def rid(area: str, birth: str, seq: int) -> str:
-    body = f"{area}{birth.replace('-', '')}{seq:03d}"
-    return body + id_check_char(body)
-
-
-CHEN = {"name": "陈丽", "id_number": rid("340102", "1988-03-15", 2), "sex": "F",
-        "birth_date": "1988-03-15"}
 WANG = {"name": "王强", "id_number": rid("440305", "1975-07-01", 5), "sex": "M",
         "birth_date": "1975-07-01"}
 ZERO = dict.fromkeys(pop.FIELDS, 0)
@@ -35,25 +26,6 @@ def rental(rec_id, city, start, end, at, person=CHEN):
          "address": "某路1号", "lease_start": start, "registered_at": at, "person": person}
     if end:
         r["lease_end"] = end
-    return r
-
-
-def reg(rec_id, city, at, valid_from, valid_until, permit=None, person=CHEN):
-    r = {"source": "residence", "record_id": rec_id, "city_code": city, "address": "某路1号",
-         "registered_at": at, "valid_from": valid_from, "valid_until": valid_until,
-         "person": person}
-    if permit:
-        r["permit_no"] = permit
-    return r
-
-
-def dereg(rec_id, city, at, left_on=None, permit=None, person=CHEN):
-    r = {"source": "residence", "record_id": rec_id, "action": "deregister", "city_code": city,
-         "registered_at": at, "person": person}
-    if permit:
-        r["permit_no"] = permit
-    if left_on:
-        r["left_on"] = left_on
     return r
 
 
@@ -206,7 +178,8 @@ def test_a_late_deregistration_changes_final_rows_back_to_its_left_on():
     assert before["2026-03-20"]["registered"] == 1 and before["2026-03-20"]["stale_open"] == 1
     # recorded on 03-26 (after the deadline), the person left on 03-08: A is closed from
     # 03-08 on; the final rows from 03-08 are re-issued, at once
-    late = run.feed(dereg("D", "440305", "2026-03-26T09:00:00+08:00", "2026-03-08", "PA"))
+    late = run.feed(dereg("D", "440305", "2026-03-26T09:00:00+08:00", permit="PA",
+                          left_on="2026-03-08"))
     assert {r["date"] for r in late if r["prefecture"] == "4403"} == {
         f"2026-03-{d:02d}" for d in range(8, 25)}
     after = run.final("4403")
@@ -219,15 +192,14 @@ def test_a_late_deregistration_changes_final_rows_back_to_its_left_on():
     run2.feed(
         reg("A", "440305", "2026-01-10T10:00:00+08:00", "2026-01-10", "2027-01-09", "PA"),
         reg("B", "330106", "2026-03-05T10:00:00+08:00", "2026-03-05", "2027-03-04"),
-        dereg("D", "440305", "2026-03-10T09:00:00+08:00", "2026-03-08", "PA"),
+        dereg("D", "440305", "2026-03-10T09:00:00+08:00", permit="PA", left_on="2026-03-08"),
         *clock("2026-03-25"),
     )
     assert run2.final("4403") == {d: r for d, r in after.items() if any(counts(r).values())}
 
 
 def test_a_merge_changes_the_counts_of_final_days():
-    body = "34010219880315002"
-    cid = body + id_check_char(body)
+    cid = rid("340102", "1988-03-15", 2)
     no_id = {"name": "陈丽", "phone": "13912345678"}
     with_id = {"name": "陈丽", "id_number": cid, "birth_date": "1988-03-15", "sex": "F"}
     both = {**with_id, "phone": "13912345678"}
@@ -264,7 +236,7 @@ def test_left_on_applies_back_in_time_in_any_arrival_order():
         reg("A", "440305", "2026-01-10T10:00:00+08:00", "2026-01-10", "2027-01-09", "PA"),
         rental("R1", "440305", "2026-01-10", None, "2026-01-10T09:00:00+08:00"),
         reg("B", "330106", "2026-03-05T10:00:00+08:00", "2026-03-05", "2027-03-04"),
-        dereg("D", "440305", "2026-03-28T09:00:00+08:00", "2026-03-08", "PA"),
+        dereg("D", "440305", "2026-03-28T09:00:00+08:00", permit="PA", left_on="2026-03-08"),
         job("J1", "440305", "2026-02-01", "2026-02-01T10:00:00+08:00", WANG),
         *clock("2026-04-02"),
     ]
