@@ -131,6 +131,15 @@ def test_a_stale_registration_is_reviewed_in_the_console(stack):
         "Resolved. Deregistered after the deadline on 2026-03-22 09:00 +08:00, 2 d 9 h late")
     assert ana.find_elements(By.CSS_SELECTOR, "#timeline svg rect.deregistration")
 
+    # The person's audited timeline names the alert with both prefectures, and the decision.
+    ana.get(f"{url}/persons/{raised['person_id']}")
+    ana.find_element(By.ID, "justification").send_keys("case 2026-207: stale registration")
+    ana.find_element(By.ID, "lookup").click()
+    WebDriverWait(ana, 30).until(lambda d: d.find_elements(By.ID, "timeline-table"))
+    table = ana.find_element(By.ID, "timeline-table").text
+    assert "stale_registration 4403 -> 3301 raised" in table
+    assert "confirm (registration_stale) by ana" in table
+
     # The decision and the views are in the audit trail, as a supervisor sees it.
     sup = stack.browser()
     login(sup, url, "sup")
