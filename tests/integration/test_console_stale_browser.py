@@ -7,7 +7,8 @@ and never deregisters in 4403 (raised); 刘洋 registers in 1101 (Beijing), then
 is deregistered in 1101 only after the deadline (resolved); a third person's registration,
 weeks later, moves the watermark past both deadlines. The reviewer sees the alert in the
 queue with both prefectures and its deadline, opens it (its header, both registrations and
-the deadline on one timeline), confirms it, and the decision is in the audit trail. The
+the deadline on one timeline), confirms it, finds alert and decision on the person's audited
+timeline, and the decision is in the audit trail. The
 alert page goes to docs/screenshots/alert-stale-registration.png (REGLINK_SCREENSHOTS=0
 skips it).
 """
