@@ -5,7 +5,10 @@ Pure: no Kafka, no Redis, no web. The console builds decision messages here and 
 into suppression state in its ``KeyValue`` (:func:`effects`, :func:`suppressed`).
 
 Safeguards (docs/console.md, docs/security.md): a human reviews every alert; each review
-state carries a reason code; a ``watchlist_match`` needs two *different* reviewers to
+state carries a reason code, one that applies to every rule or to the alert's rule alone
+(:func:`reasons`); an ``unregistered_stay`` or ``stale_registration`` alert is decided by one
+reviewer (it names no wanted person and its dismissal suppresses nothing), while a
+``watchlist_match`` needs two *different* reviewers to
 confirm it and two to dismiss it (one of them a supervisor for a high-priority entry), since
 its dismissal suppresses the (person, watch entry) pair for a period, or for good when both
 reviewers say "different person" (a cannot-link); a reviewer who has confirmed or dismissed
