@@ -642,7 +642,7 @@ def test_a_stale_alert_page_has_its_own_header_timeline_and_waterfalls(tmp_path)
     status = re.search(r'<p class="notice" id="stale-status">(.*?)</p>', page, re.S)[1]
     assert "Not deregistered by the deadline" in status and "4403 深圳市" in status
     timeline = page[page.index('id="timeline"'):page.index('id="decisions"')]
-    assert "Registrations, deregistration and deadline (4403 深圳市, 广东省 → 3301" in timeline
+    assert "<h2>Registrations and deadline (4403 深圳市, 广东省 → 3301 杭州市" in timeline
     assert timeline.count('class="registration"') == 2
     assert "deadline 2026-03-19 00:00 +08:00</text>" in timeline
     # one waterfall per evidence record, titled by its role, in the order of the evidence
@@ -667,6 +667,7 @@ def test_a_resolved_stale_alert_says_when_it_was_deregistered(tmp_path):
                       "2026-03-21 09:00 +08:00, 2 d 9 h late (residence:D; the person left on "
                       "2026-03-02 00:00 +08:00).")
     assert 'class="deregistration"' in page
+    assert "<h2>Registrations, deregistration and deadline (4403" in page
     # withdrawn: the withdrawn note, not the status sentence
     app2, state2, _s, alert2 = stale_env(tmp_path / "w")
     state2.add_alert({**alert2, "status": "withdrawn",
