@@ -172,6 +172,8 @@ def build_timeline(settings: Settings, person_id: str, view: IdentityView | None
         if a.get("person_id") in mine:
             alert_ids.add(a["alert_id"])
             where = a.get("prefecture") or a.get("watch_id") or ""
+            if a.get("new_prefecture"):  # a stale registration: the old and the new
+                where = f"{where} -> {a['new_prefecture']}"
             tl.events.append({"at": a.get("raised_at"), "kind": "alert",
                               "text": f"{a['rule']} {where} {a['status']}",
                               "ref": a["alert_id"]})

@@ -133,6 +133,44 @@ def stay_data(alert: dict, stays: dict[str, StayState],
     return intervals, regs
 
 
+def registration_data(alert: dict, state: ConsoleState) -> tuple[list[dict], list[dict]]:
+    """The registrations and the deregistration a ``stale_registration`` alert names, from
+    its evidence records: ``(registrations, departures)``. A registration is ``old`` (the
+    stale one, in the alert's prefecture) or ``new`` (the one that superseded it):
+    ``{key, role, prefecture, label, registered_at, valid_from, valid_until}``; a
+    deregistration is ``{key, label, registered_at, left_at}`` (when it was recorded, and
+    00:00 of the day the person left). Records not in the console's cache are left out."""
+    regs, departures = [], []
+    for key in alert.get("evidence", []):
+        rec = state.record(key)
+        decl = sources.current().get(key.split(":", 1)[0])
+        presence = decl.presence if decl is not None else None
+        if rec is None or not isinstance(presence, sources.Registration):
+            continue
+        try:
+            if presence.is_deregistration(rec):
+                at, left = presence.departure(rec)
+                departures.append({"key": key, "label": f"deregistration · {key}",
+                                   "registered_at": at, "left_at": left})
+                continue
+            at, valid_from, valid_until = presence.period(rec)
+        except (KeyError, ValueError):
+            continue
+        pref = str(rec.get("city_code", ""))[:4]
+        role = "old" if pref == alert.get("prefecture") else "new"
+        regs.append({"key": key, "role": role, "prefecture": pref,
+                     "label": f"{role} {pref} · {key}", "registered_at": at,
+                     "valid_from": valid_from, "valid_until": valid_until})
+    regs.sort(key=lambda r: r["role"] != "old")
+    return regs, departures
+
+
+def after(seconds: float) -> str:
+    """How long after something: ``2 d 10 h``, ``5 h``, ``under 1 h``."""
+    days, hours = int(seconds // 86400), int(seconds % 86400 // 3600)
+    return f"{days} d {hours} h" if days else f"{max(hours, 1)} h" if hours else "under 1 h"
+
+
 def late_registrations(regs: list[dict], deadline: float | None, tz: tzinfo) -> list[str]:
     """One sentence per registration made after the deadline: it does not clear the alert
     (a registration counts from when it was made), but the reviewer should know of it."""
@@ -143,13 +181,23 @@ def late_registrations(regs: list[dict], deadline: float | None, tz: tzinfo) -> 
         late = r["registered_at"] - deadline
         if late <= 0:
             continue
-        days, hours = int(late // 86400), int(late % 86400 // 3600)
-        by = f"{days} d {hours} h" if days else f"{max(hours, 1)} h" if hours else "under 1 h"
         cover = (" Its validity covers the deadline, but it was made too late to count."
                  if r["valid_from"] <= deadline < r["valid_until"] else "")
-        out.append(f"{r['label']} was registered {fmt.when(r['registered_at'], tz)}, {by} "
-                   f"after the deadline.{cover}")
+        out.append(f"{r['label']} was registered {fmt.when(r['registered_at'], tz)}, "
+                   f"{after(late)} after the deadline.{cover}")
     return out
+
+
+def deregistered_late(departures: list[dict], deadline: float | None, tz: tzinfo) -> str:
+    """What a resolved ``stale_registration`` alert's header says: when the old registration
+    was deregistered, after the deadline."""
+    if not departures or deadline is None:
+        return ("Deregistered after the deadline (the deregistration record is not in the "
+                "console cache).")
+    d = min(departures, key=lambda d: d["registered_at"])
+    return (f"Deregistered after the deadline on {fmt.when(d['registered_at'], tz)}, "
+            f"{after(max(d['registered_at'] - deadline, 0))} late ({d['key']}; the person left "
+            f"on {fmt.when(d['left_at'], tz)}).")
 
 
 def check_secret(settings: Settings) -> None:
@@ -240,8 +288,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
     read_trail = audit_reader or (lambda: read_audit(settings))
 
     def raised(a: dict) -> str:
-        """When a queue row's alert fell due: its deadline (a stay), its event time (a
-        watchlist match), or else when the alert was published."""
+        """When a queue row's alert fell due: its deadline (a stay, a stale registration),
+        its event time (a watchlist match), or else when the alert was published."""
         for key in ("deadline", "raised_at"):
             if a.get(key):
                 return fmt.when(a[key], tz)
@@ -252,7 +300,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
     env.filters.update(when=lambda v: fmt.when(v, tz), field=lambda v: fmt.field(v, tz),
                        prob=fmt.prob, place=fmt.place, subject=subject_text)
     env.globals.update(REASONS=dec.REASONS, ALLOWED=dec.ALLOWED, TERMINAL=dec.TERMINAL,
-                       STATUSES=dec.STATUSES, needed=dec.confirmations_needed,
+                       STATUSES=dec.STATUSES, reasons=dec.reasons,
+                       needed=dec.confirmations_needed,
                        dismissals_needed=dec.dismissals_needed,
                        supervisor_needed=dec.supervisor_needed, raised=raised,
                        TZ=fmt.offset(tz), SUPPRESS_DAYS=settings.dismissal_suppress_s // 86400)
@@ -419,18 +468,32 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                 log.warning("identity store not reachable", exc_info=True)
         evidence = [evidence_view(k, state.record(k)) for k in alert.get("evidence", [])]
         expl = alert.get("explanation") or {}
+        rule = alert.get("rule")
+        deadline = ts(alert["deadline"]) if alert.get("deadline") else None
         late: list[str] = []
-        if alert.get("rule") == "unregistered_stay":
-            weight_charts = [(k, fmt.summary(v), charts.waterfall(v))
-                             for k, v in sorted(expl.items())]
+        resolved_note = None
+        titles: dict[str, str] = {}
+        if rule == "unregistered_stay":
             intervals, regs = stay_data(alert, stays, state)
-            deadline = ts(alert["deadline"]) if alert.get("deadline") else None
             timeline = charts.timeline(intervals, regs, deadline, tz=tz)
             late = late_registrations(regs, deadline, tz)
+        elif rule == "stale_registration":
+            regs, departures = registration_data(alert, state)
+            timeline = charts.timeline([], regs, deadline, tz=tz, departures=departures)
+            titles = {r["key"]: r["label"] for r in regs + departures}
+            if alert.get("status") == "resolved":
+                resolved_note = deregistered_late(departures, deadline, tz)
         else:
+            timeline = None
+        if timeline is None:  # one comparison: the watch entry with the identity
             weight_charts = [("watch entry vs identity", fmt.summary(expl),
                               charts.waterfall(expl))]
-            timeline = None
+        else:  # one chart per evidence record, in the order of the evidence
+            order = {k: i for i, k in enumerate(alert.get("evidence", []))}
+            weight_charts = [(titles.get(k, k), fmt.summary(v), charts.waterfall(v))
+                             for k, v in sorted(expl.items(),
+                                                key=lambda kv: (order.get(kv[0], len(order)),
+                                                                kv[0]))]
         row_names = ["name", "aliases", "sex", "birth date", "ID", "ID type", "phone"]
         row_names = [n for n in row_names if any(n in ev["rows"] for ev in evidence)]
         for ev in evidence:
@@ -439,7 +502,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         return page("alert.html", request, user, a=alert, r=review, evidence=evidence,
                     identity=identity, row_names=row_names, weight_charts=weight_charts,
                     counterfactuals=fmt.counterfactuals(alert),
-                    timeline=timeline, late=late, mine=review.acted(user.name),
+                    timeline=timeline, late=late, resolved_note=resolved_note,
+                    mine=review.acted(user.name),
                     withdrawn=(fmt.withdrawn_note(alert) if alert.get("status") == "withdrawn"
                                else None),
                     actions=sorted(dec.ALLOWED[user.role], key=dec.ACTIONS.index))

@@ -1,4 +1,5 @@
-"""Small server-side SVG charts: per-feature match weights (waterfall) and a stay timeline.
+"""Small server-side SVG charts: per-feature match weights (waterfall) and a timeline of
+stays, registrations and deregistrations.
 
 Pure functions returning SVG markup (escaped); no JavaScript.
 """
@@ -79,14 +80,18 @@ def waterfall(explanation: dict | None, width: int = 560) -> str:
 
 
 def timeline(intervals: list[dict], registrations: list[dict], deadline: float | None,
-             width: int = 760, tz: tzinfo = UTC) -> str:
+             width: int = 760, tz: tzinfo = UTC, departures: list[dict] | None = None) -> str:
     """Presence intervals (``{label, start, end|None, grace}``), registrations
-    (``{label, registered_at, valid_from, valid_until}``) and the deadline on one time axis,
-    its days and the deadline written in ``tz`` (the zone the page shows times in)."""
-    # The window spans the starts, registrations and deadline (not far-off ends, which
-    # would squash the episode): bars running past it are clipped at the edge.
+    (``{label, registered_at, valid_from, valid_until}``), deregistrations (``departures``:
+    ``{label, registered_at, left_at}``, the day the person left and when it was recorded)
+    and the deadline on one time axis, its days and the deadline written in ``tz`` (the zone
+    the page shows times in). The caption explains only what is drawn."""
+    departures = departures or []
+    # The window spans the starts, registrations, departures and deadline (not far-off ends,
+    # which would squash the episode): bars running past it are clipped at the edge.
     times = [iv["start"] for iv in intervals]
     times += [t for r in registrations for t in (r["registered_at"], r["valid_from"]) if t]
+    times += [t for d in departures for t in (d["registered_at"], d["left_at"]) if t]
     if deadline:
         times.append(deadline)
     if not times:
@@ -94,13 +99,14 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
     lo, hi = min(times) - 86400, max(times) + 86400 * 7
     label_w, row_h = 200, 24
     plot_w = width - label_w - 20
-    rows = len(intervals) + len(registrations)
+    rows = len(intervals) + len(registrations) + len(departures)
     height = rows * row_h + 46
 
     def x(t: float) -> float:
         return label_w + (min(max(t, lo), hi) - lo) / (hi - lo) * plot_w
 
-    out = [f'<svg class="chart timeline" role="img" aria-label="stay timeline" width="{width}" '
+    kind = "stay timeline" if intervals else "registration timeline"
+    out = [f'<svg class="chart timeline" role="img" aria-label="{kind}" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" '
            'xmlns="http://www.w3.org/2000/svg">']
     step = max(86400, int((hi - lo) / 8 // 86400) * 86400)
@@ -136,6 +142,21 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
         out.append(f'<circle cx="{x(r["registered_at"]):.1f}" cy="{y + (row_h - 8) / 2}" r="4" '
                    'fill="#1b5e20"><title>registered at</title></circle>')
         y += row_h
+    for d in departures:
+        lab = escape(d["label"])
+        mid = y + (row_h - 8) / 2
+        out.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" class="lab">'
+                   f'{lab}</text>')
+        a, b = sorted((x(d["left_at"]), x(d["registered_at"])))
+        out.append(f'<line x1="{a:.1f}" y1="{mid}" x2="{b:.1f}" y2="{mid}" stroke="#6a1b9a" '
+                   'stroke-dasharray="3,2"/>')
+        out.append(f'<rect class="deregistration" x="{x(d["left_at"]) - 2:.1f}" y="{y}" '
+                   f'width="4" height="{row_h - 8}" fill="#6a1b9a"><title>{lab}: left '
+                   f'{escape(fmt.when(d["left_at"], tz))}</title></rect>')
+        out.append(f'<circle cx="{x(d["registered_at"]):.1f}" cy="{mid}" r="4" fill="#6a1b9a">'
+                   f'<title>deregistration recorded {escape(fmt.when(d["registered_at"], tz))}'
+                   '</title></circle>')
+        y += row_h
     if deadline:
         out.append(f'<line class="deadline" x1="{x(deadline):.1f}" y1="0" '
                    f'x2="{x(deadline):.1f}" y2="{rows * row_h}" stroke="#c62828" '
@@ -146,7 +167,11 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
                    f' y="{rows * row_h + 30}" fill="#c62828" '
                    f'text-anchor="{"start" if right else "end"}">'
                    f'deadline {escape(fmt.when(deadline, tz))}</text>')
-    out.append(f'<text x="4" y="{height - 4}" class="axis">orange: presence (tick: grace '
-               'ends) · green: registration valid (dot: registered) · red: deadline</text>')
+    legend = [text for drawn, text in (
+        (intervals, "orange: presence (tick: grace ends)"),
+        (registrations, "green: registration valid (dot: registered)"),
+        (departures, "purple: left (dot: deregistration recorded)"),
+        (deadline, "red: deadline")) if drawn]
+    out.append(f'<text x="4" y="{height - 4}" class="axis">{" · ".join(legend)}</text>')
     out.append("</svg>")
     return "".join(out)

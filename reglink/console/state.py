@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from reglink.core import sources
 from reglink.core.rules import decisions as dec
+from reglink.core.rules import registry
 from reglink.core.settings import Settings
 from reglink.core.topics import SOURCES
 from reglink.kafka_auth import kafka_python_kwargs
@@ -30,6 +31,9 @@ from reglink.kafka_auth import kafka_python_kwargs
 log = logging.getLogger("reglink.console")
 
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2, None: 3}
+#: the rules whose alerts the console reviews: their metric series exist and the rule filter
+#: offers them before any of their alerts arrives
+RULES = tuple(sorted(r.name for r in registry.RULES if "alerts" in r.emits))
 
 
 class ConsoleMetrics:
@@ -54,7 +58,7 @@ class ConsoleMetrics:
                                ["kind"], registry=r)
         self.sse_clients = Gauge("reglink_console_sse_clients", "Open live-queue streams",
                                  registry=r)
-        for rule in ("unregistered_stay", "watchlist_match"):  # series exist from the start
+        for rule in RULES:  # series exist from the start
             self.time_to_decision.labels(rule)
             for prio in (("high", "medium", "low") if rule == "watchlist_match" else ("",)):
                 self.backlog.labels(rule, prio).set(0)
@@ -175,8 +179,7 @@ class ConsoleState:
         with self.lock:
             alerts = list(self.alerts.values())
         return {
-            "rule": sorted({a.get("rule", "") for a in alerts} |
-                           {"unregistered_stay", "watchlist_match"}),
+            "rule": sorted({a.get("rule", "") for a in alerts} | set(RULES)),
             "priority": ["high", "medium", "low"],
             "status": ["raised", "resolved", "withdrawn"],
             "prefecture": sorted({a["prefecture"] for a in alerts if a.get("prefecture")}),

@@ -13,148 +13,27 @@ Screenshots of the main pages go to docs/screenshots/ (REGLINK_SCREENSHOTS=0 ski
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from consolekit import console_stack, decide, login, shot
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from streamkit import (
-    WorkerProcess,
-    free_port,
-    read_topic,
-    settings_env,
-    stop_process,
-    wait_for_count,
-)
+from streamkit import read_topic, settings_env, wait_for_count
 
-from connectors.publish import run_publish
-from reglink.console.auth import add_user
-from reglink.core.topics import SOURCES
 from reglink.sim.simulate import run_simulate
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-PASSWORDS = {"ana": "ana-pw-1234", "bo": "bo-pw-1234", "sup": "sup-pw-1234",
-             "audrey": "audrey-pw-1234"}
-ROLES = {"ana": "operator", "bo": "operator", "sup": "supervisor", "audrey": "auditor"}
-
-
-# ---------------------------------------------------------------- processes
-class ConsoleProcess:
-    def __init__(self, s, workdir: Path) -> None:
-        self.s, self.port = s, s.console_port
-        self.log = workdir / "console.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> ConsoleProcess:
-        env = {**settings_env(self.s), "REGLINK_CONSOLE_DEV_SECRET": "1"}  # a test's console
-        self.proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", "console"],
-                                     env=env, stdout=self.log.open("wb"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"console died:\n{self.log.read_text()[-3000:]}")
-            try:
-                got = json.loads(urllib.request.urlopen(f"{self.url}/healthz", timeout=2).read())
-                if got["ready"]:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"console not ready:\n{self.log.read_text()[-3000:]}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def chromium() -> webdriver.Chrome:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-dev-shm-usage", "--window-size=1400,1000",
-                f"--user-data-dir={tempfile.mkdtemp(prefix='reglink-chromium-')}"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
 @pytest.fixture
 def stack(kafka_settings, redis_client, tmp_path):
     """Simulated data, a users file, a worker and a console on the test's own topics."""
-    users = tmp_path / "users.json"
-    for name, pw in PASSWORDS.items():
-        add_user(users, name, ROLES[name], pw)
-    s = kafka_settings.model_copy(update={
-        "idle_timeout_s": 3.0, "worker_metrics_port": free_port(),
-        "console_port": free_port(), "console_users_file": users})
     sim = tmp_path / "sim"
     run_simulate(persons=400, days=14, start="2026-03-01", seed=3, out_dir=sim)
-    worker = WorkerProcess(s, tmp_path).start()
-    console = ConsoleProcess(s, tmp_path).start()
-    browsers: list[webdriver.Chrome] = []
-
-    def browser() -> webdriver.Chrome:
-        b = chromium()
-        browsers.append(b)
-        return b
-
-    def publish() -> None:
-        for source in SOURCES:
-            summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
-            assert summary.reconciles(), summary.line()
-
-    def alerts(n: int = 4) -> list[dict]:
-        got = wait_for_count(s, "alerts", n, timeout=180, worker=worker)
-        assert len(got) >= n, f"{len(got)} alerts\n{worker.tail()}"
-        return got
-
-    yield type("Stack", (), {"s": s, "sim": sim, "worker": worker, "console": console,
-                             "browser": staticmethod(browser), "publish": staticmethod(publish),
-                             "alerts": staticmethod(alerts), "tmp": tmp_path})
-    for b in browsers:
-        b.quit()
-    console.stop()
-    worker.stop()
-
-
-def login(b: webdriver.Chrome, url: str, name: str) -> None:
-    b.get(f"{url}/login")
-    b.find_element(By.ID, "username").send_keys(name)
-    b.find_element(By.ID, "password").send_keys(PASSWORDS[name])
-    b.find_element(By.ID, "login").click()
-    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "who")))
-
-
-def shot(b: webdriver.Chrome, name: str) -> None:
-    if os.environ.get("REGLINK_SCREENSHOTS", "1") != "0":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        height = b.execute_script("return document.documentElement.scrollHeight;")
-        b.set_window_size(1400, min(max(int(height) + 140, 700), 2400))
-        b.save_screenshot(str(SHOTS / f"{name}.png"))
-        b.set_window_size(1400, 1000)
-
-
-def decide(b: webdriver.Chrome, url: str, aid: str, action: str, reason: str) -> str:
-    """Take a decision through the form; returns the review state the page then shows."""
-    b.get(f"{url}/alerts/{aid}")
-    Select(b.find_element(By.ID, f"reason-{action}")).select_by_value(reason)
-    b.find_element(By.ID, f"do-{action}").click()
-    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "flash")))
-    return b.find_element(By.ID, "review-status").text
+    with console_stack(kafka_settings, tmp_path, sim) as st:
+        yield st
 
 
 # ---------------------------------------------------------------- tests
@@ -242,7 +121,7 @@ def test_alert_appears_live_and_shows_its_explanation(stack):
 def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
     url, s = stack.console.url, stack.s
     # every watch entry high priority: its dismissal then needs a supervisor
-    entries = stack.sim / "watchlist.jsonl"
+    entries = stack.inputs / "watchlist.jsonl"
     entries.write_text("".join(json.dumps({**json.loads(x), "priority": "high"},
                                           ensure_ascii=False) + "\n"
                                for x in entries.read_text(encoding="utf-8").splitlines()),
@@ -327,7 +206,7 @@ def test_two_reviewers_and_a_dismissal_that_becomes_a_cannot_link(stack):
     for out, extra in (("before", []), ("one", ["--decisions", str(first_only)]),
                        ("after", ["--decisions", str(dump)])):
         subprocess.run([sys.executable, "-m", "reglink.cli", "replay",
-                        str(stack.sim / "events.jsonl"), "--out", str(stack.tmp / out), *extra],
+                        str(stack.inputs / "events.jsonl"), "--out", str(stack.tmp / out), *extra],
                        env=env, check=True, capture_output=True)
     before = {json.loads(x)["alert_id"] for x in (stack.tmp / "before/alerts.jsonl").open()}
     after = {json.loads(x)["alert_id"] for x in (stack.tmp / "after/alerts.jsonl").open()}

@@ -552,3 +552,172 @@ def test_a_withdrawn_alert_leaves_the_queue_with_a_note_and_keeps_its_history(en
                                             "reason": "identity_verified"})
     assert state.review(aid).status == "more_info"  # a withdrawn alert takes no decision
     assert 'id="withdrawn-note"' not in ana.get(f"/alerts/{WATCH['alert_id']}").text
+
+
+# ---------------------------------------------------------------- stale registration
+def stale_env(tmp_path: Path, deregistered: bool = False):
+    """The app with a ``stale_registration`` alert as the rule emits it (registration A in
+    4403, B in 3301 from 2026-03-05, deadline 2026-03-19 00:00 +08:00) and its evidence in
+    the console's cache; ``deregistered``: A deregistered after the deadline (resolved)."""
+    from corekit import dereg, reg, rid, run_core
+
+    wang = {"name": "王强", "id_number": rid("440305", "1975-07-01", 5), "sex": "M",
+            "birth_date": "1975-07-01"}
+    records = [reg("A", "440305", "2026-01-10T10:00:00+08:00", "2026-01-10", "2027-01-09",
+                   "PA"),
+               reg("B", "330106", "2026-03-05T10:00:00+08:00", "2026-03-05", "2027-03-04")]
+    if deregistered:
+        records.append(dereg("D", "440305", "2026-03-21T09:00:00+08:00", permit="PA",
+                             left_on="2026-03-02"))
+    records.append(reg("W9", "440305", "2026-04-10T12:00:00+08:00", "2026-04-10",
+                       "2027-04-09", person=wang))  # moves the watermark past the deadline
+    _pipe, alerts, _links = run_core(records)
+    app, state, sink = make_env(tmp_path)
+    for r in records:
+        state.add_record(f"residence:{r['record_id']}", r)
+    for a in alerts:
+        state.add_alert(a)
+    (alert,) = {a["alert_id"]: a for a in alerts}.values()
+    assert alert["rule"] == "stale_registration"
+    return app, state, sink, state.alert(alert["alert_id"])
+
+
+def day(iso_date: str) -> float:
+    """00:00 +08:00 of a date, in epoch seconds."""
+    return datetime.fromisoformat(f"{iso_date}T00:00:00+08:00").timestamp()
+
+
+def test_the_registrations_of_a_stale_alert_come_from_its_evidence_records(tmp_path):
+    _app, state, _sink, alert = stale_env(tmp_path, deregistered=True)
+    assert alert["status"] == "resolved"
+    regs, departures = console_app.registration_data(alert, state)
+    assert [(r["key"], r["role"], r["prefecture"], r["label"]) for r in regs] == [
+        ("residence:A", "old", "4403", "old 4403 · residence:A"),
+        ("residence:B", "new", "3301", "new 3301 · residence:B")]
+    a, b = regs
+    assert (a["valid_from"], a["valid_until"]) == (day("2026-01-10"), day("2027-01-10"))
+    assert a["registered_at"] == datetime.fromisoformat("2026-01-10T10:00:00+08:00").timestamp()
+    assert (b["valid_from"], b["valid_until"]) == (day("2026-03-05"), day("2027-03-05"))
+    assert departures == [{
+        "key": "residence:D", "label": "deregistration · residence:D",
+        "registered_at": datetime.fromisoformat("2026-03-21T09:00:00+08:00").timestamp(),
+        "left_at": day("2026-03-02")}]
+    # a record the cache no longer holds is left out, the others still drawn
+    state.records.pop("residence:A")
+    regs, _ = console_app.registration_data(alert, state)
+    assert [r["key"] for r in regs] == ["residence:B"]
+
+
+def test_the_stale_timeline_draws_both_registrations_the_departure_and_the_deadline(tmp_path):
+    _app, state, _sink, alert = stale_env(tmp_path, deregistered=True)
+    regs, departures = console_app.registration_data(alert, state)
+    svg = charts.timeline([], regs, day("2026-03-19"), tz=fmt.zone("+08:00"),
+                          departures=departures)
+    assert svg.count('class="registration"') == 2 and svg.count('class="deregistration"') == 1
+    assert 'class="presence"' not in svg and 'aria-label="registration timeline"' in svg
+    labels = [t for _x, _a, t in _texts(svg)]
+    assert {"old 4403 · residence:A", "new 3301 · residence:B",
+            "deregistration · residence:D"} <= set(labels)
+    assert ">deadline 2026-03-19 00:00 +08:00</text>" in svg
+    legend = labels[-1]
+    assert "green: registration" in legend and "purple: left" in legend
+    assert "orange" not in legend
+    # the deadline line sits after B's start, the departure mark before it
+    xs = {m[1]: float(m[2]) for m in re.finditer(
+        r'class="(registration|deregistration|deadline)" x1?="([\d.]+)"', svg)}
+    assert xs["deregistration"] < xs["deadline"]
+    b_start = float(re.findall(r'class="registration" x="([\d.]+)"', svg)[1])
+    assert b_start < xs["deadline"]
+
+
+def test_a_stale_alert_page_has_its_own_header_timeline_and_waterfalls(tmp_path):
+    app, _state, sink, alert = stale_env(tmp_path)
+    aid = alert["alert_id"]
+    c = login(app, "ana")
+    page = html.unescape(c.get(f"/alerts/{aid}").text)
+    assert '<span id="old-prefecture">4403 深圳市, 广东省</span>' in page
+    assert '<span id="new-prefecture">3301 杭州市, 浙江省</span>' in page
+    assert '<span id="deadline">2026-03-19 00:00 +08:00</span>' in page
+    assert "watch entry" not in page and "priority" not in page
+    status = re.search(r'<p class="notice" id="stale-status">(.*?)</p>', page, re.S)[1]
+    assert "Not deregistered by the deadline" in status and "4403 深圳市" in status
+    timeline = page[page.index('id="timeline"'):page.index('id="decisions"')]
+    assert "<h2>Registrations and deadline (4403 深圳市, 广东省 → 3301 杭州市" in timeline
+    assert timeline.count('class="registration"') == 2
+    assert "deadline 2026-03-19 00:00 +08:00</text>" in timeline
+    # one waterfall per evidence record, titled by its role, in the order of the evidence
+    weights = page[page.index('id="weights"'):page.index('id="timeline"')]
+    titles = re.findall(r'<h3 class="muted"[^>]*>([^<]*)</h3>', weights)
+    assert titles == ["old 4403 · residence:A", "new 3301 · residence:B"]
+    assert "No feature weights" in weights  # A founded the identity
+    assert weights.count('class="chart waterfall"') == 1
+    # the reasons offered are those of this rule
+    options = re.findall(r'<option value="(\w+)">', page)
+    assert "registration_stale" in options and "deregistered_elsewhere" in options
+    assert not {"stay_confirmed", "registered_elsewhere", "entry_outdated"} & set(options)
+    assert sink.of("audit")[-1]["subject"] == {"alert_id": aid,
+                                               "person_id": alert["person_id"]}
+
+
+def test_a_resolved_stale_alert_says_when_it_was_deregistered(tmp_path):
+    app, _state, _sink, alert = stale_env(tmp_path, deregistered=True)
+    page = html.unescape(login(app, "ana").get(f"/alerts/{alert['alert_id']}").text)
+    status = re.search(r'<p class="notice" id="stale-status">(.*?)</p>', page, re.S)[1]
+    assert status == ("<strong>Resolved.</strong> Deregistered after the deadline on "
+                      "2026-03-21 09:00 +08:00, 2 d 9 h late (residence:D; the person left on "
+                      "2026-03-02 00:00 +08:00).")
+    assert 'class="deregistration"' in page
+    assert "<h2>Registrations, deregistration and deadline (4403" in page
+    # withdrawn: the withdrawn note, not the status sentence
+    app2, state2, _s, alert2 = stale_env(tmp_path / "w")
+    state2.add_alert({**alert2, "status": "withdrawn",
+                      "withdrawn_reason": "deregistered_by_deadline"})
+    page = login(app2, "ana").get(f"/alerts/{alert2['alert_id']}").text
+    assert 'id="stale-status"' not in page
+    assert "closed in time" in page and 'id="withdrawn-note"' in page
+
+
+def test_stale_alerts_sit_in_the_queue_with_both_prefectures_and_the_deadline(tmp_path):
+    app, _state, _sink, alert = stale_env(tmp_path)
+    c = login(app, "ana")
+    queue = c.get("/").text
+    row = re.search(rf'<tr id="row-{alert["alert_id"]}".*?</tr>', queue, re.S).group(0)
+    assert 'data-rule="stale_registration"' in row
+    assert "<td>4403 深圳市, 广东省 → 3301 杭州市, 浙江省</td>" in row
+    assert '<td class="raised">2026-03-19 00:00 +08:00</td>' in row
+    assert '<option value="stale_registration" >stale registration</option>' in queue
+    only = c.get("/?rule=stale_registration").text
+    assert f'row-{alert["alert_id"]}' in only and "row-Astay00000001" not in only
+    assert f'row-{alert["alert_id"]}' in c.get("/?prefecture=4403").text  # A's office
+
+
+def test_a_stale_alert_is_decided_by_one_reviewer_audited_and_counted(tmp_path):
+    app, state, sink, alert = stale_env(tmp_path)
+    aid = alert["alert_id"]
+    metrics = TestClient(app).get("/metrics").text
+    assert ('reglink_console_review_backlog{priority="",rule="stale_registration"} 1.0'
+            in metrics)
+    assert ('reglink_console_time_to_decision_seconds_count{rule="stale_registration"} 0.0'
+            in metrics)
+    ana = login(app, "ana")
+    page = ana.post(f"/alerts/{aid}/decide",
+                    data={"action": "confirm", "reason": "stay_confirmed"}).text
+    assert "not a reason code for confirm on stale_registration" in page
+    assert sink.of("decisions") == []
+    page = ana.post(f"/alerts/{aid}/decide",
+                    data={"action": "confirm", "reason": "registration_stale",
+                          "note": "office notified"}).text
+    assert "Confirmed." in page and state.review(aid).status == "confirmed"
+    (d,) = sink.of("decisions")
+    assert (d["rule"], d["final"], d["prefecture"]) == ("stale_registration", True, "4403")
+    audited = [e for e in sink.of("audit") if e["action"] == "decision"]
+    assert audited[-1]["subject"]["decision_id"] == d["decision_id"]
+    history = re.search(r'<table id="history">.*?</table>', html.unescape(page), re.S)[0]
+    assert "Old registration still open: its office deregisters it" in history
+    metrics = TestClient(app).get("/metrics").text
+    assert ('reglink_console_review_backlog{priority="",rule="stale_registration"} 0.0'
+            in metrics)
+    assert ('reglink_console_time_to_decision_seconds_count{rule="stale_registration"} 1.0'
+            in metrics)
+    assert ('reglink_console_decisions_total{action="confirm",reason="registration_stale",'
+            'rule="stale_registration"} 1.0' in metrics)

@@ -234,6 +234,30 @@ def test_a_reviewer_who_acted_takes_no_second_decision():
     assert review.acted("bo") is None
 
 
+def test_rule_specific_reasons_are_offered_and_accepted_for_their_rule_only():
+    stale = {"alert_id": "Ar1", "rule": "stale_registration", "person_id": "P1",
+             "prefecture": "4403", "new_prefecture": "3301", "status": "raised"}
+    assert list(dec.reasons("stale_registration", "confirm")) == [
+        "identity_verified", "documents_checked", "registration_stale"]
+    assert "deregistered_elsewhere" in dec.reasons("stale_registration", "dismiss")
+    assert "registered_elsewhere" in dec.reasons("unregistered_stay", "dismiss")
+    assert "entry_outdated" in dec.reasons("watchlist_match", "dismiss")
+    for alert, action, reason in ((stale, "confirm", "stay_confirmed"),
+                                  (stale, "dismiss", "entry_outdated"),
+                                  (STAY_ALERT, "confirm", "registration_stale"),
+                                  (WATCH_ALERT, "dismiss", "deregistered_elsewhere")):
+        with pytest.raises(dec.DecisionError, match="not a reason code"):
+            dec.check(alert, dec.Review(alert["alert_id"], alert["rule"]), action, reason,
+                      "ana", "operator")
+    # one reviewer decides a stale registration, as a stay
+    review = dec.Review("Ar1", "stale_registration")
+    decide(review, stale, "confirm", "registration_stale", "ana")
+    assert review.status == dec.CONFIRMED
+    with pytest.raises(dec.DecisionError, match="watchlist matches only"):
+        dec.check(stale, dec.Review("Ar1"), "misused_identity", "documents_misused", "bo",
+                  "supervisor")
+
+
 def test_the_default_dismissal_reason_is_not_the_permanent_one():
     assert next(iter(dec.REASONS["dismiss"])) != "different_person"
 

@@ -5,7 +5,10 @@ Pure: no Kafka, no Redis, no web. The console builds decision messages here and 
 into suppression state in its ``KeyValue`` (:func:`effects`, :func:`suppressed`).
 
 Safeguards (docs/console.md, docs/security.md): a human reviews every alert; each review
-state carries a reason code; a ``watchlist_match`` needs two *different* reviewers to
+state carries a reason code, one that applies to every rule or to the alert's rule alone
+(:func:`reasons`); an ``unregistered_stay`` or ``stale_registration`` alert is decided by one
+reviewer (it names no wanted person and its dismissal suppresses nothing), while a
+``watchlist_match`` needs two *different* reviewers to
 confirm it and two to dismiss it (one of them a supervisor for a high-priority entry), since
 its dismissal suppresses the (person, watch entry) pair for a period, or for good when both
 reviewers say "different person" (a cannot-link); a reviewer who has confirmed or dismissed
@@ -44,10 +47,12 @@ REASONS: dict[str, dict[str, str]] = {
         "identity_verified": "Identity verified against the evidence",
         "documents_checked": "Documents checked",
         "stay_confirmed": "Unregistered stay confirmed",
+        "registration_stale": "Old registration still open: its office deregisters it",
     },
     "dismiss": {
         "data_error": "Data-entry error in the evidence",
         "registered_elsewhere": "Registration exists (not in the data)",
+        "deregistered_elsewhere": "Deregistration exists (not in the data)",
         "entry_outdated": "Watchlist entry outdated",
         "duplicate": "Duplicate of another alert",
         "different_person": "Different person (cannot-link: never pair them again)",
@@ -61,6 +66,23 @@ REASONS: dict[str, dict[str, str]] = {
         "documents_misused": "Someone else used this person's documents",
     },
 }
+
+#: reason codes that apply to the alerts of one rule only; the others apply to every rule.
+RULE_REASONS: dict[str, str] = {
+    "stay_confirmed": "unregistered_stay",
+    "registered_elsewhere": "unregistered_stay",
+    "registration_stale": "stale_registration",
+    "deregistered_elsewhere": "stale_registration",
+    "entry_outdated": "watchlist_match",
+}
+
+
+def reasons(rule: str | None, action: str) -> dict[str, str]:
+    """The reason codes (with their labels) a reviewer may give for ``action`` on an alert of
+    ``rule``: those of every rule and those of ``rule`` alone."""
+    return {code: label for code, label in REASONS.get(action, {}).items()
+            if RULE_REASONS.get(code, rule) == rule}
+
 
 ROLES = ("operator", "supervisor", "auditor")
 #: which role may take which action; auditors are read-only.
@@ -195,9 +217,10 @@ def check(alert: dict, review: Review, action: str, reason: str, reviewer: str,
         raise DecisionError(f"unknown action {action!r}")
     if action not in ALLOWED.get(role, frozenset()):
         raise DecisionError(f"role {role!r} may not {action.replace('_', ' ')}")
-    if reason not in REASONS[action]:
-        raise DecisionError(f"reason {reason!r} is not a reason code for {action}: "
-                            f"use one of {', '.join(REASONS[action])}")
+    allowed = reasons(alert.get("rule"), action)
+    if reason not in allowed:
+        raise DecisionError(f"reason {reason!r} is not a reason code for {action} on "
+                            f"{alert.get('rule')}: use one of {', '.join(allowed)}")
     if action == "misused_identity" and alert.get("rule") != "watchlist_match":
         raise DecisionError("misused identity applies to watchlist matches only")
     if review.status in TERMINAL:
