@@ -136,3 +136,87 @@ def final_statuses(alerts: list[dict]) -> dict[str, str]:
     for a in alerts:
         out[a["alert_id"]] = a["status"]
     return out
+
+
+# ---------------------------------------------------------------- console in a browser
+# The review console as a `reglink console` process and headless Chromium driving it
+# (Selenium is imported where it is used: the stream tests above need no browser).
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+PASSWORDS = {"ana": "ana-pw-1234", "bo": "bo-pw-1234", "sup": "sup-pw-1234",
+             "audrey": "audrey-pw-1234"}
+ROLES = {"ana": "operator", "bo": "operator", "sup": "supervisor", "audrey": "auditor"}
+
+
+class ConsoleProcess:
+    def __init__(self, s: Settings, workdir: Path) -> None:
+        self.s, self.port = s, s.console_port
+        self.log = workdir / "console.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ConsoleProcess:
+        import urllib.request
+
+        env = {**settings_env(self.s), "REGLINK_CONSOLE_DEV_SECRET": "1"}  # a test's console
+        self.proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", "console"],
+                                     env=env, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"console died:\n{self.log.read_text()[-3000:]}")
+            try:
+                got = json.loads(urllib.request.urlopen(f"{self.url}/healthz", timeout=2).read())
+                if got["ready"]:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"console not ready:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def chromium():
+    """Debian's headless Chromium through its chromedriver."""
+    import tempfile
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                f"--user-data-dir={tempfile.mkdtemp(prefix='reglink-chromium-')}"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def login(b, url: str, name: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    b.get(f"{url}/login")
+    b.find_element(By.ID, "username").send_keys(name)
+    b.find_element(By.ID, "password").send_keys(PASSWORDS[name])
+    b.find_element(By.ID, "login").click()
+    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "who")))
+
+
+def shot(b, name: str) -> None:
+    """The page as docs/screenshots/<name>.png, the window as tall as the page (up to
+    2400 px); REGLINK_SCREENSHOTS=0 skips it."""
+    if os.environ.get("REGLINK_SCREENSHOTS", "1") != "0":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        height = b.execute_script("return document.documentElement.scrollHeight;")
+        b.set_window_size(1400, min(max(int(height) + 140, 700), 2400))
+        b.save_screenshot(str(SHOTS / f"{name}.png"))
+        b.set_window_size(1400, 1000)

@@ -8,146 +8,25 @@ waits for a second reviewer (a supervisor for a high-priority entry) and then tu
 cannot-link that changes the next replay's result; a reviewer who acted seeing their decision
 instead of the forms; a read-only auditor not being able to decide; the audit table filtered.
 Screenshots of the main pages go to docs/screenshots/ (REGLINK_SCREENSHOTS=0 skips them).
+The ``stack`` fixture (worker, console, browsers) is in tests/integration/conftest.py, the
+console and browser helpers in tests/streamkit.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
-import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from streamkit import (
-    WorkerProcess,
-    free_port,
-    read_topic,
-    settings_env,
-    stop_process,
-    wait_for_count,
-)
-
-from connectors.publish import run_publish
-from reglink.console.auth import add_user
-from reglink.core.topics import SOURCES
-from reglink.sim.simulate import run_simulate
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-PASSWORDS = {"ana": "ana-pw-1234", "bo": "bo-pw-1234", "sup": "sup-pw-1234",
-             "audrey": "audrey-pw-1234"}
-ROLES = {"ana": "operator", "bo": "operator", "sup": "supervisor", "audrey": "auditor"}
+from streamkit import login, read_topic, settings_env, shot, wait_for_count
 
 
-# ---------------------------------------------------------------- processes
-class ConsoleProcess:
-    def __init__(self, s, workdir: Path) -> None:
-        self.s, self.port = s, s.console_port
-        self.log = workdir / "console.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> ConsoleProcess:
-        env = {**settings_env(self.s), "REGLINK_CONSOLE_DEV_SECRET": "1"}  # a test's console
-        self.proc = subprocess.Popen([sys.executable, "-m", "reglink.cli", "console"],
-                                     env=env, stdout=self.log.open("wb"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"console died:\n{self.log.read_text()[-3000:]}")
-            try:
-                got = json.loads(urllib.request.urlopen(f"{self.url}/healthz", timeout=2).read())
-                if got["ready"]:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"console not ready:\n{self.log.read_text()[-3000:]}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def chromium() -> webdriver.Chrome:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-dev-shm-usage", "--window-size=1400,1000",
-                f"--user-data-dir={tempfile.mkdtemp(prefix='reglink-chromium-')}"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-
-
-@pytest.fixture
-def stack(kafka_settings, redis_client, tmp_path):
-    """Simulated data, a users file, a worker and a console on the test's own topics."""
-    users = tmp_path / "users.json"
-    for name, pw in PASSWORDS.items():
-        add_user(users, name, ROLES[name], pw)
-    s = kafka_settings.model_copy(update={
-        "idle_timeout_s": 3.0, "worker_metrics_port": free_port(),
-        "console_port": free_port(), "console_users_file": users})
-    sim = tmp_path / "sim"
-    run_simulate(persons=400, days=14, start="2026-03-01", seed=3, out_dir=sim)
-    worker = WorkerProcess(s, tmp_path).start()
-    console = ConsoleProcess(s, tmp_path).start()
-    browsers: list[webdriver.Chrome] = []
-
-    def browser() -> webdriver.Chrome:
-        b = chromium()
-        browsers.append(b)
-        return b
-
-    def publish() -> None:
-        for source in SOURCES:
-            summary = run_publish(s, source, [str(sim / f"{source}.jsonl")])
-            assert summary.reconciles(), summary.line()
-
-    def alerts(n: int = 4) -> list[dict]:
-        got = wait_for_count(s, "alerts", n, timeout=180, worker=worker)
-        assert len(got) >= n, f"{len(got)} alerts\n{worker.tail()}"
-        return got
-
-    yield type("Stack", (), {"s": s, "sim": sim, "worker": worker, "console": console,
-                             "browser": staticmethod(browser), "publish": staticmethod(publish),
-                             "alerts": staticmethod(alerts), "tmp": tmp_path})
-    for b in browsers:
-        b.quit()
-    console.stop()
-    worker.stop()
-
-
-def login(b: webdriver.Chrome, url: str, name: str) -> None:
-    b.get(f"{url}/login")
-    b.find_element(By.ID, "username").send_keys(name)
-    b.find_element(By.ID, "password").send_keys(PASSWORDS[name])
-    b.find_element(By.ID, "login").click()
-    WebDriverWait(b, 10).until(EC.presence_of_element_located((By.ID, "who")))
-
-
-def shot(b: webdriver.Chrome, name: str) -> None:
-    if os.environ.get("REGLINK_SCREENSHOTS", "1") != "0":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        height = b.execute_script("return document.documentElement.scrollHeight;")
-        b.set_window_size(1400, min(max(int(height) + 140, 700), 2400))
-        b.save_screenshot(str(SHOTS / f"{name}.png"))
-        b.set_window_size(1400, 1000)
-
-
+# ---------------------------------------------------------------- helpers
 def decide(b: webdriver.Chrome, url: str, aid: str, action: str, reason: str) -> str:
     """Take a decision through the form; returns the review state the page then shows."""
     b.get(f"{url}/alerts/{aid}")
