@@ -171,8 +171,9 @@ def series(dates: list[str], values: dict[str, list[int]], colours: dict[str, st
            label: str, width: int = 430, height: int = 170) -> str:
     """Counts over days as lines on one chart: ``values[name]`` has one count per date of
     ``dates`` (ISO dates), drawn in ``colours[name]``. The y axis starts at 0 and ends at a
-    round number; the latest count of each line is written right of its end; each day (up to
-    :data:`TITLED_DAYS` of them) has a hover title with its counts."""
+    round number (its middle marked when that is a whole count too); the latest count of each
+    line is written right of its end; each day (up to :data:`TITLED_DAYS` of them) has a hover
+    title with its counts."""
     if not dates:
         return '<p class="muted">No rows.</p>'
     left, right, top, bottom = 40, 44, 8, 22
@@ -189,11 +190,11 @@ def series(dates: list[str], values: dict[str, list[int]], colours: dict[str, st
     out = [f'<svg class="chart series" role="img" aria-label="{escape(label)}" '
            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            'xmlns="http://www.w3.org/2000/svg">']
-    for v in (0, hi / 2, hi):
+    for v in (0, hi // 2, hi) if hi % 2 == 0 else (0, hi):  # whole counts only
         out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + plot_w}" y2="{y(v):.1f}" '
                    f'stroke="{"#999" if v == 0 else "#eee"}"/>')
         out.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" class="axis" text-anchor="end">'
-                   f'{v:g}</text>')
+                   f'{v}</text>')
     ticks = sorted({0, n // 2, n - 1})
     for i in ticks:
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"

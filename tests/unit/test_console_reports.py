@@ -211,6 +211,8 @@ def test_the_series_chart_draws_every_day_and_keeps_its_labels_apart():
     # the y axis ends at a round number at or above the largest count
     svg = charts.series(days, {"present": list(range(30, 40))}, reports.CHARTED, "x")
     assert ">50</text>" in svg and ">25</text>" in svg
+    five = charts.series(days, {"present": [1, 5, 3, 0, 0, 0, 0, 0, 0, 4]}, reports.CHARTED, "x")
+    assert ">5</text>" in five and ">2.5</text>" not in five  # counts are whole numbers
     assert "No rows" in charts.series([], {}, reports.CHARTED, "x")
     long = [f"d{n}" for n in range(charts.TITLED_DAYS + 1)]
     assert '<rect class="day"' not in charts.series(long, {"present": [1] * len(long)},
