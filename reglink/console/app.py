@@ -263,7 +263,8 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                        dismissals_needed=dec.dismissals_needed,
                        supervisor_needed=dec.supervisor_needed, raised=raised,
                        TZ=fmt.offset(tz), SUPPRESS_DAYS=settings.dismissal_suppress_s // 86400,
-                       STALE_STATUSES=reports.ALERT_STATUSES, DEFAULT_DAYS=reports.DEFAULT_DAYS)
+                       STALE_STATUSES=reports.ALERT_STATUSES, DEFAULT_DAYS=reports.DEFAULT_DAYS,
+                       MIN_RECORDS=reports.MIN_RECORDS)
     row_tpl = env.get_template("_row.html")
 
     def page(name: str, request: Request, user: User | None, status_code: int = 200, **ctx):
@@ -630,8 +631,9 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                     status_code=400 if error else 200)
 
     def min_records(request: Request) -> int | None:
+        """The ``min`` records an organisation needs to be ranked; None if it is no count."""
         raw = request.query_params.get("min", "").strip()
-        return 20 if raw == "" else int(raw) if raw.isdigit() else None
+        return reports.MIN_RECORDS if raw == "" else int(raw) if raw.isdigit() else None
 
     @app.get("/quality", response_class=HTMLResponse)
     def quality(request: Request, source: str = ""):
@@ -653,13 +655,13 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
         if user is None:
             return login_redirect(request)
         least = min_records(request)
-        view = reports.organisation_view(state.quality_reports(), source, org,
-                                         20 if least is None else least)
+        least = reports.MIN_RECORDS if least is None else least
+        view = reports.organisation_view(state.quality_reports(), source, org, least)
         if view is None:
             return page("error.html", request, user, status_code=404,
                         message=f"No quality report for {source} organisation {org} (yet). "
                                 "The reports come from the quality topic.")
-        return user, view, 20 if least is None else least
+        return user, view, least
 
     @app.get("/quality/{source}/{org:path}", response_class=HTMLResponse)
     def quality_organisation(request: Request, source: str, org: str):

@@ -156,6 +156,8 @@ COUNTS = (("received", "records received (linked or dead-lettered)"),
           ("checkins", "check-ins"),
           ("checkins_without_checkout", "check-ins without a check-out within 30 days"),
           ("with_problem", "records with any problem"))
+#: Records an organisation needs to be ranked (``reglink quality --min-records``'s default).
+MIN_RECORDS = 20
 #: Each rate of a report: what it is a share of, as (rate, label, numerator, denominator).
 RATES = (("problem", "records with any problem", "with_problem", "received"),
          ("deadlettered", "dead-lettered", "deadlettered", "received"),
@@ -169,7 +171,7 @@ RATES = (("problem", "records with any problem", "with_problem", "received"),
 
 
 def ranked(reports: list[dict[str, Any]], source: str = "",
-           min_received: int = 20) -> list[dict[str, Any]]:
+           min_received: int = MIN_RECORDS) -> list[dict[str, Any]]:
     """The reports worst first, as ``reglink quality`` lists them (:func:`q.select`)."""
     return q.select(reports, source or None, min_received)
 
@@ -184,7 +186,7 @@ class OrganisationView:
 
 
 def organisation_view(reports: list[dict[str, Any]], source: str, organisation: str,
-                      min_received: int = 20) -> OrganisationView | None:
+                      min_received: int = MIN_RECORDS) -> OrganisationView | None:
     """One organisation's report, its place in the list of all sources (worst first), its
     counts and its rates each with what it is a share of; None when there is no report."""
     order = ranked(reports, "", min_received)

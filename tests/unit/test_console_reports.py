@@ -188,10 +188,14 @@ def test_the_statistics_page_shows_charts_tables_and_names(env):
     assert bad.status_code == 400 and "write it as YYYY-MM-DD" in bad.text
 
 
-def test_the_statistics_page_without_rows_says_why():
-    state = ConsoleState()
+def test_the_pages_without_rows_or_reports_say_why(tmp_path):
+    app, state, _ = make_env(tmp_path)
     view = reports.stats_view(state.stats_rows(), [], reports.StatsFilters())
     assert view.dates == [] and view.latest == [] and view.latest_date is None
+    c = login(app, "ana")
+    page = c.get("/stats").text
+    assert 'id="no-rows"' in page and 'id="no-stale"' in page and "<svg" not in page
+    assert 'id="no-reports"' in c.get("/quality").text
 
 
 # ---------------------------------------------------------------- charts
