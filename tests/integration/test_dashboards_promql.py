@@ -16,8 +16,16 @@ import urllib.request
 from pathlib import Path
 
 import httpx
-from streamkit import WorkerProcess, free_port, read_topic, settings_env, wait_for_count
-from test_console_browser import PASSWORDS, ROLES, ConsoleProcess
+from streamkit import (
+    PASSWORDS,
+    ROLES,
+    ConsoleProcess,
+    WorkerProcess,
+    free_port,
+    read_topic,
+    settings_env,
+    wait_for_count,
+)
 
 from connectors.publish import run_publish
 from reglink.console.auth import add_user
