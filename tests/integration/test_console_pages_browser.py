@@ -31,7 +31,7 @@ CORPUS = {"simulate": {"persons": 300, "days": 35, "seed": 3},
           "settings": {"quality_every_s": 2.0}}
 
 
-def settle(s, worker, name: str, quiet_s: float = 6.0, timeout: float = 180) -> list[dict]:
+def settle(s, worker, name: str, quiet_s: float = 10.0, timeout: float = 240) -> list[dict]:
     """The messages of topic ``name`` once it has some and no new one came for ``quiet_s``."""
     deadline = time.monotonic() + timeout
     seen: list[dict] = []
