@@ -109,22 +109,25 @@ def stale_counts(alerts: list[dict[str, Any]], prefecture: str = "", date_from: 
 
 def stats_view(rows: list[dict[str, Any]], alerts: list[dict[str, Any]],
                filters: StatsFilters) -> StatsView:
-    """The statistics page from the ``stats`` rows and the alerts. Without a "from" date it
-    shows the last :data:`DEFAULT_DAYS` days up to the latest (and says so in its filters).
-    A day between two rows of a prefecture with no row of its own counted nobody there: the
-    stream writes a row only when a count is not zero."""
+    """The statistics page from the ``stats`` rows and the alerts. The days run from the
+    first row the filters keep to the latest day with a row of any prefecture (up to "to");
+    without a "from" date the page shows the last :data:`DEFAULT_DAYS` of them (and says so
+    in its filters). A day without a row of a prefecture counted nobody there: the stream
+    writes a row only when a count is not zero."""
     final = st.latest(rows)
     f = filters
-    if not f.date_from:
-        upto = [r["date"] for r in st.wanted(final, None, None, f.date_to or None)]
-        if upto:
-            start = date.fromisoformat(max(upto)) - timedelta(days=DEFAULT_DAYS - 1)
-            f = StatsFilters(f.prefecture, start.isoformat(), f.date_to)
+    # the latest day with rows of any prefecture (up to "to"): a prefecture without a row
+    # on it counted nobody that day
+    upto = [r["date"] for r in st.wanted(final, None, None, f.date_to or None)]
+    end = max(upto) if upto else None
+    if not f.date_from and end is not None:
+        start = date.fromisoformat(end) - timedelta(days=DEFAULT_DAYS - 1)
+        f = StatsFilters(f.prefecture, start.isoformat(), f.date_to)
     kept = st.wanted(final, f.prefecture or None, f.date_from or None, f.date_to or None)
     by_pref: dict[str, dict[str, dict[str, Any]]] = {}
     for r in kept:
         by_pref.setdefault(r["prefecture"], {})[r["date"]] = r
-    dates = _days(min(r["date"] for r in kept), max(r["date"] for r in kept)) if kept else []
+    dates = _days(min(r["date"] for r in kept), end) if kept and end else []
     series = {p: {c: [days.get(d, {}).get(c, 0) for d in dates] for c in CHARTED}
               for p, days in sorted(by_pref.items())}
     latest_date = dates[-1] if dates else None

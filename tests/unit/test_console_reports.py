@@ -132,6 +132,11 @@ def test_the_statistics_filters(env):
     assert view.dates == DAYS[2:6] and list(view.series) == ["4403"]
     assert view.series["4403"]["registered"] == [5 + n // 2 for n in range(2, 6)]
     assert view.prefectures == ["1101", "4403"]  # the selector still offers every one
+    # a prefecture without a row on the latest day: its latest day counted nobody there
+    view = reports.stats_view(rows, alerts, reports.stats_filters("1101", "", ""))
+    assert view.latest_date == DAYS[-1] and view.dates[-1] == DAYS[-1]
+    assert [r["present"] for r in view.latest] == [0]
+    assert view.series["1101"]["present"][-4:] == [2, 0, 0, 0]
     # a province's two digits keep its prefectures; "to" alone ends the default window
     assert list(reports.stats_view(rows, alerts, reports.stats_filters("11", "", "")).series
                 ) == ["1101"]
