@@ -217,12 +217,13 @@ def series(dates: list[str], values: dict[str, list[int]], colours: dict[str, st
                    f'fill="none" stroke="{colour}" stroke-width="1.8"/>')
         ends.append([y(vs[-1]), name, vs[-1], colour])
     # the latest counts right of the lines' ends, pushed apart so that none overlaps
+    # (down from the top, then, for those pushed below the axis, back up from it)
     ends.sort()
     for i in range(1, len(ends)):
         ends[i][0] = max(ends[i][0], ends[i - 1][0] + 11)
-    over = ends[-1][0] - (top + plot_h) if ends else 0
-    for e in ends if over > 0 else ():
-        e[0] -= over
+    for i in reversed(range(len(ends))):
+        below = top + plot_h if i == len(ends) - 1 else ends[i + 1][0] - 11
+        ends[i][0] = min(ends[i][0], below)
     for pos, name, v, colour in ends:
         out.append(f'<text class="last" data-series="{escape(name)}" x="{left + plot_w + 4}" '
                    f'y="{pos + 4:.1f}" fill="{colour}">{v}</text>')

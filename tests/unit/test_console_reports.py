@@ -217,6 +217,13 @@ def test_the_series_chart_draws_every_day_and_keeps_its_labels_apart():
     assert len(ys) == 3 and all(b - a >= 11 for a, b in zip(ys, ys[1:], strict=False))
     assert ys[-1] <= height
     assert svg.count('<rect class="day"') == 10 and f"<title>{days[3]}: present 0" in svg
+    # one line at the top, two at the bottom: only the bottom ones move, none leaves the chart
+    svg = charts.series(days, {"present": [1] * 10, "registered": [0] * 10,
+                               "present_unregistered": [0] * 10}, reports.CHARTED, "x")
+    label = r'class="last" data-series="(\w+)"[^>]* y="([\d.]+)"'
+    ends = {n: float(y) for n, y in re.findall(label, svg)}
+    assert 11 <= ends["present"] < ends["registered"] - 11 and ends["registered"] <= height
+    assert abs(ends["registered"] - ends["present_unregistered"]) >= 11
     # the y axis ends at a round number at or above the largest count
     svg = charts.series(days, {"present": list(range(30, 40))}, reports.CHARTED, "x")
     assert ">50</text>" in svg and ">25</text>" in svg
