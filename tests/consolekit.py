@@ -109,17 +109,17 @@ class ConsoleStack:
 
 
 @contextlib.contextmanager
-def console_stack(kafka_settings: Settings, tmp_path: Path,
-                  inputs: Path) -> Iterator[ConsoleStack]:
+def console_stack(kafka_settings: Settings, tmp_path: Path, inputs: Path,
+                  **settings: object) -> Iterator[ConsoleStack]:
     """A users file, a worker and a console on the test's topics, stopped at the end with
     the browsers the test opened. Sources idle after 3 s, so the watermark moves on once
-    the input is in."""
+    the input is in; ``settings`` override the stack's (e.g. ``quality_every_s``)."""
     users = tmp_path / "users.json"
     for name, pw in PASSWORDS.items():
         add_user(users, name, ROLES[name], pw)
     s = kafka_settings.model_copy(update={
         "idle_timeout_s": 3.0, "worker_metrics_port": free_port(),
-        "console_port": free_port(), "console_users_file": users})
+        "console_port": free_port(), "console_users_file": users, **settings})
     worker = WorkerProcess(s, tmp_path).start()
     console: ConsoleProcess | None = None
     st: ConsoleStack | None = None

@@ -11,6 +11,11 @@ Routes::
     GET  /persons/{pid}, POST /persons/{pid} identity timeline (justification, audited)
     GET  /audit                 the audit trail, filtered and paged (auditor, supervisor)
     GET  /audit.csv             the filtered audit trail as CSV (auditor, supervisor)
+    GET  /stats                 population statistics per prefecture (filters: prefecture,
+                                from, to) and stale registrations per prefecture
+    GET  /quality               source quality, organisations worst first (source, min)
+    GET  /quality/{source}/{org}  one organisation's report
+    GET  /receipts/{source}/{org} its receipt (JSON: its own counts only)
     GET  /metrics, GET /healthz
 
 Every decision goes to ``decisions`` and ``audit`` (acknowledged by the broker) before the page
@@ -20,8 +25,9 @@ opens, queue_row for each row it pushes), ``/alerts/{id}`` (alert_view), ``/pers
 (person_search) and ``/persons/{pid}`` POST (person_lookup; both need a justification, checked
 by one gate, :func:`justified`), ``/audit`` (audit_view), ``/audit.csv`` (audit_export); the
 decision POST (decision) and the login (login) too. The other routes show no personal data
-(forms, metrics, health); the classification is checked route by route in
-``tests/integration/test_audit_completeness.py``.
+(forms, metrics, health, and the statistics and source quality pages: counts per prefecture,
+per organisation and per alert status, never a person id or a record); the classification is
+checked route by route in ``tests/integration/test_audit_completeness.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -43,7 +49,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 
 from reglink import person as people
-from reglink.console import charts, fmt
+from reglink.console import charts, fmt, reports
 from reglink.console.auth import User, Users
 from reglink.console.state import ConsoleState, matches
 from reglink.core import sources
@@ -298,13 +304,16 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
     env.filters.update(when=lambda v: fmt.when(v, tz), field=lambda v: fmt.field(v, tz),
-                       prob=fmt.prob, place=fmt.place, subject=subject_text)
+                       prob=fmt.prob, place=fmt.place, subject=subject_text, pct=fmt.pct,
+                       share=charts.share, quote=lambda v: quote(str(v), safe=""))
     env.globals.update(REASONS=dec.REASONS, ALLOWED=dec.ALLOWED, TERMINAL=dec.TERMINAL,
                        STATUSES=dec.STATUSES, reasons=dec.reasons,
                        needed=dec.confirmations_needed,
                        dismissals_needed=dec.dismissals_needed,
                        supervisor_needed=dec.supervisor_needed, raised=raised,
-                       TZ=fmt.offset(tz), SUPPRESS_DAYS=settings.dismissal_suppress_s // 86400)
+                       TZ=fmt.offset(tz), SUPPRESS_DAYS=settings.dismissal_suppress_s // 86400,
+                       STALE_STATUSES=reports.ALERT_STATUSES, DEFAULT_DAYS=reports.DEFAULT_DAYS,
+                       MIN_RECORDS=reports.MIN_RECORDS)
     row_tpl = env.get_template("_row.html")
 
     def page(name: str, request: Request, user: User | None, status_code: int = 200, **ctx):
@@ -658,6 +667,82 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
                 e.get("justification"), e.get("via"))])
         name = f"reglink-audit-{datetime.now(tz):%Y%m%d-%H%M%S}.csv"
         return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    # ------------------------------------------------------------------ statistics, quality
+    # Counts only (per prefecture and day, per organisation, per alert status): every signed-in
+    # role may see them, and viewing them is not audited (no personal data is shown).
+    @app.get("/stats", response_class=HTMLResponse)
+    def statistics(request: Request, prefecture: str = "", date_from: str = Query("", alias="from"),
+                   date_to: str = Query("", alias="to")):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        try:
+            f = reports.stats_filters(prefecture, date_from, date_to)
+        except reports.FilterError as exc:
+            f, error = reports.StatsFilters(), str(exc)
+        else:
+            error = None
+        view = reports.stats_view(state.stats_rows(), state.alerts_of(reports.STALE_RULE), f)
+        label = "present, registered and present unregistered per day in "
+        # one prefecture gets a chart as wide as the page, several a small multiple each
+        size = {"width": 900, "height": 260} if len(view.series) == 1 else {}
+        svgs = {p: charts.series(view.dates, vs, reports.CHARTED, label + p, **size)
+                for p, vs in view.series.items()}
+        return page("stats.html", request, user, view=view, charts=svgs, error=error,
+                    colours=reports.CHARTED, ready=state.ready.is_set(),
+                    status_code=400 if error else 200)
+
+    def min_records(request: Request) -> int | None:
+        """The ``min`` records an organisation needs to be ranked; None if it is no count."""
+        raw = request.query_params.get("min", "").strip()
+        return reports.MIN_RECORDS if raw == "" else int(raw) if raw.isdigit() else None
+
+    @app.get("/quality", response_class=HTMLResponse)
+    def quality(request: Request, source: str = ""):
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        least = min_records(request)
+        if least is None:
+            return page("error.html", request, user, status_code=400,
+                        message="min: give a whole number of records (0 or more).")
+        held = state.quality_reports()
+        rows = reports.ranked(held, source, least)
+        return page("quality.html", request, user, rows=rows, source=source, least=least,
+                    sources=sorted({r["source"] for r in held}), ready=state.ready.is_set())
+
+    def organisation(request: Request, source: str, org: str
+                     ) -> tuple[User, reports.OrganisationView, int] | Response:
+        user = current(request)
+        if user is None:
+            return login_redirect(request)
+        least = min_records(request)
+        least = reports.MIN_RECORDS if least is None else least
+        view = reports.organisation_view(state.quality_reports(), source, org, least)
+        if view is None:
+            return page("error.html", request, user, status_code=404,
+                        message=f"No quality report for {source} organisation {org} (yet). "
+                                "The reports come from the quality topic.")
+        return user, view, least
+
+    @app.get("/quality/{source}/{org:path}", response_class=HTMLResponse)
+    def quality_organisation(request: Request, source: str, org: str):
+        got = organisation(request, source, org)
+        if isinstance(got, Response):
+            return got
+        user, view, least = got
+        return page("quality_org.html", request, user, v=view, r=view.report, least=least)
+
+    @app.get("/receipts/{source}/{org:path}")
+    def quality_receipt(request: Request, source: str, org: str):
+        got = organisation(request, source, org)
+        if isinstance(got, Response):
+            return got
+        name, body = reports.receipt(got[1].report)
+        return Response(json.dumps(body, ensure_ascii=False, indent=2) + "\n",
+                        media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     # ------------------------------------------------------------------ ops

@@ -1,5 +1,6 @@
-"""Small server-side SVG charts: per-feature match weights (waterfall) and a timeline of
-stays, registrations and deregistrations.
+"""Small server-side SVG charts: per-feature match weights (waterfall), a timeline of
+stays, registrations and deregistrations, counts over days (the statistics) and shares as
+bars (source quality).
 
 Pure functions returning SVG markup (escaped); no JavaScript.
 """
@@ -175,3 +176,93 @@ def timeline(intervals: list[dict], registrations: list[dict], deadline: float |
     out.append(f'<text x="4" y="{height - 4}" class="axis">{" · ".join(legend)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _nice(top: float) -> int:
+    """The smallest 1, 2 or 5 times a power of ten at or above ``top`` (at least 1)."""
+    step = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * step >= top:
+                return m * step
+        step *= 10
+
+
+#: Dates up to which each day of a series chart carries a hover title with its counts.
+TITLED_DAYS = 120
+
+
+def series(dates: list[str], values: dict[str, list[int]], colours: dict[str, str],
+           label: str, width: int = 430, height: int = 170) -> str:
+    """Counts over days as lines on one chart: ``values[name]`` has one count per date of
+    ``dates`` (ISO dates), drawn in ``colours[name]``. The y axis starts at 0 and ends at a
+    round number (its middle marked when that is a whole count too); the latest count of each
+    line is written right of its end; each day (up to :data:`TITLED_DAYS` of them) has a hover
+    title with its counts."""
+    if not dates:
+        return '<p class="muted">No rows.</p>'
+    left, right, top, bottom = 40, 44, 8, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
+    hi = _nice(max([max(v) for v in values.values() if v] + [1]))
+    n = len(dates)
+
+    def x(i: int) -> float:
+        return left + (i / (n - 1) * plot_w if n > 1 else plot_w / 2)
+
+    def y(v: float) -> float:
+        return top + plot_h - v / hi * plot_h
+
+    out = [f'<svg class="chart series" role="img" aria-label="{escape(label)}" '
+           f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'xmlns="http://www.w3.org/2000/svg">']
+    for v in (0, hi // 2, hi) if hi % 2 == 0 else (0, hi):  # whole counts only
+        out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + plot_w}" y2="{y(v):.1f}" '
+                   f'stroke="{"#999" if v == 0 else "#eee"}"/>')
+        out.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" class="axis" text-anchor="end">'
+                   f'{v}</text>')
+    ticks = sorted({0, n // 2, n - 1})
+    for i in ticks:
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
+        out.append(f'<text x="{x(i):.1f}" y="{height - 6}" class="axis" '
+                   f'text-anchor="{anchor}">{escape(dates[i])}</text>')
+    if n <= TITLED_DAYS:
+        band = plot_w / max(n - 1, 1)
+        for i, d in enumerate(dates):
+            text = " · ".join(f"{k.replace('_', ' ')} {vs[i]}" for k, vs in values.items())
+            out.append(f'<rect class="day" x="{x(i) - band / 2:.1f}" y="{top}" '
+                       f'width="{band:.1f}" height="{plot_h}" fill="transparent">'
+                       f'<title>{escape(d)}: {escape(text)}</title></rect>')
+    ends = []
+    for name, vs in values.items():
+        colour = colours.get(name, "#333")
+        if n == 1:
+            out.append(f'<circle cx="{x(0):.1f}" cy="{y(vs[0]):.1f}" r="3" fill="{colour}"/>')
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vs))
+        out.append(f'<polyline class="line" data-series="{escape(name)}" points="{points}" '
+                   f'fill="none" stroke="{colour}" stroke-width="1.8"/>')
+        ends.append([y(vs[-1]), name, vs[-1], colour])
+    # the latest counts right of the lines' ends, pushed apart so that none overlaps
+    # (down from the top, then, for those pushed below the axis, back up from it)
+    ends.sort()
+    for i in range(1, len(ends)):
+        ends[i][0] = max(ends[i][0], ends[i - 1][0] + 11)
+    for i in reversed(range(len(ends))):
+        below = top + plot_h if i == len(ends) - 1 else ends[i + 1][0] - 11
+        ends[i][0] = min(ends[i][0], below)
+    for pos, name, v, colour in ends:
+        out.append(f'<text class="last" data-series="{escape(name)}" x="{left + plot_w + 4}" '
+                   f'y="{pos + 4:.1f}" fill="{colour}">{v}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def share(rate: float | None, colour: str = "#c62828", width: int = 90) -> str:
+    """A share (0..1) as a small horizontal bar (red: a share of problems); nothing for
+    none."""
+    if rate is None:
+        return ""
+    w = max(min(rate, 1.0), 0.0) * width
+    return (f'<svg class="share" role="img" aria-label="{rate * 100:.1f} %" width="{width}" '
+            f'height="10" viewBox="0 0 {width} 10" xmlns="http://www.w3.org/2000/svg">'
+            f'<rect width="{width}" height="10" fill="#eceff1"/>'
+            f'<rect width="{w:.1f}" height="10" fill="{colour}"/></svg>')

@@ -2,7 +2,8 @@
 
 Every time on every page is shown in one zone (``Settings.console_tz``, ``+08:00`` unless set),
 with the zone written out; a probability is written the same way everywhere (four decimals,
-never rounded up to 1 or down to 0); a prefecture code comes with its name.
+never rounded up to 1 or down to 0); a rate as a percentage to one decimal; a prefecture code
+comes with its name.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def prob(p: float | None) -> str:
     if p > 0 and text == "0.0000":
         return "< 0.0001"
     return text
+
+
+def pct(rate: float | None) -> str:
+    """A rate (0..1) as a percentage to one decimal: ``12.5 %``; ``""`` for none (a rate
+    whose denominator is 0, or one that does not apply to the source)."""
+    if not isinstance(rate, int | float):
+        return ""
+    return f"{rate * 100:.1f} %"
 
 
 def place(code: str | None) -> str:

@@ -3,6 +3,8 @@
 * ``alerts``     -> latest message per ``alert_id`` (de-duplicated; the latest status wins)
 * ``decisions``  -> review state per alert (:mod:`reglink.core.rules.decisions`)
 * ``<source>.raw`` -> the evidence records, by ``source:record_id`` (bounded cache)
+* ``stats``      -> the latest population row per (prefecture, date) (counts only)
+* ``quality``    -> the latest source quality report per ``<source>:<organisation>``
 
 A background thread (:class:`Feed`) reads the topics with kafka-python from the beginning and
 keeps following them; :class:`ConsoleState` notifies SSE subscribers of every change.
@@ -81,6 +83,8 @@ class ConsoleState:
         self.records: OrderedDict[str, dict] = OrderedDict()
         self.max_records = max_records
         self.subscribers: list[Callable[[str, str], None]] = []
+        self.stats: dict[tuple[str, str], dict] = {}  # (prefecture, date) -> latest row
+        self.quality: dict[str, dict] = {}  # <source>:<organisation> -> latest report
         self.ready = threading.Event()
 
     # ------------------------------------------------------------------ updates
@@ -129,6 +133,20 @@ class ConsoleState:
             while len(self.records) > self.max_records:
                 self.records.popitem(last=False)
 
+    def add_stats(self, row: dict) -> None:
+        """A population row (``stats``): the latest one of its (prefecture, date) wins."""
+        pref, day = row.get("prefecture"), row.get("date")
+        if isinstance(pref, str) and isinstance(day, str):
+            with self.lock:
+                self.stats[pref, day] = row
+
+    def add_quality(self, report: dict) -> None:
+        """A source quality report (``quality``): the latest one of its organisation wins."""
+        source, org = report.get("source"), report.get("organisation")
+        if isinstance(source, str) and isinstance(org, str):
+            with self.lock:
+                self.quality[f"{source}:{org}"] = report
+
     def _recount(self) -> None:
         m = self.metrics
         counts: dict[tuple, int] = {}
@@ -160,6 +178,19 @@ class ConsoleState:
     def record(self, key: str) -> dict | None:
         with self.lock:
             return self.records.get(key)
+
+    def stats_rows(self) -> list[dict]:
+        with self.lock:
+            return list(self.stats.values())
+
+    def quality_reports(self) -> list[dict]:
+        with self.lock:
+            return list(self.quality.values())
+
+    def alerts_of(self, rule: str) -> list[dict]:
+        """The latest message of every alert of ``rule``."""
+        with self.lock:
+            return [a for a in self.alerts.values() if a.get("rule") == rule]
 
     def queue(self, rule: str | None = None, priority: str | None = None,
               status: str | None = None, prefecture: str | None = None,
@@ -218,7 +249,8 @@ def matches(a: dict, review: dec.Review, rule=None, priority=None, status=None,
 
 
 class Feed(threading.Thread):
-    """Reads alerts, decisions and the raw topics from the beginning, then follows them."""
+    """Reads alerts, decisions, the raw topics, ``stats`` and ``quality`` from the beginning,
+    then follows them."""
 
     def __init__(self, settings: Settings, state: ConsoleState) -> None:
         super().__init__(name="console-feed", daemon=True)
@@ -232,7 +264,8 @@ class Feed(threading.Thread):
 
         s = self.s
         raw_topics = {s.topic(f"{src}.raw"): src for src in SOURCES}
-        names = [s.topic("alerts"), s.topic("decisions"), *raw_topics]
+        names = [s.topic("alerts"), s.topic("decisions"), s.topic("stats"), s.topic("quality"),
+                 *raw_topics]
         while not self.stopping.is_set():
             try:
                 consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap,
@@ -253,6 +286,7 @@ class Feed(threading.Thread):
     def _follow(self, consumer, raw_topics, ends) -> None:  # pragma: no cover
         s, st = self.s, self.state
         alerts_t, decisions_t = s.topic("alerts"), s.topic("decisions")
+        stats_t, quality_t = s.topic("stats"), s.topic("quality")
         caught_up = {tp for tp, end in ends.items() if end == 0}
         if len(caught_up) == len(ends):
             st.ready.set()
@@ -271,6 +305,10 @@ class Feed(threading.Thread):
                         st.add_alert(value, m.timestamp / 1000 if m.timestamp else None)
                     elif tp.topic == decisions_t:
                         st.add_decision(value)
+                    elif tp.topic == stats_t:
+                        st.add_stats(value)
+                    elif tp.topic == quality_t:
+                        st.add_quality(value)
                     elif tp.topic in raw_topics:
                         src = raw_topics[tp.topic]
                         rid = value.get(sources.current()[src].id_field)

@@ -52,6 +52,10 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/persons/{pid}"): "person_lookup",  # justification required
     ("GET", "/audit"): "audit_view",  # who looked up whom, and why
     ("GET", "/audit.csv"): "audit_export",  # the same, as a file
+    ("GET", "/stats"): None,  # counts per prefecture and day, stale alerts per status
+    ("GET", "/quality"): None,  # counts and rates per reporting organisation
+    ("GET", "/quality/{source}/{org:path}"): None,  # one organisation's counts and rates
+    ("GET", "/receipts/{source}/{org:path}"): None,  # the same, as its receipt (JSON)
     ("GET", "/metrics"): None,  # labels: sources, rules, statuses, prefectures
     ("GET", "/healthz"): None,
 }

@@ -17,23 +17,11 @@ import subprocess
 import sys
 import time
 
-import pytest
-from consolekit import console_stack, decide, login, shot
+from consolekit import decide, login, shot
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from streamkit import read_topic, settings_env, wait_for_count
-
-from reglink.sim.simulate import run_simulate
-
-
-@pytest.fixture
-def stack(kafka_settings, redis_client, tmp_path):
-    """Simulated data, a users file, a worker and a console on the test's own topics."""
-    sim = tmp_path / "sim"
-    run_simulate(persons=400, days=14, start="2026-03-01", seed=3, out_dir=sim)
-    with console_stack(kafka_settings, tmp_path, sim) as st:
-        yield st
 
 
 # ---------------------------------------------------------------- tests

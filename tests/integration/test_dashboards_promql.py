@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import httpx
+from consolekit import PASSWORDS, ROLES, ConsoleProcess
 from streamkit import WorkerProcess, free_port, read_topic, settings_env, wait_for_count
-from test_console_browser import PASSWORDS, ROLES, ConsoleProcess
 
 from connectors.publish import run_publish
 from reglink.console.auth import add_user
