@@ -25,7 +25,8 @@ from reglink.core.rules.clock import ts
 from reglink.core.rules.population import FIELDS, day_iso, day_of
 
 #: The counts drawn over time, with their colours (the legend and the charts share them).
-CHARTED = {"present": "#1565c0", "registered": "#2e7d32", "present_unregistered": "#c62828"}
+CHARTED = {"present": "#1565c0", "registered": "#2e7d32", "present_unregistered": "#c62828",
+           "stale_open": "#6a1b9a"}  # registrations open past their deregistration deadline
 STALE_RULE = "stale_registration"
 ALERT_STATUSES = ("raised", "resolved", "withdrawn")
 #: Days the statistics page shows when no "from" date is given, up to the latest day.

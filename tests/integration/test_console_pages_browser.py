@@ -124,7 +124,7 @@ def test_statistics_and_quality_pages_show_the_figures_of_the_topics(stack):
     ends = {t.get_attribute("data-series"): t.text
             for t in card.find_elements(By.CSS_SELECTOR, "svg text.last")}
     assert ends == {f: str(rows[top, latest][f])
-                    for f in ("present", "registered", "present_unregistered")}
+                    for f in ("present", "registered", "present_unregistered", "stale_open")}
     # the window starts at the "from" the filters show (the latest 31 days by default)
     start = b.find_element(By.ID, "s-from").get_attribute("value")
     assert start == (date.fromisoformat(latest) - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
