@@ -198,13 +198,8 @@ def stale_registrations(records: list[tuple[dict, str]]) -> list[dict]:
         regs = [r for r in by_person[pid] if not _is_dereg(r)]
         deregs = [r for r in by_person[pid] if _is_dereg(r)]
         for a in regs:
-            a_at = datetime.fromisoformat(a["registered_at"])
-            a_from = _midnight(a["valid_from"], tz)
             a_end = _midnight(a["valid_until"], tz) + timedelta(days=1)
-            newer = [b for b in regs
-                     if datetime.fromisoformat(b["registered_at"]) > a_at
-                     and b["city_code"][:4] != a["city_code"][:4]
-                     and a_from <= _midnight(b["valid_from"], tz) < a_end]
+            newer = _superseding(a, regs, tz)
             if not newer:
                 continue
             b = min(newer, key=lambda r: (r["valid_from"], r["registered_at"], r["record_id"]))
@@ -335,17 +330,24 @@ def population_stats(records: list[tuple[dict, str]]) -> list[dict]:
     return [rows[k] for k in sorted(rows) if any(rows[k][f] for f in STATS_FIELDS)]
 
 
+def _superseding(a: dict, regs: list[dict], tz) -> list[dict]:
+    """Registrations recorded after ``a`` in another prefecture whose validity starts within
+    ``a``'s."""
+    a_at = datetime.fromisoformat(a["registered_at"])
+    a_from = _midnight(a["valid_from"], tz)
+    a_end = _midnight(a["valid_until"], tz) + timedelta(days=1)
+    return [b for b in regs
+            if datetime.fromisoformat(b["registered_at"]) > a_at
+            and b["city_code"][:4] != a["city_code"][:4]
+            and a_from <= _midnight(b["valid_from"], tz) < a_end]
+
+
 def _stale_deadline(a: dict, regs: list[dict], deregs: list[dict], tz) -> datetime | None:
     """When registration ``a`` became stale (docs/contract.md §2.4): its deregistration
     deadline, if it was superseded, had not expired by then and no deregistration of it was
     recorded by then; else None."""
-    a_at = datetime.fromisoformat(a["registered_at"])
-    a_from = _midnight(a["valid_from"], tz)
     a_end = _midnight(a["valid_until"], tz) + timedelta(days=1)
-    newer = [b for b in regs
-             if datetime.fromisoformat(b["registered_at"]) > a_at
-             and b["city_code"][:4] != a["city_code"][:4]
-             and a_from <= _midnight(b["valid_from"], tz) < a_end]
+    newer = _superseding(a, regs, tz)
     if not newer:
         return None
     deadline = min(_midnight(b["valid_from"], tz) for b in newer) + DEREG_GRACE
