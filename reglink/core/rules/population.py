@@ -185,11 +185,32 @@ def decode_contribution(raw: str | bytes | None) -> Contribution:
 def deltas(c: Contribution, sign: int, into: dict[str, Deltas]) -> None:
     """Add ``sign`` times the difference array of ``c`` to ``into`` (per prefecture)."""
     for (pref, m), rs in c.items():
-        d = into.setdefault(pref, {})
-        for a, b in rs:
-            d.setdefault(a, [0] * len(FIELDS))[m] += sign
-            if b < OPEN:
-                d.setdefault(b + 1, [0] * len(FIELDS))[m] -= sign
+        _add_ranges(into.setdefault(pref, {}), m, rs, sign)
+
+
+def _add_ranges(d: Deltas, m: int, rs: list[Range], sign: int) -> None:
+    for a, b in rs:
+        d.setdefault(a, [0] * len(FIELDS))[m] += sign
+        if b < OPEN:
+            d.setdefault(b + 1, [0] * len(FIELDS))[m] -= sign
+
+
+def difference(new: Contribution, old: Contribution) -> dict[str, Deltas]:
+    """The change of the difference arrays from ``old`` to ``new`` (per prefecture): what
+    ``deltas(new, 1)`` and ``deltas(old, -1)`` add up to, computed only for the (prefecture,
+    measure) pairs whose ranges differ (a record most often moves one range's end)."""
+    into: dict[str, Deltas] = {}
+    for key, rs in new.items():
+        was = old.get(key)
+        if rs != was:
+            d = into.setdefault(key[0], {})
+            _add_ranges(d, key[1], rs, 1)
+            if was:
+                _add_ranges(d, key[1], was, -1)
+    for key, was in old.items():
+        if key not in new:
+            _add_ranges(into.setdefault(key[0], {}), key[1], was, -1)
+    return into
 
 
 def segments(arrays: list[Deltas], lo: int, hi: int
@@ -326,9 +347,7 @@ class Population(AlertRule):
         old = decode_contribution(old_raw)
         if new == old and not absorbed:
             return []
-        change: dict[str, Deltas] = {}
-        deltas(new, 1, change)
-        deltas(old, -1, change)
+        change = difference(new, old)
         for other in absorbed:
             key = sk.population(other)
             deltas(decode_contribution(kv.get(key)), -1, change)
@@ -384,16 +403,19 @@ class Population(AlertRule):
             for b, part in blocks.items():
                 key = sk.population_block(pref, b)
                 block = self._load(key)
+                # what the block adds up to moves by what its days move by
+                total = totals.get(b) or [0] * len(FIELDS)
                 for d, v in part.items():
-                    now = [x + y for x, y in zip(block.get(d, [0] * len(FIELDS)), v,
-                                                 strict=True)]
+                    was = block.get(d)
+                    now = [x + y for x, y in zip(was, v)] if was else v
                     if any(now):
                         block[d] = now
-                    else:
-                        block.pop(d, None)
+                    elif was:
+                        del block[d]
+                    total = [x + y for x, y in zip(total, v)]
                 self._store(key, block)
                 if block:
-                    totals[b] = [sum(col) for col in zip(*block.values(), strict=True)]
+                    totals[b] = total
                 else:
                     totals.pop(b, None)
             self._store(sk.population_counts(pref), totals)
