@@ -82,11 +82,14 @@ class Pipeline:
         # With an outbox, alerts and identity events are kept in the state store, in the same
         # commit as the state change that caused them, until the shell confirms delivery.
         self.outbox = Outbox(self.kv, outbox)
+        # the rules' decoded state values (RuleContext.decoded): emptied as each record
+        # starts, and on a rollback
+        self._decoded: dict[str, tuple[Any, Any]] = {}
         self.work = UnitOfWork(self.kv, self.metrics,
-                               _forgetting(self.store, self.watch_store))
+                               _forgetting(self.store, self.watch_store, memo=self._decoded))
         self.wm = Watermark.from_settings(EVENT_SOURCES, settings)
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
-                          self.pseudo, self.wm, self.metrics, self.outbox)
+                          self.pseudo, self.wm, self.metrics, self.outbox, self._decoded)
         self.rules: list[AlertRule] = [rule(ctx) for rule in rules]
         # The reading-ahead hooks of the rules that override them (the others read nothing
         # ahead): called per record and per candidate of a batch.
@@ -240,6 +243,7 @@ class Pipeline:
                  channel: str | None) -> tuple[str | None, list[Out]]:
         source = record["source"]
         key = record_key(record)
+        self._decoded.clear()
         self._counter(self.metrics.records_in, source).inc()
         rt = report_time(record)
         report_ts = rt.timestamp() if rt else None
@@ -363,17 +367,18 @@ class Pipeline:
         return outs
 
 
-def _forgetting(*stores: KVIdentityStore[Any]) -> Callable[[], None]:
-    """What the unit of work calls on a rollback: drop the stores' decoded identities (they
-    may hold the rolled-back unit's changes). A closure over the stores, not a method of the
-    pipeline: a unit of work holding a bound method would keep its pipeline in a reference
-    cycle, and the whole state (identities, their sets, the embedded store) would wait for
-    the cyclic garbage collector to traverse and free it (0.27 CPU-s at the end of an
-    18.7k-record replay)."""
+def _forgetting(*stores: KVIdentityStore[Any], memo: dict[str, Any]) -> Callable[[], None]:
+    """What the unit of work calls on a rollback: drop the stores' decoded identities and
+    the rules' decoded state values (they may hold the rolled-back unit's changes). A closure
+    over them, not a method of the pipeline: a unit of work holding a bound method would keep
+    its pipeline in a reference cycle, and the whole state (identities, their sets, the
+    embedded store) would wait for the cyclic garbage collector to traverse and free it
+    (0.27 CPU-s at the end of an 18.7k-record replay)."""
 
     def forget() -> None:
         for store in stores:
             store.forget()
+        memo.clear()
 
     return forget
 

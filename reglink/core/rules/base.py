@@ -24,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from matchers.linker import Linker, LinkResult
 from matchers.pseudo import Pseudonymiser
@@ -37,6 +38,8 @@ from reglink.core.settings import Settings
 from reglink.stores import schema as sk
 from reglink.stores.identity import KVIdentityStore
 from reglink.stores.kv import PrefixedView, UnitOfWorkKV
+
+_T = TypeVar("_T")
 
 
 def alert_id(*parts: str) -> str:
@@ -92,6 +95,7 @@ class RuleContext:
     watermark: Watermark
     metrics: PipelineMetrics
     outbox: Outbox
+    decoded: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 class AlertRule(ABC):
@@ -174,6 +178,28 @@ class AlertRule(ABC):
         return []
 
     # ------------------------------------------------------------------ services
+    def load(self, key: str, decode: Callable[[Any], _T]) -> _T:
+        """The state value ``key`` decoded with ``decode``, shared by the rules within a
+        record: a value read again as the same stored object (the one this unit of work read
+        or wrote: the store hands back what it holds) is not decoded again. Whoever changes
+        the decoded value stores it again (:meth:`store`) before the record ends."""
+        raw = self.ctx.kv.get(key)
+        if raw is None:  # nothing stored: a fresh empty value each time
+            return decode(raw)
+        seen = self.ctx.decoded.get(key)
+        if seen is not None and seen[0] is raw:
+            value: _T = seen[1]
+            return value
+        value = decode(raw)
+        self.ctx.decoded[key] = (raw, value)
+        return value
+
+    def store(self, key: str, value: Any, encode: Callable[[Any], str]) -> None:
+        """Store a decoded state value (encoded with ``encode``) and share it (:meth:`load`)."""
+        raw = encode(value)
+        self.ctx.kv.set(key, raw)
+        self.ctx.decoded[key] = (raw, value)
+
     def schedule(self, parts: tuple[str, ...], at: float) -> None:
         """Call :meth:`on_timer` with ``parts`` once the watermark reaches ``at``
         (replaces the timer's previous time)."""

@@ -339,8 +339,8 @@ class Population(AlertRule):
         pid = event.person_id
         absorbed: list[str] = event.notes.get(self.name, [])  # type: ignore[assignment]
         old_raw = kv.get(sk.population(pid))
-        stays = sk.decode_stays(kv.get(sk.stays(pid)))
-        ledger = sk.decode_residences(kv.get(sk.residences(pid)))
+        stays = self.load(sk.stays(pid), sk.decode_stays)
+        ledger = self.load(sk.residences(pid), sk.decode_residences)
         if not old_raw and not absorbed and not len(stays) and not ledger.registrations:
             return []
         new = contribution(stays, ledger, event.identity, self.gap, self.grace)
@@ -407,12 +407,12 @@ class Population(AlertRule):
                 total = totals.get(b) or [0] * len(FIELDS)
                 for d, v in part.items():
                     was = block.get(d)
-                    now = [x + y for x, y in zip(was, v)] if was else v
+                    now = [x + y for x, y in zip(was, v, strict=True)] if was else v
                     if any(now):
                         block[d] = now
                     elif was:
                         del block[d]
-                    total = [x + y for x, y in zip(total, v)]
+                    total = [x + y for x, y in zip(total, v, strict=True)]
                 self._store(key, block)
                 if block:
                     totals[b] = total

@@ -103,10 +103,10 @@ class StaleRegistration(AlertRule):
 
     # ------------------------------------------------------------------ state
     def ledger(self, pid: str) -> ResidenceLedger:
-        return sk.decode_residences(self.ctx.kv.get(sk.residences(pid)))
+        return self.load(sk.residences(pid), sk.decode_residences)
 
     def _save(self, pid: str, ledger: ResidenceLedger) -> None:
-        self.ctx.kv.set(sk.residences(pid), sk.encode_residences(ledger))
+        self.store(sk.residences(pid), ledger, sk.encode_residences)
 
     def person_keys(self, person_id: str) -> list[str]:
         return [sk.residences(person_id)]

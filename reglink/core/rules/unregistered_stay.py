@@ -117,13 +117,13 @@ class UnregisteredStay(AlertRule):
 
     # ------------------------------------------------------------------ state
     def _stays(self, pid: str) -> sk.Stays:
-        return sk.decode_stays(self.ctx.kv.get(sk.stays(pid)))
+        return self.load(sk.stays(pid), sk.decode_stays)
 
     def _save(self, pid: str, data: sk.Stays) -> None:
-        self.ctx.kv.set(sk.stays(pid), sk.encode_stays(data))
+        self.store(sk.stays(pid), data, sk.encode_stays)
 
     def _ledger(self, pid: str) -> sk.ResidenceLedger:
-        return sk.decode_residences(self.ctx.kv.get(sk.residences(pid)))
+        return self.load(sk.residences(pid), sk.decode_residences)
 
     def person_keys(self, person_id: str) -> list[str]:
         return [sk.stays(person_id)]
@@ -160,16 +160,16 @@ class UnregisteredStay(AlertRule):
         presence = self.presence[event.source]
         registers = presence if isinstance(presence, sources.Registration) else None
         pref = str(record["city_code"])[:4]
-        data = self._stays(link.person_id)
-        ps = data.get(pref)
-        if ps is None:
-            ps = data[pref] = StayState()
         if registers is not None and registers.is_deregistration(record):
             # Not a registration: it closes some (in the ledger kept by stale_registration).
             ledger = self._ledger(link.person_id)
             dereg = next((d for d in ledger.deregistrations if d.key == key), None)
             return {pref} | {r.pref for r in ledger.registrations
                              if dereg is not None and closes(dereg, r)}
+        data = self._stays(link.person_id)
+        ps = data.get(pref)
+        if ps is None:
+            ps = data[pref] = StayState()
         if key in ps.keys() or (ps.closed and key in ps.closed):
             # re-delivered or revised: re-evaluate either way (idempotent)
             if presence_revise(ps, presence, record, key):
