@@ -2,7 +2,7 @@
 and with the working tree, and compare ``links.jsonl``, ``alerts.jsonl`` byte for byte plus the
 ``reglink evaluate`` figures.
 
-    .venv/bin/python -m benchmarks.equivalence SIM_DIR [--base REV] [--rounds N]
+    .venv/bin/python -m benchmarks.equivalence SIM_DIR [--base REV] [--rounds N] [--plugins A,B]
 
 The base revision is checked out into a temporary ``git worktree`` and run with the same
 interpreter (``PYTHONPATH`` points at it), so both sides see the same dependencies. Exit 0 only
@@ -26,11 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_REV = "5b2600d"  # default base: main before the replay and worker performance work
 
 
-def _replay(src: Path, files: list[Path], out: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child: user + system)."""
+def _replay(src: Path, files: list[Path], out: Path,
+            plugins: list[str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system). ``plugins``: run only the
+    pipeline plug-ins of these names (this tree only)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    code = ("import sys; from reglink.cli import main; sys.argv=['reglink','replay',*sys.argv[1:]];"
-            " main()")
+    only = ("import reglink.core.pipeline as p; "
+            f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {plugins!r}); "
+            if plugins else "")
+    code = (f"import sys; {only}from reglink.cli import main; "
+            "sys.argv=['reglink','replay',*sys.argv[1:]]; main()")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *map(str, files), "--out", str(out)],
                             env=env, cwd=src, stdout=subprocess.DEVNULL)
@@ -57,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1,
                     help="CPU timing rounds, base and tree alternated (the first pair's "
                          "outputs are compared): one pair moves with the machine by ±10 %%")
+    ap.add_argument("--plugins", default=None,
+                    help="comma-separated: run this tree with only these pipeline plug-ins "
+                         "(e.g. the rules a base revision had, to measure the cost of the "
+                         "same work; the others' outputs are then missing from this side)")
     a = ap.parse_args(argv)
+    plugins = a.plugins.split(",") if a.plugins else None
     files = [a.sim.resolve() / "events.jsonl"]
     n = sum(1 for _ in files[0].open("rb"))
     with tempfile.TemporaryDirectory(prefix="reglink-eq-") as tmp:
@@ -71,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                 sides = [("base", wt), ("new", ROOT)]
                 for side, src in sides if r % 2 == 0 else sides[::-1]:
                     out = tmp / f"out-{side}" if r == 0 else tmp / f"out-{side}-{r}"
-                    rounds[side].append(_replay(src, files, out))
+                    rounds[side].append(_replay(src, files, out,
+                                                plugins if side == "new" else None))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
                            capture_output=True)
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         tuple(statistics.median(x[i] for x in rounds[side]) for i in (0, 1))
         for side in ("base", "new"))
     result = {
-        "corpus": str(a.sim), "records": n, "base": a.base,
+        "corpus": str(a.sim), "records": n, "base": a.base, "plugins": plugins or "all",
         "identical_files": same, "identical_evaluate": ev_base == ev_new,
         "identical_alert_ids": alert_ids[0] == alert_ids[1], "alerts": len(alert_ids[1]),
         "links_f1": ev_new["links"]["f1"],

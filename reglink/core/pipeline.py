@@ -46,16 +46,19 @@ from reglink.stores.kv import KeyValue, Op, PrefixedView, TxKV, UnitOfWorkKV
 __all__ = ["Out", "Pipeline"]
 
 
+#: The plug-ins a pipeline runs unless given others: the alert rules, then the quality counters.
+PLUGINS: tuple[type[AlertRule], ...] = (*RULES, SourceQuality)
+
+
 class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out.
 
-    ``rules``: the plug-ins to run, called in that order (default: the alert rules of
-    :data:`reglink.core.rules.registry.RULES`, then :class:`SourceQuality`)."""
+    ``rules``: the plug-ins to run, called in that order (default: :data:`PLUGINS`)."""
 
     def __init__(self, settings: Settings, kv: KeyValue | TxKV,
                  metrics: PipelineMetrics | None = None, outbox: bool = False,
                  identity_cache: int = 50_000,
-                 rules: tuple[type[AlertRule], ...] = (*RULES, SourceQuality)) -> None:
+                 rules: tuple[type[AlertRule], ...] | None = None) -> None:
         self.s = settings
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         # Outbox ids come from blocks reserved with one INCRBY; the approximate identity count
@@ -90,7 +93,8 @@ class Pipeline:
         self.wm = Watermark.from_settings(EVENT_SOURCES, settings)
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
                           self.pseudo, self.wm, self.metrics, self.outbox, self._decoded)
-        self.rules: list[AlertRule] = [rule(ctx) for rule in rules]
+        self.rules: list[AlertRule] = [rule(ctx) for rule in
+                                       (PLUGINS if rules is None else rules)]
         # The reading-ahead hooks of the rules that override them (the others read nothing
         # ahead): called per record and per candidate of a batch.
         self._keys_ahead = [r.keys_ahead for r in self.rules
