@@ -2,7 +2,7 @@
 and with the working tree, and compare ``links.jsonl``, ``alerts.jsonl`` byte for byte plus the
 ``reglink evaluate`` figures.
 
-    .venv/bin/python -m benchmarks.equivalence SIM_DIR [--base REV] [--rounds N] [--plugins A,B]
+    .venv/bin/python -m benchmarks.equivalence SIM [--base REV|pure] [--rounds N] [--plugins A,B]
 
 The base revision is checked out into a temporary ``git worktree`` and run with the same
 interpreter (``PYTHONPATH`` points at it), so both sides see the same dependencies. Exit 0 only
@@ -27,10 +27,13 @@ BASE_REV = "5b2600d"  # default base: main before the replay and worker performa
 
 
 def _replay(src: Path, files: list[Path], out: Path,
-            plugins: list[str] | None = None) -> tuple[float, float]:
+            plugins: list[str] | None = None, pure: bool = False) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child: user + system). ``plugins``: run only the
-    pipeline plug-ins of these names (this tree only)."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    pipeline plug-ins of these names (this tree only). ``pure``: without the compiled core."""
+    env = {k: v for k, v in os.environ.items() if k != "REGLINK_PURE"}
+    env["PYTHONPATH"] = str(src)
+    if pure:
+        env["REGLINK_PURE"] = "1"
     only = ("import reglink.core.pipeline as p; "
             f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {plugins!r}); "
             if plugins else "")
@@ -57,7 +60,9 @@ def _evaluate(sim: Path, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sim", type=Path, help="a `reglink simulate` output directory")
-    ap.add_argument("--base", default=BASE_REV, help="git revision to compare against")
+    ap.add_argument("--base", default=BASE_REV,
+                    help="git revision to compare against; 'pure': this tree without its "
+                         "compiled core (REGLINK_PURE=1), against this tree with it")
     ap.add_argument("--json", type=Path, help="write the comparison here")
     ap.add_argument("--rounds", type=int, default=1,
                     help="CPU timing rounds, base and tree alternated (the first pair's "
@@ -72,22 +77,29 @@ def main(argv: list[str] | None = None) -> int:
     n = sum(1 for _ in files[0].open("rb"))
     with tempfile.TemporaryDirectory(prefix="reglink-eq-") as tmp:
         tmp = Path(tmp)
-        wt = tmp / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
-                       check=True, capture_output=True)
+        pure = a.base == "pure"
+        wt = ROOT if pure else tmp / "base"
+        if not pure:
+            subprocess.run(["git", "worktree", "add", "--detach", str(wt), a.base], cwd=ROOT,
+                           check=True, capture_output=True)
         rounds: dict[str, list[tuple[float, float]]] = {"base": [], "new": []}
         try:
             for r in range(max(1, a.rounds)):
                 sides = [("base", wt), ("new", ROOT)]
                 for side, src in sides if r % 2 == 0 else sides[::-1]:
                     out = tmp / f"out-{side}" if r == 0 else tmp / f"out-{side}-{r}"
-                    rounds[side].append(_replay(src, files, out,
-                                                plugins if side == "new" else None))
+                    rounds[side].append(_replay(
+                        src, files, out, plugins if side == "new" or pure else None,
+                        pure=pure and side == "base"))
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
-                           capture_output=True)
+            if not pure:
+                subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT,
+                               capture_output=True)
         same = {}
-        for name in ("links.jsonl", "alerts.jsonl", "deadletter.jsonl"):
+        names = ["links.jsonl", "alerts.jsonl", "deadletter.jsonl"]
+        names += [n for n in ("stats.jsonl", "quality.jsonl")
+                  if (tmp / "out-base" / n).exists() and (tmp / "out-new" / n).exists()]
+        for name in names:
             same[name] = _digest(tmp / "out-base" / name) == _digest(tmp / "out-new" / name)
         ev_base, ev_new = _evaluate(a.sim, tmp / "out-base"), _evaluate(a.sim, tmp / "out-new")
         alert_ids = [sorted({json.loads(x)["alert_id"] for x in

@@ -12,4 +12,6 @@ Layout (docs/architecture.md), imports going down only:
 * ``matchers/``          normalise -> candidates -> comparators -> decide (pure).
 """
 
+import matchers as _matchers  # noqa: F401  (installs the compiled core first, if built)
+
 __version__ = "0.1.0"

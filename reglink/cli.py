@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from matchers import native
 from matchers.model import ModelError
 from reglink.core import sources
 from reglink.core.errors import ReglinkError
@@ -41,7 +42,8 @@ class SourceChoice(click.Choice):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="reglink", message="reglink %(version)s")
+@click.version_option(package_name="reglink",
+                      message="reglink %(version)s\ncore: " + native.mode())
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Settings file (JSON or KEY=VALUE lines). Env REGLINK_* overrides it.")
 @click.pass_context

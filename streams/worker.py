@@ -6,6 +6,7 @@ import inspect
 import logging
 from pathlib import Path
 
+from matchers import native
 from matchers.model import load_model
 from reglink.core.metrics import PipelineMetrics
 from reglink.core.pipeline import Pipeline
@@ -133,6 +134,7 @@ def run_worker(settings: Settings, workdir: str | None = None,
 
     configure_json_logging()
     tune_gc()
+    log.info("core: %s", native.mode())
     if settings.uses_dev_key:
         log.warning("using the development HMAC key; set REGLINK_HMAC_KEY in production")
     metrics = PipelineMetrics()

@@ -17,6 +17,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from matchers import native
 from reglink import cli
 from reglink.core.errors import ConfigError
 from reglink.core.settings import load_settings
@@ -82,7 +83,8 @@ def _argv(line: str, cwd: Path) -> list[str]:
 def test_version_prints_the_package_version() -> None:
     got = CliRunner().invoke(cli.main, ["--version"])
     assert got.exit_code == 0
-    assert got.output == f"reglink {version('reglink')}\n"
+    assert got.output == f"reglink {version('reglink')}\ncore: {native.mode()}\n"
+    assert got.output.split("core: ")[1].startswith(("compiled (mypyc", "pure Python ("))
 
 
 def test_every_help_example_is_run_by_a_test() -> None:
