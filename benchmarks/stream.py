@@ -148,6 +148,11 @@ def _start(s, workdir: Path, bare: bool = False, port: int = 0,
     argv = [sys.executable, "-m", "benchmarks.bare_forwarder"] if bare else \
         [sys.executable, "-m", "reglink.cli", "worker", "--workdir",
          str(workdir / f"faust-{time.time_ns()}")]
+    only = os.environ.get("BENCH_PLUGINS")
+    if only and not bare and src == ROOT:  # this tree with only these pipeline plug-ins
+        argv[1:3] = ["-c", "import sys, reglink.core.pipeline as p; "
+                     f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {only.split(',')!r}); "
+                     "from reglink.cli import main; sys.argv = ['reglink', *sys.argv[1:]]; main()"]
     if not bare:
         env["REGLINK_WORKER_METRICS_PORT"] = str(port)
         if os.environ.get("BENCH_PYSPY"):  # profile the worker: raw stacks next to its log

@@ -3,6 +3,7 @@ the corpus as a backlog (``benchmarks.stream.throughput``), at a base revision a
 working tree, alternated ``--rounds`` times, with the bare faust forwarder as the ceiling.
 
     .venv/bin/python -m benchmarks.stream_ab --base REV [--records 20000] [--rounds 2]
+        [--plugins unregistered_stay,watchlist_match]   # this tree with only those plug-ins
         [--workers 1,2 --partitions 8]   # scaling: each side runs 1 then 2 workers
 
 Needs the stack up (``reglink stack up``). The base revision is checked out into a temporary
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,11 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bare-both", action="store_true",
                     help="also run the bare forwarder of each side every round (when the "
                          "change touches it too)")
+    ap.add_argument("--plugins", default=None,
+                    help="comma-separated: this tree's worker runs only these pipeline "
+                         "plug-ins (the work a base revision with fewer did)")
     a = ap.parse_args(argv)
+    if a.plugins:
+        os.environ["BENCH_PLUGINS"] = a.plugins  # read by benchmarks.stream._start
     counts = [int(n) for n in a.workers.split(",")]
     sim = corpus(a.records)
     recs = stream._records(sim)
     out: dict = {"corpus": str(sim), "records": len(recs), "base": a.base,
+                 "plugins": a.plugins or "all",
                  "bare": [], "base_runs": [], "new_runs": [], "base_bare": [], "new_bare": []}
     with base_checkout(a.base) as (wt, hides):
         out["base_hides"] = hides
