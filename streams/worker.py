@@ -134,11 +134,11 @@ def run_worker(settings: Settings, workdir: str | None = None,
 
     configure_json_logging()
     tune_gc()
-    log.info("core: %s", native.mode())
     if settings.uses_dev_key:
         log.warning("using the development HMAC key; set REGLINK_HMAC_KEY in production")
     metrics = PipelineMetrics()
     shell = build_shell(settings, metrics)
+    log.info("core: %s", native.mode())  # once it is known to start (a refusal is one line)
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
     if port:
         start_http_server(port, addr=settings.metrics_host, registry=metrics.registry)
