@@ -3,6 +3,8 @@ links, stays, residence ledgers, statistics, quality, alerts, timers), this tree
 earlier revision, in the same run on the same Redis.
 
     .venv/bin/python -m benchmarks.state_bytes SIM_DIR --before REV [--records N]
+        [--side before|after --out FILE]   # one side (two stacks: both sides in parallel)
+    .venv/bin/python -m benchmarks.state_bytes SIM_DIR --combine BEFORE.json AFTER.json
 
 Each side runs the pipeline the worker runs (``Pipeline.process_batch`` over ``RedisKV``, in
 batches of 500 as the worker's units of work, without the outbox) over the first N records of
@@ -128,21 +130,41 @@ def measure_revision(rev: str, sim: Path, records: int | None) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sim", type=Path)
-    ap.add_argument("--before", required=True, help="the revision to compare with")
+    ap.add_argument("--before", default=None, help="the revision to compare with")
     ap.add_argument("--records", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--side", choices=("both", "before", "after"), default="both",
+                    help="measure one side only and write it to --out: two runs on two "
+                         "stacks (REGLINK_STATE_DIR, REGLINK_REDIS_PORT) then go in parallel; "
+                         "--combine joins their files")
+    ap.add_argument("--combine", type=Path, nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="join the files of a --side before and a --side after run")
     a = ap.parse_args(argv)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    before = measure_revision(a.before, a.sim, a.records)
-    after = {**measure(a.sim, a.records), "revision": head}
+    if not a.combine and a.side != "after" and not a.before:
+        ap.error("--before REV is needed to measure the before side")
+    if a.combine:
+        before, after = (json.loads(p.read_text(encoding="utf-8"))[side]
+                         for p, side in zip(a.combine, ("before", "after"), strict=True))
+    else:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        if a.side != "both":
+            got = (measure_revision(a.before, a.sim, a.records) if a.side == "before"
+                   else {**measure(a.sim, a.records), "revision": head})
+            text = json.dumps({a.side: got}, indent=2) + "\n"
+            if a.out:
+                a.out.write_text(text, encoding="utf-8")
+            print(text)
+            return
+        before = measure_revision(a.before, a.sim, a.records)
+        after = {**measure(a.sim, a.records), "revision": head}
     fams = Counter({f: v["bytes_per_identity"] for f, v in after["families"].items()})
     fams.subtract({f: v["bytes_per_identity"] for f, v in before["families"].items()})
     result = {"before": before, "after": after,
               "bytes_per_identity_change": after["redis_bytes_per_identity"]
               - before["redis_bytes_per_identity"],
               "by_family_change": {f: round(v, 1) for f, v in sorted(fams.items()) if v}}
-    out = a.out or RESULTS / f"state_bytes_{time.strftime('%Y-%m-%d')}_vs_{a.before}.json"
+    out = a.out or RESULTS / f"state_bytes_{time.strftime('%Y-%m-%d')}_vs_{before['revision']}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 
