@@ -61,3 +61,10 @@ def save(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path
+
+
+def only_plugins(names: list[str]) -> str:
+    """Python statements that make this tree's pipelines run only the plug-ins ``names``
+    (prepended to a child's ``-c`` code, before reglink's CLI is imported)."""
+    return ("import reglink.core.pipeline as p; "
+            f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {names!r}); ")

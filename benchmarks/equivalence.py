@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import only_plugins
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE_REV = "5b2600d"  # default base: main before the replay and worker performance work
 
@@ -34,9 +36,7 @@ def _replay(src: Path, files: list[Path], out: Path,
     env["PYTHONPATH"] = str(src)
     if pure:
         env["REGLINK_PURE"] = "1"
-    only = ("import reglink.core.pipeline as p; "
-            f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {plugins!r}); "
-            if plugins else "")
+    only = only_plugins(plugins) if plugins else ""
     code = (f"import sys; {only}from reglink.cli import main; "
             "sys.argv=['reglink','replay',*sys.argv[1:]]; main()")
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.common import CACHE, ROOT, pct
+from benchmarks.common import CACHE, ROOT, only_plugins, pct
 
 
 def _settings(tag: str, partitions: int):
@@ -150,8 +150,7 @@ def _start(s, workdir: Path, bare: bool = False, port: int = 0,
          str(workdir / f"faust-{time.time_ns()}")]
     only = os.environ.get("BENCH_PLUGINS")
     if only and not bare and src == ROOT:  # this tree with only these pipeline plug-ins
-        argv[1:3] = ["-c", "import sys, reglink.core.pipeline as p; "
-                     f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {only.split(',')!r}); "
+        argv[1:3] = ["-c", "import sys; " + only_plugins(only.split(",")) +
                      "from reglink.cli import main; sys.argv = ['reglink', *sys.argv[1:]]; main()"]
     if not bare:
         env["REGLINK_WORKER_METRICS_PORT"] = str(port)

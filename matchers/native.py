@@ -66,6 +66,11 @@ def source(module: str, root: Path = ROOT) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
+def compiled(module: str, native: Path = NATIVE) -> Path:
+    """Where the build puts ``module``."""
+    return native.joinpath(*module.split(".")).with_suffix(SUFFIX)
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -93,7 +98,7 @@ def status(native: Path = NATIVE, root: Path = ROOT,
         if sources.get(module) != (digest(path) if path.exists() else None):
             return False, (f"pure Python ({module} changed since the compiled core was "
                            "built: make setup builds it again)")
-        if not (native.joinpath(*module.split(".")).with_suffix(SUFFIX)).exists():
+        if not compiled(module, native).exists():
             return False, f"pure Python (the compiled {module} is missing: make setup)"
     return True, f"compiled (mypyc {manifest.get('mypy', '?')}, {len(modules)} modules)"
 
@@ -102,7 +107,7 @@ class _Finder(importlib.abc.MetaPathFinder):
     """Finds the modules of the set (and their shared library) in the build directory."""
 
     def __init__(self, native: Path, modules: Sequence[str]) -> None:
-        self.files = {m: native.joinpath(*m.split(".")).with_suffix(SUFFIX) for m in modules}
+        self.files = {m: compiled(m, native) for m in modules}
         self.files[f"{GROUP}__mypyc"] = native / f"{GROUP}__mypyc{SUFFIX}"
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
