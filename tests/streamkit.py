@@ -21,14 +21,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+EPHEMERAL_START = _ephemeral_start()
+
+
 def stack_ports(kafka: int, redis: int) -> dict:
     """Settings for a test's own stack: Kafka on ``kafka`` (controller ``kafka + 1``), Redis on
     ``redis``, both shifted by ``REGLINK_TEST_PORT_OFFSET`` so that two checkouts can run the
     suite at once."""
     off = int(os.environ.get("REGLINK_TEST_PORT_OFFSET", "0"))
     k, r = kafka + off, redis + off
-    if max(k + 1, r) > 65535:
-        raise ValueError(f"REGLINK_TEST_PORT_OFFSET={off} puts ports past 65535 (use <= 6000)")
+    if max(k + 1, r) >= EPHEMERAL_START:
+        # client sockets take local ports from that range: a broker there can fail to bind
+        raise ValueError(f"REGLINK_TEST_PORT_OFFSET={off} puts ports at or past "
+                         f"{EPHEMERAL_START}, the kernel's ephemeral range (use <= 3000)")
     return {"kafka_port": k, "kafka_controller_port": k + 1,
             "kafka_bootstrap": f"127.0.0.1:{k}", "redis_port": r,
             "redis_url": f"redis://127.0.0.1:{r}/0"}

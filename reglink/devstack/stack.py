@@ -167,6 +167,41 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def _port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Can a server bind ``host:port`` now? Binds as Kafka and Redis do (SO_REUSEADDR), so a
+    listener or a connection whose local end is this port (a client socket given it from
+    the ephemeral range) makes it unbindable, while TIME_WAIT leftovers do not."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_range() -> tuple[int, int] | None:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return None
+
+
+def _port_taken_reason(port: int, p: _Paths) -> str | None:
+    """None if a server can bind ``port``; otherwise why not, in words for the operator."""
+    if _port_open(port):
+        return (f"port {port} is in use by a process not started from state dir {p.state} "
+                "(another checkout or cwd?)")
+    if _port_bindable(port):
+        return None
+    eph = _ephemeral_range()
+    hint = (f" (it lies in the kernel's ephemeral range {eph[0]}-{eph[1]}, from which "
+            "client connections take their local ports: choose a port below "
+            f"{eph[0]})" if eph and eph[0] <= port <= eph[1] else "")
+    return f"port {port} cannot be bound: a connection holds it{hint}"
+
+
 def _bootstrap_open(settings: Settings) -> bool:
     """Cheap pre-check: does any bootstrap server accept TCP connections?"""
     for server in settings.kafka_bootstrap.split(","):
@@ -208,12 +243,24 @@ def _stop(name: str, pidfile: Path, marker: str, grace_s: float) -> None:
     _say(f"{name}: {how} (pid {pid}) in {time.monotonic() - t0:.1f} s")
 
 
+_FIRST_ERROR = re.compile(r"\b(ERROR|FATAL|Exception|Error:)|# Could not|Address already in use")
+
+
 def _tail(path: Path, lines: int = 15) -> str:
+    """The log's last ``lines`` lines, preceded by its first error lines when they come
+    earlier: a broker that fails to bind logs the cause once, then pages of shutdown."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
-    return "\n".join("    " + line for line in text[-lines:])
+    last = text[-lines:]
+    first = [i for i, line in enumerate(text[:-lines] if len(text) > lines else [])
+             if _FIRST_ERROR.search(line)][:1]
+    head = text[first[0]:first[0] + 4] if first else []
+    parts = ["    " + line for line in head]
+    if head:
+        parts.append("    ...")
+    return "\n".join(parts + ["    " + line for line in last])
 
 
 def _render_text(template: Path, values: dict[str, Any]) -> str:
@@ -623,10 +670,10 @@ def _start_kafka(settings: Settings, p: _Paths) -> int | None:
         _say(f"kafka: already running (pid {pid})")
         return None
     for port in (settings.kafka_port, settings.kafka_controller_port):
-        if _port_open(port):
+        reason = _port_taken_reason(port, p)
+        if reason:
             raise StackError(
-                f"port {port} is in use by a process not started from state dir {p.state} "
-                "(another checkout or cwd?): stop it, or set REGLINK_KAFKA_PORT / "
+                f"{reason}: stop it, or set REGLINK_KAFKA_PORT / "
                 "REGLINK_KAFKA_CONTROLLER_PORT and REGLINK_KAFKA_BOOTSTRAP"
             )
     java = _need("java", _JAVA_HINT)
@@ -712,10 +759,10 @@ def _start_redis(settings: Settings, p: _Paths) -> int | None:
         _check_running_redis_tls(settings, p)
         _say(f"redis: already running (pid {pid})")
         return None
-    if _port_open(settings.redis_port):
+    reason = _port_taken_reason(settings.redis_port, p)
+    if reason:
         raise StackError(
-            f"port {settings.redis_port} is in use by a process not started from state dir "
-            f"{p.state} (another checkout, or a distro redis: `systemctl stop redis-server`): "
+            f"{reason} (a distro redis? `systemctl stop redis-server`): "
             "stop it, or set REGLINK_REDIS_PORT and REGLINK_REDIS_URL"
         )
     server = ensure_redis_server()

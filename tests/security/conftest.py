@@ -10,7 +10,7 @@ from streamkit import own_stack, stack_ports
 
 from reglink.core.settings import Settings, load_settings
 
-SECURE_PORTS = stack_ports(39092, 36379)  # + REGLINK_TEST_PORT_OFFSET
+SECURE_PORTS = stack_ports(21092, 21379)  # + REGLINK_TEST_PORT_OFFSET
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from reglink.sim.simulate import run_simulate
 
 pytestmark = pytest.mark.integration
 
-PLAIN_PORTS = stack_ports(59092, 56379)  # + REGLINK_TEST_PORT_OFFSET
+PLAIN_PORTS = stack_ports(24092, 24379)  # + REGLINK_TEST_PORT_OFFSET
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """kafka_tls: SASL/SCRAM-SHA-512 over TLS (SASL_SSL) on a dedicated stack of its own.
 
-The stack (ports 49092/49093/46379 + REGLINK_TEST_PORT_OFFSET, own state dir) is started with
+The stack (ports 22092/22093/22379 + REGLINK_TEST_PORT_OFFSET, own state dir) is started with
 kafka_security=scram, kafka_tls=true and redis_tls=true; `stack up` makes the private CA and
 the server certificate. The tests show: the pipeline works end to end over TLS (connector ->
 faust worker, identity store in Redis over TLS -> reader), a client without TLS and a client
@@ -35,7 +35,7 @@ from reglink.replay import run_replay
 from reglink.sim.simulate import run_simulate
 from reglink.tail import tail_alerts
 
-TLS_PORTS = stack_ports(49092, 46379)  # + REGLINK_TEST_PORT_OFFSET
+TLS_PORTS = stack_ports(22092, 22379)  # + REGLINK_TEST_PORT_OFFSET
 
 
 @pytest.fixture(scope="module")
