@@ -27,7 +27,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+import matchers
+
+# The package's directory, not this module's: compiled, this module lives under build/native.
+MODELS_DIR = Path(matchers.__file__).resolve().parent / "models"
 DEFAULT_MODEL_FILE = MODELS_DIR / "fs-zh.json"
 _FLOOR = 1e-6
 

@@ -40,10 +40,12 @@ COMPILED: tuple[str, ...] = (
     "matchers.decide",
     "matchers.features",
     "matchers.linker",
+    "matchers.model",
     "matchers.normalise",
     "matchers.pseudo",
     "reglink.core.pipeline",
     "reglink.core.quality",
+    "reglink.core.rules.clock",
     "reglink.core.rules.population",
     "reglink.core.rules.stale_registration",
     "reglink.core.rules.stay",
@@ -51,7 +53,9 @@ COMPILED: tuple[str, ...] = (
     "reglink.core.rules.watchlist",
     "reglink.core.rules.watchlist_match",
     "reglink.core.rules.watermark",
+    "reglink.core.unit_of_work",
     "reglink.stores.identity",
+    "reglink.stores.kv",
     "reglink.stores.schema",
 )
 #: The name of the library module the compiled modules share.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reglink.stores import schema as sk
-from reglink.stores.kv import Op, UnitOfWorkKV
+from reglink.stores.kv_api import Op, UnitOfWorkKV
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ normalise -> candidates -> compare -> decide (matchers.Linker) -> alert rules
 (:mod:`reglink.core.quality`, a plug-in on the same interface).
 
 No Kafka and no Redis in here: identity and rule state live behind the unit of work's store
-(:class:`~reglink.stores.kv.UnitOfWorkKV`) handed in. The faust worker (streams/) and
+(:class:`~reglink.stores.kv_api.UnitOfWorkKV`) handed in. The faust worker (streams/) and
 ``reglink replay`` are two thin shells over :class:`Pipeline`, which is why they can agree.
 The pipeline links each record and dispatches to the rules' hooks; the unit of work
 (:mod:`reglink.core.unit_of_work`) commits a record's (or a batch's) changes at once, and the
@@ -41,7 +41,8 @@ from reglink.core.topics import EVENT_SOURCES
 from reglink.core.unit_of_work import UnitOfWork
 from reglink.stores import schema as sk
 from reglink.stores.identity import KVIdentityStore
-from reglink.stores.kv import KeyValue, Op, PrefixedView, TxKV, UnitOfWorkKV
+from reglink.stores.kv import PrefixedView, TxKV
+from reglink.stores.kv_api import KeyValue, Op, UnitOfWorkKV
 
 __all__ = ["Out", "Pipeline"]
 

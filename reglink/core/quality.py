@@ -61,7 +61,7 @@ from reglink.core.outbox import Out
 from reglink.core.rules.base import AlertRule, LinkedRecord, RuleContext
 from reglink.core.rules.clock import day_end
 from reglink.stores import schema as sk
-from reglink.stores.kv import KeyValue
+from reglink.stores.kv_api import KeyValue
 
 NAME = "source_quality"
 TOPIC = "quality"

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, TypeVarTuple
 
 from reglink.core.metrics import PipelineMetrics
-from reglink.stores.kv import Conflict, Op, UnitOfWorkKV
+from reglink.stores.kv import Conflict
+from reglink.stores.kv_api import Op, UnitOfWorkKV
 
 MAX_CONFLICT_RETRIES = 20
 # Pause before conflict retry n: min(cap, base * 2**n), jittered x0.5-1.5. Retrying at once
@@ -65,7 +66,7 @@ class BatchSteps(Protocol[_Item, _Result, _Memory]):
 
 
 class UnitOfWork:
-    """Runs units of work over a :class:`~reglink.stores.kv.UnitOfWorkKV`.
+    """Runs units of work over a :class:`~reglink.stores.kv_api.UnitOfWorkKV`.
 
     ``forget``: drops in-process caches that may hold a rolled-back unit's changes (decoded
     identities)."""
@@ -137,6 +138,7 @@ class UnitOfWork:
             before = steps.memory()
             snaps: list[_Memory] = []  # the memory after each item (to commit a prefix)
             results: list[_R] = []
+            conflict: Conflict | None = None
             try:
                 kv.begin(0)
                 steps.start(pending)
@@ -152,7 +154,6 @@ class UnitOfWork:
                 done += results
                 if len(done) == len(items):
                     return done
-                continue
             except Conflict as exc:
                 conflict = exc
             except BaseException as exc:
@@ -162,6 +163,8 @@ class UnitOfWork:
                 raise
             finally:
                 steps.end()
+            if conflict is None:
+                continue  # committed: the next attempt takes the items after these
             self._conflicted()
             try:
                 kept = self._commit_leading(conflict.segment, snaps, steps)

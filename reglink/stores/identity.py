@@ -1,4 +1,4 @@
-"""The identity store over a :class:`~reglink.stores.kv.KeyValue` backend.
+"""The identity store over a :class:`~reglink.stores.kv_api.KeyValue` backend.
 
 Its keys (identities, merged-into pointers, record links, the blocking index, the identity
 count) are the identity families of :mod:`reglink.stores.schema`.
@@ -13,15 +13,8 @@ from typing import Any, Generic, TypeVar
 from matchers import fastjson
 from matchers.types import SET_FIELDS, Identity, PurgeReport
 from reglink.stores import schema as sk
-from reglink.stores.kv import (
-    Conflict,
-    IdentityKV,
-    IndexKV,
-    KeyValue,
-    MemoryKV,
-    Op,
-    RedisKV,
-)
+from reglink.stores.kv import Conflict, MemoryKV, RedisKV
+from reglink.stores.kv_api import IdentityKV, IndexKV, KeyValue, Op
 
 _SET_FIELDS = SET_FIELDS
 

@@ -4,10 +4,9 @@ Two backends honour one :class:`KeyValue` contract: :class:`MemoryKV` (replay, u
 :class:`RedisKV` (workers). Everything stored is a string; callers serialise.
 Keys handed in are already free of personal data (IDs and phones are HMAC-ed upstream).
 
-Each Protocol names what one user needs: :class:`IndexKV` (the identity store's saves and
-lookups; :class:`PrefixedView` offers that much) within :class:`IdentityKV` (and retiring)
-within :class:`KeyValue` (a committed store) within :class:`SharedKV` (one several writers
-share); :class:`UnitOfWorkKV` is what the core needs of :class:`TxKV`.
+The Protocols that name what each user needs (:class:`IndexKV` within :class:`IdentityKV`
+within :class:`KeyValue` within :class:`SharedKV`, and :class:`UnitOfWorkKV`, what the core
+needs of :class:`TxKV`) are in :mod:`reglink.stores.kv_api`.
 """
 
 from __future__ import annotations
@@ -19,9 +18,11 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, TypeVar, cast
 
 from reglink.stores import schema
+from reglink.stores.kv_api import Caps, KeyValue, Op, SharedKV, UnitOfWorkKV
+from reglink.stores.oversized import Oversized
 from reglink.stores.schema import LAYOUT
 
 _pack_command: Callable[..., bytes] | None
@@ -31,73 +32,6 @@ except ImportError:  # pragma: no cover - redis-py's own packing then
     _pack_command = None
 
 _T = TypeVar("_T")
-
-
-Op = tuple[Any, ...]
-"""A buffered write ``(op, key, *args)``: ``("set", key, value)``, ``("delete", key)``,
-``("sadd", key, members)``, ``("srem", key, member)``, ``("zadd", key, member, score)``,
-``("zrem", key, member)``, ``("incrby", key, amount)``."""
-
-Caps = int | Sequence[int | None] | None
-"""Caps of a multi-set read: one for every set, or one (or None) per key; None: no cap."""
-
-
-@runtime_checkable
-class IndexKV(Protocol):
-    """What :class:`~reglink.stores.identity.KVIdentityStore` needs to save identities and
-    find them (the watchlist index, :class:`PrefixedView`, offers no more)."""
-
-    def get(self, key: str) -> str | None: ...
-    def mget(self, keys: list[str]) -> list[str | None]: ...
-    def set(self, key: str, value: str) -> None: ...
-    def sadd(self, key: str, members: Iterable[str]) -> None: ...
-    def incr(self, key: str) -> int: ...
-    def smembers_many_shared(self, keys: list[str], caps: Caps = None
-                             ) -> Sequence[AbstractSet[str]]:
-        """Several sets in one round trip, for a reader that never mutates them (they may be
-        the store's own). ``caps``: a set with more members than its cap may come back as
-        :class:`Oversized` (its size, no members) instead of being transferred."""
-        ...
-
-
-@runtime_checkable
-class IdentityKV(IndexKV, Protocol):
-    """What the identity store also needs to retire a merged identity."""
-
-    def delete(self, key: str) -> None: ...
-
-
-@runtime_checkable
-class KeyValue(IdentityKV, Protocol):
-    """A committed store (:class:`MemoryKV`, :class:`RedisKV`): what the unit of work
-    (:class:`TxKV`) reads through and commits to, and what the retention sweep uses."""
-
-    def smembers_many(self, keys: list[str]) -> Sequence[AbstractSet[str]]:
-        """Several sets in one round trip (the sweep reads the index with it)."""
-        ...
-    def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]:
-        """Members with score <= max_score, lowest score first (ties by member)."""
-        ...
-    def apply(self, ops: list[Op]) -> None:
-        """Apply buffered writes (:data:`Op`) atomically, in order."""
-        ...
-    def scan(self, prefix: str) -> Iterable[str]:
-        """Every key starting with ``prefix`` (any type), in no particular order. For sweeps
-        (``reglink purge``), never on the per-record path."""
-        ...
-
-
-@runtime_checkable
-class SharedKV(KeyValue, Protocol):
-    """A store several writers share (:class:`RedisKV`): what :class:`TxKV` uses of a base
-    that has it (tested with ``hasattr``): compare-and-apply commits, reading ahead, counter
-    blocks."""
-
-    def apply_checked(self, ops: list[Op], strings: dict[str, str | None],
-                      cards: dict[str, int]) -> None: ...
-    def fetch(self, strings: list[str], sets: list[str], caps: Caps = None
-              ) -> tuple[Sequence[str | None], Sequence[AbstractSet[str]]]: ...
-    def incrby(self, key: str, amount: int) -> int: ...
 
 
 class MemoryKV:
@@ -243,25 +177,6 @@ def ensure_layout(kv: KeyValue, force: bool = False) -> None:
         f"{_OLD_LAYOUTS.get(got, got)}; this version reads and writes layout {LAYOUT} only. "
         "Rebuild it from Kafka into an empty prefix (`reglink rebuild`, see "
         "docs/capacity.md, 'Migrating'), then point the workers at it")
-
-
-class Oversized(frozenset[str]):
-    """A set read with a cap it exceeds (``smembers_many(keys, caps)``): its size, no members.
-    ``len()`` is the set's size, so a caller's "too common" test and the optimistic commit's
-    size check both work on it; iterating it yields nothing."""
-
-    size: int
-
-    def __new__(cls, size: int) -> Oversized:
-        self = super().__new__(cls)
-        self.size = int(size)
-        return self
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __repr__(self) -> str:
-        return f"Oversized({self.size})"
 
 
 # --- The compact blocking index ----------------------------------------------------------------
@@ -1240,39 +1155,6 @@ class TxKV:
             return value
         self.set(key, str(value))
         return value
-
-
-@runtime_checkable
-class UnitOfWorkKV(IdentityKV, Protocol):
-    """What the pure core needs of its state store (:class:`TxKV` implements it): reads with
-    read-your-writes, buffered writes that :meth:`commit` applies at once (compare-and-apply
-    on a shared store), prefetching, sets and sorted sets; and what the identity store needs
-    (:class:`IdentityKV`)."""
-
-    base: KeyValue  # the committed store (the outbox confirms deliveries on it directly)
-    optimistic: bool  # commits are checked against what the unit of work read
-
-    # reads
-    def smembers(self, key: str) -> builtins.set[str]: ...
-    def zupto(self, key: str, max_score: float) -> list[tuple[str, float]]: ...
-
-    # reading ahead
-    @property
-    def can_prefetch(self) -> bool: ...
-    def prefetch(self, strings: list[str], sets: list[str], cap: int | None = None) -> None: ...
-    def cached_set(self, key: str) -> AbstractSet[str] | None: ...
-    def zhint(self, key: str, max_score: float) -> None: ...
-
-    # writes
-    def srem(self, key: str, member: str) -> None: ...
-    def zadd(self, key: str, member: str, score: float) -> None: ...
-    def zrem(self, key: str, member: str) -> None: ...
-
-    # the transaction
-    def begin(self, segment: int) -> None: ...
-    def commit(self) -> None: ...
-    def commit_prefix(self, segment: int, extra: Sequence[Op] = ()) -> None: ...
-    def rollback(self) -> None: ...
 
 
 class PrefixedView:

@@ -17,9 +17,21 @@ from reglink.stores.kv import Conflict, MemoryKV
 from streams.shell import Contended, RetryLater, WorkerShell
 
 
-class ContendedKV(MemoryKV):
-    """A shared store (it has ``apply_checked``, so commits are optimistic) where another
-    writer's commit lands before each of this writer's first ``losses`` commits."""
+class _SharedMemory:
+    """A :class:`MemoryKV` that a unit of work treats as a shared store (it has
+    ``apply_checked``, so commits are optimistic). A wrapper, not a subclass: the compiled
+    store admits no interpreted subclasses."""
+
+    def __init__(self) -> None:
+        self.mem = MemoryKV()
+
+    def __getattr__(self, name):
+        return getattr(self.mem, name)
+
+
+class ContendedKV(_SharedMemory):
+    """A shared store where another writer's commit lands before each of this writer's
+    first ``losses`` commits."""
 
     def __init__(self, losses: int) -> None:
         super().__init__()
@@ -98,7 +110,7 @@ def test_a_purge_sweep_on_a_shared_store_leaves_writers_a_window_after_each_unit
 
     from reglink.stores.identity import KVIdentityStore
 
-    class Shared(MemoryKV):
+    class Shared(_SharedMemory):
         def __init__(self):
             super().__init__()
             self.spans: list[tuple[float, float]] = []

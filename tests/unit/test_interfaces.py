@@ -31,17 +31,8 @@ from matchers.types import (
 )
 from reglink.stores import schema as sk
 from reglink.stores.identity import KVIdentityStore, embedded_store
-from reglink.stores.kv import (
-    IdentityKV,
-    IndexKV,
-    KeyValue,
-    MemoryKV,
-    PrefixedView,
-    RedisKV,
-    SharedKV,
-    TxKV,
-    UnitOfWorkKV,
-)
+from reglink.stores.kv import MemoryKV, PrefixedView, RedisKV, TxKV
+from reglink.stores.kv_api import IdentityKV, IndexKV, KeyValue, SharedKV, UnitOfWorkKV
 
 
 def test_every_implementation_satisfies_its_protocol() -> None:

@@ -37,7 +37,8 @@ from reglink.core.rules.watermark import Watermark
 from reglink.core.settings import Settings
 from reglink.stores import schema as sk
 from reglink.stores.identity import KVIdentityStore
-from reglink.stores.kv import PrefixedView, UnitOfWorkKV
+from reglink.stores.kv import PrefixedView
+from reglink.stores.kv_api import UnitOfWorkKV
 
 _T = TypeVar("_T")
 
@@ -183,9 +184,9 @@ class AlertRule(ABC):
         record: a value read again as the same stored object (the one this unit of work read
         or wrote: the store hands back what it holds) is not decoded again. Whoever changes
         the decoded value stores it again (:meth:`store`) before the record ends."""
-        raw = self.ctx.kv.get(key)
+        raw: Any = self.ctx.kv.get(key)
         if raw is None:  # nothing stored: a fresh empty value each time
-            return decode(raw)
+            return decode(None)
         seen = self.ctx.decoded.get(key)
         if seen is not None and seen[0] is raw:
             value: _T = seen[1]
