@@ -43,6 +43,7 @@ COMPILED: tuple[str, ...] = (
     "matchers.model",
     "matchers.normalise",
     "matchers.pseudo",
+    "reglink.core.contract",
     "reglink.core.pipeline",
     "reglink.core.quality",
     "reglink.core.rules.clock",

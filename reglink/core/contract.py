@@ -534,7 +534,7 @@ def parse_record(
         text = text[1:]
     if not text.strip():
         return dead("empty")
-    obj = _decode_fast(raw)
+    obj: Any = _decode_fast(raw)  # json.loads below may give any JSON value
     if obj is None:
         try:
             obj = json.loads(text, parse_constant=_reject_constant)

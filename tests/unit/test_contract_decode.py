@@ -33,21 +33,34 @@ HOTEL = {
 # --- the comparison ------------------------------------------------------------------------
 def same(a: Any, b: Any) -> bool:
     """Deep equality that also demands the same types and dict key order: ``1 == 1.0 == True``
-    and ``0.0 == -0.0`` in Python, but they are different records downstream."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    if isinstance(a, DeadLetter):
-        return (same(a.source, b.source) and same(a.reason, b.reason)
-                and same(a.original, b.original) and same(a.origin, b.origin))
-    return a == b
+    and ``0.0 == -0.0`` in Python, but they are different records downstream. Iterative: the
+    values compared nest as deep as the decoders allow, which is deeper than the interpreter's
+    stack when the contract runs compiled."""
+    stack = [(a, b)]
+    while stack:
+        a, b = stack.pop()
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, dict):
+            if list(a) != list(b):
+                return False
+            stack.extend((a[k], b[k]) for k in a)
+        elif isinstance(a, list | tuple):
+            if len(a) != len(b):
+                return False
+            stack.extend(zip(a, b, strict=True))
+        elif isinstance(a, float):
+            if math.isnan(a) or math.isnan(b):
+                if not (math.isnan(a) and math.isnan(b)):
+                    return False
+            elif not (a == b and math.copysign(1.0, a) == math.copysign(1.0, b)):
+                return False
+        elif isinstance(a, DeadLetter):
+            stack.extend([(a.source, b.source), (a.reason, b.reason),
+                          (a.original, b.original), (a.origin, b.origin)])
+        elif a != b:
+            return False
+    return True
 
 
 @contextmanager
