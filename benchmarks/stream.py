@@ -324,6 +324,33 @@ def _cleanup(s) -> None:
     pipe.execute()
 
 
+def _redis_usage(s) -> tuple[float, dict[str, int]] | None:
+    """The Redis server's CPU seconds so far (user + system, ``INFO cpu``) and its calls per
+    command (``INFO commandstats``); None if unread."""
+    from reglink import kafka_auth
+    try:
+        r = kafka_auth.connect_redis(s, "admin")
+        try:
+            cpu, stats = r.info("cpu"), r.info("commandstats")
+        finally:
+            r.close()
+        calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+    except Exception:  # noqa: BLE001 - a figure beside the measurement, never its failure
+        return None
+
+
+def _redis_delta(before, after, n: int) -> dict:
+    """Redis CPU ms and calls per record between two :func:`_redis_usage` readings."""
+    if before is None or after is None:
+        return {"redis_cpu_ms_per_record": None, "redis_calls_per_record": None}
+    calls = {k: v - before[1].get(k, 0) for k, v in after[1].items()}
+    calls = {k: round(v / max(1, n), 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])
+             if v > 0}
+    return {"redis_cpu_ms_per_record": round(1000 * (after[0] - before[0]) / max(1, n), 3),
+            "redis_calls_per_record": calls}
+
+
 def _cpu_ticks() -> tuple[int, int]:
     """(busy, total) jiffies over all cores, from the first line of /proc/stat."""
     with open("/proc/stat", encoding="ascii") as fh:
@@ -409,6 +436,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
         procs = [_start(s, workdir, bare, port, src) for port in ports]
         settle = _group_stable(s, workers)
         cpu0 = sum(_cpu_s(p) for p in procs)
+        redis0 = _redis_usage(s)
         sampler.start()
         pub_s = publish(s, recs)
         t_pub = time.time() * 1000
@@ -416,6 +444,7 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
         if not _await_outputs(s, n_link, time.monotonic() + timeout, procs):
             raise TimeoutError(f"fewer than {n_link} outputs after {timeout:.0f} s")
         cpu = sum(_cpu_s(p) for p in procs) - cpu0  # up to the last output (+ <= 0.25 s)
+        redis1 = _redis_usage(s)
         sampler.stop()
         linked = _wait_linked(s, n_link, 60, procs)
         after = sorted(m.timestamp for m in linked if m.timestamp >= t_pub)
@@ -434,6 +463,8 @@ def throughput(sim: Path, recs, workers: int = 1, partitions: int = 1, bare: boo
                # CPU of the worker processes while they worked through the corpus, per
                # record: less noisy than wall rates on a shared machine
                "cpu_ms_per_record": round(1000 * cpu / max(1, len(linked)), 3),
+               # the Redis server's CPU and calls over the same span (the broker's not read)
+               **_redis_delta(redis0, redis1, len(linked)),
                # share of all cores busy after publishing (every process: broker, Redis...)
                "machine_busy": round(busy, 3) if busy is not None else None,
                "load_avg": [round(x, 2) for x in os.getloadavg()]}

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = side if n is None or len(counts) == 1 else f"{side}_{n}_workers"
                 out["summary"][name] = {
                     "cpu_ms_per_record": mean(rows, "cpu_ms_per_record"),
+                    "redis_cpu_ms_per_record": mean(rows, "redis_cpu_ms_per_record"),
                     "sustained_per_s": mean(rows, "sustained_per_s"),
                     "links_f1": mean(rows, "links_f1")}
     print(json.dumps(out["summary"], indent=2))

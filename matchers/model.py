@@ -246,10 +246,10 @@ class FSModel:
             if not isinstance(data, dict):
                 raise ModelError("model: not a JSON object")
             return cls.from_json(data)
-        except KeyError as exc:
-            raise ModelError(f"{path}: model: no {exc.args[0]!r} field") from None
-        except ModelError as exc:
-            raise ModelError(f"{path}: {exc}") from None
+        except KeyError as missing:  # one name per exception type (compiled, a name has one)
+            raise ModelError(f"{path}: model: no {missing.args[0]!r} field") from None
+        except ModelError as bad:
+            raise ModelError(f"{path}: {bad}") from None
 
 
 @lru_cache(maxsize=4)

@@ -156,10 +156,10 @@ class UnitOfWork:
                     return done
             except Conflict as exc:
                 conflict = exc
-            except BaseException as exc:
+            except BaseException as err:  # not ``exc``: compiled, a name keeps one type
                 self.undo()
                 steps.restore(before)
-                exc.done = done  # type: ignore[attr-defined]
+                err.done = done  # type: ignore[attr-defined]
                 raise
             finally:
                 steps.end()
@@ -168,10 +168,10 @@ class UnitOfWork:
             self._conflicted()
             try:
                 kept = self._commit_leading(conflict.segment, snaps, steps)
-            except BaseException as exc:  # e.g. Redis went away: the leading items may
+            except BaseException as err:  # e.g. Redis went away: the leading items may
                 self.undo()               # or may not be in (re-running them is idempotent)
                 steps.restore(before)
-                exc.done = done  # type: ignore[attr-defined]
+                err.done = done  # type: ignore[attr-defined]
                 raise
             self.undo()
             steps.restore(snaps[kept - 1] if kept else before)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar, cast
 
+from mypy_extensions import mypyc_attr
+
 from reglink.stores import schema
 from reglink.stores.kv_api import Caps, KeyValue, Op, SharedKV, UnitOfWorkKV
 from reglink.stores.oversized import Oversized
@@ -462,6 +464,10 @@ def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+# A plain Python class even when compiled (its methods still are): fault-injection tests
+# replace a method on one instance (a lost reply, a competing writer), which a compiled
+# class forbids.
+@mypyc_attr(native_class=False)
 class RedisKV:
     """Redis backend. ``prefix`` isolates deployments and tests (e.g. ``reglink:``).
 

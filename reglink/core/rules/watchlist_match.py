@@ -58,8 +58,9 @@ class WatchlistMatch(AlertRule):
     def keys_ahead(self, record: dict[str, Any], person: PersonRecord,
                    blocking_keys: list[str]) -> tuple[list[str], list[str]]:
         strings = [sk.WATCH_KEYS_TOKEN, sk.watch_index(sk.IDENTITY_COUNT)]
-        if record["source"] == self.own_source:
-            strings.append(sk.watch_entry(record["watch_id"]))
+        if record["source"] == self.own_source:  # the entry, and its copy in the index
+            wid = str(record["watch_id"])
+            strings += [sk.watch_entry(wid), sk.watch_index(sk.IDENTITY + wid)]
         return strings, [sk.watch_index(sk.blocking(k)) for k in blocking_keys
                          if k in self._wkeys]
 
@@ -226,9 +227,18 @@ class WatchlistMatch(AlertRule):
         cands = {i.person_id: i for i in ctx.linker.finder.candidates(entry, store)}
         if trigger is not None:
             cands[trigger.person_id] = trigger
+        # What follows reads, per candidate, a reviewer's suppression of the pair and the
+        # identity's evidence, and the entry's sets: one round trip on Redis (what a record's
+        # prefetch already read is not read again), then the entry's alerts in another.
+        kv.prefetch([k for pid in sorted(cands) for k in (
+                        sk.suppression(watch_alert_id(watch_id, cands[pid].rule_anchor)),
+                        sk.watch_evidence(pid))],
+                    [sk.watch_named(watch_id), sk.watch_alerts(watch_id), sk.MISUSED])
+        aids = sorted(kv.smembers(sk.watch_alerts(watch_id)))
+        kv.prefetch([sk.alert(aid) for aid in aids], [])
         # the entry's alerts by the person they now resolve to
         alerts: dict[str, list[dict[str, Any]]] = {}
-        for aid in sorted(kv.smembers(sk.watch_alerts(watch_id))):
+        for aid in aids:
             prev = self.alert_state(aid)
             if prev:
                 alerts.setdefault(store.resolve(prev["person_id"]), []).append(prev)
