@@ -9,11 +9,13 @@ accept the Protocol's, and the Linker and the identity store run on them."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from typing import Any
 
 import redis
 
+from matchers import native
 from matchers.candidates import BlockingCandidates
 from matchers.comparators import REGISTRY
 from matchers.compare import FSComparator
@@ -65,6 +67,22 @@ def test_the_linker_runs_on_the_protocols() -> None:
     assert results[1].probability >= 0.9
 
 
+def _parameters(impl: object, name: str, bound: Any) -> list[inspect.Parameter]:
+    """The parameters of method ``name`` of ``impl`` (bound: without self). A compiled method
+    may carry no signature; then its source's, loaded as pure Python, is read."""
+    try:
+        return list(inspect.signature(bound).parameters.values())
+    except ValueError:
+        cls = type(impl)
+        spec = importlib.util.spec_from_file_location(
+            f"_pure_{cls.__module__.replace('.', '_')}", native.source(cls.__module__))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        fn = getattr(getattr(module, cls.__name__), name)
+        return list(inspect.signature(fn).parameters.values())[1:]  # without self
+
+
 def _accepts(impl: object, proto: type) -> list[str]:
     """The members of ``proto`` that ``impl`` lacks, or whose parameters do not take the
     Protocol's (same names in the same order; any further ones optional)."""
@@ -77,7 +95,7 @@ def _accepts(impl: object, proto: type) -> list[str]:
             wrong.append(name)
             continue
         want = list(inspect.signature(member).parameters)[1:]  # without self
-        have = list(inspect.signature(got).parameters.values())
+        have = _parameters(impl, name, got)
         if [p.name for p in have[:len(want)]] != want or any(
                 p.default is inspect.Parameter.empty for p in have[len(want):]):
             wrong.append(name)

@@ -126,7 +126,8 @@ class UnregisteredStay(AlertRule):
         return self.load(sk.residences(pid), sk.decode_residences)
 
     def person_keys(self, person_id: str) -> list[str]:
-        return [sk.stays(person_id), sk.residences(person_id)]  # the ledger: _ledger
+        # (the residence ledger it also reads is stale_registration's, which reads it ahead)
+        return [sk.stays(person_id)]
 
     def timer_keys(self, parts: tuple[str, ...]) -> list[str]:
         pid = parts[0]

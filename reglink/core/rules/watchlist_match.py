@@ -227,12 +227,12 @@ class WatchlistMatch(AlertRule):
         cands = {i.person_id: i for i in ctx.linker.finder.candidates(entry, store)}
         if trigger is not None:
             cands[trigger.person_id] = trigger
-        # What follows reads, per candidate, a reviewer's suppression of the pair and the
-        # identity's evidence, and the entry's sets: one round trip on Redis (what a record's
-        # prefetch already read is not read again), then the entry's alerts in another.
-        kv.prefetch([k for pid in sorted(cands) for k in (
-                        sk.suppression(watch_alert_id(watch_id, cands[pid].rule_anchor)),
-                        sk.watch_evidence(pid))],
+        # What follows reads, per candidate, a reviewer's suppression of the pair, and the
+        # entry's sets: one round trip on Redis (what a record's prefetch already read is not
+        # read again), then the entry's alerts in another. (The evidence of an identity is
+        # read only for those it names: most candidates never need theirs.)
+        kv.prefetch([sk.suppression(watch_alert_id(watch_id, cands[pid].rule_anchor))
+                     for pid in sorted(cands)],
                     [sk.watch_named(watch_id), sk.watch_alerts(watch_id), sk.MISUSED])
         aids = sorted(kv.smembers(sk.watch_alerts(watch_id)))
         kv.prefetch([sk.alert(aid) for aid in aids], [])
