@@ -68,3 +68,4 @@ def only_plugins(names: list[str]) -> str:
     (prepended to a child's ``-c`` code, before reglink's CLI is imported)."""
     return ("import reglink.core.pipeline as p; "
             f"p.PLUGINS = tuple(r for r in p.PLUGINS if r.name in {names!r}); ")
+

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import save
+from benchmarks.state_bytes import feed_pipeline
 
 #: RedisKV methods that reach the server, and whether their first argument is one key.
 _CALLS = {"get": True, "zupto": True, "mget": False, "fetch": False, "apply": False,
@@ -35,7 +36,6 @@ def _family(key: str) -> str:
 
 
 def count(sim: Path, records: int, batch_size: int) -> dict[str, Any]:
-    from reglink.core.contract import parse_record
     from reglink.core.pipeline import Pipeline
     from reglink.core.settings import load_settings
     from reglink.kafka_auth import connect_redis
@@ -68,23 +68,8 @@ def count(sim: Path, records: int, batch_size: int) -> dict[str, Any]:
     prefix = f"{base.redis_prefix}trips-{uuid.uuid4().hex[:8]}:"
     pipe = Pipeline(load_settings(redis_prefix=prefix, hmac_key="round-trips-benchmark"),
                     kvm.RedisKV(client, prefix))
-    n = 0
     try:
-        batch: list[tuple[dict[str, Any], str]] = []
-        with (sim / "events.jsonl").open("rb") as fh:
-            for line in fh:
-                if n >= records:
-                    break
-                source = json.loads(line)["source"]
-                record, _dead = parse_record(line.rstrip(b"\n"), source, {"line": n})
-                n += 1
-                if record is not None:
-                    batch.append((record, source))
-                if len(batch) == batch_size:
-                    pipe.process_batch(batch)
-                    batch = []
-        if batch:
-            pipe.process_batch(batch)
+        n = feed_pipeline(pipe, sim, records, batch_size)
     finally:
         for name, orig in saved.items():
             setattr(kvm.RedisKV, name, orig)

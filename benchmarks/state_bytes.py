@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import RESULTS, ROOT
 
@@ -40,10 +41,34 @@ def _family(key: str) -> str:
     return key[:cut]
 
 
+def feed_pipeline(pipe: Any, sim: Path, records: int | None, batch_size: int) -> int:
+    """The first ``records`` lines of ``sim/events.jsonl`` (None: all) through
+    ``pipe.process_batch`` in batches of ``batch_size``, as the worker's units of work;
+    returns the lines read (dead-lettered ones included)."""
+    from reglink.core.contract import parse_record  # the importable reglink's
+
+    n = 0
+    batch: list[tuple[dict[str, Any], str]] = []
+    with (sim / "events.jsonl").open("rb") as fh:
+        for line in fh:
+            if records is not None and n >= records:
+                break
+            source = json.loads(line)["source"]
+            record, _dead = parse_record(line.rstrip(b"\n"), source, {"line": n})
+            n += 1
+            if record is not None:
+                batch.append((record, source))
+            if len(batch) == batch_size:
+                pipe.process_batch(batch)
+                batch = []
+    if batch:
+        pipe.process_batch(batch)
+    return n
+
+
 def measure(sim: Path, records: int | None) -> dict:
     """The measurement with whatever ``reglink`` is importable (this tree, or the export the
     parent put first on ``sys.path``)."""
-    from reglink.core.contract import parse_record
     from reglink.core.pipeline import Pipeline
     from reglink.core.settings import load_settings
     from reglink.kafka_auth import connect_redis
@@ -56,24 +81,8 @@ def measure(sim: Path, records: int | None) -> dict:
     pipe = Pipeline(settings, RedisKV(client, prefix))
     used0 = int(client.info("memory")["used_memory"])
     t0 = time.process_time()
-    n = 0
     try:
-        batch: list = []
-        with (sim / "events.jsonl").open("rb") as fh:
-            for line in fh:
-                if records is not None and n >= records:
-                    break
-                source = json.loads(line)["source"]
-                record, dead = parse_record(line.rstrip(b"\n"), source, {"line": n})
-                n += 1
-                if record is None:
-                    continue
-                batch.append((record, source))
-                if len(batch) == BATCH:
-                    pipe.process_batch(batch)
-                    batch = []
-        if batch:
-            pipe.process_batch(batch)
+        n = feed_pipeline(pipe, sim, records, BATCH)
         pipe.finish()
         cpu = time.process_time() - t0
         time.sleep(0.5)
