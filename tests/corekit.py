@@ -94,3 +94,33 @@ def dereg(rec_id, city, at, *, permit=None, left_on=None, person=CHEN):
     if left_on:
         r["left_on"] = left_on
     return r
+
+
+def count_round_trips(client, kv) -> dict:
+    """Count what this client sends to Redis: each command or script call (also those ``kv``
+    packs itself), and each pipeline (one round trip however many commands it carries)."""
+    trips = {"n": 0}
+    send, pipeline, script = client.execute_command, client.pipeline, kv._evalsha
+
+    def evalsha(*args, **kwargs):
+        trips["n"] += 1
+        return script(*args, **kwargs)
+
+    def execute_command(*args, **kwargs):
+        trips["n"] += 1
+        return send(*args, **kwargs)
+
+    def counted_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a, **k):
+            trips["n"] += 1
+            return run(*a, **k)
+        pipe.execute = execute
+        return pipe
+
+    client.execute_command = execute_command
+    client.pipeline = counted_pipeline
+    kv._evalsha = evalsha
+    return trips

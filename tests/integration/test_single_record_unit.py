@@ -4,7 +4,7 @@ a batch's are, so it costs a few round trips instead of one per read, and it lea
 outputs and the same state as the same record run in a batch."""
 
 import pytest
-from corekit import ordered_corpus
+from corekit import count_round_trips, ordered_corpus
 
 from reglink.core.contract import record_key
 from reglink.core.pipeline import Pipeline
@@ -15,36 +15,6 @@ from reglink.stores.kv import RedisKV
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return ordered_corpus(tmp_path_factory.mktemp("sim"), persons=300, days=20, seed=5)
-
-
-def _count_round_trips(client, kv: RedisKV) -> dict:
-    """Count what this client sends to Redis: each command or script call (also those ``kv``
-    packs itself), and each pipeline (one round trip however many commands it carries)."""
-    trips = {"n": 0}
-    send, pipeline, script = client.execute_command, client.pipeline, kv._evalsha
-
-    def evalsha(*args, **kwargs):
-        trips["n"] += 1
-        return script(*args, **kwargs)
-
-    def execute_command(*args, **kwargs):
-        trips["n"] += 1
-        return send(*args, **kwargs)
-
-    def counted_pipeline(*args, **kwargs):
-        pipe = pipeline(*args, **kwargs)
-        run = pipe.execute
-
-        def execute(*a, **k):
-            trips["n"] += 1
-            return run(*a, **k)
-        pipe.execute = execute
-        return pipe
-
-    client.execute_command = execute_command
-    client.pipeline = counted_pipeline
-    kv._evalsha = evalsha
-    return trips
 
 
 def _ch(rec):
@@ -62,7 +32,7 @@ def test_one_record_reads_ahead_and_matches_a_batch(settings, redis_client, corp
     batch_s = settings.model_copy(update={"redis_prefix": settings.redis_prefix + "b:"})
     counted = connect_redis(settings, "admin")
     alone_kv = RedisKV(counted, alone_s.redis_prefix)
-    trips = _count_round_trips(counted, alone_kv)
+    trips = count_round_trips(counted, alone_kv)
     batch_kv = RedisKV(redis_client, batch_s.redis_prefix)
     # every plug-in: the alert rules, the statistics and the source quality reports
     alone = Pipeline(alone_s, alone_kv, outbox=False)
