@@ -21,15 +21,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ephemeral_start() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-EPHEMERAL_START = _ephemeral_start()
+EPHEMERAL_START = (stack._ephemeral_range() or (32768, 60999))[0]  # Linux default if unread
 
 
 def stack_ports(kafka: int, redis: int) -> dict:

@@ -254,9 +254,9 @@ def _tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     last = text[-lines:]
-    first = [i for i, line in enumerate(text[:-lines] if len(text) > lines else [])
-             if _FIRST_ERROR.search(line)][:1]
-    head = text[first[0]:first[0] + 4] if first else []
+    first = next((i for i, line in enumerate(text[:-lines]) if _FIRST_ERROR.search(line)),
+                 None)
+    head = text[first:first + 4] if first is not None else []
     parts = ["    " + line for line in head]
     if head:
         parts.append("    ...")
