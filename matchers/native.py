@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-#: The modules compiled: the matcher's and the rules' per-record work. Not the input contract
-#: (``reglink.core.contract``): it reads untrusted JSON, and compiled code enforces type
-#: annotations at run time, so a value of an unexpected type there would raise instead of
-#: being dead-lettered with its reason.
+#: The modules compiled: the per-record work from the input contract to the state stores.
+#: Compiled code enforces type annotations at run time, so where untrusted JSON is decoded
+#: (``reglink.core.contract``) the value is typed ``Any`` until it has been checked: a value of
+#: an unexpected type is dead-lettered with its reason, as in pure Python.
 COMPILED: tuple[str, ...] = (
     "matchers.candidates",
     "matchers.compare",

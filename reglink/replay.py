@@ -138,7 +138,8 @@ def run_replay(settings: Settings, files: list[Path], out_dir: Path,
     # Everything is in this process's memory anyway: keep every identity decoded, so that
     # candidates are never decoded from JSON again (at 1M records a 50k cache missed ~3
     # times a record: a third of the replay's time).
-    pipe = Pipeline(settings, MemoryKV(), identity_cache=REPLAY_IDENTITY_CACHE)
+    # Bounded: the statistics are counted once from the final state, not kept record by record.
+    pipe = Pipeline(settings, MemoryKV(), identity_cache=REPLAY_IDENTITY_CACHE, bounded=True)
     for d in decisions or []:  # reviewers' decisions hold before any record is matched
         pipe.apply_decision(d)
     bar = _progress(files) if progress else None

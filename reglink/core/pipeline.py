@@ -54,13 +54,16 @@ PLUGINS: tuple[type[AlertRule], ...] = (*RULES, SourceQuality)
 class Pipeline:
     """Stateful (through ``kv``) but deterministic: same records in, same messages out.
 
-    ``rules``: the plug-ins to run, called in that order (default: :data:`PLUGINS`)."""
+    ``rules``: the plug-ins to run, called in that order (default: :data:`PLUGINS`).
+    ``bounded``: the input is finite and :meth:`finish` ends it (replay; ``RuleContext``)."""
 
     def __init__(self, settings: Settings, kv: KeyValue | TxKV,
                  metrics: PipelineMetrics | None = None, outbox: bool = False,
                  identity_cache: int = 50_000,
-                 rules: tuple[type[AlertRule], ...] | None = None) -> None:
+                 rules: tuple[type[AlertRule], ...] | None = None,
+                 bounded: bool = False) -> None:
         self.s = settings
+        self.bounded = bounded
         # Every record's state changes commit together (one MULTI/EXEC on Redis).
         # Outbox ids come from blocks reserved with one INCRBY; the approximate identity count
         # is incremented inside the commit: neither costs a round trip of its own.
@@ -93,7 +96,8 @@ class Pipeline:
                                _forgetting(self.store, self.watch_store, memo=self._decoded))
         self.wm = Watermark.from_settings(EVENT_SOURCES, settings)
         ctx = RuleContext(settings, self.kv, self.store, self.watch_store, self.linker,
-                          self.pseudo, self.wm, self.metrics, self.outbox, self._decoded)
+                          self.pseudo, self.wm, self.metrics, self.outbox, self._decoded,
+                          bounded)
         self.rules: list[AlertRule] = [rule(ctx) for rule in
                                        (PLUGINS if rules is None else rules)]
         # The reading-ahead hooks of the rules that override them (the others read nothing
@@ -321,8 +325,14 @@ class Pipeline:
 
     def finish(self) -> list[Out]:
         """End of input (replay): the watermark moves to the greatest of the sources' top
-        report time less their lateness."""
-        return self.work.run(self._advance, None, True)
+        report time less their lateness; then, bounded, the plug-ins' end-of-input hooks."""
+        outs = self.work.run(self._advance, None, True)
+        if self.bounded:
+            outs += self.work.run(self._end_of_input)
+        return outs
+
+    def _end_of_input(self) -> list[Out]:
+        return [o for rule in self.rules for o in rule.on_end_of_input()]
 
     def _link_outputs(self, record: dict[str, Any], rec: PersonRecord, link: LinkResult,
                       rt: datetime | None) -> list[Out]:

@@ -13,7 +13,9 @@ calls its hooks inside the unit of work of the record (or tick) that caused them
   had passed its report time) or caused a merge, after :meth:`AlertRule.on_record`: the
   late-data hook every rule implements (docs/contract.md §2);
 * :meth:`AlertRule.on_own_record` for the records of the source the rule owns
-  (:attr:`AlertRule.own_source`: such records configure the rule and are not linked).
+  (:attr:`AlertRule.own_source`: such records configure the rule and are not linked);
+* :meth:`AlertRule.on_end_of_input` once, after the last record and timer, when the input is
+  bounded (``RuleContext.bounded``: replay).
 
 Rules are called in registration order and their messages are emitted in the order they are
 returned, so the output of a run is deterministic (replay and the workers agree).
@@ -85,7 +87,12 @@ class IdentityChange:
 class RuleContext:
     """What a rule may use: the unit of work's state store, the identity store and its
     watchlist twin, the linker (blocking, comparison), the settings, the watermark, the
-    metrics and the outbox."""
+    metrics and the outbox.
+
+    ``bounded``: the whole input is given and its end announced (replay). A plug-in whose
+    messages matter only as they stand at the end (rows keyed by date, say) may then compute
+    them once, in :meth:`AlertRule.on_end_of_input`, instead of keeping them up to date
+    record by record as the stream must."""
 
     settings: Settings
     kv: UnitOfWorkKV
@@ -97,6 +104,7 @@ class RuleContext:
     metrics: PipelineMetrics
     outbox: Outbox
     decoded: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    bounded: bool = False
 
 
 class AlertRule(ABC):
@@ -141,6 +149,11 @@ class AlertRule(ABC):
         data would not raise is re-issued as ``withdrawn``, the alerts it raises are
         ``raised`` (``resolved`` only where the rule says the alert stood and was then
         answered). Emits nothing for what is already in line (it may run more than once)."""
+        return []
+
+    def on_end_of_input(self) -> list[Out]:
+        """The input ended (bounded input only, after the watermark's last move and its
+        timers): what a plug-in computes once rather than record by record."""
         return []
 
     def on_own_record(self, record: dict[str, Any], key: str,

@@ -23,6 +23,12 @@ allowed lateness. A chain of timers ``population|<day>`` emits the rows of every
 for the days that became final; a change to a day already final re-issues the rows it
 changed (the last row for a (prefecture, date) wins; a row whose counts all fell to zero is
 re-issued with zeros).
+
+On bounded input (replay, ``RuleContext.bounded``) only the last row of each (prefecture,
+date) is kept, and those are the counts of the final state: the plug-in keeps nothing record
+by record and, at the end of the input, adds up every live identity's contribution once
+(:func:`from_scratch`). The two ways agree (``tests/unit/test_population.py`` runs both over
+the same records in several arrival orders).
 """
 
 from __future__ import annotations
@@ -171,6 +177,22 @@ def contribution(stays: sk.Stays, ledger: sk.ResidenceLedger, ident: Identity | 
     return {k: v for k, v in sorted(out.items()) if v}
 
 
+def from_scratch(kv: Any, store: Any, gap: float, grace_deregistration: float
+                 ) -> dict[str, Deltas]:
+    """Every prefecture's difference array counted from the committed state alone: the sum
+    of the contributions of the identities live in ``kv`` (a merged-away identity has no
+    identity key; its stays and registrations moved to the survivor)."""
+    total: dict[str, Deltas] = {}
+    for key in sorted(kv.scan(sk.IDENTITY)):
+        pid = key[len(sk.IDENTITY):]
+        stays = sk.decode_stays(kv.get(sk.stays(pid)))
+        ledger = sk.decode_residences(kv.get(sk.residences(pid)))
+        if len(stays) or ledger.registrations:
+            deltas(contribution(stays, ledger, store.get(pid), gap, grace_deregistration), 1,
+                   total)
+    return total
+
+
 def encode_contribution(c: Contribution) -> str:
     return fastjson.dumps([[pref, m, a, b] for (pref, m), rs in c.items() for a, b in rs])
 
@@ -262,6 +284,7 @@ class Population(AlertRule):
         self.gap = float(s.episode_gap_s)
         self.grace = float(s.grace_deregistration_s)
         self.lateness = float(s.lateness_s)
+        self.bounded = ctx.bounded  # counted once at the end of the input (replay)
         # key -> (the stored value, decoded): a value read again as the same object (the
         # embedded store hands back what was set) is not decoded again; a value of another
         # unit of work, or read from Redis, is a new object and decoded afresh
@@ -269,7 +292,7 @@ class Population(AlertRule):
 
     # ------------------------------------------------------------------ state
     def person_keys(self, person_id: str) -> list[str]:
-        return [sk.population(person_id)]
+        return [] if self.bounded else [sk.population(person_id)]
 
     def keys_ahead(self, record: dict[str, Any], person: Any,
                    blocking_keys: list[str]) -> tuple[list[str], list[str]]:
@@ -279,7 +302,7 @@ class Population(AlertRule):
         interval changes is read when needed."""
         city = record.get("city_code")
         rt = report_time(record)
-        if not city or rt is None:
+        if not city or rt is None or self.bounded:
             return [], []
         pref, day = str(city)[:4], day_of(rt.timestamp())
         blocks = {day // BLOCK, (day - 31) // BLOCK}
@@ -329,12 +352,14 @@ class Population(AlertRule):
     def on_identity_change(self, change: IdentityChange, event: LinkedRecord) -> list[Out]:
         """A merge: the absorbed identity's share is taken off with the record's own
         update (:meth:`on_record`)."""
-        if change.kind == "merged":
+        if change.kind == "merged" and not self.bounded:
             absorbed = event.notes.setdefault(self.name, [])
             absorbed.append(change.person_id)  # type: ignore[attr-defined]
         return []
 
     def on_record(self, event: LinkedRecord) -> list[Out]:
+        if self.bounded:
+            return []
         kv = self.ctx.kv
         pid = event.person_id
         absorbed: list[str] = event.notes.get(self.name, [])  # type: ignore[assignment]
@@ -383,6 +408,24 @@ class Population(AlertRule):
                     outs += [self._row(pref, day, now) for day in range(a, b + 1)]
             self._gauge(pref, final, counts)
         self.schedule((str(final + 1),), day_end(final + 1) + self.lateness)
+        return outs
+
+    def on_end_of_input(self) -> list[Out]:
+        """Bounded input: the rows of every final day, from the final state at once."""
+        final = self._final()
+        if not self.bounded or final is None:
+            return []
+        total = from_scratch(self.ctx.kv, self.ctx.store, self.gap, self.grace)
+        outs: list[Out] = []
+        for pref in sorted(total):
+            counts = total[pref]
+            if not counts:
+                continue
+            lo = min(counts)
+            for a, b, (now,) in segments([counts], lo, max(lo, final)):
+                if any(now):
+                    outs += [self._row(pref, day, now) for day in range(a, min(b, final) + 1)]
+            self._gauge(pref, final, counts)
         return outs
 
     # ------------------------------------------------------------------ counts
