@@ -91,6 +91,42 @@ class FSComparator:
         others (name, address) at the best weight their levels can reach when present."""
         return self._bound(rec, ident)
 
+    def counterfactuals(self, rec: PersonRecord, ident: Identity, threshold: float,
+                        limit: int = 3) -> list[dict[str, Any]]:
+        """The single changes of the record's evidence that flip its decision against
+        ``ident`` (it joins at ``threshold`` or above with no hard conflict), computed with
+        the model, the smallest change of weight first:
+
+        * ``remove``: the record without its value of one feature ("without the phone on
+          this record it would not link");
+        * ``match``: for a record that does not join, one feature at its strongest level
+          ("a matching birth date would link it").
+
+        When no single change flips the decision, the one that comes closest, marked
+        ``flips: false``. Each names the identity compared (``person_id``), the feature, the
+        level it would be graded at and the probability it would give."""
+        levels = self.levels(rec, ident)
+        pid = ident.person_id
+        base = self.score(rec, pid, levels)
+        joined = base.conflict is None and base.probability >= threshold
+        found: list[tuple[bool, float, int, dict[str, Any]]] = []
+        for i, comp in enumerate(self.comparators):
+            now = levels[i]
+            options = [("remove", "missing")] if now != "missing" else []
+            best = comp.upper_bound(self.model)[0]
+            if not joined and now != best:
+                options.append(("match", best))
+            for change, level in options:
+                c = self.score(rec, pid, (*levels[:i], level, *levels[i + 1:]))
+                flips = (c.conflict is None and c.probability >= threshold) != joined
+                found.append((not flips, abs(c.total_weight - base.total_weight), len(found),
+                              {"change": change, "feature": comp.feature, "person_id": pid,
+                               "level": level, "probability": round(c.probability, 6),
+                               "flips": flips}))
+        found.sort(key=lambda f: f[:3])
+        flipping = [f[3] for f in found if not f[0]]
+        return flipping[:limit] if flipping else [f[3] for f in found[:1]]
+
     def score(self, rec: PersonRecord, person_id: str, levels: Levels) -> Comparison:
         """The comparison of a record with levels ``levels`` (see :meth:`levels`)."""
         m = self.model

@@ -4,6 +4,12 @@ No Kafka, no Redis here: the store is whatever :class:`~matchers.types.IdentityS
 Each step is typed on its interface in :mod:`matchers.types` (``CandidateFinder``,
 ``Comparator``, ``Decider``); the defaults are the blocking finder, the Fellegi-Sunter
 comparator of the shipped model and the threshold decider.
+
+A decision near the threshold carries its counterfactuals in its explanation
+(``counterfactuals``, :meth:`~matchers.compare.FSComparator.counterfactuals`): a record that
+joined an identity with a total weight within :data:`NEAR_BITS` of the threshold's, or that
+founded a new identity while its best candidate came that close, says which single change of
+its evidence would have flipped the decision.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from matchers.types import (
     IdentityStore,
     PersonRecord,
 )
+
+#: How close to the threshold's total weight (bits of evidence, either side) a decision must be
+#: to carry counterfactuals: about half of what one agreeing name or birth date weighs.
+NEAR_BITS = 6.0
 
 
 @dataclass
@@ -51,7 +61,8 @@ class Linker:
                  finder: CandidateFinder | None = None,
                  comparator: Comparator | None = None,
                  decider: Decider | None = None,
-                 cannot_link: Callable[[str, str], bool] | None = None) -> None:
+                 cannot_link: Callable[[str, str], bool] | None = None,
+                 near_bits: float = NEAR_BITS) -> None:
         self.store = store
         self.pseudo = pseudo
         self.finder: CandidateFinder = finder or BlockingCandidates(pseudo)
@@ -64,7 +75,12 @@ class Linker:
         self.fetched_ahead = False
         # Only candidates at or above the decider's threshold can be joined or merged: one
         # whose cheap features already bound its weight below this skips the full comparison.
+        # Candidates within ``near_bits`` below it are compared too: the best of them says
+        # what would have linked a record that founds an identity.
         self._min_weight = self.comparator.threshold_weight(self.decider.threshold)
+        self.near_bits = near_bits
+        self._compare_floor = (None if self._min_weight is None
+                               else self._min_weight - near_bits)
 
     @property
     def version(self) -> str:
@@ -93,8 +109,8 @@ class Linker:
                               repeated=True)
 
         cands = self.finder.candidates(rec, self.store)
-        compare_if, min_weight = self.comparator.compare_if, self._min_weight
-        comps = [comp for c in cands if (comp := compare_if(rec, c, min_weight)) is not None]
+        compare_if, floor = self.comparator.compare_if, self._compare_floor
+        comps = [comp for c in cands if (comp := compare_if(rec, c, floor)) is not None]
         by_id = {c.person_id: c for c in cands}
         decision = self.decider.decide(rec, comps, {c.person_id: c.rid_hash for c in cands},
                                        cannot_link=self.cannot_link)
@@ -120,11 +136,28 @@ class Linker:
             self._absorb(ident, rec, report_ts)
             self.store.save(ident, keys)
             self.store.set_link(rec.key, pid)
-            expl = comp.explanation() if comp else {"new_identity": True, "features": []}
+            if comp is not None:
+                expl = comp.explanation()
+            else:  # how close the best candidate came
+                expl = {"new_identity": True, "features": []}
+                best = max(comps, key=lambda c: (c.total_weight, c.person_id), default=None)
+                if best is not None and (best.conflict is not None
+                                         or best.probability < self.decider.threshold):
+                    near = self._explain(rec, by_id[best.person_id], best, {})
+                    if near:
+                        expl["closest"] = {"person_id": best.person_id,
+                                           "probability": round(best.probability, 6),
+                                           **({"conflict": best.conflict}
+                                              if best.conflict else {})}
+                        expl.update(near)
             return LinkResult(pid, ident, comp.probability if comp else 1.0, expl, events,
                               created=created)
 
         # Join the best; merge further identities the evidence says are the same person.
+        joined = decision.comparison
+        assert joined is not None
+        # explained before the record and the merges change the identity it was compared with
+        expl = self._explain(rec, by_id[joined.person_id], joined, joined.explanation())
         group = [by_id[decision.person_id]] + [by_id[p] for p in decision.merge]
         survivor = min(group, key=lambda i: (not i.anchor.startswith("rid:"), i.person_id))
         absorbed = [i for i in group if i.person_id != survivor.person_id]
@@ -139,10 +172,18 @@ class Linker:
                            "into": survivor.person_id, "record": rec.key,
                            "explanation": _best_expl(comps, other.person_id)})
         self.store.set_link(rec.key, survivor.person_id)
-        joined = decision.comparison
-        assert joined is not None
-        return LinkResult(survivor.person_id, survivor, joined.probability, joined.explanation(),
+        return LinkResult(survivor.person_id, survivor, joined.probability, expl,
                           events, merged=[o.person_id for o in absorbed])
+
+    def _explain(self, rec: PersonRecord, ident: Identity, comp: Comparison,
+                 expl: dict[str, Any]) -> dict[str, Any]:
+        """``expl`` with the counterfactuals of ``comp`` when it lies near the threshold."""
+        near = self._min_weight
+        if near is None or abs(comp.total_weight - near) > self.near_bits:
+            return expl
+        expl["counterfactuals"] = self.comparator.counterfactuals(rec, ident,
+                                                                  self.decider.threshold)
+        return expl
 
     @staticmethod
     def _absorb(ident: Identity, rec: PersonRecord, report_ts: float | None) -> None:

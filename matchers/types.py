@@ -350,6 +350,12 @@ class Comparator(Protocol):
         ``min_weight`` (None: no bound)."""
         ...
 
+    def counterfactuals(self, rec: PersonRecord, ident: Identity, threshold: float,
+                        limit: int = 3) -> list[dict[str, Any]]:
+        """The single changes of the record's evidence that flip its decision against
+        ``ident`` at ``threshold`` (or the closest one), computed with the model."""
+        ...
+
 
 @runtime_checkable
 class Decider(Protocol):

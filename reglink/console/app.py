@@ -496,10 +496,11 @@ def create_app(settings: Settings, users: Users, state: ConsoleState, sink: Sink
             timeline = None
         if timeline is None:  # one comparison: the watch entry with the identity
             weight_charts = [("watch entry vs identity", fmt.summary(expl),
-                              charts.waterfall(expl))]
+                              charts.waterfall(expl), [])]
         else:  # one chart per evidence record, in the order of the evidence
             order = {k: i for i, k in enumerate(alert.get("evidence", []))}
-            weight_charts = [(titles.get(k, k), fmt.summary(v), charts.waterfall(v))
+            weight_charts = [(titles.get(k, k), fmt.summary(v), charts.waterfall(v),
+                              fmt.link_counterfactuals(v))
                              for k, v in sorted(expl.items(),
                                                 key=lambda kv: (order.get(kv[0], len(order)),
                                                                 kv[0]))]

@@ -187,6 +187,32 @@ def counterfactual(c: dict, raised: bool) -> str:
     return f"{change} would raise it above the threshold ({p})."
 
 
+def link_counterfactual(c: dict, joined: bool) -> str:
+    """One counterfactual of a link near the threshold as a sentence: "Without the phone on
+    this record it would not link (0.4210)."; "A matching birth date would link it to
+    P0a1b... (0.9990)."."""
+    name = FEATURE_NAMES.get(c.get("feature"), str(c.get("feature")).replace("_", " "))
+    p = prob(c.get("probability"))
+    to = "" if joined else f" to {c.get('person_id')}"
+    if c.get("change") == "remove":
+        change = f"Without the {name} on this record"
+        if not c.get("flips"):
+            return f"{change} it would still {'link' if joined else 'not link'}{to} ({p})."
+        return f"{change} it would {'not link' if joined else 'link'}{to} ({p})."
+    if not c.get("flips"):
+        return f"A matching {name} would still not link it{to} ({p})."
+    return f"A matching {name} would link it{to} ({p})."
+
+
+def link_counterfactuals(explanation: dict | None) -> list[str]:
+    """A link explanation's counterfactuals as sentences (none unless it was near the
+    threshold)."""
+    if not isinstance(explanation, dict):
+        return []
+    joined = not explanation.get("new_identity")
+    return [link_counterfactual(c, joined) for c in explanation.get("counterfactuals") or ()]
+
+
 def counterfactuals(alert: dict) -> list[str]:
     """The alert's counterfactuals as sentences (none for other rules)."""
     raised = alert.get("status") == "raised"
