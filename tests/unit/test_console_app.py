@@ -261,6 +261,24 @@ def test_the_counterfactuals_are_shown_beside_the_waterfall(env):
     assert "A matching phone would not raise it (0.9991)." in weights
 
 
+def test_a_link_near_the_threshold_shows_its_counterfactuals_under_its_waterfall(env):
+    app, state, _sink = env
+    aid = "Astay00000009"
+    near = {**EXPL, "counterfactuals": [
+        {"change": "remove", "feature": "birth_date", "person_id": STAY["person_id"],
+         "level": "missing", "probability": 0.0312, "flips": True}]}
+    state.add_alert({**STAY, "alert_id": aid, "record_ids": ["R-1", "R-2"],
+                     "evidence": ["rental:R-1", "rental:R-2"],
+                     "explanation": {"rental:R-1": EXPL, "rental:R-2": near}})
+    page = html.unescape(login(app, "ana").get(f"/alerts/{aid}").text)
+    weights = page[page.index('id="weights"'):page.index('id="decisions"')]
+    # once, under the second record's chart, not the first
+    assert weights.count("Near the link threshold") == 1
+    assert weights.index("rental:R-2") < weights.index("Near the link threshold")
+    assert "Without the birth date on this record it would not link (0.0312)." in weights
+    assert 'id="counterfactuals"' not in weights  # the alert itself has none
+
+
 def test_the_dismiss_form_has_no_default_reason(env):
     app, _state, sink = env
     c = login(app, "ana")
