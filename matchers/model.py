@@ -96,6 +96,11 @@ START_LAMBDA = 0.3
 # "isabelle" vs "isabella" scores jw_high, which two-token random pairs never do, and came out
 # at 17 bits against 12 for an exact name). Each level's weight is capped at the weights of
 # the levels listed for it; listed in an order where those come first, so caps chain.
+# A listed level whose u rests on the floor (random pairs never reach it) and that matches
+# reach less often than the capped one does not cap it: its weight is the floor's, not
+# evidence (name order swapped is rare where names are always written first name first, and
+# capping common fuzzy-name levels by it took away most of what a missing first name leaves).
+# In its place the levels listed for it cap, so nothing ever weighs more than an exact value.
 WEAKER_THAN: dict[str, dict[str, tuple[str, ...]]] = {
     "id": {"one_digit_off": ("exact_valid",), "transposed": ("exact_valid",),
            "one_char_off": ("exact_other",), "different_valid": ("different",)},
@@ -138,10 +143,20 @@ class FSModel:
                        for lvl in self.m[f]} for f in self.m}
         if self.monotone:
             for f, caps in WEAKER_THAN.items():
-                w = self._w.get(f, {})
+                w, m, u = self._w.get(f, {}), self.m.get(f, {}), self.u.get(f, {})
                 for lvl, stronger in caps.items():
-                    if lvl in w:
-                        w[lvl] = min([w[lvl], *(w[s] for s in stronger if s in w)])
+                    if lvl not in w:
+                        continue
+                    limits, todo = [w[lvl]], list(stronger)
+                    while todo:
+                        s = todo.pop()
+                        if s not in w:
+                            continue
+                        if u.get(s, 0.0) >= _FLOOR or m.get(s, 0.0) >= m.get(lvl, 0.0):
+                            limits.append(w[s])
+                        else:  # its weight rests on the floor of u: what caps it caps
+                            todo += caps.get(s, ())
+                    w[lvl] = min(limits)
         self.prior_weight = math.log2(self.lam / (1.0 - self.lam))
 
     @property

