@@ -8,9 +8,15 @@ All three grade the same levels, strongest first:
   building when both give one; Latin: house number and street) with another or no unit or
   room;
 * ``similar``: similarity >= 90 of the whole addresses (typos, missing parts; Chinese:
-  of the characters, Latin: token-set), house numbers not contradicting;
+  of the characters, Latin: token-set, or of the characters with the spaces dropped, which
+  a space typed one letter early does not move), house numbers not contradicting;
 * ``same_street``: the same road or street, another number;
-* ``same_area``: the same district (Chinese) or postcode or locality (Latin);
+* ``same_area``: the same district (Chinese) or postcode or locality (Latin).
+
+Latin streets are the same when their words are, or similar >= 90 as words or as letters
+with the spaces dropped ("kellways treet" is "kellway street"); Latin postcodes agree when
+equal, absent on one side, or one typing slip apart (one digit replaced, or two adjacent
+digits swapped).
 * ``different``.
 
 The address is a record's own, top-level ``address`` on the sources that give where the person
@@ -165,6 +171,23 @@ def parse_latin(address: str) -> LatinAddress:
     return LatinAddress(toks, number, " ".join(street_words), postcode, " ".join(words))
 
 
+def _one_slip(a: str, b: str) -> bool:
+    """Equal, or one typing slip apart: one character replaced, or two adjacent swapped."""
+    if a == b:
+        return True
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                              and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+
+
+def _alike(a: str, b: str) -> bool:
+    """Two runs of words similar >= 90: as word sets, or as letters without the spaces."""
+    return (token_set_ratio(a, b) >= SIMILAR
+            or ratio(a.replace(" ", ""), b.replace(" ", "")) >= SIMILAR)
+
+
 def latin_level(a: str, b: str) -> str:
     """The level of two Latin-script addresses (see the module's docstring)."""
     if a == b:
@@ -173,12 +196,11 @@ def latin_level(a: str, b: str) -> str:
     if pa.tokens == pb.tokens:
         return "exact"
     street = bool(pa.street and pb.street) and (
-        pa.street == pb.street or token_set_ratio(pa.street, pb.street) >= SIMILAR)
-    place = _agree(pa.postcode, pb.postcode)
+        pa.street == pb.street or _alike(pa.street, pb.street))
+    place = not pa.postcode or not pb.postcode or _one_slip(pa.postcode, pb.postcode)
     if street and place and pa.number and pa.number == pb.number:
         return "same_premises"
-    if _agree(pa.number, pb.number) and token_set_ratio(
-            " ".join(pa.tokens), " ".join(pb.tokens)) >= SIMILAR:
+    if _agree(pa.number, pb.number) and _alike(" ".join(pa.tokens), " ".join(pb.tokens)):
         return "similar"
     if street and place:
         return "same_street"
@@ -232,7 +254,7 @@ class LatinAddressComparator(_AddressLevels):
     street, postcode and locality (:func:`parse_latin`)."""
 
     name = "latin-address"
-    version = 1
+    version = 2
 
     def pair(self, a: str, b: str) -> str:
         return latin_level(a, b)
@@ -244,7 +266,7 @@ class AddressComparator(_AddressLevels):
     Latin script (:class:`LatinAddressComparator`)."""
 
     name = "address"
-    version = 1
+    version = 2
 
     def pair(self, a: str, b: str) -> str:
         return zh_level(a, b) if is_han(a) and is_han(b) else latin_level(a, b)

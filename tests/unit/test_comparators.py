@@ -23,6 +23,7 @@ from matchers.comparators import (
     ZhAddressComparator,
     default_specs,
 )
+from matchers.comparators.address import latin_level
 from matchers.compare import FSComparator
 from matchers.features import person_record
 from matchers.model import DEFAULT_MODEL_FILE, FSModel, ModelError, default_model
@@ -63,6 +64,13 @@ LATIN_ADDRESSES = [
     ("1 Main St Springfield 2000", "12 Main Street Springfield 2000", "same_street"),
     ("1 Main St Springfield 2000", "7 Oak Road Springfield 2000", "same_area"),
     ("1 Main St Springfield 2000", "99 Other Road Shelbyville 3000", "different"),
+    # a space typed one letter early, a postcode with two digits swapped or one replaced
+    ("9 kellway street amboyne noble park 2148 vic", "9 kellways treet noble park 2184 vic",
+     "same_premises"),
+    ("3 partridge street banksia 6530 sa", "3 partridge street banksia 6531 sa",
+     "same_premises"),
+    ("12 colebatch place brentwood jesmond 3163 vic",
+     "12 colebatchplace brentwood jesmond 3163 vic", "similar"),
 ]
 ZH_ADDRESSES = [
     ("杭州市西湖区科技路86号金色名都23栋1单元1302",
@@ -174,6 +182,16 @@ def test_the_bound_follows_the_model_not_the_order_of_the_levels() -> None:
     model.__post_init__()
     level, bound = IdComparator().upper_bound(model)
     assert level == "one_digit_off" and bound > model.weight("id", "exact_valid")
+
+
+def test_latin_premises_need_one_street_and_at_most_one_slip_in_the_postcode() -> None:
+    two_slips = latin_level("3 partridge street banksia 6530 sa",
+                            "3 partridge street banksia 6035 sa")
+    other_street = latin_level("9 kellway street noble park 2148 vic",
+                               "9 hallway street noble park 2148 vic")
+    assert two_slips != "same_premises" and other_street != "same_premises"
+    assert latin_level("3 partridge street banksia 6530 sa",
+                       "3 partridge street banksia 6350 sa") == "same_premises"
 
 
 def test_only_two_valid_resident_ids_are_a_hard_conflict() -> None:
