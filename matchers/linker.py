@@ -141,15 +141,12 @@ class Linker:
             else:  # how close the best candidate came
                 expl = {"new_identity": True, "features": []}
                 best = max(comps, key=lambda c: (c.total_weight, c.person_id), default=None)
-                if best is not None and (best.conflict is not None
-                                         or best.probability < self.decider.threshold):
-                    near = self._explain(rec, by_id[best.person_id], best, {})
-                    if near:
-                        expl["closest"] = {"person_id": best.person_id,
-                                           "probability": round(best.probability, 6),
-                                           **({"conflict": best.conflict}
-                                              if best.conflict else {})}
-                        expl.update(near)
+                if best is not None and self._near(best) and (
+                        best.conflict is not None or best.probability < self.decider.threshold):
+                    expl["closest"] = {"person_id": best.person_id,
+                                       "probability": round(best.probability, 6),
+                                       **({"conflict": best.conflict} if best.conflict else {})}
+                    self._explain(rec, by_id[best.person_id], best, expl)
             return LinkResult(pid, ident, comp.probability if comp else 1.0, expl, events,
                               created=created)
 
@@ -178,12 +175,15 @@ class Linker:
     def _explain(self, rec: PersonRecord, ident: Identity, comp: Comparison,
                  expl: dict[str, Any]) -> dict[str, Any]:
         """``expl`` with the counterfactuals of ``comp`` when it lies near the threshold."""
-        near = self._min_weight
-        if near is None or abs(comp.total_weight - near) > self.near_bits:
-            return expl
-        expl["counterfactuals"] = self.comparator.counterfactuals(rec, ident,
-                                                                  self.decider.threshold)
+        if self._near(comp):
+            expl["counterfactuals"] = self.comparator.counterfactuals(rec, ident,
+                                                                      self.decider.threshold)
         return expl
+
+    def _near(self, comp: Comparison) -> bool:
+        """Whether ``comp``'s total weight lies within :data:`NEAR_BITS` of the threshold's."""
+        at = self._min_weight
+        return at is not None and abs(comp.total_weight - at) <= self.near_bits
 
     @staticmethod
     def _absorb(ident: Identity, rec: PersonRecord, report_ts: float | None) -> None:

@@ -11,13 +11,13 @@ All three grade the same levels, strongest first:
   of the characters, Latin: token-set, or of the characters with the spaces dropped, which
   a space typed one letter early does not move), house numbers not contradicting;
 * ``same_street``: the same road or street, another number;
-* ``same_area``: the same district (Chinese) or postcode or locality (Latin).
+* ``same_area``: the same district (Chinese) or postcode or locality (Latin);
+* ``different``.
 
 Latin streets are the same when their words are, or similar >= 90 as words or as letters
 with the spaces dropped ("kellways treet" is "kellway street"); Latin postcodes agree when
 equal, absent on one side, or one typing slip apart (one digit replaced, or two adjacent
 digits swapped).
-* ``different``.
 
 The address is a record's own, top-level ``address`` on the sources that give where the person
 lives (``rental``, ``residence``, ``person``: :data:`matchers.features.ADDRESS_SOURCES`); a

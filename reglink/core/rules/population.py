@@ -300,9 +300,11 @@ class Population(AlertRule):
         prefecture's block totals and the blocks of its report day and the 31 days before
         (a presence starts at or before it is reported). What else a merge or an older
         interval changes is read when needed."""
+        if self.bounded:
+            return [], []
         city = record.get("city_code")
         rt = report_time(record)
-        if not city or rt is None or self.bounded:
+        if not city or rt is None:
             return [], []
         pref, day = str(city)[:4], day_of(rt.timestamp())
         blocks = {day // BLOCK, (day - 31) // BLOCK}
@@ -418,9 +420,7 @@ class Population(AlertRule):
         total = from_scratch(self.ctx.kv, self.ctx.store, self.gap, self.grace)
         outs: list[Out] = []
         for pref in sorted(total):
-            counts = total[pref]
-            if not counts:
-                continue
+            counts = total[pref]  # never empty: a contribution holds no empty range list
             lo = min(counts)
             for a, b, (now,) in segments([counts], lo, max(lo, final)):
                 if any(now):
